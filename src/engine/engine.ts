@@ -1,0 +1,254 @@
+// Engine: owns the GPU, model, cache and tokenizer, and runs sequences to
+// completion. Each `step()` either prefills a chunk of waiting prompts or runs a
+// decode round for every running sequence: `lookahead` decode steps are submitted
+// back to back, each feeding on the previous step's GPU-sampled tokens, and their
+// tokens are read back in one map (Deno's mapAsync costs ~10 ms; this hides it).
+import { createGpu, describeGpu, type Gpu } from "../gpu/device.ts";
+import { KernelContext } from "../gpu/kernels.ts";
+import { BlockPool } from "../cache/block-pool.ts";
+import { KvCache } from "../cache/kv-cache.ts";
+import { loadConfig, type ModelConfig } from "../model/config.ts";
+import { loadWeights, destroyWeights, type ModelWeights } from "../model/weights.ts";
+import { LlamaModel, type StepSeq } from "../model/llama.ts";
+import { TextTokenizer } from "../model/tokenizer.ts";
+import { Sequence } from "./sequence.ts";
+
+export interface EngineOptions {
+  /** KV memory budget in bytes (K, V and positions of all blocks) */
+  kvMemory?: number;
+  blockSize?: number;
+  /** decode steps submitted per readback */
+  lookahead?: number;
+  /** most prompt tokens per prefill step */
+  prefillChunk?: number;
+  maxSeqs?: number;
+  log?: (msg: string) => void;
+}
+
+export class Engine {
+  readonly waiting: Sequence[] = [];
+  readonly running: Sequence[] = [];
+  private stepping: Promise<void> | null = null;
+
+  private constructor(
+    readonly gpu: Gpu,
+    readonly kc: KernelContext,
+    readonly cfg: ModelConfig,
+    readonly weights: ModelWeights,
+    readonly cache: KvCache,
+    readonly model: LlamaModel,
+    readonly tokenizer: TextTokenizer,
+    readonly opts: Required<Omit<EngineOptions, "log" | "kvMemory">>,
+  ) {}
+
+  static async load(dir: string, o: EngineOptions = {}): Promise<Engine> {
+    const log = o.log ?? (() => {});
+    const cfg = loadConfig(dir);
+    const tokenizer = TextTokenizer.load(dir);
+    const gpu = await createGpu();
+    log(`adapter: ${describeGpu(gpu)}`);
+    const kc = new KernelContext(gpu);
+    const weights = loadWeights(gpu, kc, dir, cfg);
+    const blockSize = o.blockSize ?? 16;
+    const perBlock = BlockPool.bytesPerBlock(blockSize, cfg.headDim);
+    // K and V each live in one binding, so the binding limit caps the pool too.
+    const bindCap = Math.floor(gpu.limits.maxStorageBufferBindingSize / (blockSize * cfg.headDim * 2));
+    const budget = o.kvMemory ?? Math.min(1 * 2 ** 30, 2 * gpu.limits.maxStorageBufferBindingSize);
+    const numBlocks = Math.min(Math.floor(budget / perBlock), bindCap);
+    const maxSeqs = o.maxSeqs ?? 64;
+    const cache = new KvCache(gpu.device, {
+      layers: cfg.layers,
+      kvHeads: cfg.kvHeads,
+      headDim: cfg.headDim,
+      blockSize,
+      numBlocks,
+      maxSeqLen: cfg.maxContext,
+      maxSeqs,
+    });
+    const model = new LlamaModel(gpu, kc, cfg, weights, cache);
+    log(`model: ${cfg.arch} ${cfg.layers} layers, hidden ${cfg.hidden}, ${cfg.heads}/${cfg.kvHeads} heads, vocab ${cfg.vocab}, ${(weights.bytes / 2 ** 20).toFixed(1)} MiB on GPU`);
+    log(`kv cache: ${numBlocks} blocks x ${blockSize} tokens per (layer, kv head) = ${Math.floor((numBlocks * blockSize) / (cfg.layers * cfg.kvHeads))} tokens of full-size context, ${((numBlocks * perBlock) / 2 ** 20).toFixed(1)} MiB`);
+    return new Engine(gpu, kc, cfg, weights, cache, model, tokenizer, {
+      blockSize,
+      lookahead: o.lookahead ?? (gpu.runtime === "deno" ? 16 : 4),
+      prefillChunk: o.prefillChunk ?? 512,
+      maxSeqs,
+    });
+  }
+
+  /** Queues a sequence; it runs on the next steps. */
+  add(seq: Sequence) {
+    if (seq.prompt.length >= this.cfg.maxContext) {
+      throw new Error(`prompt has ${seq.prompt.length} tokens; the model's context is ${this.cfg.maxContext}`);
+    }
+    for (const t of seq.prompt) {
+      if (!Number.isInteger(t) || t < 0 || t >= this.cfg.vocab) throw new Error(`token id ${t} is outside the vocabulary (0..${this.cfg.vocab - 1})`);
+    }
+    this.waiting.push(seq);
+  }
+
+  /** Cancels a sequence and frees its blocks at once. */
+  abort(seq: Sequence) {
+    const i = this.waiting.indexOf(seq);
+    if (i >= 0) this.waiting.splice(i, 1);
+    seq.finish("abort");
+    this.releaseIfDone(seq);
+  }
+
+  get idle(): boolean {
+    return this.waiting.length === 0 && this.running.length === 0;
+  }
+
+  /** Runs steps until every queued sequence has finished. */
+  async runUntilIdle() {
+    while (!this.idle) await this.step();
+  }
+
+  /** Convenience: run one prompt to completion. */
+  async generate(prompt: number[], opts: ConstructorParameters<typeof Sequence>[1]): Promise<Sequence> {
+    const seq = new Sequence(prompt, opts);
+    this.add(seq);
+    await this.runUntilIdle();
+    return seq;
+  }
+
+  async step(): Promise<void> {
+    // steps never overlap: the model's workspace is shared
+    while (this.stepping) await this.stepping;
+    this.stepping = this.waiting.length ? this.prefillStep() : this.decodeRound();
+    try {
+      await this.stepping;
+    } finally {
+      this.stepping = null;
+    }
+  }
+
+  /** Prefills up to `prefillChunk` prompt tokens of the first waiting sequence(s). */
+  private async prefillStep() {
+    const batch: StepSeq[] = [];
+    const seqs: Sequence[] = [];
+    let budget = this.opts.prefillChunk;
+    for (const seq of [...this.waiting]) {
+      if (budget <= 0) break;
+      if (seq.finished) {
+        this.waiting.splice(this.waiting.indexOf(seq), 1);
+        continue;
+      }
+      if (!seq.cache) {
+        seq.cache = this.cache.open();
+        if (!seq.cache) break; // every table slot is taken
+      }
+      const n = Math.min(budget, seq.prompt.length - seq.numComputed);
+      if (!this.cache.reserve(seq.cache, n)) {
+        if (seq.numComputed === 0 && this.running.length === 0 && batch.length === 0) {
+          this.cache.release(seq.cache);
+          seq.cache = null;
+          this.waiting.splice(this.waiting.indexOf(seq), 1);
+          seq.finish("length");
+          throw new Error(`KV cache too small for a ${seq.prompt.length}-token prompt; raise --kv-memory`);
+        }
+        break;
+      }
+      batch.push({
+        seq: seq.cache,
+        tokens: seq.prompt.slice(seq.numComputed, seq.numComputed + n),
+        n,
+        pos0: seq.numComputed,
+        sampling: seq.opts.sampling,
+        counter: 0,
+      });
+      seqs.push(seq);
+      budget -= n;
+    }
+    if (!batch.length) {
+      if (this.running.length) return this.decodeRound();
+      throw new Error("no sequence can be scheduled: the KV cache is full");
+    }
+    this.model.step({ seqs: batch, tokensFromGpu: false, histOffset: 0 });
+    const hist = await this.model.readHistory(batch.length);
+    for (let b = 0; b < seqs.length; b++) {
+      const seq = seqs[b];
+      seq.numComputed += batch[b].n;
+      seq.fed += batch[b].n;
+      if (!seq.prefilled) continue;
+      if (seq.opts.captureLogits) seq.firstLogits = await this.model.readLogits(b);
+      this.waiting.splice(this.waiting.indexOf(seq), 1);
+      this.running.push(seq);
+      this.accept(seq, hist[b]);
+    }
+  }
+
+  /** Submits up to `lookahead` decode steps for all running sequences, then reads tokens. */
+  private async decodeRound() {
+    const live = this.running.filter((s) => !s.finished);
+    if (!live.length) return;
+    let k = this.opts.lookahead;
+    for (const s of live) {
+      const left = Math.min(s.opts.maxTokens - s.output.length, this.cfg.maxContext - (s.prompt.length + s.output.length));
+      k = Math.max(1, Math.min(k, left));
+    }
+    for (const s of live) {
+      if (!this.cache.reserve(s.cache!, k)) {
+        // TODO(scheduler): compress or preempt; until then the newest sequence stops
+        s.finish("length");
+        this.releaseIfDone(s);
+      }
+    }
+    const batch = this.running.filter((s) => !s.finished);
+    if (!batch.length) return;
+    const B = batch.length;
+    for (let j = 0; j < k; j++) {
+      this.model.step({
+        seqs: batch.map((s) => ({
+          seq: s.cache!,
+          tokens: [s.output[s.output.length - 1]],
+          n: 1,
+          pos0: s.prompt.length + s.output.length - 1 + j,
+          sampling: s.opts.sampling,
+          counter: s.output.length + j,
+        })),
+        tokensFromGpu: j > 0,
+        histOffset: j * B,
+      });
+    }
+    for (const s of batch) s.fed += k;
+    const hist = await this.model.readHistory(k * B);
+    for (let b = 0; b < B; b++) {
+      const s = batch[b];
+      for (let j = 0; j < k && !s.finished; j++) this.accept(s, hist[j * B + b]);
+    }
+    for (const s of batch) this.releaseIfDone(s);
+  }
+
+  /** Takes one generated token; finishes the sequence on EOS, max tokens or full context. */
+  private accept(seq: Sequence, id: number) {
+    if (seq.finished) return;
+    seq.output.push(id);
+    seq.opts.onToken?.(id);
+    if (!seq.opts.ignoreEos && this.cfg.eosIds.includes(id)) seq.finish("stop");
+    else if (seq.output.length >= seq.opts.maxTokens) seq.finish("length");
+    else if (seq.prompt.length + seq.output.length >= this.cfg.maxContext) seq.finish("length");
+    this.releaseIfDone(seq);
+  }
+
+  private releaseIfDone(seq: Sequence) {
+    if (!seq.finished) return;
+    const i = this.running.indexOf(seq);
+    if (i >= 0) this.running.splice(i, 1);
+    if (seq.cache) {
+      // lookahead steps past the end wrote K/V nobody will read: drop them first
+      const needed = seq.numComputed + Math.max(0, seq.output.length - 1);
+      this.cache.rollback(seq.cache, Math.max(0, seq.fed - needed));
+      seq.finalKv = { blocksUsed: this.cache.blocksUsed(seq.cache), tokensKept: this.cache.tokensKept(seq.cache) };
+      this.cache.release(seq.cache);
+      seq.cache = null;
+    }
+  }
+
+  destroy() {
+    this.model.destroy();
+    this.cache.destroy();
+    destroyWeights(this.weights);
+    this.gpu.device.destroy();
+  }
+}

@@ -1,0 +1,58 @@
+// Sequence: one request's tokens and progress through prefill and decode.
+import type { SeqCache } from "../cache/kv-cache.ts";
+import type { Sampling } from "../model/llama.ts";
+
+export type FinishReason = "stop" | "length" | "abort";
+
+export interface SequenceOptions {
+  maxTokens: number;
+  sampling: Sampling;
+  ignoreEos: boolean;
+  /** called with each generated token id as soon as the host knows it */
+  onToken?: (id: number) => void;
+  /** keep the first-step logits (tests, evaluation) */
+  captureLogits?: boolean;
+}
+
+let nextId = 1;
+
+export class Sequence {
+  readonly id = nextId++;
+  readonly output: number[] = [];
+  /** prompt tokens whose K/V are in the cache */
+  numComputed = 0;
+  /** tokens whose K/V were written (prompt + decode steps, lookahead overshoot included) */
+  fed = 0;
+  cache: SeqCache | null = null;
+  finishReason: FinishReason | null = null;
+  firstLogits: Float32Array | null = null;
+  /** blocks and tokens held just before release, for reporting */
+  finalKv = { blocksUsed: 0, tokensKept: 0 };
+  private done: Promise<void>;
+  private resolveDone!: () => void;
+
+  constructor(readonly prompt: number[], readonly opts: SequenceOptions) {
+    if (prompt.length === 0) throw new Error("prompt must hold at least one token");
+    this.done = new Promise((r) => (this.resolveDone = r));
+  }
+
+  get prefilled(): boolean {
+    return this.numComputed >= this.prompt.length;
+  }
+  /** position of the next token to feed */
+  get nextPos(): number {
+    return this.numComputed + Math.max(0, this.output.length - 1);
+  }
+  get finished(): boolean {
+    return this.finishReason !== null;
+  }
+
+  finish(reason: FinishReason) {
+    if (this.finishReason) return;
+    this.finishReason = reason;
+    this.resolveDone();
+  }
+  wait(): Promise<void> {
+    return this.done;
+  }
+}

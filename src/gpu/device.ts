@@ -1,0 +1,108 @@
+// Adapter and device acquisition for both runtimes: Bun (bun-webgpu, Dawn) and
+// Deno (built-in wgpu). Feature detection picks kernel variants.
+
+export interface GpuFeatures {
+  /** native f16 in WGSL; otherwise weights are read as packed u32 + unpack2x16float */
+  f16: boolean;
+  /** subgroupAdd etc.; Dawn exposes it, wgpu/naga does not */
+  subgroups: boolean;
+  timestamps: boolean;
+}
+
+export interface Gpu {
+  device: GPUDevice;
+  runtime: "bun" | "deno";
+  adapterName: string;
+  features: GpuFeatures;
+  /** uncaptured device errors since the last check */
+  errors: string[];
+  limits: {
+    maxBufferSize: number;
+    maxStorageBufferBindingSize: number;
+    maxComputeWorkgroupStorageSize: number;
+    maxComputeInvocationsPerWorkgroup: number;
+    maxComputeWorkgroupsPerDimension: number;
+  };
+}
+
+export const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+
+/** Env override for a boolean feature: "0"/"1" forces it, anything else means auto. */
+function override(name: string, available: boolean): boolean {
+  const v = (globalThis as any).process?.env?.[name] ?? (globalThis as any).Deno?.env?.get(name);
+  if (v === "0") return false;
+  if (v === "1" && !available) throw new Error(`${name}=1 but the adapter does not offer this feature`);
+  return available;
+}
+
+let bunGlobalsReady = false;
+
+export async function createGpu(): Promise<Gpu> {
+  if (isBun && !bunGlobalsReady) {
+    const m = await import("bun-webgpu");
+    m.setupGlobals();
+    bunGlobalsReady = true;
+  }
+  const gpu = (globalThis as any).navigator?.gpu as GPU | undefined;
+  if (!gpu) throw new Error("WebGPU is not available in this runtime (Deno needs --unstable-webgpu or Deno >= 2.x)");
+  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) throw new Error("no WebGPU adapter found (is a Vulkan driver installed? lavapipe: mesa-vulkan-drivers >= 25)");
+  const info = adapter.info as GPUAdapterInfo & { device?: string; description?: string };
+  const adapterName = [info.vendor, info.description || info.device || info.architecture].filter(Boolean).join(" ");
+  const has = (f: string) => adapter.features.has(f);
+  const features: GpuFeatures = {
+    f16: override("KVC_F16", has("shader-f16")),
+    subgroups: override("KVC_SUBGROUPS", has("subgroups")),
+    timestamps: has("timestamp-query"),
+  };
+  const L = adapter.limits;
+  const limits = {
+    maxBufferSize: L.maxBufferSize,
+    maxStorageBufferBindingSize: L.maxStorageBufferBindingSize,
+    maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupsPerDimension: L.maxComputeWorkgroupsPerDimension,
+  };
+  const requiredLimits: Record<string, number> = {
+    ...limits,
+    maxComputeWorkgroupSizeX: L.maxComputeWorkgroupSizeX,
+    maxStorageBuffersPerShaderStage: L.maxStorageBuffersPerShaderStage,
+  };
+  // bun-webgpu 0.1.7 rejects any requiredLimits unless these four are present as 0.
+  if (isBun) {
+    Object.assign(requiredLimits, {
+      maxStorageBuffersInFragmentStage: 0,
+      maxStorageBuffersInVertexStage: 0,
+      maxStorageTexturesInFragmentStage: 0,
+      maxStorageTexturesInVertexStage: 0,
+    });
+  }
+  const requiredFeatures: GPUFeatureName[] = [];
+  if (features.f16) requiredFeatures.push("shader-f16");
+  if (features.subgroups) requiredFeatures.push("subgroups" as GPUFeatureName);
+  if (features.timestamps) requiredFeatures.push("timestamp-query");
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  const g: Gpu = { device, runtime: isBun ? "bun" : "deno", adapterName, features, limits, errors: [] };
+  // Validation errors (a bad shader, a bad binding) are kept and raised at the next
+  // readback, so a broken step fails loudly instead of returning stale numbers.
+  device.addEventListener?.("uncapturederror", (e: any) => {
+    g.errors.push(String(e.error?.message ?? e));
+  });
+  return g;
+}
+
+export function describeGpu(g: Gpu): string {
+  const f = g.features;
+  return `${g.adapterName} via ${g.runtime === "bun" ? "Dawn (bun-webgpu)" : "wgpu (Deno)"}; ` +
+    `f16=${f.f16 ? "native" : "packed-u32"} subgroups=${f.subgroups ? "on" : "off"}; ` +
+    `max binding ${(g.limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB`;
+}
+
+/** Throws the first device error recorded since the last check. */
+export function checkGpuErrors(g: Gpu) {
+  if (!g.errors.length) return;
+  const first = g.errors[0];
+  const n = g.errors.length;
+  g.errors.length = 0;
+  throw new Error(`WebGPU error${n > 1 ? ` (and ${n - 1} more)` : ""}: ${first}`);
+}

@@ -1,0 +1,244 @@
+// WGSL loading, a tiny preprocessor, a pipeline cache keyed by everything that
+// changes the code, and `Step`: one command encoder + one params upload + one submit.
+import { readFileSync } from "node:fs";
+import type { Gpu } from "./device.ts";
+import { Usage } from "./flags.ts";
+
+export type Defines = Record<string, string | number | boolean>;
+
+const sources = new Map<string, string>();
+
+/** Kernel source by name; the single binary registers embedded sources here first. */
+export function kernelSource(name: string): string {
+  let s = sources.get(name);
+  if (s === undefined) {
+    s = readFileSync(new URL(`../../kernels/${name}.wgsl`, import.meta.url), "utf8");
+    sources.set(name, s);
+  }
+  return s;
+}
+export function registerKernelSource(name: string, code: string) {
+  sources.set(name, code);
+}
+
+/**
+ * `#if NAME` / `#if !NAME` / `#else` / `#endif` on boolean defines, then `{{NAME}}`
+ * replaced by the define's value. Unknown names are an error, not a silent blank.
+ */
+export function preprocess(src: string, defines: Defines): string {
+  const out: string[] = [];
+  const stack: { on: boolean; parentOn: boolean }[] = [];
+  let on = true;
+  for (const line of src.split("\n")) {
+    const t = line.trim();
+    const m = /^#if\s+(!?)(\w+)$/.exec(t);
+    if (m) {
+      if (!(m[2] in defines)) throw new Error(`WGSL #if on undefined name ${m[2]}`);
+      const v = Boolean(defines[m[2]]) !== (m[1] === "!");
+      stack.push({ on: v, parentOn: on });
+      on = on && v;
+      continue;
+    }
+    if (t === "#else") {
+      const top = stack[stack.length - 1];
+      if (!top) throw new Error("WGSL #else without #if");
+      top.on = !top.on;
+      on = top.parentOn && top.on;
+      continue;
+    }
+    if (t === "#endif") {
+      const top = stack.pop();
+      if (!top) throw new Error("WGSL #endif without #if");
+      on = top.parentOn;
+      continue;
+    }
+    if (on) out.push(line);
+  }
+  if (stack.length) throw new Error("WGSL #if without #endif");
+  return out.join("\n").replace(/\{\{(\w+)\}\}/g, (_, k) => {
+    if (!(k in defines)) throw new Error(`WGSL template name ${k} has no define`);
+    return String(defines[k]);
+  });
+}
+
+export interface Kernel {
+  id: number;
+  key: string;
+  pipeline: GPUComputePipeline;
+}
+
+export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
+
+const PARAM_SLOT = 256; // minUniformBufferOffsetAlignment
+const PARAM_WORDS = 16; // 64 bytes of scalars per dispatch is enough for every kernel
+
+/** f32 bits for the params array (params are u32 words). */
+const f32buf = new Float32Array(1);
+const u32view = new Uint32Array(f32buf.buffer);
+export function F(x: number): number {
+  f32buf[0] = x;
+  return u32view[0];
+}
+
+export class KernelContext {
+  readonly device: GPUDevice;
+  private pipelines = new Map<string, Kernel>();
+  private bufIds = new WeakMap<GPUBuffer, number>();
+  private nextBufId = 1;
+  private bindGroups = new Map<string, GPUBindGroup>();
+  private arena: GPUBuffer;
+  private arenaSlots: number;
+  private params: Uint32Array;
+
+  constructor(readonly gpu: Gpu) {
+    this.device = gpu.device;
+    this.arenaSlots = 4096;
+    this.arena = this.makeArena();
+    this.params = new Uint32Array((this.arenaSlots * PARAM_SLOT) / 4);
+  }
+
+  private makeArena(): GPUBuffer {
+    return this.device.createBuffer({
+      label: "params-arena",
+      size: this.arenaSlots * PARAM_SLOT,
+      usage: Usage.UNIFORM | Usage.COPY_DST,
+    });
+  }
+
+  /** Base defines every kernel may use: the weight-load variant and reduction variant. */
+  baseDefines(): Defines {
+    const f = this.gpu.features;
+    return { F16: f.f16, SUBGROUPS: f.subgroups };
+  }
+
+  kernel(name: string, defines: Defines = {}, entry = "main"): Kernel {
+    const all = { ...this.baseDefines(), ...defines };
+    const key = name + ":" + entry + ":" + Object.keys(all).sort().map((k) => `${k}=${all[k]}`).join(",");
+    let k = this.pipelines.get(key);
+    if (k) return k;
+    let code = preprocess(kernelSource(name), all);
+    const enables: string[] = [];
+    if (all.F16) enables.push("enable f16;");
+    if (all.SUBGROUPS && /subgroup/.test(code)) enables.push("enable subgroups;");
+    code = enables.join("\n") + "\n" + code;
+    const module = this.device.createShaderModule({ label: key, code });
+    const pipeline = this.device.createComputePipeline({ label: key, layout: "auto", compute: { module, entryPoint: entry } });
+    k = { id: this.pipelines.size + 1, key, pipeline };
+    this.pipelines.set(key, k);
+    return k;
+  }
+
+  bufferId(b: GPUBuffer): number {
+    let id = this.bufIds.get(b);
+    if (id === undefined) {
+      id = this.nextBufId++;
+      this.bufIds.set(b, id);
+    }
+    return id;
+  }
+
+  /** Bind groups are cached by (pipeline, buffers, params slot); a step records the same ops each time. */
+  bindGroup(k: Kernel, bindings: Binding[], slot: number): GPUBindGroup {
+    let key = k.id + ":" + slot;
+    for (const b of bindings) {
+      if ("mapAsync" in b) key += ":" + this.bufferId(b);
+      else key += ":" + this.bufferId(b.buffer) + "@" + (b.offset ?? 0) + "+" + (b.size ?? -1);
+    }
+    let bg = this.bindGroups.get(key);
+    if (bg) return bg;
+    if (this.bindGroups.size > 8192) this.bindGroups.clear();
+    const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({
+      binding: i,
+      resource: "mapAsync" in b ? { buffer: b } : { buffer: b.buffer, offset: b.offset ?? 0, size: b.size },
+    }));
+    entries.push({ binding: bindings.length, resource: { buffer: this.arena, offset: slot * PARAM_SLOT, size: PARAM_WORDS * 4 } });
+    bg = this.device.createBindGroup({ layout: k.pipeline.getBindGroupLayout(0), entries });
+    this.bindGroups.set(key, bg);
+    return bg;
+  }
+
+  /** Called by Step; grows the arena (and forgets bind groups that point at the old one). */
+  reserveParams(slots: number): Uint32Array {
+    if (slots > this.arenaSlots) {
+      while (this.arenaSlots < slots) this.arenaSlots *= 2;
+      this.arena.destroy();
+      this.arena = this.makeArena();
+      this.params = new Uint32Array((this.arenaSlots * PARAM_SLOT) / 4);
+      this.bindGroups.clear();
+    }
+    return this.params;
+  }
+
+  uploadParams(slots: number) {
+    if (slots > 0) this.device.queue.writeBuffer(this.arena, 0, this.params, 0, (slots * PARAM_SLOT) / 4);
+  }
+
+  /** Drop cached bind groups that reference a buffer about to be destroyed. */
+  forgetBindGroups() {
+    this.bindGroups.clear();
+  }
+
+  step(): Step {
+    return new Step(this);
+  }
+}
+
+/**
+ * One step of GPU work: dispatches recorded into one compute pass (split only by
+ * copies), their scalars gathered into one params upload, one submit.
+ */
+export class Step {
+  private encoder: GPUCommandEncoder;
+  private pass: GPUComputePassEncoder | null = null;
+  private slots = 0;
+  private pending: { k: Kernel; bindings: Binding[]; slot: number; wg: [number, number, number] }[] = [];
+
+  constructor(private ctx: KernelContext) {
+    this.encoder = ctx.device.createCommandEncoder();
+  }
+
+  dispatch(k: Kernel, bindings: Binding[], params: number[], wg: [number, number?, number?]) {
+    const slot = this.slots++;
+    const words = this.ctx.reserveParams(this.slots);
+    if (params.length > PARAM_WORDS) throw new Error(`too many params for ${k.key}`);
+    const base = (slot * PARAM_SLOT) / 4;
+    for (let i = 0; i < params.length; i++) words[base + i] = params[i];
+    const max = this.ctx.gpu.limits.maxComputeWorkgroupsPerDimension;
+    const [x, y = 1, z = 1] = wg;
+    if (x > max || y > max || z > max) throw new Error(`dispatch ${x}x${y}x${z} exceeds ${max} for ${k.key}`);
+    if (x === 0 || y === 0 || z === 0) return;
+    this.pending.push({ k, bindings, slot, wg: [x, y, z] });
+  }
+
+  private flush() {
+    if (!this.pending.length) return;
+    // Bind groups are made after all slots are reserved, so an arena growth can't stale them.
+    this.pass ??= this.encoder.beginComputePass();
+    for (const p of this.pending) {
+      this.pass.setPipeline(p.k.pipeline);
+      this.pass.setBindGroup(0, this.ctx.bindGroup(p.k, p.bindings, p.slot));
+      this.pass.dispatchWorkgroups(p.wg[0], p.wg[1], p.wg[2]);
+    }
+    this.pending = [];
+  }
+
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number) {
+    this.flush();
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+  }
+
+  submit() {
+    this.flush();
+    if (this.pass) this.pass.end();
+    this.pass = null;
+    this.ctx.uploadParams(this.slots);
+    this.ctx.device.queue.submit([this.encoder.finish()]);
+  }
+}
+
+/** Workgroup count for n items of `per` each. */
+export const cdiv = (n: number, per: number) => Math.ceil(n / per);

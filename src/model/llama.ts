@@ -1,0 +1,222 @@
+// The Llama forward pass on the GPU: one `Step` records embedding, every layer,
+// the final norm, lm_head and sampling for a batch of sequences, each bringing any
+// number of new tokens (a prefill chunk or one decode token).
+//
+//   x = embed(tokens)
+//   per layer: h = rmsnorm(x); qkv = h Wqkv (+b); rope(q, k); append k, v to the paged
+//              cache; a = attention(q, cache); x += a Wo; h = rmsnorm(x);
+//              x += swiglu(h Wgate, h Wup) Wdown
+//   logits = rmsnorm(x[last row of each sequence]) Wlm; token = sample(logits)
+import { checkGpuErrors, type Gpu } from "../gpu/device.ts";
+import { GrowableBuffers, readBuffer } from "../gpu/buffers.ts";
+import { cdiv, F, type Binding, type KernelContext, type Step } from "../gpu/kernels.ts";
+import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
+import type { ModelConfig } from "./config.ts";
+import { pad8, type Matrix, type ModelWeights } from "./weights.ts";
+
+export interface Sampling {
+  temperature: number; // 0 = greedy
+  topP: number; // 1 = off
+  topK: number; // 0 = off
+  seed: number; // u32
+}
+
+export interface StepSeq {
+  seq: SeqCache;
+  /** new token ids; ignored when the step reads tokens from the previous step's samples */
+  tokens: ArrayLike<number>;
+  /** number of new tokens (tokens.length unless fed from the GPU, then 1) */
+  n: number;
+  /** position of the first new token */
+  pos0: number;
+  sampling: Sampling;
+  /** counter fed to the sampler's hash: the index of the token being drawn */
+  counter: number;
+}
+
+export interface StepInput {
+  seqs: StepSeq[];
+  /** decode tokens come from the last step's GPU samples (same batch order) */
+  tokensFromGpu: boolean;
+  /** where in the sample history buffer this step's tokens go (in batch rows) */
+  histOffset: number;
+}
+
+/** Matmuls with at most this many rows use the GEMV kernel; more use the tiled GEMM. */
+const GEMV_MAX_ROWS = 16;
+const ATTN_WG = 64;
+
+export class LlamaModel {
+  readonly ws: GrowableBuffers;
+  readonly ffnPad: number;
+  private qkvWidth: number;
+  private histCapacity = 0;
+
+  constructor(readonly gpu: Gpu, readonly kc: KernelContext, readonly cfg: ModelConfig, readonly w: ModelWeights, readonly cache: KvCache) {
+    this.ws = new GrowableBuffers(gpu.device, () => kc.forgetBindGroups());
+    this.ffnPad = pad8(cfg.ffn);
+    this.qkvWidth = (cfg.heads + 2 * cfg.kvHeads) * cfg.headDim;
+    this.invFreq = this.ws.get("inv-freq", cfg.invFreq.byteLength);
+    gpu.device.queue.writeBuffer(this.invFreq, 0, cfg.invFreq);
+  }
+  private invFreq: GPUBuffer;
+
+  /** Sample history: `rows` u32 entries the host reads back in one map. */
+  history(rows: number): GPUBuffer {
+    this.histCapacity = Math.max(this.histCapacity, rows);
+    return this.ws.get("hist", this.histCapacity * 4);
+  }
+
+  /** Records and submits one forward step; returns the number of rows (tokens) processed. */
+  step(input: StepInput): number {
+    const { cfg, cache, kc } = this;
+    const dev = this.gpu.device;
+    const B = input.seqs.length;
+    const M = input.seqs.reduce((a, s) => a + s.n, 0);
+    const H = cfg.heads, KVH = cfg.kvHeads, D = cfg.headDim, Dm = cfg.hidden, L = cfg.layers;
+
+    // per-step tables: rows (seq, i, pos, 0), heads (tableOffset, lenBefore), last rows
+    const rows = new Uint32Array(M * 4);
+    const heads = new Uint32Array(B * cache.heads * 2);
+    const last = new Uint32Array(B);
+    const toks = new Uint32Array(M);
+    const samp = new Uint32Array(B * 8);
+    let r = 0;
+    let maxLen = 0;
+    input.seqs.forEach((s, b) => {
+      for (let i = 0; i < s.n; i++, r++) {
+        rows.set([b, i, s.pos0 + i, 0], r * 4);
+        if (!input.tokensFromGpu) toks[r] = s.tokens[i];
+      }
+      last[b] = r - 1;
+      cache.writeHeads(s.seq, heads, b * cache.heads * 2);
+      for (let h = 0; h < cache.heads; h++) maxLen = Math.max(maxLen, s.seq.lengths[h] + s.n);
+      samp.set([F(s.sampling.temperature), F(s.sampling.topP), s.sampling.topK >>> 0, s.sampling.seed >>> 0, s.counter >>> 0], b * 8);
+    });
+    const ws = this.ws;
+    const bRows = ws.get("rows", rows.byteLength);
+    const bHeads = ws.get("heads", heads.byteLength);
+    const bLast = ws.get("last", last.byteLength);
+    const bSamp = ws.get("samp", samp.byteLength);
+    const bSampled = ws.get("sampled", B * 4);
+    dev.queue.writeBuffer(bRows, 0, rows);
+    dev.queue.writeBuffer(bHeads, 0, heads);
+    dev.queue.writeBuffer(bLast, 0, last);
+    dev.queue.writeBuffer(bSamp, 0, samp);
+    let bTok = bSampled;
+    if (!input.tokensFromGpu) {
+      bTok = ws.get("tokens", toks.byteLength);
+      dev.queue.writeBuffer(bTok, 0, toks);
+    }
+    cache.flush();
+
+    const x = ws.get("x", M * Dm * 4);
+    const hbuf = ws.get("h", M * Dm * 4);
+    const qkv = ws.get("qkv", M * this.qkvWidth * 4);
+    const attn = ws.get("attn", M * H * D * 4);
+    const gu = ws.get("gu", M * 2 * cfg.ffn * 4);
+    const act = ws.get("act", M * this.ffnPad * 4);
+    const xs = ws.get("xs", B * Dm * 4);
+    const logits = ws.get("logits", B * cfg.vocab * 4);
+    const hist = this.history(input.histOffset + B);
+
+    const st = kc.step();
+    this.embed(st, bTok, x, M);
+    const attnPlan = this.attentionPlan(M, maxLen);
+    for (let l = 0; l < L; l++) {
+      const lw = this.w.layers[l];
+      this.rmsnorm(st, x, lw.ln1, hbuf, M);
+      this.matmul(st, lw.qkv, hbuf, qkv, M, this.qkvWidth, { bias: lw.qkvBias });
+      st.dispatch(kc.kernel("rope"), [qkv, bRows, this.invFreq], [M, D, H + KVH, this.qkvWidth], [cdiv((H + KVH) * (D / 2), 64), M]);
+      st.dispatch(kc.kernel("kv_append"), [qkv, bRows, bHeads, cache.table, cache.pool.k, cache.pool.v, cache.pool.pos],
+        [M, D, H, KVH, L, l, cache.blockSize, this.qkvWidth], [cdiv(KVH * (D / 2), 64), M]);
+      this.attention(st, attnPlan, l, qkv, bRows, bHeads, attn, M);
+      this.matmul(st, lw.o, attn, x, M, Dm, { residual: true });
+      this.rmsnorm(st, x, lw.ln2, hbuf, M);
+      this.matmul(st, lw.gateUp, hbuf, gu, M, 2 * cfg.ffn);
+      st.dispatch(kc.kernel("swiglu"), [gu, act], [M, cfg.ffn, this.ffnPad], [cdiv(this.ffnPad, 64), M]);
+      this.matmul(st, lw.down, act, x, M, Dm, { residual: true });
+    }
+    this.rmsnorm(st, x, this.w.norm, xs, B, bLast);
+    this.matmul(st, this.w.lmHead, xs, logits, B, cfg.vocab);
+    st.dispatch(kc.kernel("sample"), [logits, bSamp, bSampled, hist], [cfg.vocab, B, input.histOffset], [B]);
+    st.submit();
+    for (const s of input.seqs) cache.commit(s.seq, s.n);
+    return M;
+  }
+
+  /** Logits of batch row b from the last step (for tests and evaluation). */
+  async readLogits(b: number): Promise<Float32Array> {
+    const V = this.cfg.vocab;
+    const buf = this.ws.get("logits", (b + 1) * V * 4);
+    return new Float32Array(await readBuffer(this.gpu.device, buf, b * V * 4, V * 4));
+  }
+
+  async readHistory(rows: number): Promise<Uint32Array> {
+    const out = new Uint32Array(await readBuffer(this.gpu.device, this.history(rows), 0, rows * 4));
+    checkGpuErrors(this.gpu);
+    return out;
+  }
+
+  private embed(st: Step, tok: GPUBuffer, x: GPUBuffer, M: number) {
+    const e = this.w.embed;
+    for (const s of e.shards) {
+      st.dispatch(this.kc.kernel("embed"), [s.buffer, tok, x], [e.K, M, s.rowStart, s.rows, 0], [cdiv(e.K / 2, 64), M]);
+    }
+  }
+
+  private rmsnorm(st: Step, x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, rows: number, gather?: GPUBuffer) {
+    const k = this.kc.kernel("rmsnorm", { GATHER: !!gather });
+    const bindings: Binding[] = gather ? [x, w, y, gather] : [x, w, y];
+    const gx = Math.min(rows, 65535);
+    st.dispatch(k, bindings, [this.cfg.hidden, F(this.cfg.normEps), rows], [gx, cdiv(rows, gx)]);
+  }
+
+  /** Y[M, ldy] (+)= X[M, m.K] W^T over every row shard of W. */
+  matmul(st: Step, m: Matrix, X: GPUBuffer, Y: GPUBuffer, M: number, ldy: number, o: { bias?: GPUBuffer | null; residual?: boolean } = {}) {
+    const bias = !!o.bias;
+    const gemv = M <= GEMV_MAX_ROWS;
+    const batch = M === 1 ? 1 : 4;
+    const k = gemv
+      ? this.kc.kernel("gemv", { BIAS: bias, RESIDUAL: !!o.residual, WG: 256, ROWS: 4, BATCH: batch })
+      : this.kc.kernel("gemm", { BIAS: bias, RESIDUAL: !!o.residual });
+    for (const s of m.shards) {
+      const bindings: Binding[] = [s.buffer, X, Y];
+      if (o.bias) bindings.push(o.bias);
+      const wg: [number, number] = gemv ? [cdiv(s.rows, 4), cdiv(M, batch)] : [cdiv(s.rows, 64), cdiv(M, 64)];
+      st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart], wg);
+    }
+  }
+
+  /** Split-K only pays when too few (row, head) workgroups would fill the GPU. */
+  private attentionPlan(M: number, maxLen: number): { nsplit: number; splitLen: number } {
+    const groups = M * this.cfg.kvHeads;
+    if (groups >= 256 || maxLen <= 2 * ATTN_WG) return { nsplit: 1, splitLen: Math.max(maxLen, 1) };
+    let nsplit = Math.min(cdiv(256, groups), cdiv(maxLen, 2 * ATTN_WG));
+    const splitLen = cdiv(cdiv(maxLen, nsplit), ATTN_WG) * ATTN_WG;
+    nsplit = cdiv(maxLen, splitLen);
+    return { nsplit, splitLen };
+  }
+
+  private attention(st: Step, plan: { nsplit: number; splitLen: number }, layer: number, qkv: GPUBuffer, rows: GPUBuffer, heads: GPUBuffer, out: GPUBuffer, M: number) {
+    const { cfg, cache, kc } = this;
+    const H = cfg.heads, KVH = cfg.kvHeads, D = cfg.headDim;
+    const G = H / KVH;
+    const split = plan.nsplit > 1;
+    const defs = { WG: ATTN_WG, G, D, OUTS: cdiv(G * D, ATTN_WG), SPLIT: split };
+    const params = [layer, H, KVH, cfg.layers, cache.blockSize, this.qkvWidth, F(1 / Math.sqrt(D)), plan.splitLen, plan.nsplit];
+    const common: Binding[] = [qkv, rows, heads, cache.table, cache.pool.k, cache.pool.v];
+    if (!split) {
+      st.dispatch(kc.kernel("attention", defs), [...common, out], params, [KVH, M, 1]);
+      return;
+    }
+    const ml = this.ws.get("part-ml", M * H * plan.nsplit * 8);
+    const po = this.ws.get("part-o", M * H * plan.nsplit * D * 4);
+    st.dispatch(kc.kernel("attention", defs), [...common, ml, po], params, [KVH, M, plan.nsplit]);
+    st.dispatch(kc.kernel("attn_merge"), [ml, po, out], [H, D, plan.nsplit], [H, M]);
+  }
+
+  destroy() {
+    this.ws.destroy();
+  }
+}

@@ -1,0 +1,214 @@
+// ModelWeights: read-only GPU tensors of a Llama-family model. Matrices are f16
+// (packed pairs), K padded to a multiple of 8, q|k|v and gate|up fused by rows,
+// and split into row shards that each fit one storage binding.
+import type { Gpu } from "../gpu/device.ts";
+import { createStorage, uploadStorage, writeAligned } from "../gpu/buffers.ts";
+import { cdiv, type KernelContext } from "../gpu/kernels.ts";
+import type { ModelConfig } from "./config.ts";
+import { toF16Bytes, toF32 } from "./f16.ts";
+import { listTensors, readTensorBytes, type TensorInfo } from "./safetensors.ts";
+
+export interface MatrixShard {
+  buffer: GPUBuffer;
+  rowStart: number;
+  rows: number;
+}
+export interface Matrix {
+  N: number; // output rows
+  K: number; // padded input size (multiple of 8)
+  shards: MatrixShard[];
+}
+export interface LayerWeights {
+  ln1: GPUBuffer; // (hidden,) f32
+  qkv: Matrix; // ((H + 2 KVH) D, hidden)
+  qkvBias: GPUBuffer | null; // ((H + 2 KVH) D,) f32
+  o: Matrix; // (hidden, H D)
+  ln2: GPUBuffer; // (hidden,) f32
+  gateUp: Matrix; // (2 F, hidden)
+  down: Matrix; // (hidden, Fp)
+}
+export interface ModelWeights {
+  embed: Matrix; // (vocab, hidden)
+  layers: LayerWeights[];
+  norm: GPUBuffer; // (hidden,) f32
+  lmHead: Matrix; // (vocab, hidden), the embedding itself when tied
+  bytes: number;
+}
+
+export const pad8 = (k: number) => Math.ceil(k / 8) * 8;
+const CHUNK = 32 * 2 ** 20;
+
+class Loader {
+  private staging: GPUBuffer | null = null;
+  private chunk = new Uint8Array(CHUNK);
+  loaded = 0;
+  total = 0;
+  bytes = 0;
+  private lastDraw = 0;
+
+  constructor(private gpu: Gpu, private kc: KernelContext, private tensors: Map<string, TensorInfo>, private dir: string) {
+    for (const t of tensors.values()) this.total += t.bytes;
+  }
+
+  get(name: string, shape: number[]): TensorInfo {
+    const t = this.tensors.get(name);
+    if (!t) throw new Error(`${this.dir}: tensor ${name} is missing from the safetensors files`);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new Error(`${t.file}: tensor ${name} has shape [${t.shape}], expected [${shape}]`);
+    }
+    return t;
+  }
+
+  progress(n: number) {
+    this.loaded += n;
+    const out = (globalThis as any).process?.stderr;
+    const now = Date.now();
+    if (!out?.isTTY || (now - this.lastDraw < 100 && this.loaded < this.total)) return;
+    this.lastDraw = now;
+    const frac = this.total ? this.loaded / this.total : 1;
+    const w = 30;
+    const bar = "#".repeat(Math.round(frac * w)).padEnd(w, ".");
+    out.write(`\rloading weights [${bar}] ${(this.loaded / 2 ** 20).toFixed(0)}/${(this.total / 2 ** 20).toFixed(0)} MiB`);
+    if (this.loaded >= this.total) out.write("\n");
+  }
+
+  vector(name: string, len: number): GPUBuffer {
+    const t = this.get(name, [len]);
+    const raw = new Uint8Array(t.bytes);
+    readTensorBytes(t, 0, raw, t.bytes);
+    this.progress(t.bytes);
+    this.bytes += len * 4;
+    return uploadStorage(this.gpu.device, toF32(raw, t.dtype), name);
+  }
+
+  vectors(names: string[], lens: number[]): GPUBuffer {
+    const all = new Float32Array(lens.reduce((a, b) => a + b, 0));
+    let off = 0;
+    names.forEach((n, i) => {
+      const t = this.get(n, [lens[i]]);
+      const raw = new Uint8Array(t.bytes);
+      readTensorBytes(t, 0, raw, t.bytes);
+      this.progress(t.bytes);
+      all.set(toF32(raw, t.dtype), off);
+      off += lens[i];
+    });
+    this.bytes += all.byteLength;
+    return uploadStorage(this.gpu.device, all, names.join("+"));
+  }
+
+  /** Rows of several [rows_i, K] tensors stacked into one sharded f16 matrix. */
+  matrix(label: string, names: string[], rows: number[], K: number): Matrix {
+    const Kp = pad8(K);
+    const N = rows.reduce((a, b) => a + b, 0);
+    const rowBytes = Kp * 2;
+    const perShard = Math.max(1, Math.floor(this.gpu.limits.maxStorageBufferBindingSize / rowBytes));
+    const shards: MatrixShard[] = [];
+    for (let r = 0; r < N; r += perShard) {
+      const n = Math.min(perShard, N - r);
+      if (n * rowBytes > this.gpu.limits.maxBufferSize) throw new Error(`${label}: shard larger than the adapter's maxBufferSize`);
+      shards.push({ buffer: createStorage(this.gpu.device, n * rowBytes, `${label}[${shards.length}]`), rowStart: r, rows: n });
+    }
+    this.bytes += N * rowBytes;
+    const m: Matrix = { N, K: Kp, shards };
+    let row0 = 0;
+    names.forEach((name, i) => {
+      const t = this.get(name, [rows[i], K]);
+      this.fill(m, t, row0, rows[i], K);
+      row0 += rows[i];
+    });
+    return m;
+  }
+
+  /** Streams one tensor's rows into matrix rows [row0, row0 + nrows). */
+  private fill(m: Matrix, t: TensorInfo, row0: number, nrows: number, K: number) {
+    const eb = t.dtype === "F32" ? 4 : 2;
+    const srcRow = K * eb;
+    const rowsPerChunk = Math.max(1, Math.floor(CHUNK / srcRow));
+    for (let r = 0; r < nrows; r += rowsPerChunk) {
+      const n = Math.min(rowsPerChunk, nrows - r);
+      const len = n * srcRow;
+      const buf = len <= this.chunk.length ? this.chunk : new Uint8Array(len);
+      readTensorBytes(t, r * srcRow, buf, len);
+      this.progress(len);
+      const bytes = buf.subarray(0, len);
+      if (K !== m.K) {
+        // odd K (e.g. an FFN of 172): pad each row with zeros on the host
+        const vals = toF32(bytes, t.dtype);
+        const padded = new Float32Array(n * m.K);
+        for (let i = 0; i < n; i++) padded.set(vals.subarray(i * K, (i + 1) * K), i * m.K);
+        this.writeRows(m, row0 + r, n, (shard, off, a, b) => writeAligned(this.gpu.device, shard.buffer, off, toF16Bytes(padded.subarray(a * m.K, b * m.K))));
+      } else if (t.dtype === "F16") {
+        this.writeRows(m, row0 + r, n, (shard, off, a, b) => writeAligned(this.gpu.device, shard.buffer, off, bytes.subarray(a * srcRow, b * srcRow)));
+      } else {
+        this.writeRows(m, row0 + r, n, (shard, off, a, b) => this.convertOnGpu(bytes.subarray(a * srcRow, b * srcRow), t.dtype === "BF16", shard.buffer, off));
+      }
+    }
+  }
+
+  /** Splits rows [row, row + n) across shards; `write` gets (shard, byteOffset, localStart, localEnd). */
+  private writeRows(m: Matrix, row: number, n: number, write: (s: MatrixShard, off: number, a: number, b: number) => void) {
+    for (const s of m.shards) {
+      const a = Math.max(row, s.rowStart);
+      const b = Math.min(row + n, s.rowStart + s.rows);
+      if (a >= b) continue;
+      write(s, (a - s.rowStart) * m.K * 2, a - row, b - row);
+    }
+  }
+
+  /** f32/bf16 bytes -> f16 pairs at byte offset `off` of `dst`, converted by kernels/convert.wgsl. */
+  private convertOnGpu(src: Uint8Array, bf16: boolean, dst: GPUBuffer, off: number) {
+    const device = this.gpu.device;
+    this.staging ??= createStorage(device, CHUNK, "convert-staging");
+    const outWords = bf16 ? src.byteLength / 4 : src.byteLength / 8;
+    writeAligned(device, this.staging, 0, src);
+    const k = this.kc.kernel("convert", { BF16: bf16 });
+    const step = this.kc.step();
+    const groups = cdiv(outWords, 256);
+    const x = Math.min(groups, 65535);
+    step.dispatch(k, [this.staging, dst], [outWords, off / 4], [x, cdiv(groups, x)]);
+    step.submit();
+  }
+
+  destroy() {
+    this.staging?.destroy();
+  }
+}
+
+export function loadWeights(gpu: Gpu, kc: KernelContext, dir: string, cfg: ModelConfig): ModelWeights {
+  const tensors = listTensors(dir);
+  const ld = new Loader(gpu, kc, tensors, dir);
+  const { hidden: Dm, heads: H, kvHeads: KVH, headDim: D, ffn: F, vocab: V } = cfg;
+  if (Dm % 8 !== 0) throw new Error(`${dir}/config.json: hidden_size ${Dm} must be a multiple of 8`);
+  if ((H * D) % 8 !== 0) throw new Error(`${dir}/config.json: num_attention_heads * head_dim must be a multiple of 8`);
+  try {
+    const embed = ld.matrix("embed_tokens", ["model.embed_tokens.weight"], [V], Dm);
+    const layers: LayerWeights[] = [];
+    for (let l = 0; l < cfg.layers; l++) {
+      const p = `model.layers.${l}.`;
+      layers.push({
+        ln1: ld.vector(p + "input_layernorm.weight", Dm),
+        qkv: ld.matrix(`L${l}.qkv`, ["q", "k", "v"].map((x) => `${p}self_attn.${x}_proj.weight`), [H * D, KVH * D, KVH * D], Dm),
+        qkvBias: cfg.qkvBias ? ld.vectors(["q", "k", "v"].map((x) => `${p}self_attn.${x}_proj.bias`), [H * D, KVH * D, KVH * D]) : null,
+        o: ld.matrix(`L${l}.o`, [p + "self_attn.o_proj.weight"], [Dm], H * D),
+        ln2: ld.vector(p + "post_attention_layernorm.weight", Dm),
+        gateUp: ld.matrix(`L${l}.gate_up`, [p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"], [F, F], Dm),
+        down: ld.matrix(`L${l}.down`, [p + "mlp.down_proj.weight"], [Dm], F),
+      });
+    }
+    const norm = ld.vector("model.norm.weight", Dm);
+    let lmHead = embed;
+    if (!cfg.tiedEmbeddings || tensors.has("lm_head.weight")) {
+      lmHead = ld.matrix("lm_head", ["lm_head.weight"], [V], Dm);
+    }
+    return { embed, layers, norm, lmHead, bytes: ld.bytes };
+  } finally {
+    ld.destroy();
+  }
+}
+
+export function destroyWeights(w: ModelWeights) {
+  const mats = [w.embed, w.lmHead, ...w.layers.flatMap((l) => [l.qkv, l.o, l.gateUp, l.down])];
+  for (const m of new Set(mats)) for (const s of m.shards) s.buffer.destroy();
+  for (const l of w.layers) for (const b of [l.ln1, l.ln2, l.qkvBias]) b?.destroy();
+  w.norm.destroy();
+}
