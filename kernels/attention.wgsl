@@ -57,7 +57,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (j < end) {
       let phys = blockIds[hd.x + j / P.BS] * P.BS + j % P.BS;
       physs[t] = phys;
-      var dots: array<f32, G>;
+      var dots = array<f32, G>();
       for (var p = 0u; p < HALF; p++) {
         let k = unpack2x16float(Kp[phys * HALF + p]);
         for (var g = 0u; g < G; g++) {
