@@ -29,7 +29,7 @@ export class KvCache {
   readonly table: GPUBuffer;
   readonly heads: number; // layers * kvHeads
   readonly stride: number; // maxBlocksPerHead
-  private mirror: Uint32Array;
+  private mirror: Uint32Array<ArrayBuffer>;
   private dirty = new Map<number, [number, number]>(); // table row -> [from, to)
   private freeSlots: number[];
 

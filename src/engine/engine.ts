@@ -164,6 +164,7 @@ export class Engine {
       if (this.running.length) return this.decodeRound();
       throw new Error("no sequence can be scheduled: the KV cache is full");
     }
+    this.model.reserveHistory(batch.length);
     this.model.step({ seqs: batch, tokensFromGpu: false, histOffset: 0 });
     const hist = await this.model.readHistory(batch.length);
     for (let b = 0; b < seqs.length; b++) {
@@ -197,6 +198,7 @@ export class Engine {
     const batch = this.running.filter((s) => !s.finished);
     if (!batch.length) return;
     const B = batch.length;
+    this.model.reserveHistory(k * B);
     for (let j = 0; j < k; j++) {
       this.model.step({
         seqs: batch.map((s) => ({

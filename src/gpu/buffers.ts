@@ -19,7 +19,7 @@ export function uploadStorage(device: GPUDevice, data: ArrayBufferView, label: s
 /** queue.writeBuffer needs a multiple of 4 bytes; pad the tail. */
 export function writeAligned(device: GPUDevice, buf: GPUBuffer, offset: number, data: ArrayBufferView) {
   const n = data.byteLength;
-  const bytes = new Uint8Array(data.buffer, data.byteOffset, n);
+  const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, n);
   if (n % 4 === 0) {
     device.queue.writeBuffer(buf, offset, bytes, 0, n);
   } else {

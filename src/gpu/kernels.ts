@@ -88,7 +88,7 @@ export class KernelContext {
   private bindGroups = new Map<string, GPUBindGroup>();
   private arena: GPUBuffer;
   private arenaSlots: number;
-  private params: Uint32Array;
+  private params: Uint32Array<ArrayBuffer>;
 
   constructor(readonly gpu: Gpu) {
     this.device = gpu.device;
@@ -158,7 +158,7 @@ export class KernelContext {
   }
 
   /** Called by Step; grows the arena (and forgets bind groups that point at the old one). */
-  reserveParams(slots: number): Uint32Array {
+  reserveParams(slots: number): Uint32Array<ArrayBuffer> {
     if (slots > this.arenaSlots) {
       while (this.arenaSlots < slots) this.arenaSlots *= 2;
       this.arena.destroy();

@@ -16,7 +16,7 @@ export interface ModelConfig {
   normEps: number;
   ropeTheta: number;
   /** inverse frequencies per rotary pair, f32, with llama3 scaling applied */
-  invFreq: Float32Array;
+  invFreq: Float32Array<ArrayBuffer>;
   qkvBias: boolean;
   tiedEmbeddings: boolean;
   bosId: number | null;
@@ -90,7 +90,7 @@ export function loadConfig(dir: string): ModelConfig {
  * HF `_compute_default_rope_parameters` and `_compute_llama3_parameters`, in f32 as
  * transformers computes them.
  */
-export function ropeInvFreq(dim: number, theta: number, scaling: any, path = "config.json"): Float32Array {
+export function ropeInvFreq(dim: number, theta: number, scaling: any, path = "config.json"): Float32Array<ArrayBuffer> {
   const half = dim / 2;
   const inv = new Float32Array(half);
   for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(theta, (2 * i) / dim);

@@ -61,8 +61,11 @@ export class LlamaModel {
   }
   private invFreq: GPUBuffer;
 
-  /** Sample history: `rows` u32 entries the host reads back in one map. */
-  history(rows: number): GPUBuffer {
+  /**
+   * Sample history: `rows` u32 entries the host reads back in one map. Reserve the
+   * whole round up front: growing it mid-round would drop earlier steps' tokens.
+   */
+  reserveHistory(rows: number): GPUBuffer {
     this.histCapacity = Math.max(this.histCapacity, rows);
     return this.ws.get("hist", this.histCapacity * 4);
   }
@@ -118,7 +121,8 @@ export class LlamaModel {
     const act = ws.get("act", M * this.ffnPad * 4);
     const xs = ws.get("xs", B * Dm * 4);
     const logits = ws.get("logits", B * cfg.vocab * 4);
-    const hist = this.history(input.histOffset + B);
+    if (input.histOffset + B > this.histCapacity) throw new Error("sample history not reserved for this step");
+    const hist = this.ws.get("hist", this.histCapacity * 4);
 
     const st = kc.step();
     this.embed(st, bTok, x, M);
@@ -153,7 +157,7 @@ export class LlamaModel {
   }
 
   async readHistory(rows: number): Promise<Uint32Array> {
-    const out = new Uint32Array(await readBuffer(this.gpu.device, this.history(rows), 0, rows * 4));
+    const out = new Uint32Array(await readBuffer(this.gpu.device, this.reserveHistory(rows), 0, rows * 4));
     checkGpuErrors(this.gpu);
     return out;
   }

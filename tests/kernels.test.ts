@@ -1,0 +1,179 @@
+// Every compute kernel against its CPU reference on this adapter (lavapipe in CI),
+// in each variant the adapter can run: packed-u32 weights, native f16, subgroups.
+import { describe, expect, test } from "bun:test";
+import { cdiv, F } from "../src/gpu/kernels.ts";
+import { toF16Bytes } from "../src/model/f16.ts";
+import { ropeInvFreq } from "../src/model/config.ts";
+import * as ref from "./reference.ts";
+import { maxAbsDiff, rand, readF32, readU32, up, variants, zeros } from "./gpu-helpers.ts";
+
+const f16round = (x: Float32Array) => x.map(ref.roundF16);
+
+describe("matmul", async () => {
+  for (const { name, kc } of await variants()) {
+    for (const [M, N, K, kind] of [[1, 37, 64, "gemv"], [5, 64, 136, "gemv"], [70, 130, 72, "gemm"], [3, 9, 8, "gemv"]] as const) {
+      for (const fused of [false, true]) {
+        test(`${name} ${kind} M=${M} N=${N} K=${K}${fused ? " +bias +residual" : ""}`, async () => {
+          const w = f16round(rand(N * K, 1, 0.5));
+          const x = rand(M * K, 2);
+          const bias = rand(N, 3);
+          const res = rand(M * N, 4);
+          const Y = await up(fused ? res : new Float32Array(M * N));
+          const defs = kind === "gemv" ? { WG: 256, ROWS: 4, BATCH: M === 1 ? 1 : 4 } : {};
+          const k = kc.kernel(kind, { ...defs, BIAS: fused, RESIDUAL: fused });
+          const st = kc.step();
+          const bindings = [await up(toF16Bytes(w)), await up(x), Y];
+          if (fused) bindings.push(await up(bias));
+          const wg: [number, number] = kind === "gemv" ? [cdiv(N, 4), cdiv(M, M === 1 ? 1 : 4)] : [cdiv(N, 64), cdiv(M, 64)];
+          st.dispatch(k, bindings, [K, N, M, N, 0], wg);
+          st.submit();
+          const want = ref.matmul(x, w, M, N, K, fused ? bias : undefined, fused ? res : undefined);
+          expect(maxAbsDiff(await readF32(Y, M * N), want)).toBeLessThan(1e-3);
+        });
+      }
+    }
+    test(`${name} row shards write at their column offset`, async () => {
+      const M = 2, N = 40, K = 16;
+      const w = f16round(rand(N * K, 5));
+      const x = rand(M * K, 6);
+      const Y = await zeros(M * N * 4);
+      const st = kc.step();
+      const k = kc.kernel("gemv", { WG: 256, ROWS: 4, BATCH: 4, BIAS: false, RESIDUAL: false });
+      for (const [r0, n] of [[0, 24], [24, 16]]) {
+        st.dispatch(k, [await up(toF16Bytes(w.slice(r0 * K, (r0 + n) * K))), await up(x), Y], [K, n, M, N, r0], [cdiv(n, 4), 1]);
+      }
+      st.submit();
+      expect(maxAbsDiff(await readF32(Y, M * N), ref.matmul(x, w, M, N, K))).toBeLessThan(1e-3);
+    });
+  }
+});
+
+describe("elementwise and norms", async () => {
+  const [{ kc }] = await variants();
+
+  test("rmsnorm, plain and gathering rows", async () => {
+    const M = 5, D = 200;
+    const x = rand(M * D, 8, 3), w = rand(D, 9);
+    const y = await zeros(M * D * 4);
+    let st = kc.step();
+    st.dispatch(kc.kernel("rmsnorm", { GATHER: false }), [await up(x), await up(w), y], [D, F(1e-5), M], [M, 1]);
+    st.submit();
+    expect(maxAbsDiff(await readF32(y, M * D), ref.rmsnorm(x, w, M, D, 1e-5))).toBeLessThan(1e-4);
+    const rows = new Uint32Array([4, 1]);
+    const yg = await zeros(2 * D * 4);
+    st = kc.step();
+    st.dispatch(kc.kernel("rmsnorm", { GATHER: true }), [await up(x), await up(w), yg, await up(rows)], [D, F(1e-5), 2], [2, 1]);
+    st.submit();
+    const full = ref.rmsnorm(x, w, M, D, 1e-5);
+    const want = new Float32Array([...full.slice(4 * D, 5 * D), ...full.slice(D, 2 * D)]);
+    expect(maxAbsDiff(await readF32(yg, 2 * D), want)).toBeLessThan(1e-4);
+  });
+
+  test("rope: rotate_half, llama3 scaling, positions up to 100k", async () => {
+    const M = 4, H = 3, KVH = 1, D = 64, ld = (H + 2 * KVH) * D;
+    const inv = ropeInvFreq(D, 500000, { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 });
+    const q = rand(M * ld, 10);
+    const pos = [0, 7, 4095, 100000];
+    const rows = new Uint32Array(pos.flatMap((p, i) => [0, i, p, 0]));
+    const bq = await up(q);
+    const st = kc.step();
+    st.dispatch(kc.kernel("rope"), [bq, await up(rows), await up(inv)], [M, D, H + KVH, ld], [cdiv((H + KVH) * D / 2, 64), M]);
+    st.submit();
+    expect(maxAbsDiff(await readF32(bq, M * ld), ref.rope(q, M, H + KVH, D, ld, pos, inv))).toBeLessThan(2e-3);
+  });
+
+  test("swiglu with zero padding to a multiple of 8", async () => {
+    const M = 3, Fn = 172, Fp = 176;
+    const gu = rand(M * 2 * Fn, 11, 4);
+    const a = await up(new Float32Array(M * Fp).fill(7));
+    const st = kc.step();
+    st.dispatch(kc.kernel("swiglu"), [await up(gu), a], [M, Fn, Fp], [cdiv(Fp, 64), M]);
+    st.submit();
+    expect(maxAbsDiff(await readF32(a, M * Fp), ref.swiglu(gu, M, Fn, Fp))).toBeLessThan(1e-5);
+  });
+
+  test("embedding gather across two row shards", async () => {
+    const V = 10, D = 24;
+    const e = f16round(rand(V * D, 12));
+    const toks = new Uint32Array([9, 0, 3, 5, 9]);
+    const x = await zeros(toks.length * D * 4);
+    const st = kc.step();
+    for (const [r0, n] of [[0, 4], [4, 6]]) {
+      st.dispatch(kc.kernel("embed"), [await up(toF16Bytes(e.slice(r0 * D, (r0 + n) * D))), await up(toks), x], [D, toks.length, r0, n, 0], [cdiv(D / 2, 64), toks.length]);
+    }
+    st.submit();
+    const want = new Float32Array([...toks].flatMap((t) => [...e.slice(t * D, (t + 1) * D)]));
+    expect(maxAbsDiff(await readF32(x, toks.length * D), want)).toBe(0);
+  });
+
+  test("convert f32 and bf16 to packed f16", async () => {
+    const vals = rand(64, 13, 10);
+    const bf = new Uint16Array(vals.length);
+    const f32bits = new Uint32Array(vals.buffer);
+    for (let i = 0; i < vals.length; i++) bf[i] = f32bits[i] >>> 16;
+    for (const [bf16, src] of [[false, vals], [true, bf]] as const) {
+      const out = await zeros(vals.length * 2);
+      const st = kc.step();
+      st.dispatch(kc.kernel("convert", { BF16: bf16 }), [await up(src), out], [vals.length / 2, 0], [1, 1]);
+      st.submit();
+      const got = new Uint16Array((await readU32(out, vals.length / 2)).buffer);
+      const exact = bf16 ? Float32Array.from(bf, (h) => new Float32Array(new Uint32Array([h << 16]).buffer)[0]) : vals;
+      const want = toF16Bytes(exact);
+      // the GPU may round f32 -> f16 either way: at most one ulp apart
+      for (let i = 0; i < vals.length; i++) expect(Math.abs(got[i] - want[i])).toBeLessThanOrEqual(1);
+    }
+  });
+});
+
+describe("sampling", async () => {
+  const [{ kc }] = await variants();
+  const V = 1000;
+  async function gpuSample(logits: Float32Array, rows: { temperature: number; topP: number; topK: number; seed: number; counter: number }[]) {
+    const B = rows.length;
+    const samp = new Uint32Array(B * 8);
+    rows.forEach((r, b) => samp.set([F(r.temperature), F(r.topP), r.topK, r.seed, r.counter], b * 8));
+    const out = await zeros(B * 4), hist = await zeros(B * 4 + 16);
+    const st = kc.step();
+    st.dispatch(kc.kernel("sample"), [await up(logits), await up(samp), out, hist], [V, B, 2], [B]);
+    st.submit();
+    const got = await readU32(out, B);
+    expect([...(await readU32(hist, B + 2)).slice(2)]).toEqual([...got]);
+    return [...got];
+  }
+
+  test("greedy takes the first maximum", async () => {
+    const l = rand(V, 14, 5);
+    l[17] = 9;
+    l[400] = 9;
+    expect(await gpuSample(l, [{ temperature: 0, topP: 1, topK: 0, seed: 1, counter: 0 }])).toEqual([17]);
+  });
+
+  test("temperature, top-k and top-p follow the reference draw", async () => {
+    const cases = [
+      { temperature: 1, topP: 1, topK: 0 },
+      { temperature: 0.7, topP: 0.9, topK: 0 },
+      { temperature: 1.3, topP: 1, topK: 20 },
+      { temperature: 0.9, topP: 0.5, topK: 50 },
+    ];
+    for (let b = 0; b < 8; b++) {
+      const l = rand(V, 100 + b, 6);
+      const rows = cases.map((c, i) => ({ ...c, seed: 1234 + b, counter: i }));
+      const logits = new Float32Array(rows.length * V);
+      rows.forEach((_, i) => logits.set(l, i * V));
+      const got = await gpuSample(logits, rows);
+      const want = rows.map((r) => ref.sample(l, r.temperature, r.topP, r.topK, ref.uniform(r.seed, r.counter)));
+      expect(got).toEqual(want);
+    }
+  });
+
+  test("top-k 5 only ever returns the 5 largest", async () => {
+    const l = rand(V, 15, 2);
+    const top5 = [...l.keys()].sort((a, b) => l[b] - l[a]).slice(0, 5);
+    const rows = Array.from({ length: 32 }, (_, i) => ({ temperature: 5, topP: 1, topK: 5, seed: 7, counter: i }));
+    const logits = new Float32Array(32 * V);
+    rows.forEach((_, i) => logits.set(l, i * V));
+    const got = await gpuSample(logits, rows);
+    for (const t of got) expect(top5).toContain(t);
+    expect(new Set(got).size).toBeGreaterThan(1);
+  });
+});
