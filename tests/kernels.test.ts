@@ -19,7 +19,7 @@ describe("matmul", async () => {
           const bias = rand(N, 3);
           const res = rand(M * N, 4);
           const Y = await up(fused ? res : new Float32Array(M * N));
-          const defs = kind === "gemv" ? { WG: 256, ROWS: 4, BATCH: M === 1 ? 1 : 4 } : {};
+          const defs: Record<string, number> = kind === "gemv" ? { WG: 256, ROWS: 4, BATCH: M === 1 ? 1 : 4 } : {};
           const k = kc.kernel(kind, { ...defs, BIAS: fused, RESIDUAL: fused });
           const st = kc.step();
           const bindings = [await up(toF16Bytes(w)), await up(x), Y];

@@ -22,6 +22,8 @@ export interface EngineOptions {
   /** most prompt tokens per prefill step */
   prefillChunk?: number;
   maxSeqs?: number;
+  /** caps a storage binding below the adapter's limit (exercises weight sharding) */
+  maxBindingBytes?: number;
   log?: (msg: string) => void;
 }
 
@@ -38,7 +40,7 @@ export class Engine {
     readonly cache: KvCache,
     readonly model: LlamaModel,
     readonly tokenizer: TextTokenizer,
-    readonly opts: Required<Omit<EngineOptions, "log" | "kvMemory">>,
+    readonly opts: Required<Omit<EngineOptions, "log" | "kvMemory" | "maxBindingBytes">>,
   ) {}
 
   static async load(dir: string, o: EngineOptions = {}): Promise<Engine> {
@@ -46,34 +48,40 @@ export class Engine {
     const cfg = loadConfig(dir);
     const tokenizer = TextTokenizer.load(dir);
     const gpu = await createGpu();
+    if (o.maxBindingBytes) gpu.limits.maxStorageBufferBindingSize = Math.min(gpu.limits.maxStorageBufferBindingSize, o.maxBindingBytes);
     log(`adapter: ${describeGpu(gpu)}`);
-    const kc = new KernelContext(gpu);
-    const weights = loadWeights(gpu, kc, dir, cfg);
-    const blockSize = o.blockSize ?? 16;
-    const perBlock = BlockPool.bytesPerBlock(blockSize, cfg.headDim);
-    // K and V each live in one binding, so the binding limit caps the pool too.
-    const bindCap = Math.floor(gpu.limits.maxStorageBufferBindingSize / (blockSize * cfg.headDim * 2));
-    const budget = o.kvMemory ?? Math.min(1 * 2 ** 30, 2 * gpu.limits.maxStorageBufferBindingSize);
-    const numBlocks = Math.min(Math.floor(budget / perBlock), bindCap);
-    const maxSeqs = o.maxSeqs ?? 64;
-    const cache = new KvCache(gpu.device, {
-      layers: cfg.layers,
-      kvHeads: cfg.kvHeads,
-      headDim: cfg.headDim,
-      blockSize,
-      numBlocks,
-      maxSeqLen: cfg.maxContext,
-      maxSeqs,
-    });
-    const model = new LlamaModel(gpu, kc, cfg, weights, cache);
-    log(`model: ${cfg.arch} ${cfg.layers} layers, hidden ${cfg.hidden}, ${cfg.heads}/${cfg.kvHeads} heads, vocab ${cfg.vocab}, ${(weights.bytes / 2 ** 20).toFixed(1)} MiB on GPU`);
-    log(`kv cache: ${numBlocks} blocks x ${blockSize} tokens per (layer, kv head) = ${Math.floor((numBlocks * blockSize) / (cfg.layers * cfg.kvHeads))} tokens of full-size context, ${((numBlocks * perBlock) / 2 ** 20).toFixed(1)} MiB`);
-    return new Engine(gpu, kc, cfg, weights, cache, model, tokenizer, {
-      blockSize,
-      lookahead: o.lookahead ?? (gpu.runtime === "deno" ? 16 : 4),
-      prefillChunk: o.prefillChunk ?? 512,
-      maxSeqs,
-    });
+    try {
+      const kc = new KernelContext(gpu);
+      const weights = loadWeights(gpu, kc, dir, cfg);
+      const blockSize = o.blockSize ?? 16;
+      const perBlock = BlockPool.bytesPerBlock(blockSize, cfg.headDim);
+      // K and V each live in one binding, so the binding limit caps the pool too.
+      const bindCap = Math.floor(gpu.limits.maxStorageBufferBindingSize / (blockSize * cfg.headDim * 2));
+      const budget = o.kvMemory ?? Math.min(1 * 2 ** 30, 2 * gpu.limits.maxStorageBufferBindingSize);
+      const numBlocks = Math.min(Math.floor(budget / perBlock), bindCap);
+      const maxSeqs = o.maxSeqs ?? 64;
+      const cache = new KvCache(gpu.device, {
+        layers: cfg.layers,
+        kvHeads: cfg.kvHeads,
+        headDim: cfg.headDim,
+        blockSize,
+        numBlocks,
+        maxSeqLen: cfg.maxContext,
+        maxSeqs,
+      });
+      const model = new LlamaModel(gpu, kc, cfg, weights, cache);
+      log(`model: ${cfg.arch} ${cfg.layers} layers, hidden ${cfg.hidden}, ${cfg.heads}/${cfg.kvHeads} heads, vocab ${cfg.vocab}, ${(weights.bytes / 2 ** 20).toFixed(1)} MiB on GPU`);
+      log(`kv cache: ${numBlocks} blocks x ${blockSize} tokens per (layer, kv head) = ${Math.floor((numBlocks * blockSize) / (cfg.layers * cfg.kvHeads))} tokens of full-size context, ${((numBlocks * perBlock) / 2 ** 20).toFixed(1)} MiB`);
+      return new Engine(gpu, kc, cfg, weights, cache, model, tokenizer, {
+        blockSize,
+        lookahead: o.lookahead ?? (gpu.runtime === "deno" ? 16 : 4),
+        prefillChunk: o.prefillChunk ?? 512,
+        maxSeqs,
+      });
+    } catch (e) {
+      gpu.device.destroy(); // frees whatever was uploaded before the failure
+      throw e;
+    }
   }
 
   /** Queues a sequence; it runs on the next steps. */
