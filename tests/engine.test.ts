@@ -70,7 +70,7 @@ test("EOS stops a sequence unless ignored; abort frees blocks at once", async ()
   await e.step();
   await e.step();
   expect(e.cache.pool.numUsedBlocks).toBeGreaterThan(0);
-  e.abort(long);
+  e.cancel(long);
   expect(long.finishReason).toBe("abort");
   expect(e.cache.pool.numUsedBlocks).toBe(0);
   await e.runUntilIdle();

@@ -104,7 +104,7 @@ export async function generateCommand(argv: string[]) {
       prompt_token_ids: prompt,
       finish_reason: seq.finishReason,
       usage: { prompt_tokens: prompt.length, completion_tokens: seq.output.length },
-      kv_cache: { blocks_used: seq.finalKv.blocksUsed, block_size: engine.cache.blockSize, tokens_kept: seq.finalKv.tokensKept },
+      kv_cache: { blocks_used: seq.kv.blocksUsed, block_size: engine.cache.blockSize, tokens_kept: seq.kv.tokensKept },
     }));
   } finally {
     engine.destroy();

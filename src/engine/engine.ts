@@ -11,7 +11,8 @@ import { loadConfig, type ModelConfig } from "../model/config.ts";
 import { loadWeights, destroyWeights, type ModelWeights } from "../model/weights.ts";
 import { LlamaModel, type StepSeq } from "../model/llama.ts";
 import { TextTokenizer } from "../model/tokenizer.ts";
-import { Sequence } from "./sequence.ts";
+import type { KvStats } from "../cache/compression.ts";
+import { Sequence, type FinishReason } from "./sequence.ts";
 
 export interface EngineOptions {
   /** KV memory budget in bytes (K, V and positions of all blocks) */
@@ -95,11 +96,14 @@ export class Engine {
     this.waiting.push(seq);
   }
 
-  /** Cancels a sequence and frees its blocks at once. */
-  abort(seq: Sequence) {
+  /**
+   * Ends a sequence now (a client went away: "abort"; a stop string matched: "stop")
+   * and frees its blocks at once. Safe to call at any time, also mid-step.
+   */
+  cancel(seq: Sequence, reason: FinishReason = "abort") {
     const i = this.waiting.indexOf(seq);
     if (i >= 0) this.waiting.splice(i, 1);
-    seq.finish("abort");
+    seq.finish(reason);
     this.releaseIfDone(seq);
   }
 
@@ -249,10 +253,27 @@ export class Engine {
       // lookahead steps past the end wrote K/V nobody will read: drop them first
       const needed = seq.numComputed + Math.max(0, seq.output.length - 1);
       this.cache.rollback(seq.cache, Math.max(0, seq.fed - needed));
-      seq.finalKv = { blocksUsed: this.cache.blocksUsed(seq.cache), tokensKept: this.cache.tokensKept(seq.cache) };
+      seq.kv = this.kvStats(seq);
       this.cache.release(seq.cache);
       seq.cache = null;
     }
+  }
+
+  /** Current cache figures of a sequence (what it holds against what it would hold uncompressed). */
+  kvStats(seq: Sequence): KvStats {
+    if (!seq.cache) return seq.kv;
+    const c = this.cache;
+    const logical = Math.min(seq.fed, seq.numComputed + Math.max(0, seq.output.length - 1));
+    const blocksUsed = c.blocksUsed(seq.cache);
+    const blocksUncompressed = c.heads * Math.ceil(logical / c.blockSize);
+    return {
+      blocksUsed,
+      blocksUncompressed,
+      tokensKept: c.tokensKept(seq.cache),
+      tokensLogical: logical,
+      compressionRate: blocksUsed ? blocksUncompressed / blocksUsed : 1,
+      evictedTokens: seq.evictedTokens,
+    };
   }
 
   destroy() {

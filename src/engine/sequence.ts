@@ -1,6 +1,7 @@
 // Sequence: one request's tokens and progress through prefill and decode.
 import type { SeqCache } from "../cache/kv-cache.ts";
 import type { Sampling } from "../model/llama.ts";
+import { DEFAULT_COMPRESSION, type CompressionOptions, type KvStats } from "../cache/compression.ts";
 
 export type FinishReason = "stop" | "length" | "abort";
 
@@ -12,6 +13,8 @@ export interface SequenceOptions {
   onToken?: (id: number) => void;
   /** keep the first-step logits (tests, evaluation) */
   captureLogits?: boolean;
+  /** KV compression for this sequence (default: none) */
+  compression?: Partial<CompressionOptions>;
 }
 
 let nextId = 1;
@@ -26,13 +29,17 @@ export class Sequence {
   cache: SeqCache | null = null;
   finishReason: FinishReason | null = null;
   firstLogits: Float32Array | null = null;
-  /** blocks and tokens held just before release, for reporting */
-  finalKv = { blocksUsed: 0, tokensKept: 0 };
+  readonly compression: CompressionOptions;
+  /** K/V entries evicted so far, summed over every (layer, KV head) */
+  evictedTokens = 0;
+  /** cache figures, kept current while running and frozen at release */
+  kv: KvStats = { blocksUsed: 0, blocksUncompressed: 0, tokensKept: 0, tokensLogical: 0, compressionRate: 1, evictedTokens: 0 };
   private done: Promise<void>;
   private resolveDone!: () => void;
 
   constructor(readonly prompt: number[], readonly opts: SequenceOptions) {
     if (prompt.length === 0) throw new Error("prompt must hold at least one token");
+    this.compression = { ...DEFAULT_COMPRESSION, ...opts.compression };
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 
