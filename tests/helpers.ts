@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { Engine, type EngineOptions } from "../src/engine/engine.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
-export const SHARED = fileURLToPath(new URL("../../shared", import.meta.url));
+export const SHARED = process.env.KVC_SHARED ?? fileURLToPath(new URL("../../shared", import.meta.url));
 export const modelDir = (name: string) => `${SHARED}/models/${name}`;
 export const hasShared = existsSync(`${SHARED}/models`);
 export const readJsonFile = (p: string) => JSON.parse(readFileSync(p, "utf8"));
