@@ -5,7 +5,10 @@
 // each K/V row is read once for G heads. Split-K: workgroup z covers keys
 // [z * splitLen, (z + 1) * splitLen) with an online softmax; SPLIT writes (m, l, o)
 // partials for attn_merge, otherwise the normalized output directly.
-struct Params { layer: u32, H: u32, KVH: u32, L: u32, BS: u32, ldq: u32, scale: f32, splitLen: u32, nsplit: u32, }
+// SCORES: rows whose rows[r].w names a score slot also write their scaled logits
+// (sraw) and, unsplit, their log-sum-exp; kv_scores turns them into the squared
+// attention each key received (KV-Compress's eviction metric).
+struct Params { layer: u32, H: u32, KVH: u32, L: u32, BS: u32, ldq: u32, scale: f32, splitLen: u32, nsplit: u32, sStride: u32, }
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
 @group(0) @binding(1) var<storage, read> rows: array<vec4<u32>>;   // (seq, i, pos, 0)
 @group(0) @binding(2) var<storage, read> heads: array<vec2<u32>>;  // (blockListOffset, lenBefore)
@@ -15,10 +18,21 @@ struct Params { layer: u32, H: u32, KVH: u32, L: u32, BS: u32, ldq: u32, scale: 
 #if SPLIT
 @group(0) @binding(6) var<storage, read_write> partML: array<vec2<f32>>; // [r][qh][split]
 @group(0) @binding(7) var<storage, read_write> partO: array<f32>;        // [r][qh][split][D]
+#if SCORES
+@group(0) @binding(8) var<storage, read_write> sraw: array<f32>;         // [slot][qh][sStride]
+@group(0) @binding(9) var<uniform> P: Params;
+#else
 @group(0) @binding(8) var<uniform> P: Params;
+#endif
 #else
 @group(0) @binding(6) var<storage, read_write> O: array<f32>;            // [r][H * D]
+#if SCORES
+@group(0) @binding(7) var<storage, read_write> sraw: array<f32>;         // [slot][qh][sStride]
+@group(0) @binding(8) var<storage, read_write> lse: array<f32>;          // [slot][qh]
+@group(0) @binding(9) var<uniform> P: Params;
+#else
 @group(0) @binding(7) var<uniform> P: Params;
+#endif
 #endif
 
 const WG = {{WG}}u;
@@ -27,6 +41,7 @@ const D = {{D}}u;
 const HALF = D / 2u;
 const OUTS = {{OUTS}}u; // ceil(G * D / WG)
 const NEG = -3.0e38;
+const NO_SLOT = 0xffffffffu;
 
 var<workgroup> qs: array<f32, G * D>;
 var<workgroup> sc: array<f32, G * WG>;
@@ -65,6 +80,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
       }
       for (var g = 0u; g < G; g++) { sc[g * WG + t] = dots[g]; }
+#if SCORES
+      if (row.w != NO_SLOT) {
+        for (var g = 0u; g < G; g++) { sraw[(row.w * P.H + h * G + g) * P.sStride + j] = dots[g]; }
+      }
+#endif
     } else {
       for (var g = 0u; g < G; g++) { sc[g * WG + t] = NEG; }
     }
@@ -115,6 +135,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       if (d == 0u) { partML[pi] = vec2<f32>(mrun[g], lrun[g]); }
 #else
       O[r * P.H * D + qh * D + d] = acc[o] / lrun[g];
+#if SCORES
+      if (d == 0u && row.w != NO_SLOT) { lse[row.w * P.H + qh] = mrun[g] + log(lrun[g]); }
+#endif
 #endif
     }
   }

@@ -86,6 +86,34 @@ export function attention(q: Float32Array, keys: Float32Array[], values: Float32
   return out;
 }
 
+/**
+ * KV-Compress metric: per KV head, for each key, the sum over the given query rows and
+ * the query heads of its GQA group of the squared softmax probability it received.
+ */
+export function attentionScores(q: Float32Array, keys: Float32Array[], lens: number[][], H: number, KVH: number, D: number): Float64Array[] {
+  const G = H / KVH;
+  const scale = 1 / Math.sqrt(D);
+  const out = keys.map((k) => new Float64Array(k.length / D));
+  lens.forEach((lr, r) => {
+    for (let qh = 0; qh < H; qh++) {
+      const h = Math.floor(qh / G);
+      const n = lr[h];
+      const s = new Float64Array(n);
+      let mx = -Infinity;
+      for (let j = 0; j < n; j++) {
+        let d = 0;
+        for (let i = 0; i < D; i++) d += q[r * H * D + qh * D + i] * keys[h][j * D + i];
+        s[j] = d * scale;
+        mx = Math.max(mx, s[j]);
+      }
+      let sum = 0;
+      for (let j = 0; j < n; j++) sum += Math.exp(s[j] - mx);
+      for (let j = 0; j < n; j++) out[h][j] += (Math.exp(s[j] - mx) / sum) ** 2;
+    }
+  });
+  return out;
+}
+
 /** PCG hash and the uniform draw used by kernels/sample.wgsl. */
 export function pcg(v: number): number {
   const s = (Math.imul(v >>> 0, 747796405) + 2891336453) >>> 0;

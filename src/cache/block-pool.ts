@@ -1,12 +1,13 @@
 // BlockPool: the physical KV memory. A block holds `blockSize` tokens of ONE
-// (layer, KV head): K and V as f16 pairs [block][slot][headDim / 2] and each slot's
-// original position. Allocation and free are O(blocks touched) through a free stack.
+// (layer, KV head): K and V as f16 pairs [block][slot][headDim / 2], each slot's
+// original position, and its eviction score (accumulated squared attention). Allocation and free are O(blocks touched) through a free stack.
 import { createStorage } from "../gpu/buffers.ts";
 
 export class BlockPool {
   readonly k: GPUBuffer;
   readonly v: GPUBuffer;
   readonly pos: GPUBuffer;
+  readonly scores: GPUBuffer;
   private free: Int32Array;
   private nFree: number;
 
@@ -16,15 +17,16 @@ export class BlockPool {
     this.k = createStorage(device, kvBytes, "kv-pool-k");
     this.v = createStorage(device, kvBytes, "kv-pool-v");
     this.pos = createStorage(device, numBlocks * blockSize * 4, "kv-pool-pos");
+    this.scores = createStorage(device, numBlocks * blockSize * 4, "kv-pool-scores");
     this.free = new Int32Array(numBlocks);
     // pop from the end: low ids first
     for (let i = 0; i < numBlocks; i++) this.free[i] = numBlocks - 1 - i;
     this.nFree = numBlocks;
   }
 
-  /** Bytes one block takes: K + V + positions. */
+  /** Bytes one block takes: K + V + positions + scores. */
   static bytesPerBlock(blockSize: number, headDim: number): number {
-    return blockSize * headDim * 2 * 2 + blockSize * 4;
+    return blockSize * headDim * 2 * 2 + blockSize * 8;
   }
 
   get numFreeBlocks(): number {
@@ -50,5 +52,6 @@ export class BlockPool {
     this.k.destroy();
     this.v.destroy();
     this.pos.destroy();
+    this.scores.destroy();
   }
 }

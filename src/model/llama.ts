@@ -32,6 +32,8 @@ export interface StepSeq {
   sampling: Sampling;
   /** counter fed to the sampler's hash: the index of the token being drawn */
   counter: number;
+  /** how many of the last new tokens score the cached keys (observation window; 1 in continual decode) */
+  scoreRows?: number;
 }
 
 export interface StepInput {
@@ -41,6 +43,18 @@ export interface StepInput {
   /** where in the sample history buffer this step's tokens go (in batch rows) */
   histOffset: number;
 }
+
+/** Buffers of a step whose rows score the cached keys (see kernels/kv_scores.wgsl). */
+interface Scoring {
+  slots: number;
+  nSeqs: number;
+  seqs: GPUBuffer;
+  sraw: GPUBuffer;
+  lse: GPUBuffer;
+  stride: number;
+}
+
+const NO_SLOT = 0xffffffff;
 
 /** Matmuls with at most this many rows use the GEMV kernel; more use the tiled GEMM. */
 const GEMV_MAX_ROWS = 16;
@@ -84,11 +98,15 @@ export class LlamaModel {
     const last = new Uint32Array(B);
     const toks = new Uint32Array(M);
     const samp = new Uint32Array(B * 8);
+    const scoreSeqs: number[] = []; // (batch seq, first slot, slot count, i of first slot)
+    let slots = 0;
     let r = 0;
     let maxLen = 0;
     input.seqs.forEach((s, b) => {
+      const nScore = Math.min(s.n, s.scoreRows ?? 0);
+      if (nScore > 0) scoreSeqs.push(b, slots, nScore, s.n - nScore);
       for (let i = 0; i < s.n; i++, r++) {
-        rows.set([b, i, s.pos0 + i, 0], r * 4);
+        rows.set([b, i, s.pos0 + i, i >= s.n - nScore ? slots++ : NO_SLOT], r * 4);
         if (!input.tokensFromGpu) toks[r] = s.tokens[i];
       }
       last[b] = r - 1;
@@ -124,6 +142,16 @@ export class LlamaModel {
     if (input.histOffset + B > this.histCapacity) throw new Error("sample history not reserved for this step");
     const hist = this.ws.get("hist", this.histCapacity * 4);
 
+    const scoring = slots > 0 ? {
+      slots,
+      nSeqs: scoreSeqs.length / 4,
+      seqs: ws.get("score-seqs", scoreSeqs.length * 4),
+      sraw: ws.get("score-raw", slots * H * maxLen * 4),
+      lse: ws.get("score-lse", slots * H * 4),
+      stride: maxLen,
+    } : null;
+    if (scoring) dev.queue.writeBuffer(scoring.seqs, 0, new Uint32Array(scoreSeqs));
+
     const st = kc.step();
     this.embed(st, bTok, x, M);
     const attnPlan = this.attentionPlan(M, maxLen);
@@ -132,9 +160,9 @@ export class LlamaModel {
       this.rmsnorm(st, x, lw.ln1, hbuf, M);
       this.matmul(st, lw.qkv, hbuf, qkv, M, this.qkvWidth, { bias: lw.qkvBias });
       st.dispatch(kc.kernel("rope"), [qkv, bRows, this.invFreq], [M, D, H + KVH, this.qkvWidth], [cdiv((H + KVH) * (D / 2), 64), M]);
-      st.dispatch(kc.kernel("kv_append"), [qkv, bRows, bHeads, cache.table, cache.pool.k, cache.pool.v, cache.pool.pos],
+      st.dispatch(kc.kernel("kv_append"), [qkv, bRows, bHeads, cache.table, cache.pool.k, cache.pool.v, cache.pool.pos, cache.pool.scores],
         [M, D, H, KVH, L, l, cache.blockSize, this.qkvWidth], [cdiv(KVH * (D / 2), 64), M]);
-      this.attention(st, attnPlan, l, qkv, bRows, bHeads, attn, M);
+      this.attention(st, attnPlan, l, qkv, bRows, bHeads, attn, M, scoring);
       this.matmul(st, lw.o, attn, x, M, Dm, { residual: true });
       this.rmsnorm(st, x, lw.ln2, hbuf, M);
       this.matmul(st, lw.gateUp, hbuf, gu, M, 2 * cfg.ffn);
@@ -202,22 +230,27 @@ export class LlamaModel {
     return { nsplit, splitLen };
   }
 
-  private attention(st: Step, plan: { nsplit: number; splitLen: number }, layer: number, qkv: GPUBuffer, rows: GPUBuffer, heads: GPUBuffer, out: GPUBuffer, M: number) {
+  private attention(st: Step, plan: { nsplit: number; splitLen: number }, layer: number, qkv: GPUBuffer, rows: GPUBuffer, heads: GPUBuffer, out: GPUBuffer, M: number, scoring: Scoring | null) {
     const { cfg, cache, kc } = this;
     const H = cfg.heads, KVH = cfg.kvHeads, D = cfg.headDim;
     const G = H / KVH;
     const split = plan.nsplit > 1;
-    const defs = { WG: ATTN_WG, G, D, OUTS: cdiv(G * D, ATTN_WG), SPLIT: split };
-    const params = [layer, H, KVH, cfg.layers, cache.blockSize, this.qkvWidth, F(1 / Math.sqrt(D)), plan.splitLen, plan.nsplit];
+    const defs = { WG: ATTN_WG, G, D, OUTS: cdiv(G * D, ATTN_WG), SPLIT: split, SCORES: !!scoring };
+    const params = [layer, H, KVH, cfg.layers, cache.blockSize, this.qkvWidth, F(1 / Math.sqrt(D)), plan.splitLen, plan.nsplit, scoring?.stride ?? 0];
     const common: Binding[] = [qkv, rows, heads, cache.table, cache.pool.k, cache.pool.v];
     if (!split) {
-      st.dispatch(kc.kernel("attention", defs), [...common, out], params, [KVH, M, 1]);
-      return;
+      const b: Binding[] = scoring ? [...common, out, scoring.sraw, scoring.lse] : [...common, out];
+      st.dispatch(kc.kernel("attention", defs), b, params, [KVH, M, 1]);
+    } else {
+      const ml = this.ws.get("part-ml", M * H * plan.nsplit * 8);
+      const po = this.ws.get("part-o", M * H * plan.nsplit * D * 4);
+      st.dispatch(kc.kernel("attention", defs), scoring ? [...common, ml, po, scoring.sraw] : [...common, ml, po], params, [KVH, M, plan.nsplit]);
+      st.dispatch(kc.kernel("attn_merge", { SCORES: !!scoring }), scoring ? [ml, po, out, rows, scoring.lse] : [ml, po, out], [H, D, plan.nsplit], [H, M]);
     }
-    const ml = this.ws.get("part-ml", M * H * plan.nsplit * 8);
-    const po = this.ws.get("part-o", M * H * plan.nsplit * D * 4);
-    st.dispatch(kc.kernel("attention", defs), [...common, ml, po], params, [KVH, M, plan.nsplit]);
-    st.dispatch(kc.kernel("attn_merge"), [ml, po, out], [H, D, plan.nsplit], [H, M]);
+    if (scoring) {
+      st.dispatch(kc.kernel("kv_scores"), [scoring.sraw, scoring.lse, scoring.seqs, heads, cache.table, cache.pool.scores],
+        [layer, H, KVH, cfg.layers, cache.blockSize, scoring.stride], [KVH, scoring.nSeqs, cdiv(scoring.stride, 64)]);
+    }
   }
 
   destroy() {
