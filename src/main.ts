@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 // kvc: one entry, subcommands. `bun src/main.ts <command>` or `deno run -A src/main.ts <command>`.
 import { generateCommand, GENERATE_HELP } from "./cli/generate.ts";
+import { serveCommand } from "./cli/serve.ts";
 
 const HELP = `kvc — LLM inference on WebGPU with a per-head compressed KV cache
 
@@ -8,6 +9,7 @@ usage: kvc <command> [options]
 
 commands:
   generate   run one prompt and print the continuation
+  serve      OpenAI-compatible HTTP server (streaming, per-request KV compression)
   help       show this text
 
 Run "kvc <command> --help" for a command's options.
@@ -18,6 +20,8 @@ async function main(argv: string[]) {
   switch (cmd) {
     case "generate":
       return generateCommand(rest);
+    case "serve":
+      return serveCommand(rest);
     case undefined:
     case "help":
     case "--help":

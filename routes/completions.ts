@@ -1,0 +1,35 @@
+// POST /v1/completions: a text prompt (or token ids) continued, streamed or whole.
+import { Hono } from "hono";
+import type { ServerContext } from "../src/server/context.ts";
+import type { JsonBodyEnv } from "./middleware/json-body.ts";
+import { parseBody } from "./validate.ts";
+import { CompletionRequestSchema, type CompletionRequest } from "./schemas.ts";
+import { resolveModel, toGenerationParams } from "./generation-params.ts";
+import { newId, streamChunks, usageOf } from "./respond.ts";
+import { streamOptionsOf } from "./stream-options.ts";
+
+/** OpenAI's and vLLM's default for completions */
+const DEFAULT_MAX_TOKENS = 16;
+
+export function completionsRoute(ctx: ServerContext) {
+  return new Hono<JsonBodyEnv>().post("/completions", async (c) => {
+    const body = parseBody(CompletionRequestSchema, c.get("body"));
+    const model = resolveModel(ctx, body.model);
+    const { stream, includeUsage } = streamOptionsOf(body);
+    const params = toGenerationParams(ctx, body, promptIds(ctx, body), { param: "prompt", defaultMaxTokens: DEFAULT_MAX_TOKENS });
+    const gen = ctx.generate(params, c.req.raw.signal);
+    const id = newId("cmpl");
+    const created = Math.floor(Date.now() / 1000);
+    const choice = (text: string, finishReason: string | null) => ({ index: 0, text, logprobs: null, finish_reason: finishReason });
+    if (stream) return streamChunks(c, gen, { id, object: "text_completion", created, model, choice }, includeUsage);
+    const text = await gen.text();
+    const r = await gen.finish();
+    return c.json({ id, object: "text_completion", created, model, choices: [choice(text, r.finishReason)], usage: usageOf(r) });
+  });
+}
+
+/** A string is tokenized (BOS added as the model expects); token ids are used as given. */
+function promptIds(ctx: ServerContext, body: CompletionRequest): number[] {
+  const p = Array.isArray(body.prompt) && body.prompt.length === 1 && typeof body.prompt[0] !== "number" ? body.prompt[0] : body.prompt;
+  return typeof p === "string" ? ctx.engine.tokenizer.encode(p) : (p as number[]);
+}

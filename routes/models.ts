@@ -1,0 +1,14 @@
+// GET /v1/models: the one model this server serves.
+import { Hono } from "hono";
+import type { ServerContext } from "../src/server/context.ts";
+import { ApiError } from "../src/server/api-error.ts";
+
+export function modelsRoute(ctx: ServerContext) {
+  const card = () => ({ id: ctx.opts.modelId, object: "model", created: ctx.created, owned_by: "kvc", max_model_len: ctx.engine.cfg.maxContext });
+  return new Hono()
+    .get("/models", (c) => c.json({ object: "list", data: [card()] }))
+    .get("/models/:id", (c) => {
+      if (c.req.param("id") !== ctx.opts.modelId) throw new ApiError(404, `The model \`${c.req.param("id")}\` does not exist.`, "model", "model_not_found");
+      return c.json(card());
+    });
+}

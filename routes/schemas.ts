@@ -1,0 +1,83 @@
+// Request bodies of /v1/completions and /v1/chat/completions as valibot schemas.
+// Unknown top-level fields are ignored as OpenAI and vLLM do; fields we know but
+// do not implement are refused when they ask for something other than the default.
+import * as v from "valibot";
+import { KvCompressFields } from "./kv-compression.ts";
+
+const TokenId = v.pipe(v.number(), v.integer(), v.minValue(0));
+const MaxTokens = v.pipe(v.number(), v.safeInteger(), v.minValue(1));
+const StopString = v.pipe(v.string(), v.minLength(1, "stop strings must not be empty"), v.maxLength(1024));
+
+/** A field this server does not implement: only its default value (or null) passes. */
+const onlyDefault = <T extends v.GenericSchema>(schema: T, isDefault: (x: v.InferOutput<T>) => boolean, what: string) =>
+  v.nullish(v.pipe(schema, v.check(isDefault, `${what} is not supported by this server`)));
+
+const StreamOptionsSchema = v.object({
+  include_usage: v.nullish(v.boolean()),
+  continuous_usage_stats: v.nullish(v.boolean()),
+});
+
+/** Sampling, length, stop and compression: shared by both endpoints. */
+const CommonFields = {
+  model: v.nullish(v.string()),
+  max_tokens: v.nullish(MaxTokens),
+  temperature: v.nullish(v.pipe(v.number(), v.minValue(0), v.maxValue(2))),
+  top_p: v.nullish(v.pipe(v.number(), v.gtValue(0), v.maxValue(1))),
+  /** vLLM's extension; -1 and 0 both mean off */
+  top_k: v.nullish(v.pipe(v.number(), v.safeInteger(), v.minValue(-1))),
+  seed: v.nullish(v.pipe(v.number(), v.safeInteger())),
+  n: onlyDefault(v.number(), (x) => x === 1, "n other than 1"),
+  stop: v.nullish(v.union([StopString, v.pipe(v.array(StopString), v.maxLength(16))])),
+  stream: v.nullish(v.boolean()),
+  stream_options: v.nullish(StreamOptionsSchema),
+  /** vLLM's extension: keep generating past EOS */
+  ignore_eos: v.nullish(v.boolean()),
+  user: v.nullish(v.string()),
+  presence_penalty: onlyDefault(v.number(), (x) => x === 0, "presence_penalty other than 0"),
+  frequency_penalty: onlyDefault(v.number(), (x) => x === 0, "frequency_penalty other than 0"),
+  logit_bias: onlyDefault(v.record(v.string(), v.number()), (x) => Object.keys(x).length === 0, "logit_bias"),
+  ...KvCompressFields,
+};
+
+const PromptSchema = v.union(
+  [
+    v.string(),
+    v.pipe(v.array(TokenId), v.minLength(1, "prompt token ids must not be empty")),
+    v.pipe(v.array(v.string()), v.length(1, "only one prompt per request is supported")),
+    v.pipe(v.array(v.pipe(v.array(TokenId), v.minLength(1))), v.length(1, "only one prompt per request is supported")),
+  ],
+  "prompt must be a string, an array of token ids, or an array holding one of those",
+);
+
+export const CompletionRequestSchema = v.object({
+  ...CommonFields,
+  prompt: PromptSchema,
+  best_of: onlyDefault(v.number(), (x) => x === 1, "best_of other than 1"),
+  echo: onlyDefault(v.boolean(), (x) => !x, "echo"),
+  logprobs: onlyDefault(v.number(), (x) => x === 0, "logprobs"),
+  suffix: onlyDefault(v.string(), (x) => x === "", "suffix"),
+});
+export type CompletionRequest = v.InferOutput<typeof CompletionRequestSchema>;
+
+const TextPartSchema = v.object({ type: v.literal("text"), text: v.string() });
+
+const MessageSchema = v.object({
+  role: v.picklist(["system", "developer", "user", "assistant"]),
+  content: v.union([v.string(), v.array(TextPartSchema)], "content must be a string or an array of text parts"),
+  name: v.nullish(v.string()),
+});
+export type ChatMessageInput = v.InferOutput<typeof MessageSchema>;
+
+export const ChatRequestSchema = v.object({
+  ...CommonFields,
+  messages: v.pipe(v.array(MessageSchema), v.minLength(1, "messages must hold at least one message")),
+  max_completion_tokens: v.nullish(MaxTokens),
+  logprobs: onlyDefault(v.boolean(), (x) => !x, "logprobs"),
+  top_logprobs: onlyDefault(v.number(), (x) => x === 0, "top_logprobs"),
+  tools: onlyDefault(v.array(v.unknown()), (x) => x.length === 0, "tools"),
+  tool_choice: onlyDefault(v.unknown(), (x) => x === "none", "tool_choice"),
+  response_format: onlyDefault(v.object({ type: v.string() }), (x) => x.type === "text", "response_format other than text"),
+});
+export type ChatRequest = v.InferOutput<typeof ChatRequestSchema>;
+
+export type CommonRequest = CompletionRequest | ChatRequest;

@@ -1,0 +1,37 @@
+// Deno.serve adapter (typed loosely: the project type-checks against Bun's types).
+import { urlOf, type FetchHandler, type Listener, type ListenOptions } from "./types.ts";
+
+interface DenoHttpServer {
+  addr: { port: number };
+  shutdown(): Promise<void>;
+}
+
+export function listenDeno(fetch: FetchHandler, o: ListenOptions): Listener {
+  const Deno = (globalThis as any).Deno;
+  const server: DenoHttpServer = Deno.serve({ hostname: o.host, port: o.port, onListen: () => {} }, (req: Request) => withDisconnectSignal(req, fetch));
+  const port = server.addr.port;
+  return {
+    adapter: "Deno.serve",
+    url: urlOf(o.host, port),
+    port,
+    // shutdown() is graceful; a forced stop stops waiting for it
+    stop: (force) => (force ? (void server.shutdown(), Promise.resolve()) : server.shutdown()),
+  };
+}
+
+/**
+ * Deno's request.signal also aborts after a successful response (its "legacy abort",
+ * unless --unstable-no-legacy-abort), so the app gets a signal that follows it only
+ * until the handler has answered: then it means the client left. A client that
+ * leaves a stream later is seen by the stream's cancel (Hono's onAbort).
+ */
+async function withDisconnectSignal(req: Request, fetch: FetchHandler): Promise<Response> {
+  const ac = new AbortController();
+  let answered = false;
+  req.signal.addEventListener("abort", () => answered || ac.abort(), { once: true });
+  try {
+    return await fetch(new Request(req, { signal: ac.signal }));
+  } finally {
+    answered = true;
+  }
+}

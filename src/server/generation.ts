@@ -1,0 +1,172 @@
+// Generation: one request's run through the engine, as text deltas. Token ids
+// come from the engine step by step (onToken); the incremental decoder keeps
+// UTF-8 whole and the stop matcher holds back text that may become a stop string.
+// Iterate it for the deltas, then `finish()` gives the finish reason and usage.
+import type { Engine } from "../engine/engine.ts";
+import { Sequence } from "../engine/sequence.ts";
+import type { Sampling } from "../model/llama.ts";
+import { IncrementalDecoder } from "../model/tokenizer.ts";
+import type { CompressionOptions, KvStats } from "../cache/compression.ts";
+import type { EngineLoop } from "./engine-loop.ts";
+import type { ServerMetrics } from "./server-metrics.ts";
+import { StopMatcher } from "./stop-matcher.ts";
+import { ApiError } from "./api-error.ts";
+
+/** What a route asks for, in engine terms. */
+export interface GenerationParams {
+  prompt: number[];
+  maxTokens: number;
+  sampling: Sampling;
+  stop: string[];
+  ignoreEos: boolean;
+  compression: Partial<CompressionOptions>;
+}
+
+export interface GenerationResult {
+  /** "abort" only when the client went away */
+  finishReason: "stop" | "length" | "abort";
+  promptTokens: number;
+  /** tokens generated up to the end (the EOS or stop-matching token included) */
+  completionTokens: number;
+  kv: KvStats;
+}
+
+export interface GenerationDeps {
+  engine: Engine;
+  loop: EngineLoop;
+  metrics: ServerMetrics;
+}
+
+export class Generation implements AsyncIterable<string> {
+  readonly seq: Sequence;
+  private decoder: IncrementalDecoder;
+  private matcher: StopMatcher;
+  private deltas: string[] = [];
+  private wakeReader: (() => void) | null = null;
+  /** no more deltas will come: finished, stopped, aborted or failed */
+  private closed = false;
+  private stopHit = false;
+  private aborted = false;
+  private error: ApiError | null = null;
+  private tokens = 0;
+  private readonly t0 = performance.now();
+  private tLast = 0;
+  /** resolves once the sequence has ended and its blocks are back in the pool */
+  readonly ended: Promise<void>;
+
+  /** Queues the request on the engine; throws an ApiError when it cannot be served. */
+  constructor(private deps: GenerationDeps, params: GenerationParams, signal?: AbortSignal) {
+    this.decoder = new IncrementalDecoder(deps.engine.tokenizer);
+    this.matcher = new StopMatcher(params.stop);
+    this.seq = new Sequence(params.prompt, {
+      maxTokens: params.maxTokens,
+      sampling: params.sampling,
+      ignoreEos: params.ignoreEos,
+      compression: params.compression,
+      onToken: (id) => this.onToken(id),
+    });
+    deps.loop.add(this.seq, (e) => this.fail(new ApiError(500, `the engine failed on this request: ${e.message}`)));
+    this.ended = this.seq.wait().then(() => this.onFinished());
+    if (signal) {
+      if (signal.aborted) this.abort();
+      else signal.addEventListener("abort", () => this.abort(), { once: true });
+    }
+  }
+
+  /** The client went away: cancel the sequence (its blocks are freed within one step). */
+  abort() {
+    if (this.closed) return;
+    this.aborted = true;
+    this.close();
+    this.deps.loop.cancel(this.seq, "abort");
+  }
+
+  /** Ends the request with an error the client gets (engine failure, shutdown). */
+  fail(err: ApiError) {
+    if (this.closed) return;
+    this.error = err;
+    this.close();
+    this.deps.loop.cancel(this.seq, "abort");
+  }
+
+  get done(): boolean {
+    return this.closed;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<string> {
+    for (;;) {
+      if (this.deltas.length) yield this.deltas.shift()!;
+      else if (this.closed) break;
+      else await new Promise<void>((r) => (this.wakeReader = r));
+    }
+    if (this.error) throw this.error;
+  }
+
+  /** All text at once (non-streaming requests). */
+  async text(): Promise<string> {
+    let s = "";
+    for await (const d of this) s += d;
+    return s;
+  }
+
+  /** Waits for the end; throws the ApiError of a failed request. */
+  async finish(): Promise<GenerationResult> {
+    await this.ended;
+    if (this.error) throw this.error;
+    const finishReason = this.aborted ? "abort" : this.stopHit ? "stop" : this.seq.finishReason === "length" ? "length" : "stop";
+    return { finishReason, promptTokens: this.seq.prompt.length, completionTokens: this.tokens, kv: this.seq.kv };
+  }
+
+  private onToken(id: number) {
+    if (this.closed) return; // lookahead tokens after a stop match or an abort
+    const now = performance.now();
+    const m = this.deps.metrics;
+    if (this.tokens === 0) m.ttft.observe((now - this.t0) / 1000);
+    else m.itl.observe((now - this.tLast) / 1000);
+    this.tLast = now;
+    this.tokens++;
+    const r = this.matcher.push(this.decoder.push(id));
+    this.emit(r.text);
+    if (r.stopped) {
+      this.stopHit = true;
+      this.close();
+      this.deps.loop.cancel(this.seq, "stop");
+    }
+  }
+
+  /** The sequence ended (its blocks are back in the pool): flush held text, record metrics. */
+  private onFinished() {
+    if (!this.closed) {
+      const r = this.matcher.push(this.decoder.flush());
+      this.emit(r.text);
+      this.stopHit ||= r.stopped;
+      if (!r.stopped) this.emit(this.matcher.flush());
+      this.close();
+    }
+    const m = this.deps.metrics;
+    m.promptTokens.inc(this.seq.numComputed);
+    m.generationTokens.inc(this.tokens);
+    m.e2e.observe((performance.now() - this.t0) / 1000);
+    if (this.seq.numComputed > 0) {
+      m.evictedTokens.inc(this.seq.kv.evictedTokens);
+      m.compressionRate.observe(this.seq.kv.compressionRate);
+    }
+  }
+
+  private emit(text: string) {
+    if (!text) return;
+    this.deltas.push(text);
+    this.wake();
+  }
+
+  private close() {
+    this.closed = true;
+    this.wake();
+  }
+
+  private wake() {
+    const w = this.wakeReader;
+    this.wakeReader = null;
+    w?.();
+  }
+}
