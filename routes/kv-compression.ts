@@ -5,11 +5,12 @@
 import * as v from "valibot";
 import type { CompressionOptions } from "../src/cache/compression.ts";
 import { ApiError } from "../src/server/api-error.ts";
+import { strictObjectSchema } from "./object-schema.ts";
 
 const PositiveInt = v.pipe(v.number(), v.safeInteger(), v.minValue(1));
 
 /** Strict: a misspelt key is an error, not a silently uncompressed request. */
-export const KvCompressionSchema = v.strictObject({
+export const KvCompressionSchema = strictObjectSchema({
   method: v.nullish(v.picklist(["none", "kvcompress", "snapkv", "streaming", "kvcrush"])),
   rate: v.nullish(v.pipe(v.number(), v.finite(), v.minValue(1))),
   max_cache_tokens: v.nullish(PositiveInt),

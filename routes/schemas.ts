@@ -3,6 +3,7 @@
 // do not implement are refused when they ask for something other than the default.
 import * as v from "valibot";
 import { KvCompressFields } from "./kv-compression.ts";
+import { objectSchema } from "./object-schema.ts";
 
 const TokenId = v.pipe(v.number(), v.integer(), v.minValue(0));
 const MaxTokens = v.pipe(v.number(), v.safeInteger(), v.minValue(1));
@@ -12,7 +13,7 @@ const StopString = v.pipe(v.string(), v.minLength(1, "stop strings must not be e
 const onlyDefault = <T extends v.GenericSchema>(schema: T, isDefault: (x: v.InferOutput<T>) => boolean, what: string) =>
   v.nullish(v.pipe(schema, v.check(isDefault, `${what} is not supported by this server`)));
 
-const StreamOptionsSchema = v.object({
+const StreamOptionsSchema = objectSchema({
   include_usage: v.nullish(v.boolean()),
   continuous_usage_stats: v.nullish(v.boolean()),
 });
@@ -49,7 +50,7 @@ const PromptSchema = v.union(
   "prompt must be a string, an array of token ids, or an array holding one of those",
 );
 
-export const CompletionRequestSchema = v.object({
+export const CompletionRequestSchema = objectSchema({
   ...CommonFields,
   prompt: PromptSchema,
   best_of: onlyDefault(v.number(), (x) => x === 1, "best_of other than 1"),
@@ -59,16 +60,16 @@ export const CompletionRequestSchema = v.object({
 });
 export type CompletionRequest = v.InferOutput<typeof CompletionRequestSchema>;
 
-const TextPartSchema = v.object({ type: v.literal("text"), text: v.string() });
+const TextPartSchema = objectSchema({ type: v.literal("text"), text: v.string() });
 
-const MessageSchema = v.object({
+const MessageSchema = objectSchema({
   role: v.picklist(["system", "developer", "user", "assistant"]),
   content: v.union([v.string(), v.array(TextPartSchema)], "content must be a string or an array of text parts"),
   name: v.nullish(v.string()),
 });
 export type ChatMessageInput = v.InferOutput<typeof MessageSchema>;
 
-export const ChatRequestSchema = v.object({
+export const ChatRequestSchema = objectSchema({
   ...CommonFields,
   messages: v.pipe(v.array(MessageSchema), v.minLength(1, "messages must hold at least one message")),
   max_completion_tokens: v.nullish(MaxTokens),
@@ -76,7 +77,7 @@ export const ChatRequestSchema = v.object({
   top_logprobs: onlyDefault(v.number(), (x) => x === 0, "top_logprobs"),
   tools: onlyDefault(v.array(v.unknown()), (x) => x.length === 0, "tools"),
   tool_choice: onlyDefault(v.unknown(), (x) => x === "none", "tool_choice"),
-  response_format: onlyDefault(v.object({ type: v.string() }), (x) => x.type === "text", "response_format other than text"),
+  response_format: onlyDefault(objectSchema({ type: v.string() }), (x) => x.type === "text", "response_format other than text"),
 });
 export type ChatRequest = v.InferOutput<typeof ChatRequestSchema>;
 

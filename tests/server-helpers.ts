@@ -58,3 +58,34 @@ export async function until<T>(read: () => Promise<T>, f: (x: T) => boolean, ms:
   }
   return x;
 }
+
+/** A streaming request read event by event, so a test can stop it midway. */
+export function openStream(url: string, body: object) {
+  const ac = new AbortController();
+  const events: any[] = [];
+  let firstText: () => void;
+  const gotText = new Promise<void>((r) => (firstText = r));
+  const done = (async () => {
+    const res = await postJson(url, { ...body, stream: true }, { signal: ac.signal });
+    if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
+    const reader = res.body!.getReader();
+    const utf8 = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buf += utf8.decode(value, { stream: true });
+      let i: number;
+      while ((i = buf.indexOf("\n\n")) >= 0) {
+        const e = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        expect(e.startsWith("data: ")).toBe(true);
+        events.push(e === "data: [DONE]" ? "[DONE]" : JSON.parse(e.slice(6)));
+        if (streamedText(events)) firstText!();
+      }
+    }
+    return events;
+  })();
+    done.catch(() => {}); // handled here too: callers await many streams one after another
+  return { events, gotText, done, abort: () => ac.abort() };
+}

@@ -38,7 +38,7 @@ test("completions: whole and streamed give the same greedy text, with usage", as
 
   const stream = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 12, temperature: 0, stream: true, stream_options: { include_usage: true }, ...extra({ ignore_eos: true }) });
   let text = "";
-  const chunks = [];
+  const chunks: OpenAI.Completion[] = [];
   for await (const chunk of stream) {
     chunks.push(chunk);
     text += chunk.choices[0]?.text ?? "";
@@ -59,7 +59,7 @@ test("chat: whole and streamed agree; the first chunk carries the role", async (
   expect(whole.choices[0].message.role).toBe("assistant");
   expect(["stop", "length"]).toContain(whole.choices[0].finish_reason);
   const stream = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 16, temperature: 0, stream: true });
-  const chunks = [];
+  const chunks: OpenAI.ChatCompletionChunk[] = [];
   for await (const chunk of stream) chunks.push(chunk);
   expect(chunks[0].choices[0].delta.role).toBe("assistant");
   expect(chunks.every((c) => c.object === "chat.completion.chunk" && c.id === chunks[0].id)).toBe(true);
