@@ -22,16 +22,17 @@ export function listenDeno(fetch: FetchHandler, o: ListenOptions): Listener {
 /**
  * Deno's request.signal also aborts after a successful response (its "legacy abort",
  * unless --unstable-no-legacy-abort), so the app gets a signal that follows it only
- * until the handler has answered: then it means the client left. A client that
+ * until the handler has answered: then it means the client left. (Dropping the
+ * listener then also keeps Deno from warning about the legacy abort.) A client that
  * leaves a stream later is seen by the stream's cancel (Hono's onAbort).
  */
 async function withDisconnectSignal(req: Request, fetch: FetchHandler): Promise<Response> {
   const ac = new AbortController();
-  let answered = false;
-  req.signal.addEventListener("abort", () => answered || ac.abort(), { once: true });
+  const follow = () => ac.abort();
+  req.signal.addEventListener("abort", follow, { once: true });
   try {
     return await fetch(new Request(req, { signal: ac.signal }));
   } finally {
-    answered = true;
+    req.signal.removeEventListener("abort", follow);
   }
 }
