@@ -22,9 +22,10 @@ export function listenDeno(fetch: FetchHandler, o: ListenOptions): Listener {
 /**
  * Deno's request.signal also aborts after a successful response (its "legacy abort",
  * unless --unstable-no-legacy-abort), so the app gets a signal that follows it only
- * until the handler has answered: then it means the client left. (Dropping the
- * listener then also keeps Deno from warning about the legacy abort.) A client that
- * leaves a stream later is seen by the stream's cancel (Hono's onAbort).
+ * until the handler has answered: then it means the client left. A client that
+ * leaves a stream later is seen by the stream's cancel (Hono's onAbort). Reading
+ * request.signal makes Deno print a one-time notice about the legacy abort;
+ * `"unstable": ["no-legacy-abort"]` in deno.json silences it (and this still works).
  */
 async function withDisconnectSignal(req: Request, fetch: FetchHandler): Promise<Response> {
   const ac = new AbortController();
