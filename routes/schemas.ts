@@ -13,10 +13,7 @@ const StopString = v.pipe(v.string(), v.minLength(1, "stop strings must not be e
 const onlyDefault = <T extends v.GenericSchema>(schema: T, isDefault: (x: v.InferOutput<T>) => boolean, what: string) =>
   v.nullish(v.pipe(schema, v.check(isDefault, `${what} is not supported by this server`)));
 
-const StreamOptionsSchema = objectSchema({
-  include_usage: v.nullish(v.boolean()),
-  continuous_usage_stats: v.nullish(v.boolean()),
-});
+const StreamOptionsSchema = objectSchema({ include_usage: v.nullish(v.boolean()) });
 
 /** Sampling, length, stop and compression: shared by both endpoints. */
 const CommonFields = {

@@ -79,7 +79,7 @@ export async function serveCommand(argv: string[]) {
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (sig: string) => {
-      if (stopping) return;
+      if (stopping) return exitNow(`${sig} again: exiting without waiting`);
       stopping = true;
       log(`${sig}: finishing in-flight requests, then shutting down`);
       server.close().then(resolve, (e) => (log(`shutdown: ${(e as Error).message}`), resolve()));
@@ -120,6 +120,13 @@ function intFlag(s: string | undefined, name: string, def: number, min: number, 
 function envVar(name: string): string | undefined {
   const g = globalThis as any;
   return g.Deno ? g.Deno.env.get(name) : g.process?.env?.[name];
+}
+
+function exitNow(why: string) {
+  console.error(`[kvc] ${why}`);
+  const g = globalThis as any;
+  if (g.Deno) g.Deno.exit(130);
+  else g.process.exit(130);
 }
 
 function onSignal(sig: "SIGINT" | "SIGTERM", fn: () => void) {
