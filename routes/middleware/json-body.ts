@@ -50,7 +50,9 @@ async function readLimited(req: Request, maxBytes: number): Promise<Uint8Array> 
   const parts: Uint8Array[] = [];
   let size = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    const { done, value } = await reader.read().catch((e: Error) => {
+      throw new ApiError(400, `the request body could not be read: ${e.message}`, null, "invalid_body");
+    });
     if (done) break;
     size += value.length;
     if (size > maxBytes) {

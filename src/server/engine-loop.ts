@@ -43,10 +43,6 @@ export class EngineLoop {
     else this.engine.cancel(seq, reason);
   }
 
-  get numLive(): number {
-    return this.live.size;
-  }
-
   /** Stops stepping once the current step ends; sequences left are the caller's to cancel first. */
   async stop() {
     this.stopped = true;

@@ -89,10 +89,6 @@ export class Generation implements AsyncIterable<string> {
     this.deps.loop.cancel(this.seq, "abort");
   }
 
-  get done(): boolean {
-    return this.closed;
-  }
-
   async *[Symbol.asyncIterator](): AsyncIterator<string> {
     for (;;) {
       if (this.deltas.length) yield this.deltas.shift()!;

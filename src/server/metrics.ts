@@ -38,9 +38,6 @@ export class Counter implements Metric {
     if (!(by >= 0)) throw new Error(`counter ${this.name} can only go up (got ${by})`);
     this.value += by;
   }
-  get(): number {
-    return this.value;
-  }
   lines() {
     return [`${this.name}${labelText(this.labels)} ${num(this.value)}`];
   }
@@ -50,9 +47,6 @@ export class Counter implements Metric {
 export class Gauge implements Metric {
   readonly type = "gauge";
   constructor(readonly name: string, readonly help: string, private labels: Labels, private read: () => number) {}
-  get(): number {
-    return this.read();
-  }
   lines() {
     return [`${this.name}${labelText(this.labels)} ${num(this.read())}`];
   }
@@ -71,9 +65,6 @@ export class Histogram implements Metric {
     for (let i = 0; i < this.buckets.length; i++) if (x <= this.buckets[i]) this.counts[i]++;
     this.sum += x;
     this.count++;
-  }
-  get total(): { count: number; sum: number } {
-    return { count: this.count, sum: this.sum };
   }
   lines() {
     const out = this.buckets.map((le, i) => `${this.name}_bucket${labelText(this.labels, ["le", num(le)])} ${this.counts[i]}`);
