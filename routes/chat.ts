@@ -7,7 +7,7 @@ import { ApiError } from "../src/server/api-error.ts";
 import type { JsonBodyEnv } from "./middleware/json-body.ts";
 import { parseBody } from "./validate.ts";
 import { ChatRequestSchema, type ChatMessageInput } from "./schemas.ts";
-import { resolveModel, toGenerationParams } from "./generation-params.ts";
+import { checkPromptText, resolveModel, toGenerationParams } from "./generation-params.ts";
 import { newId, streamChunks, usageOf } from "./respond.ts";
 import { streamOptionsOf } from "./stream-options.ts";
 
@@ -18,7 +18,9 @@ export function chatRoute(ctx: ServerContext) {
     const { stream, includeUsage } = streamOptionsOf(body);
     const tk = ctx.engine.tokenizer;
     if (!tk.hasChatTemplate) throw new ApiError(400, `${model} has no chat template; use /v1/completions`, "messages");
-    const prompt = tk.encodeChat(body.messages.map(toTemplateMessage));
+    const messages = body.messages.map(toTemplateMessage);
+    checkPromptText(ctx, messages.reduce((n, m) => n + m.content.length, 0), "messages");
+    const prompt = tk.encodeChat(messages);
     // chat answers may run to the end of the context, as in vLLM
     const params = toGenerationParams(ctx, body, prompt, { param: "messages", defaultMaxTokens: Infinity });
     const gen = ctx.generate(params, c.req.raw.signal);

@@ -4,7 +4,7 @@ import type { ServerContext } from "../src/server/context.ts";
 import type { JsonBodyEnv } from "./middleware/json-body.ts";
 import { parseBody } from "./validate.ts";
 import { CompletionRequestSchema, type CompletionRequest } from "./schemas.ts";
-import { resolveModel, toGenerationParams } from "./generation-params.ts";
+import { checkPromptText, resolveModel, toGenerationParams } from "./generation-params.ts";
 import { newId, streamChunks, usageOf } from "./respond.ts";
 import { streamOptionsOf } from "./stream-options.ts";
 
@@ -31,5 +31,7 @@ export function completionsRoute(ctx: ServerContext) {
 /** A string is tokenized (BOS added as the model expects); token ids are used as given. */
 function promptIds(ctx: ServerContext, body: CompletionRequest): number[] {
   const p = Array.isArray(body.prompt) && body.prompt.length === 1 && typeof body.prompt[0] !== "number" ? body.prompt[0] : body.prompt;
-  return typeof p === "string" ? ctx.engine.tokenizer.encode(p) : (p as number[]);
+  if (typeof p !== "string") return p as number[];
+  checkPromptText(ctx, p.length, "prompt");
+  return ctx.engine.tokenizer.encode(p);
 }

@@ -13,6 +13,14 @@ export function resolveModel(ctx: ServerContext, model: string | null | undefine
   throw new ApiError(404, `The model \`${model}\` does not exist. This server serves "${ctx.opts.modelId}".`, "model", "model_not_found");
 }
 
+/** Refuses prompt text that cannot fit the context before the tokenizer spends time on it. */
+export function checkPromptText(ctx: ServerContext, chars: number, param: "prompt" | "messages") {
+  const max = ctx.opts.maxPromptChars;
+  if (chars > max) {
+    throw new ApiError(400, `the prompt has ${chars} characters, more than this model's maximum context length of ${ctx.engine.cfg.maxContext} tokens can hold (at most ${max} characters)`, param, "context_length_exceeded");
+  }
+}
+
 export interface PromptLimits {
   /** the body field the prompt came from, for error params */
   param: "prompt" | "messages";

@@ -143,6 +143,11 @@ function rawCases(): Case[] {
   const longText = "the people of the union ".repeat(1500);
   cases.push({ name: "prompt longer than the context", path: "/v1/completions", body: { prompt: longText }, status: 400, param: "prompt", message: /\d+ tokens.*2048/ });
   cases.push({ name: "chat longer than the context", path: "/v1/chat/completions", body: { messages: [{ role: "user", content: longText }] }, status: 400, param: "messages", message: /\d+ tokens.*2048/ });
+  // megabytes of text are refused before tokenizing (that would stall every stream for seconds)
+  const huge = "a".repeat(3 * 2 ** 20);
+  cases.push({ name: "3 MB prompt", path: "/v1/completions", body: { prompt: huge }, status: 400, param: "prompt", message: /characters.*2048 tokens/ });
+  cases.push({ name: "3 MB prompt in an array", path: "/v1/completions", body: { prompt: [huge] }, status: 400, param: "prompt" });
+  cases.push({ name: "3 MB of chat", path: "/v1/chat/completions", body: { messages: Array(3).fill({ role: "user", content: huge.slice(0, 2 ** 20) }) }, status: 400, param: "messages", message: /characters/ });
   cases.push({ name: "prompt ids longer than the context", path: "/v1/completions", body: { prompt: new Array(3000).fill(5) }, status: 400, param: "prompt", message: /3000 tokens.*2048/ });
   cases.push({ name: "prompt + max_tokens over the context", path: "/v1/completions", body: { prompt: "Hello", max_tokens: 2047 }, status: 400, param: "max_tokens", message: /2048.*2047/ });
   cases.push({ name: "prompt + max_completion_tokens over the context", path: "/v1/chat/completions", body: { ...CHAT, max_completion_tokens: 4000 }, status: 400, param: "max_completion_tokens" });

@@ -16,6 +16,8 @@ export interface ServerOptions {
   /** requests to /v1 need `Authorization: Bearer <apiKey>` when set */
   apiKey: string | null;
   maxBodyBytes: number;
+  /** longer prompt text cannot fit the context and is refused untokenized */
+  maxPromptChars: number;
   /** compression applied where a request does not say otherwise */
   compression: Partial<CompressionOptions>;
   log: (msg: string) => void;

@@ -5,8 +5,9 @@ import { Engine, type EngineOptions } from "../engine/engine.ts";
 import { createApp } from "../../routes/app.ts";
 import { createServerContext, type ServerContext, type ServerOptions } from "./context.ts";
 import { listen, type Listener } from "./adapter/index.ts";
+import { maxPromptChars } from "./prompt-limit.ts";
 
-export interface StartOptions extends Partial<Omit<ServerOptions, "modelId">> {
+export interface StartOptions extends Partial<Omit<ServerOptions, "modelId" | "maxPromptChars">> {
   modelDir: string;
   host?: string;
   /** 0 picks a free port */
@@ -32,6 +33,7 @@ export async function startServer(o: StartOptions): Promise<RunningServer> {
     maxQueue: o.maxQueue ?? DEFAULTS.maxQueue,
     apiKey: o.apiKey ?? null,
     maxBodyBytes: o.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
+    maxPromptChars: maxPromptChars(o.modelDir, engine.cfg.maxContext),
     compression: o.compression ?? {},
     log,
   });
