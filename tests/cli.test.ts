@@ -30,7 +30,30 @@ test("JSON output carries usage and kv_cache figures", () => {
   expect(j.finish_reason).toBe("length");
   // 4 layers x 2 KV heads, each holding prompt + 4 fed tokens
   const perHead = j.prompt_token_ids.length + 4;
-  expect(j.kv_cache).toEqual({ blocks_used: 8 * Math.ceil(perHead / 16), block_size: 16, tokens_kept: 8 * perHead });
+  const blocks = 8 * Math.ceil(perHead / 16);
+  expect(j.kv_cache).toEqual({
+    blocks_used: blocks,
+    block_size: 16,
+    tokens_kept: 8 * perHead,
+    blocks_uncompressed: blocks,
+    tokens_logical: perHead,
+    compression_rate: 1,
+    evicted_tokens: 0,
+  });
+});
+
+test("--kv-* flags compress the cache and report what was achieved", () => {
+  const prompt = "The President spoke to the Congress about the state of the Union and the war. ".repeat(8);
+  const r = bun(["generate", "--prompt", prompt, "--max-tokens", "4", "--ignore-eos", "--json", "--kv-method", "kvcompress", "--kv-rate", "4", "--kv-protected-window", "8"]);
+  expect(r.code).toBe(0);
+  const k = JSON.parse(r.out).kv_cache;
+  expect(k.evicted_tokens).toBeGreaterThan(0);
+  expect(k.tokens_kept + k.evicted_tokens).toBe(8 * k.tokens_logical);
+  expect(k.blocks_used).toBeLessThan(k.blocks_uncompressed);
+  expect(k.compression_rate).toBeCloseTo(k.blocks_uncompressed / k.blocks_used, 6);
+  const bad = bun(["generate", "--prompt", "x", "--kv-method", "kvcompress"]);
+  expect(bad.code).toBe(1);
+  expect(bad.err).toContain("needs a budget");
 });
 
 test("chat messages go through the chat template", () => {

@@ -28,6 +28,8 @@ export interface CompressionOptions {
   poolKernel: number;
   /** even split of the budget per layer instead of across all layers */
   evenLayerSplit: boolean;
+  /** keys per eviction chunk (KV-Compress evicts block-sized chunks) */
+  chunkSize: number;
 }
 
 export const DEFAULT_COMPRESSION: CompressionOptions = {
@@ -43,6 +45,7 @@ export const DEFAULT_COMPRESSION: CompressionOptions = {
   crushBase: "kvcompress",
   poolKernel: 7,
   evenLayerSplit: false,
+  chunkSize: 16,
 };
 
 /** What a sequence's cache holds against what it would hold uncompressed. */

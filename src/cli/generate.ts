@@ -5,6 +5,7 @@ import { Sequence } from "../engine/sequence.ts";
 import { IncrementalDecoder, type ChatMessage } from "../model/tokenizer.ts";
 import { parseBytes } from "../cache/kv-cache.ts";
 import { defaultModelDir } from "./model-dir.ts";
+import { KV_FLAG_OPTIONS, KV_FLAGS_HELP, parseKvFlags } from "./kv-flags.ts";
 
 export const GENERATE_HELP = `kvc generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --messages JSON) [options]
 
@@ -20,7 +21,9 @@ export const GENERATE_HELP = `kvc generate --model DIR (--prompt TEXT | --prompt
   --ignore-eos         keep generating past end-of-sequence tokens
   --kv-memory SIZE     KV cache budget, e.g. 512MiB or 2GiB
   --json               print one JSON object instead of streaming text
-`;
+
+KV compression:
+${KV_FLAGS_HELP}`;
 
 function num(v: string | undefined, name: string, def: number, check: (x: number) => boolean, what: string): number {
   if (v === undefined) return def;
@@ -46,6 +49,7 @@ export async function generateCommand(argv: string[]) {
       "kv-memory": { type: "string" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
+      ...KV_FLAG_OPTIONS,
     },
     strict: true,
   });
@@ -60,6 +64,7 @@ export async function generateCommand(argv: string[]) {
   const topP = num(a["top-p"], "top-p", 1, (x) => x > 0 && x <= 1, "in (0, 1]");
   const topK = num(a["top-k"], "top-k", 0, (x) => Number.isInteger(x) && x >= 0, "an integer >= 0");
   const seed = num(a.seed, "seed", Math.floor(Math.random() * 2 ** 32), (x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32, "an integer in [0, 2^32)");
+  const compression = parseKvFlags(a);
   const log = a.json ? () => {} : (m: string) => console.error(`[kvc] ${m}`);
   const engine = await Engine.load(a.model ?? defaultModelDir(), { kvMemory: a["kv-memory"] ? parseBytes(a["kv-memory"]) : undefined, log });
   try {
@@ -89,6 +94,7 @@ export async function generateCommand(argv: string[]) {
       maxTokens,
       sampling: { temperature, topP, topK, seed },
       ignoreEos: !!a["ignore-eos"],
+      compression,
       onToken: stream ? (id) => writeOut(dec.push(id)) : undefined,
     });
     engine.add(seq);
@@ -104,7 +110,15 @@ export async function generateCommand(argv: string[]) {
       prompt_token_ids: prompt,
       finish_reason: seq.finishReason,
       usage: { prompt_tokens: prompt.length, completion_tokens: seq.output.length },
-      kv_cache: { blocks_used: seq.kv.blocksUsed, block_size: engine.cache.blockSize, tokens_kept: seq.kv.tokensKept },
+      kv_cache: {
+        blocks_used: seq.kv.blocksUsed,
+        block_size: engine.cache.blockSize,
+        tokens_kept: seq.kv.tokensKept,
+        blocks_uncompressed: seq.kv.blocksUncompressed,
+        tokens_logical: seq.kv.tokensLogical,
+        compression_rate: seq.kv.compressionRate,
+        evicted_tokens: seq.kv.evictedTokens,
+      },
     }));
   } finally {
     engine.destroy();

@@ -12,6 +12,8 @@ import { loadWeights, destroyWeights, type ModelWeights } from "../model/weights
 import { LlamaModel, type StepSeq } from "../model/llama.ts";
 import { TextTokenizer } from "../model/tokenizer.ts";
 import type { KvStats } from "../cache/compression.ts";
+import { Compactor } from "../cache/compaction.ts";
+import { keepBudget, policyFor, type PlanContext } from "../cache/policies.ts";
 import { Sequence, type FinishReason } from "./sequence.ts";
 
 export interface EngineOptions {
@@ -32,6 +34,9 @@ export class Engine {
   readonly waiting: Sequence[] = [];
   readonly running: Sequence[] = [];
   private stepping: Promise<void> | null = null;
+  private compactor: Compactor;
+  /** time spent compressing (gather + plan + compact), for benchmarks */
+  readonly stats = { compressMs: 0, compressions: 0, evictedTokens: 0 };
 
   private constructor(
     readonly gpu: Gpu,
@@ -42,7 +47,9 @@ export class Engine {
     readonly model: LlamaModel,
     readonly tokenizer: TextTokenizer,
     readonly opts: Required<Omit<EngineOptions, "log" | "kvMemory" | "maxBindingBytes">>,
-  ) {}
+  ) {
+    this.compactor = new Compactor(kc, cache);
+  }
 
   static async load(dir: string, o: EngineOptions = {}): Promise<Engine> {
     const log = o.log ?? (() => {});
@@ -150,7 +157,7 @@ export class Engine {
         seq.cache = this.cache.open();
         if (!seq.cache) break; // every table slot is taken
       }
-      const n = Math.min(budget, seq.prompt.length - seq.numComputed);
+      const { n, scoreRows } = this.prefillChunk(seq, budget);
       if (!this.cache.reserve(seq.cache, n)) {
         if (seq.numComputed === 0 && this.running.length === 0 && batch.length === 0) {
           this.cache.release(seq.cache);
@@ -168,6 +175,7 @@ export class Engine {
         pos0: seq.numComputed,
         sampling: seq.opts.sampling,
         counter: 0,
+        scoreRows,
       });
       seqs.push(seq);
       budget -= n;
@@ -183,12 +191,60 @@ export class Engine {
       const seq = seqs[b];
       seq.numComputed += batch[b].n;
       seq.fed += batch[b].n;
+      if (seq.compressing && seq.numComputed === seq.compressAt) await this.compress(seq);
       if (!seq.prefilled) continue;
       if (seq.opts.captureLogits) seq.firstLogits = await this.model.readLogits(b);
       this.waiting.splice(this.waiting.indexOf(seq), 1);
       this.running.push(seq);
       this.accept(seq, hist[b]);
     }
+  }
+
+  /**
+   * The next prefill chunk of `seq` within `budget` tokens. A chunk never crosses the
+   * point where compression runs, and the chunk that reaches it holds the whole
+   * observation window, whose queries score the cached keys.
+   */
+  private prefillChunk(seq: Sequence, budget: number): { n: number; scoreRows: number } {
+    const left = seq.prompt.length - seq.numComputed;
+    const w = seq.compression.observationWindow;
+    if (!seq.compressing) return { n: Math.min(budget, left), scoreRows: 0 };
+    if (seq.numComputed >= seq.compressAt) {
+      // past the first compression (query-agnostic question): continual mode keeps scoring
+      const n = Math.min(budget, left);
+      return { n, scoreRows: seq.continual ? n : 0 };
+    }
+    const rem = seq.compressAt - seq.numComputed;
+    if (rem <= budget) return { n: rem, scoreRows: Math.min(w, rem) };
+    return { n: Math.max(1, Math.min(budget, rem - w)), scoreRows: 0 };
+  }
+
+  /** Scores -> plan -> compaction for one sequence, per its compression options. */
+  private async compress(seq: Sequence) {
+    const policy = policyFor(seq.compression);
+    seq.stepsSinceCompress = 0;
+    if (!policy || !seq.cache) return;
+    const t0 = performance.now();
+    const ctx: PlanContext = {
+      layers: this.cfg.layers,
+      kvHeads: this.cfg.kvHeads,
+      lastPos: seq.fed - 1,
+      logicalLen: seq.fed,
+      opts: seq.compression,
+      seed: seq.id,
+    };
+    const keepTotal = keepBudget(ctx);
+    if (this.cache.tokensKept(seq.cache) > keepTotal) {
+      const keys = await this.compactor.gather(seq.cache);
+      if (seq.cache) {
+        const evicted = this.compactor.apply(seq.cache, policy.plan(keys, ctx, keepTotal));
+        seq.evictedTokens += evicted;
+        this.stats.evictedTokens += evicted;
+      }
+    }
+    seq.compressions++;
+    this.stats.compressions++;
+    this.stats.compressMs += performance.now() - t0;
   }
 
   /** Submits up to `lookahead` decode steps for all running sequences, then reads tokens. */
@@ -199,13 +255,17 @@ export class Engine {
     for (const s of live) {
       const left = Math.min(s.opts.maxTokens - s.output.length, this.cfg.maxContext - (s.prompt.length + s.output.length));
       k = Math.max(1, Math.min(k, left));
+      // a round never runs past a sequence's next compression
+      if (s.continual) k = Math.max(1, Math.min(k, s.compression.interval - s.stepsSinceCompress));
     }
     for (const s of live) {
-      if (!this.cache.reserve(s.cache!, k)) {
-        // TODO(scheduler): compress or preempt; until then the newest sequence stops
-        s.finish("length");
-        this.releaseIfDone(s);
-      }
+      if (this.cache.reserve(s.cache!, k)) continue;
+      // pool short: compress whoever can shrink before giving anything up
+      for (const o of this.running) if (o.compressing && !o.finished && o.stepsSinceCompress > 0) await this.compress(o);
+      if (this.cache.reserve(s.cache!, k)) continue;
+      // TODO(scheduler): preempt by recompute; until then this sequence stops
+      s.finish("length");
+      this.releaseIfDone(s);
     }
     const batch = this.running.filter((s) => !s.finished);
     if (!batch.length) return;
@@ -220,18 +280,23 @@ export class Engine {
           pos0: s.prompt.length + s.output.length - 1 + j,
           sampling: s.opts.sampling,
           counter: s.output.length + j,
+          scoreRows: s.continual ? 1 : 0,
         })),
         tokensFromGpu: j > 0,
         histOffset: j * B,
       });
     }
-    for (const s of batch) s.fed += k;
+    for (const s of batch) {
+      s.fed += k;
+      s.stepsSinceCompress += k;
+    }
     const hist = await this.model.readHistory(k * B);
     for (let b = 0; b < B; b++) {
       const s = batch[b];
       for (let j = 0; j < k && !s.finished; j++) this.accept(s, hist[j * B + b]);
     }
     for (const s of batch) this.releaseIfDone(s);
+    for (const s of batch) if (!s.finished && s.continual && s.stepsSinceCompress >= s.compression.interval) await this.compress(s);
   }
 
   /** Takes one generated token; finishes the sequence on EOS, max tokens or full context. */
@@ -277,6 +342,7 @@ export class Engine {
   }
 
   destroy() {
+    this.compactor.destroy();
     this.model.destroy();
     this.cache.destroy();
     destroyWeights(this.weights);

@@ -15,6 +15,12 @@ export interface SequenceOptions {
   captureLogits?: boolean;
   /** KV compression for this sequence (default: none) */
   compression?: Partial<CompressionOptions>;
+  /**
+   * prompt tokens after which the first compression runs (default: the whole
+   * prompt). Query-agnostic evaluation sets it to the context length, so the
+   * question is fed only after the context was compressed.
+   */
+  compressAt?: number;
 }
 
 let nextId = 1;
@@ -32,6 +38,10 @@ export class Sequence {
   readonly compression: CompressionOptions;
   /** K/V entries evicted so far, summed over every (layer, KV head) */
   evictedTokens = 0;
+  /** decode steps since the last compression (continual mode) */
+  stepsSinceCompress = 0;
+  compressions = 0;
+  readonly compressAt: number;
   /** cache figures, kept current while running and frozen at release */
   kv: KvStats = { blocksUsed: 0, blocksUncompressed: 0, tokensKept: 0, tokensLogical: 0, compressionRate: 1, evictedTokens: 0 };
   private done: Promise<void>;
@@ -40,6 +50,7 @@ export class Sequence {
   constructor(readonly prompt: number[], readonly opts: SequenceOptions) {
     if (prompt.length === 0) throw new Error("prompt must hold at least one token");
     this.compression = { ...DEFAULT_COMPRESSION, ...opts.compression };
+    this.compressAt = Math.min(prompt.length, Math.max(1, opts.compressAt ?? prompt.length));
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 
@@ -52,6 +63,13 @@ export class Sequence {
   }
   get finished(): boolean {
     return this.finishReason !== null;
+  }
+  get compressing(): boolean {
+    return this.compression.method !== "none";
+  }
+  /** scores accumulate during decode and compression repeats every `interval` steps */
+  get continual(): boolean {
+    return this.compressing && !this.compression.compressOnce;
   }
 
   finish(reason: FinishReason) {

@@ -1,0 +1,92 @@
+// Applying an eviction plan without moving K/V through the host: the planner reads
+// only scores and positions (kv_gather); survivors past each head's new length move
+// into evicted slots before it (kv_compact); emptied trailing blocks return to the pool.
+import { GrowableBuffers, readBuffer } from "../gpu/buffers.ts";
+import { cdiv, type KernelContext } from "../gpu/kernels.ts";
+import type { KvCache, SeqCache } from "./kv-cache.ts";
+import type { EvictionPlan, HeadKeys } from "./policies.ts";
+
+/** (src, dst) physical slot pairs and each head's new length. Pure. */
+export function compactionMoves(seq: SeqCache, plan: EvictionPlan, blockSize: number): { moves: Uint32Array<ArrayBuffer>; lengths: Int32Array } {
+  const moves: number[] = [];
+  const lengths = new Int32Array(seq.lengths.length);
+  const phys = (h: number, i: number) => seq.blocks[h][Math.floor(i / blockSize)] * blockSize + (i % blockSize);
+  for (let h = 0; h < seq.lengths.length; h++) {
+    const n = seq.lengths[h];
+    const gone = new Uint8Array(n);
+    for (const i of plan[h] ?? []) {
+      if (i < 0 || i >= n || gone[i]) throw new Error(`eviction plan for head ${h} names slot ${i} twice or out of range`);
+      gone[i] = 1;
+    }
+    const keep = n - (plan[h]?.length ?? 0);
+    lengths[h] = keep;
+    // holes below the new length, filled in order by survivors above it
+    let src = keep;
+    for (let dst = 0; dst < keep; dst++) {
+      if (!gone[dst]) continue;
+      while (gone[src]) src++;
+      moves.push(phys(h, src), phys(h, dst));
+      src++;
+    }
+  }
+  return { moves: Uint32Array.from(moves), lengths };
+}
+
+export class Compactor {
+  private ws: GrowableBuffers;
+
+  constructor(private kc: KernelContext, private cache: KvCache) {
+    this.ws = new GrowableBuffers(kc.device, () => kc.forgetBindGroups());
+  }
+
+  /** Scores and positions of every kept key of `seq`, per (layer, KV head). */
+  async gather(seq: SeqCache): Promise<HeadKeys[]> {
+    const c = this.cache;
+    const heads = new Uint32Array(c.heads * 2);
+    c.writeHeads(seq, heads, 0);
+    const stride = Math.max(1, ...seq.lengths);
+    const bHeads = this.ws.get("heads", heads.byteLength);
+    const outS = this.ws.get("scores", c.heads * stride * 4);
+    const outP = this.ws.get("pos", c.heads * stride * 4);
+    this.kc.device.queue.writeBuffer(bHeads, 0, heads);
+    c.flush();
+    const st = this.kc.step();
+    st.dispatch(this.kc.kernel("kv_gather"), [bHeads, c.table, c.pool.scores, c.pool.pos, outS, outP], [stride, c.blockSize], [cdiv(stride, 64), c.heads]);
+    st.submit();
+    const [s, p] = await Promise.all([
+      readBuffer(this.kc.device, outS, 0, c.heads * stride * 4),
+      readBuffer(this.kc.device, outP, 0, c.heads * stride * 4),
+    ]);
+    const scores = new Float32Array(s), pos = new Uint32Array(p);
+    return Array.from({ length: c.heads }, (_, h) => ({
+      scores: scores.slice(h * stride, h * stride + seq.lengths[h]),
+      pos: pos.slice(h * stride, h * stride + seq.lengths[h]),
+    }));
+  }
+
+  /** Evicts the planned keys of `seq`; returns how many K/V entries went. */
+  apply(seq: SeqCache, plan: EvictionPlan): number {
+    const c = this.cache;
+    const { moves, lengths } = compactionMoves(seq, plan, c.blockSize);
+    const n = moves.length / 2;
+    if (n > 0) {
+      const bMoves = this.ws.get("moves", moves.byteLength);
+      this.kc.device.queue.writeBuffer(bMoves, 0, moves);
+      const st = this.kc.step();
+      const y = Math.min(n, 65535);
+      st.dispatch(this.kc.kernel("kv_compact"), [bMoves, c.pool.k, c.pool.v, c.pool.pos, c.pool.scores], [n, c.opts.headDim / 2], [cdiv(c.opts.headDim / 2, 64), y, cdiv(n, y)]);
+      st.submit();
+    }
+    let evicted = 0;
+    for (let h = 0; h < c.heads; h++) {
+      evicted += seq.lengths[h] - lengths[h];
+      seq.lengths[h] = lengths[h];
+    }
+    c.trim(seq);
+    return evicted;
+  }
+
+  destroy() {
+    this.ws.destroy();
+  }
+}

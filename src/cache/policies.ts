@@ -1,0 +1,233 @@
+// Compression policies: scores in, per-head eviction sets out. Pure functions over
+// host arrays; the cache applies the result (compaction.ts) without knowing which
+// policy chose it.
+//
+// Every policy works on the sequence's keys as they sit in the cache, per
+// (layer, KV head): their accumulated squared-attention scores and original positions.
+import type { CompressionOptions } from "./compression.ts";
+
+export interface HeadKeys {
+  scores: Float32Array; // accumulated metric per kept key
+  pos: Uint32Array; // original position per kept key
+}
+
+export interface PlanContext {
+  layers: number;
+  kvHeads: number;
+  /** position of the newest token in the cache */
+  lastPos: number;
+  /** tokens of the sequence (logical length), for rate budgets */
+  logicalLen: number;
+  opts: CompressionOptions;
+  /** seeds KVCrush's random anchor */
+  seed?: number;
+}
+
+/** Logical indices (into each head's key list) to evict, per head. */
+export type EvictionPlan = Int32Array[];
+
+export interface CompressionPolicy {
+  plan(keys: HeadKeys[], ctx: PlanContext, keepTotal: number): EvictionPlan;
+}
+
+const SINKS = 4; // StreamingLLM's attention sinks
+
+/**
+ * Total K/V entries the sequence may keep across all (layer, KV head) pairs: total /
+ * rate of its logical tokens, or max_cache_tokens per head on average; never below
+ * the protected window per head.
+ */
+export function keepBudget(ctx: PlanContext): number {
+  const heads = ctx.layers * ctx.kvHeads;
+  const o = ctx.opts;
+  const full = heads * ctx.logicalLen;
+  let keep = o.maxCacheTokens !== null ? o.maxCacheTokens * heads : o.rate !== null ? Math.floor(full / o.rate) : full;
+  keep = Math.max(keep, heads * Math.min(ctx.logicalLen, o.protectedWindow));
+  return Math.min(keep, full);
+}
+
+/** Max-pool of each key's score over its `kernel` neighbours in position order. */
+export function pooledScores(k: HeadKeys, kernel: number): Float32Array {
+  const n = k.scores.length;
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => k.pos[a] - k.pos[b]);
+  const r = Math.floor(kernel / 2);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let m = -Infinity;
+    for (let j = Math.max(0, i - r); j <= Math.min(n - 1, i + r); j++) m = Math.max(m, k.scores[order[j]]);
+    out[order[i]] = m;
+  }
+  return out;
+}
+
+const isProtected = (pos: number, ctx: PlanContext) => pos > ctx.lastPos - ctx.opts.protectedWindow;
+
+/** Evictable keys of one head, lowest pooled score first (older first on ties). */
+function candidatesByScore(k: HeadKeys, pooled: Float32Array, ctx: PlanContext): number[] {
+  const c: number[] = [];
+  for (let i = 0; i < k.pos.length; i++) if (!isProtected(k.pos[i], ctx)) c.push(i);
+  return c.sort((a, b) => pooled[a] - pooled[b] || k.pos[a] - k.pos[b]);
+}
+
+/** Per-head quota for uniform policies: keepTotal split evenly, never below a head's protected keys. */
+function uniformEvictions(keys: HeadKeys[], ctx: PlanContext, keepTotal: number, order: (h: number) => number[]): EvictionPlan {
+  const per = Math.floor(keepTotal / keys.length);
+  let extra = keepTotal - per * keys.length;
+  return keys.map((k, h) => {
+    const quota = per + (extra-- > 0 ? 1 : 0);
+    const cand = order(h);
+    const protectedCount = k.pos.length - cand.length;
+    const evict = Math.max(0, k.pos.length - Math.max(quota, protectedCount));
+    return Int32Array.from(cand.slice(0, evict));
+  });
+}
+
+/**
+ * KV-Compress: inside each head, keys sorted by pooled score and cut into
+ * block-sized chunks; all chunks of the sequence (or of each layer, with
+ * evenLayerSplit) sorted together by mean score and evicted lowest first until the
+ * budget is met, so rates differ per head and per layer.
+ */
+export const kvCompressPolicy: CompressionPolicy = {
+  plan(keys, ctx, keepTotal) {
+    const bs = ctx.opts.chunkSize;
+    const pooled = keys.map((k) => pooledScores(k, ctx.opts.poolKernel));
+    const cands = keys.map((k, h) => candidatesByScore(k, pooled[h], ctx));
+    const evictCount = new Int32Array(keys.length);
+    const groups = ctx.opts.evenLayerSplit
+      ? Array.from({ length: ctx.layers }, (_, l) => Array.from({ length: ctx.kvHeads }, (_, h) => l * ctx.kvHeads + h))
+      : [keys.map((_, h) => h)];
+    for (const heads of groups) {
+      const held = heads.reduce((a, h) => a + keys[h].pos.length, 0);
+      let need = held - Math.floor((keepTotal * heads.length) / keys.length);
+      if (need <= 0) continue;
+      const chunks: { h: number; c: number; size: number; mean: number }[] = [];
+      for (const h of heads) {
+        const c = cands[h];
+        for (let i = 0; i * bs < c.length; i++) {
+          const part = c.slice(i * bs, (i + 1) * bs);
+          chunks.push({ h, c: i, size: part.length, mean: part.reduce((a, j) => a + pooled[h][j], 0) / part.length });
+        }
+      }
+      chunks.sort((a, b) => a.mean - b.mean || a.h - b.h || a.c - b.c);
+      for (const ch of chunks) {
+        if (need <= 0) break;
+        const take = Math.min(ch.size, need);
+        evictCount[ch.h] += take;
+        need -= take;
+      }
+    }
+    return cands.map((c, h) => Int32Array.from(c.slice(0, evictCount[h])));
+  },
+};
+
+/** SnapKV: the same scores, the same budget in every head. */
+export const snapKvPolicy: CompressionPolicy = {
+  plan(keys, ctx, keepTotal) {
+    return uniformEvictions(keys, ctx, keepTotal, (h) => candidatesByScore(keys[h], pooledScores(keys[h], ctx.opts.poolKernel), ctx));
+  },
+};
+
+/** StreamingLLM: attention sinks plus the most recent tokens; scores unused. */
+export const streamingPolicy: CompressionPolicy = {
+  plan(keys, ctx, keepTotal) {
+    return uniformEvictions(keys, ctx, keepTotal, (h) => {
+      const k = keys[h];
+      const c: number[] = [];
+      for (let i = 0; i < k.pos.length; i++) if (k.pos[i] >= SINKS && !isProtected(k.pos[i], ctx)) c.push(i);
+      return c.sort((a, b) => k.pos[a] - k.pos[b]);
+    });
+  },
+};
+
+/**
+ * KVCrush on top of a base policy: the base keeps (1 - crush_ratio) of the budget;
+ * the rest goes to representatives of the tokens it would evict. Each token gets a
+ * binary signature with one bit per KV head of its layer (1 = the head scores it at
+ * or above that head's median); candidates are sorted by Hamming distance to an
+ * anchor signature and evenly spaced ones are kept.
+ */
+export function kvCrushPolicy(base: CompressionPolicy): CompressionPolicy {
+  return {
+    plan(keys, ctx, keepTotal) {
+      const crush = Math.floor(ctx.opts.crushRatio * keepTotal);
+      const evict = base.plan(keys, ctx, keepTotal - crush);
+      const total = evict.reduce((a, e) => a + e.length, 0);
+      if (crush <= 0 || total === 0) return evict;
+      const pooled = keys.map((k) => pooledScores(k, ctx.opts.poolKernel));
+      const median = pooled.map((p) => {
+        const s = Float32Array.from(p).sort();
+        return s.length ? s[Math.floor(s.length / 2)] : 0;
+      });
+      // per head: position -> pooled score, to read a token's bit in every head of its layer
+      const byPos = keys.map((k, h) => new Map(Array.from(k.pos, (p, i) => [p, pooled[h][i]] as const)));
+      const quotas = shareProportionally(crush, evict.map((e) => e.length));
+      const rng = mulberry32(ctx.seed ?? 1);
+      const out: EvictionPlan = [];
+      for (let l = 0; l < ctx.layers; l++) {
+        const heads = Array.from({ length: ctx.kvHeads }, (_, i) => l * ctx.kvHeads + i);
+        const sig = (p: number): number[] => heads.map((h) => ((byPos[h].get(p) ?? -Infinity) >= median[h] ? 1 : 0));
+        const anchor = crushAnchor(ctx.opts.crushAnchor, heads.length, rng, () => heads.flatMap((h) => Array.from(evict[h], (i) => sig(keys[h].pos[i]))));
+        for (const h of heads) {
+          const cand = Array.from(evict[h]);
+          const dist = new Map(cand.map((i) => [i, sig(keys[h].pos[i]).reduce((a, b, k) => a + (b !== anchor[k] ? 1 : 0), 0)]));
+          cand.sort((a, b) => dist.get(a)! - dist.get(b)! || keys[h].pos[a] - keys[h].pos[b]);
+          const r = Math.min(quotas[h], cand.length);
+          const keep = new Set<number>();
+          for (let i = 0; i < r; i++) keep.add(cand[Math.floor(((i + 0.5) * cand.length) / r)]);
+          out[h] = Int32Array.from(cand.filter((i) => !keep.has(i)));
+        }
+      }
+      return out;
+    },
+  };
+}
+
+function crushAnchor(mode: CompressionOptions["crushAnchor"], bits: number, rng: () => number, signatures: () => number[][]): number[] {
+  if (mode === "alternate") return Array.from({ length: bits }, (_, k) => (k % 2 === 0 ? 1 : 0));
+  if (mode === "random") return Array.from({ length: bits }, () => (rng() < 0.5 ? 1 : 0));
+  const s = signatures();
+  return Array.from({ length: bits }, (_, k) => (s.reduce((a, v) => a + v[k], 0) * 2 >= s.length ? 1 : 0));
+}
+
+/** Splits `total` over parts in proportion to `weights` (largest remainders). */
+export function shareProportionally(total: number, weights: number[]): number[] {
+  const sum = weights.reduce((a, b) => a + b, 0);
+  if (sum === 0) return weights.map(() => 0);
+  const exact = weights.map((w) => (total * w) / sum);
+  const out = exact.map(Math.floor);
+  let left = total - out.reduce((a, b) => a + b, 0);
+  const order = exact.map((x, i) => [x - Math.floor(x), i]).sort((a, b) => b[0] - a[0]);
+  for (const [, i] of order) {
+    if (left-- <= 0) break;
+    out[i]++;
+  }
+  return out;
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The policy a request's options name. */
+export function policyFor(o: CompressionOptions): CompressionPolicy | null {
+  switch (o.method) {
+    case "none":
+      return null;
+    case "kvcompress":
+      return kvCompressPolicy;
+    case "snapkv":
+      return snapKvPolicy;
+    case "streaming":
+      return streamingPolicy;
+    case "kvcrush":
+      return kvCrushPolicy(o.crushBase === "snapkv" ? snapKvPolicy : kvCompressPolicy);
+  }
+}
