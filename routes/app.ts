@@ -11,12 +11,18 @@ import { chatRoute } from "./chat.ts";
 import { modelsRoute } from "./models.ts";
 import { healthRoute } from "./health.ts";
 import { metricsRoute } from "./metrics.ts";
+import { versionRoute } from "./version.ts";
+import { requestId } from "./middleware/request-id.ts";
+import { requestLog } from "./middleware/request-log.ts";
 
 /** OpenAI request bodies are a few levels deep; anything far deeper is hostile. */
 const MAX_JSON_DEPTH = 64;
 
 export function createApp(ctx: ServerContext) {
   const app = new Hono();
+  app.use("*", requestId());
+  const write = ctx.opts.requestLog;
+  if (write) app.use("*", requestLog({ write, logPrompts: ctx.opts.logPrompts, quiet: ["/health", "/metrics"] }));
   app.use("/v1/*", apiKey(ctx.opts.apiKey));
   app.on("POST", ["/v1/completions", "/v1/chat/completions"], jsonBody({ maxBytes: ctx.opts.maxBodyBytes, maxDepth: MAX_JSON_DEPTH }));
   app.route("/v1", completionsRoute(ctx));
@@ -24,6 +30,7 @@ export function createApp(ctx: ServerContext) {
   app.route("/v1", modelsRoute(ctx));
   app.route("/", healthRoute(ctx));
   app.route("/", metricsRoute(ctx));
+  app.route("/", versionRoute(ctx));
   app.notFound((c) => errorResponse(c, new ApiError(404, `no route for ${c.req.method} ${c.req.path}`, null, "not_found")));
   app.onError((err, c) => {
     if (err instanceof ApiError) return errorResponse(c, err);

@@ -10,6 +10,7 @@ import { ChatRequestSchema, type ChatMessageInput } from "./schemas.ts";
 import { checkPromptText, resolveModel, toGenerationParams } from "./generation-params.ts";
 import { newId, streamChunks, usageOf } from "./respond.ts";
 import { streamOptionsOf } from "./stream-options.ts";
+import { noteRequest } from "./middleware/request-log.ts";
 
 export function chatRoute(ctx: ServerContext) {
   return new Hono<JsonBodyEnv>().post("/chat/completions", async (c) => {
@@ -25,6 +26,7 @@ export function chatRoute(ctx: ServerContext) {
     const params = toGenerationParams(ctx, body, prompt, { param: "messages", defaultMaxTokens: Infinity });
     const gen = ctx.generate(params, c.req.raw.signal);
     const id = newId("chatcmpl");
+    noteRequest(c, { generation: gen, responseId: id, model, stream, prompt: body.messages });
     const created = Math.floor(Date.now() / 1000);
     if (stream) {
       const choice = (text: string, finishReason: string | null) => ({ index: 0, delta: text ? { content: text } : {}, logprobs: null, finish_reason: finishReason });

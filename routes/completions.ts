@@ -7,6 +7,7 @@ import { CompletionRequestSchema, type CompletionRequest } from "./schemas.ts";
 import { checkPromptText, resolveModel, toGenerationParams } from "./generation-params.ts";
 import { newId, streamChunks, usageOf } from "./respond.ts";
 import { streamOptionsOf } from "./stream-options.ts";
+import { noteRequest } from "./middleware/request-log.ts";
 
 /** OpenAI's and vLLM's default for completions */
 const DEFAULT_MAX_TOKENS = 16;
@@ -19,6 +20,7 @@ export function completionsRoute(ctx: ServerContext) {
     const params = toGenerationParams(ctx, body, promptIds(ctx, body), { param: "prompt", defaultMaxTokens: DEFAULT_MAX_TOKENS });
     const gen = ctx.generate(params, c.req.raw.signal);
     const id = newId("cmpl");
+    noteRequest(c, { generation: gen, responseId: id, model, stream, prompt: body.prompt });
     const created = Math.floor(Date.now() / 1000);
     const choice = (text: string, finishReason: string | null) => ({ index: 0, text, logprobs: null, finish_reason: finishReason });
     if (stream) return streamChunks(c, gen, { id, object: "text_completion", created, model, choice }, includeUsage);

@@ -2,35 +2,14 @@
 // port, graceful shutdown on SIGTERM, flag errors; and the in-process close that
 // cancels streams still running.
 import { expect, test } from "bun:test";
-import { spawnSync, type Subprocess } from "bun";
+import { spawnSync } from "bun";
 import { ROOT } from "./helpers.ts";
-import { metric, openStream, postJson, sseData, startNano, streamedText, until } from "./server-helpers.ts";
-
-/** Starts `kvc serve` and reads stderr until it says where it listens. */
-async function spawnServe(cmd: string[]): Promise<{ proc: Subprocess<"ignore", "pipe", "pipe">; url: string; log: () => string }> {
-  const proc = Bun.spawn([...cmd, "serve", "--port", "0", "--kv-memory", "64MiB"], { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  let log = "";
-  const reader = proc.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  const deadline = Date.now() + 120_000;
-  while (!/ on (http:\/\/\S+)/.test(log)) {
-    const { done, value } = await reader.read();
-    if (done || Date.now() > deadline) throw new Error(`kvc serve did not start:\n${log}`);
-    log += value;
-  }
-  (async () => {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      log += value;
-    }
-  })();
-  return { proc, url: / on (http:\/\/\S+)/.exec(log)![1], log: () => log };
-}
+import { KVC, metric, openStream, postJson, serveNano, sseData, startNano, streamedText, until } from "./server-helpers.ts";
 
 const chat = (content: string, maxTokens: number) => ({ messages: [{ role: "user", content }], max_tokens: maxTokens, temperature: 0, ignore_eos: true });
 
 test("bun: startup lines, a stream, and SIGTERM lets it finish", async () => {
-  const s = await spawnServe(["bun", "src/main.ts"]);
+  const s = await serveNano("bun");
   expect(s.log()).toMatch(/adapter: .*\n.*model: .*\n.*kv cache: .*\n.*serving kvc-nano with Bun\.serve on http:\/\/127\.0\.0\.1:\d+/);
   const stream = openStream(`${s.url}/v1/chat/completions`, chat("Say hello.", 24));
   await stream.gotText;
@@ -43,7 +22,7 @@ test("bun: startup lines, a stream, and SIGTERM lets it finish", async () => {
 });
 
 test("deno: the same server streams a chat answer and sees clients leave", async () => {
-  const s = await spawnServe(["deno", "run", "-A", "src/main.ts"]);
+  const s = await serveNano("deno");
   try {
     expect(s.log()).toContain("via wgpu (Deno)");
     expect(s.log()).toMatch(/serving kvc-nano with Deno\.serve on http:\/\/127\.0\.0\.1:\d+/);
@@ -95,12 +74,12 @@ test("bad serve flags fail with a clear message", () => {
     [["--kv-method", "snapkv"], /needs a budget: --kv-rate or --kv-max-tokens/],
     [["--kv-crush-ratio", "1"], /--kv-crush-ratio/],
     [["--kv-interval", "x"], /--kv-interval/],
-    [["--port", "http"], /--port must be an integer/],
-    [["--max-queue", "0"], /--max-queue must be an integer/],
-    [["--kv-memory", "lots"], /cannot read "lots" as a size/],
+    [["--port", "http"], /--port: must be an integer in \[0, 65535\] \(got "http"\)/],
+    [["--max-queue", "0"], /--max-queue: must be an integer/],
+    [["--kv-memory", "lots"], /--kv-memory: cannot read "lots" as a size/],
     [["--frobnicate"], /Unknown option '--frobnicate'/],
   ] as const) {
-    const r = spawnSync(["bun", "src/main.ts", "serve", ...args], { cwd: ROOT });
+    const r = spawnSync([...KVC.bun, "serve", ...args], { cwd: ROOT });
     expect(r.exitCode).toBe(1);
     expect(r.stderr.toString()).toMatch(msg);
   }

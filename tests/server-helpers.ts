@@ -1,6 +1,8 @@
-// Shared by the server tests: a real server on kvc-nano (port 0), raw SSE parsing,
-// and the /metrics numbers the tests watch.
+// Shared by the server tests: a real server on kvc-nano (port 0), in this process
+// or as a `kvc serve` process under Bun or Deno; raw SSE parsing, and the /metrics
+// numbers the tests watch.
 import { expect } from "bun:test";
+import type { Subprocess } from "bun";
 import { startServer, type RunningServer, type StartOptions } from "../src/server/server.ts";
 import { ROOT } from "./helpers.ts";
 
@@ -8,6 +10,53 @@ export const NANO = `${ROOT}/models/kvc-nano`;
 
 export function startNano(o: Partial<StartOptions> = {}): Promise<RunningServer> {
   return startServer({ modelDir: NANO, host: "127.0.0.1", port: 0, engine: { kvMemory: 64 * 2 ** 20 }, ...o });
+}
+
+export type Runtime = "bun" | "deno";
+/** The runtimes the HTTP end-to-end tests run `kvc serve` under; KVC_E2E_RUNTIMES=bun picks one. */
+export const RUNTIMES = (process.env.KVC_E2E_RUNTIMES ?? "bun,deno").split(",").map((r) => r.trim()) as Runtime[];
+for (const r of RUNTIMES) if (r !== "bun" && r !== "deno") throw new Error(`KVC_E2E_RUNTIMES: unknown runtime "${r}"`);
+/** `kvc` from the source tree under each runtime */
+export const KVC: Record<Runtime, string[]> = { bun: ["bun", "src/main.ts"], deno: ["deno", "run", "-A", "src/main.ts"] };
+
+export interface ServerProcess {
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  url: string;
+  /** stderr so far */
+  log(): string;
+  /** SIGTERM, then the exit code */
+  stop(): Promise<number>;
+}
+
+/** Starts `<kvc> serve <args>` and reads its stderr until it says where it listens. */
+export async function spawnServer(kvc: string[], args: string[], o: { cwd?: string; env?: Record<string, string | undefined> } = {}): Promise<ServerProcess> {
+  const proc = Bun.spawn([...kvc, "serve", ...args], { cwd: o.cwd ?? ROOT, env: o.env ?? process.env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  let log = "";
+  const reader = proc.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const listening = / on (http:\/\/\S+)/;
+  const deadline = Date.now() + 120_000;
+  while (!listening.test(log)) {
+    const { done, value } = await reader.read();
+    if (done || Date.now() > deadline) {
+      proc.kill();
+      throw new Error(`kvc serve did not start:\n${log}`);
+    }
+    log += value;
+  }
+  (async () => {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      log += value;
+    }
+  })();
+  const stop = () => (proc.kill("SIGTERM"), proc.exited);
+  return { proc, url: listening.exec(log)![1], log: () => log, stop };
+}
+
+/** `kvc serve` on kvc-nano under `runtime`: a free port, a 64 MiB cache, and `args`. */
+export function serveNano(runtime: Runtime, args: string[] = []): Promise<ServerProcess> {
+  return spawnServer(KVC[runtime], ["--port", "0", "--kv-memory", "64MiB", ...args]);
 }
 
 export async function postJson(url: string, body: unknown, init: RequestInit = {}): Promise<Response> {

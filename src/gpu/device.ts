@@ -36,11 +36,20 @@ function override(name: string, available: boolean): boolean {
 }
 
 let bunGlobalsReady = false;
+let dawnLibrary: (() => string) | null = null;
+
+/**
+ * The single binary's Dawn library (scripts/build.ts embeds it): a function that
+ * writes it out to a real file and returns its path, for bun-webgpu to dlopen.
+ */
+export function useDawnLibrary(path: () => string) {
+  dawnLibrary = path;
+}
 
 export async function createGpu(): Promise<Gpu> {
   if (isBun && !bunGlobalsReady) {
     const m = await import("bun-webgpu");
-    m.setupGlobals();
+    m.setupGlobals(dawnLibrary ? { libPath: dawnLibrary() } : undefined);
     bunGlobalsReady = true;
   }
   const gpu = (globalThis as any).navigator?.gpu as GPU | undefined;

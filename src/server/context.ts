@@ -21,6 +21,10 @@ export interface ServerOptions {
   /** compression applied where a request does not say otherwise */
   compression: Partial<CompressionOptions>;
   log: (msg: string) => void;
+  /** receives one object per request (routes/middleware/request-log.ts); null: no request log */
+  requestLog: ((entry: Record<string, unknown>) => void) | null;
+  /** put prompts into the request log */
+  logPrompts: boolean;
 }
 
 export interface ServerContext {

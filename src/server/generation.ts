@@ -51,6 +51,9 @@ export class Generation implements AsyncIterable<string> {
   private tokens = 0;
   private readonly t0 = performance.now();
   private tLast = 0;
+  /** performance.now() at the first token and at the end, for the request log */
+  firstTokenAt: number | null = null;
+  endedAt: number | null = null;
   /** resolves once the sequence has ended and its blocks are back in the pool */
   readonly ended: Promise<void>;
 
@@ -117,8 +120,10 @@ export class Generation implements AsyncIterable<string> {
     if (this.closed) return; // lookahead tokens after a stop match or an abort
     const now = performance.now();
     const m = this.deps.metrics;
-    if (this.tokens === 0) m.ttft.observe((now - this.t0) / 1000);
-    else m.itl.observe((now - this.tLast) / 1000);
+    if (this.tokens === 0) {
+      this.firstTokenAt = now;
+      m.ttft.observe((now - this.t0) / 1000);
+    } else m.itl.observe((now - this.tLast) / 1000);
     this.tLast = now;
     this.tokens++;
     const r = this.matcher.push(this.decoder.push(id));
@@ -132,6 +137,7 @@ export class Generation implements AsyncIterable<string> {
 
   /** The sequence ended (its blocks are back in the pool): flush held text, record metrics. */
   private onFinished() {
+    this.endedAt = performance.now();
     if (!this.closed) {
       const r = this.matcher.push(this.decoder.flush());
       this.emit(r.text);
@@ -142,7 +148,7 @@ export class Generation implements AsyncIterable<string> {
     const m = this.deps.metrics;
     m.promptTokens.inc(this.seq.numComputed);
     m.generationTokens.inc(this.tokens);
-    m.e2e.observe((performance.now() - this.t0) / 1000);
+    m.e2e.observe((this.endedAt - this.t0) / 1000);
     if (this.seq.numComputed > 0) {
       m.evictedTokens.inc(this.seq.kv.evictedTokens);
       m.compressionRate.observe(this.seq.kv.compressionRate);

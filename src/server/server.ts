@@ -36,6 +36,8 @@ export async function startServer(o: StartOptions): Promise<RunningServer> {
     maxPromptChars: maxPromptChars(o.modelDir, engine.cfg.maxContext),
     compression: o.compression ?? {},
     log,
+    requestLog: o.requestLog ?? null,
+    logPrompts: o.logPrompts ?? false,
   });
   let listener: Listener;
   try {
