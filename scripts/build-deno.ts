@@ -1,12 +1,12 @@
-// `bun run build:deno`: dist/kvc-deno, kvc on Deno's built-in WebGPU as one file.
+// `bun run build:deno [OUT]`: dist/kvc-deno (or OUT), kvc on Deno's built-in WebGPU as one file.
 //
 // First choice is `deno compile` (the deno.json "build" task): Deno's runtime
 // (denort) with the code, kernels/ and models/kvc-nano embedded. deno compile
 // downloads denort from dl.deno.land, which no npm package carries; where that
 // host cannot be reached (CI here: only package registries are), this builds the
 // same single file another way: a small sh launcher followed by a tar.gz of the
-// deno binary and the app (src, routes, kernels, kvc-nano, the npm packages it
-// imports). The first run unpacks it into the cache folder, every run execs
+// deno binary and the app (the modules of src/main.ts, the npm packages they
+// import, kernels/ and kvc-nano). The first run unpacks it into the cache folder, every run execs
 // `deno run` on it. KVC_DENO_BUILD=compile or =launcher forces one way.
 import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
@@ -14,15 +14,19 @@ import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
+/** a path as the user would type it: relative inside the project */
+const shown = (p: string) => (relative(ROOT, p).startsWith("..") ? p : relative(ROOT, p));
 const OUT = process.argv[2] ?? join(ROOT, "dist/kvc-deno");
-const STAGE = join(ROOT, "dist/.deno-stage");
-const APP_FILES = ["src", "routes", "kernels", "models/kvc-nano", "package.json", "deno.json"];
+const STAGE = join(ROOT, `dist/.deno-stage-${process.pid}`);
+/** read at run time rather than imported */
+const RUNTIME_FILES = ["kernels", "models/kvc-nano", "deno.json", "package.json"];
 /** packages only Bun loads (Deno has WebGPU built in) */
 const BUN_ONLY = /^bun-webgpu/;
 const want = process.env.KVC_DENO_BUILD ?? "auto";
 if (!["auto", "compile", "launcher"].includes(want)) fail(`KVC_DENO_BUILD must be compile or launcher (got "${want}")`);
 
 function fail(msg: string): never {
+  rmSync(STAGE, { recursive: true, force: true });
   console.error(`build:deno: ${msg}`);
   process.exit(1);
 }
@@ -39,7 +43,7 @@ if (want !== "launcher") {
   const bunOnly = ["node_modules/bun-webgpu", `node_modules/bun-webgpu-${process.platform}-${process.arch}`].filter((p) => existsSync(join(ROOT, p)));
   const r = run(["deno", "compile", "-A", "--no-check", "--include", "kernels", "--include", "models/kvc-nano", ...bunOnly.flatMap((p) => ["--exclude", p]), "-o", OUT, "src/main.ts"]);
   if (r.code === 0) {
-    console.log(`build:deno: ${relative(ROOT, OUT)} (deno compile)`);
+    console.log(`build:deno: ${shown(OUT)} (deno compile)`);
     process.exit(0);
   }
   const noRuntime = /denort|Setting up base binary/.test(r.err);
@@ -52,27 +56,32 @@ const deno = run(["deno", "eval", "console.log(Deno.execPath())"]);
 if (deno.code !== 0) fail(`cannot find the deno binary: ${deno.err}`);
 const denoBin = deno.out.trim();
 
-/** The npm packages the app imports under Deno, with everything they depend on. */
-function runtimePackages(): string[] {
-  const seen = new Set<string>();
-  const visit = (name: string) => {
-    if (seen.has(name) || BUN_ONLY.test(name)) return;
-    const pj = join(ROOT, "node_modules", name, "package.json");
-    if (!existsSync(pj)) fail(`${name} is not installed; run bun install`);
-    seen.add(name);
-    const p = JSON.parse(readFileSync(pj, "utf8"));
-    for (const d of Object.keys({ ...p.dependencies })) visit(d);
-  };
-  const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
-  for (const d of Object.keys(pkg.dependencies)) visit(d);
-  return [...seen].sort();
+/**
+ * What `deno run src/main.ts` loads, from Deno's own module graph: the project's
+ * modules and the npm packages they import (whole, as node_modules holds them),
+ * less type declarations and the packages only Bun loads.
+ */
+function appFiles(): { files: string[]; packages: string[] } {
+  const info = run(["deno", "info", "--json", "src/main.ts"]);
+  if (info.code !== 0) fail(`deno info failed: ${info.err}`);
+  const files = new Set(RUNTIME_FILES);
+  const packages = new Set<string>();
+  for (const m of JSON.parse(info.out).modules as { specifier: string }[]) {
+    if (!m.specifier.startsWith("file://") || m.specifier.endsWith(".d.ts") || m.specifier.endsWith(".d.mts")) continue;
+    const rel = relative(ROOT, fileURLToPath(m.specifier));
+    const pkg = /^node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(rel);
+    if (pkg) {
+      if (!BUN_ONLY.test(pkg[1])) packages.add(pkg[1]);
+    } else files.add(rel);
+  }
+  return { files: [...files].sort(), packages: [...packages].sort() };
 }
 
 rmSync(STAGE, { recursive: true, force: true });
 mkdirSync(join(STAGE, "app"), { recursive: true });
 cpSync(denoBin, join(STAGE, "deno"));
-for (const f of APP_FILES) cpSync(join(ROOT, f), join(STAGE, "app", f), { recursive: true });
-const packages = runtimePackages();
+const { files, packages } = appFiles();
+for (const f of files) cpSync(join(ROOT, f), join(STAGE, "app", f), { recursive: true });
 for (const p of packages) cpSync(join(ROOT, "node_modules", p), join(STAGE, "app/node_modules", p), { recursive: true, dereference: true });
 
 const tgz = join(STAGE, "payload.tar.gz");
@@ -114,4 +123,4 @@ while (Buffer.byteLength(header) !== Number(/^offset=(\d+)$/m.exec(header)![1]))
 writeFileSync(OUT, Buffer.concat([Buffer.from(header), payload]));
 chmodSync(OUT, 0o755);
 rmSync(STAGE, { recursive: true, force: true });
-console.log(`build:deno: ${relative(ROOT, OUT)} (launcher + tar.gz: deno ${run([denoBin, "--version"]).out.split(" ")[1]}, ${packages.join(", ")}; ${(payload.length / 2 ** 20).toFixed(0)} MiB)`);
+console.log(`build:deno: ${shown(OUT)} (launcher + tar.gz: deno ${run([denoBin, "--version"]).out.split(" ")[1]}, ${packages.join(", ")}; ${(payload.length / 2 ** 20).toFixed(0)} MiB)`);

@@ -1,8 +1,9 @@
-// `bun run build`: dist/kvc, one executable (bun build --compile) that carries the
-// Bun runtime, the code, the WGSL kernels, the Dawn library of bun-webgpu and the
-// default model kvc-nano. It writes a generated module, dist/.embed/embedded.ts,
-// that imports each of those files into the bundle (kernels as text, the rest as
-// embedded files) and registers them before src/main.ts runs.
+// `bun run build [OUT]`: dist/kvc (or OUT), one executable (bun build --compile)
+// that carries the Bun runtime, the code, the WGSL kernels, the Dawn library of
+// bun-webgpu and the default model kvc-nano. It writes a generated module
+// (dist/.embed-<pid>/embedded.ts, removed after) that imports each of those files
+// into the bundle (kernels as text, the rest as embedded files) and registers them
+// before src/main.ts runs.
 import { createHash } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -10,7 +11,9 @@ import { basename, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const EMBED = join(ROOT, "dist/.embed");
+const EMBED = join(ROOT, `dist/.embed-${process.pid}`);
+/** a path as the user would type it: relative inside the project */
+const shown = (p: string) => (relative(ROOT, p).startsWith("..") ? p : relative(ROOT, p));
 const OUT = process.argv[2] ?? join(ROOT, "dist/kvc");
 const MODEL = "models/kvc-nano";
 
@@ -51,8 +54,9 @@ writeFileSync(join(EMBED, "embedded.ts"), lines.join("\n"));
 writeFileSync(join(EMBED, "entry.ts"), `import "./embedded.ts";\nimport ${from(join(ROOT, "src/main.ts"))};\n`);
 
 const proc = Bun.spawnSync(["bun", "build", "--compile", join(EMBED, "entry.ts"), "--outfile", OUT], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
+rmSync(EMBED, { recursive: true, force: true });
 if (proc.exitCode !== 0) {
   console.error(`build: bun build --compile failed (exit ${proc.exitCode})`);
   process.exit(1);
 }
-console.log(`build: ${relative(ROOT, OUT) || OUT} (${kernels.length} kernels, ${basename(MODEL)}, ${platformPkg}; embedded files ${buildId})`);
+console.log(`build: ${shown(OUT)} (${kernels.length} kernels, ${basename(MODEL)}, ${platformPkg}; embedded files ${buildId})`);

@@ -2,6 +2,7 @@
 // kvc: one entry, subcommands. `bun src/main.ts <command>` or `deno run -A src/main.ts <command>`.
 import { generateCommand, GENERATE_HELP } from "./cli/generate.ts";
 import { serveCommand } from "./cli/serve.ts";
+import { benchCommand } from "./cli/bench.ts";
 
 const HELP = `kvc — LLM inference on WebGPU with a per-head compressed KV cache
 
@@ -10,6 +11,7 @@ usage: kvc <command> [options]
 commands:
   generate   run one prompt and print the continuation
   serve      OpenAI-compatible HTTP server (streaming, per-request KV compression)
+  bench      benchmarks on random-weight models at real shapes (JSON lines)
   help       show this text
 
 Run "kvc <command> --help" for a command's options.
@@ -22,6 +24,9 @@ async function main(argv: string[]) {
       return generateCommand(rest);
     case "serve":
       return serveCommand(rest);
+    case "bench":
+      if (await benchCommand(rest)) throw new Error("some bench suites failed: see their error records");
+      return;
     case undefined:
     case "help":
     case "--help":

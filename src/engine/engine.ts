@@ -52,15 +52,19 @@ export class Engine {
   }
 
   static async load(dir: string, o: EngineOptions = {}): Promise<Engine> {
-    const log = o.log ?? (() => {});
     const cfg = loadConfig(dir);
-    const tokenizer = TextTokenizer.load(dir);
+    return Engine.create(cfg, TextTokenizer.load(dir), (gpu, kc) => loadWeights(gpu, kc, dir, cfg), o);
+  }
+
+  /** An engine over weights that `makeWeights` puts on the GPU (benchmarks: random ones at a real shape). */
+  static async create(cfg: ModelConfig, tokenizer: TextTokenizer, makeWeights: (gpu: Gpu, kc: KernelContext) => ModelWeights, o: EngineOptions = {}): Promise<Engine> {
+    const log = o.log ?? (() => {});
     const gpu = await createGpu();
     if (o.maxBindingBytes) gpu.limits.maxStorageBufferBindingSize = Math.min(gpu.limits.maxStorageBufferBindingSize, o.maxBindingBytes);
     log(`adapter: ${describeGpu(gpu)}`);
     try {
       const kc = new KernelContext(gpu);
-      const weights = loadWeights(gpu, kc, dir, cfg);
+      const weights = makeWeights(gpu, kc);
       const blockSize = o.blockSize ?? 16;
       const perBlock = BlockPool.bytesPerBlock(blockSize, cfg.headDim);
       // K and V each live in one binding, so the binding limit caps the pool too.
