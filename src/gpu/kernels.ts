@@ -69,6 +69,14 @@ export interface Kernel {
 
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
 
+/** One dispatch as a step recorded it, for replays under a timer (src/gpu/profile.ts). */
+export interface CapturedDispatch {
+  k: Kernel;
+  bindings: Binding[];
+  params: number[];
+  wg: [number, number, number];
+}
+
 const PARAM_SLOT = 256; // minUniformBufferOffsetAlignment
 const PARAM_WORDS = 16; // 64 bytes of scalars per dispatch is enough for every kernel
 
@@ -89,6 +97,8 @@ export class KernelContext {
   private arena: GPUBuffer;
   private arenaSlots: number;
   private params: Uint32Array<ArrayBuffer>;
+  /** while set, steps record their dispatches here and submit nothing (profiling) */
+  captured: CapturedDispatch[] | null = null;
 
   constructor(readonly gpu: Gpu) {
     this.device = gpu.device;
@@ -198,6 +208,10 @@ export class Step {
   }
 
   dispatch(k: Kernel, bindings: Binding[], params: number[], wg: [number, number?, number?]) {
+    if (this.ctx.captured) {
+      this.ctx.captured.push({ k, bindings: [...bindings], params: [...params], wg: [wg[0], wg[1] ?? 1, wg[2] ?? 1] });
+      return;
+    }
     const slot = this.slots++;
     const words = this.ctx.reserveParams(this.slots);
     if (params.length > PARAM_WORDS) throw new Error(`too many params for ${k.key}`);
@@ -223,6 +237,7 @@ export class Step {
   }
 
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number) {
+    if (this.ctx.captured) return; // captures hold dispatches only
     this.flush();
     if (this.pass) {
       this.pass.end();
@@ -232,6 +247,7 @@ export class Step {
   }
 
   submit() {
+    if (this.ctx.captured) return;
     this.flush();
     if (this.pass) this.pass.end();
     this.pass = null;

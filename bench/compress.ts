@@ -1,0 +1,209 @@
+// The KV-Compress throughput experiment (paper: Llama-3.1-8B on an L4, 6000-token
+// prompts, throughput up to 5.18x at 64x because decode batches grow): a KV memory
+// budget that holds about `kvSeqs` uncompressed sequences, `prompts` prompts queued at
+// once, fixed output lengths, one run per compression rate (kvcompress, continual).
+// Each rate's record is printed the moment it finishes, so a cut-short run still
+// yields data. And the cost of the compression passes against decode step time.
+import type { Engine } from "../src/engine/engine.ts";
+import { Sequence } from "../src/engine/sequence.ts";
+import type { CompressionOptions } from "../src/cache/compression.ts";
+import { configFromShape, shapeByName } from "../src/model/config.ts";
+import { GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
+
+export interface CompressOptions {
+  shape: string;
+  prompts: number;
+  promptLen: number;
+  outputLen: number;
+  rates: number[];
+  /** uncompressed sequences (prompt + output) the KV budget holds */
+  kvSeqs: number;
+  interval: number;
+  /** method for rate 1: "none" is the uncompressed baseline */
+  rate1: "none" | "kvcompress";
+}
+
+export const COMPRESS_DEFAULTS: CompressOptions = {
+  shape: "llama-3.2-1b",
+  prompts: 128,
+  promptLen: 6000,
+  outputLen: 500,
+  rates: [1, 2, 4, 8, 16, 32, 64],
+  kvSeqs: 3,
+  interval: 16,
+  rate1: "none",
+};
+
+function compressionFor(rate: number, o: { interval: number; rate1: string }): Partial<CompressionOptions> {
+  if (rate === 1 && o.rate1 === "none") return { method: "none" };
+  return { method: "kvcompress", rate, interval: o.interval };
+}
+
+interface RunStats {
+  wallMs: number;
+  promptTokens: number;
+  outputTokens: number;
+  maxDecodeBatch: number;
+  meanDecodeBatch: number;
+  decodeRounds: number;
+  compressMs: number;
+  compressions: number;
+  evicted: number;
+  truncated: number;
+  ttftMs: number[];
+  error: string | null;
+}
+
+/**
+ * Queues every sequence at once and steps the engine until idle, watching the decode
+ * batch: a step in which running sequences gained tokens was a decode round of
+ * (at most) the sequences running before it.
+ */
+async function drive(e: Engine, seqs: Sequence[], deadlineMs: number): Promise<RunStats> {
+  const before = { ...e.stats };
+  const t0 = performance.now();
+  const ttft = new Map<Sequence, number>();
+  for (const s of seqs) e.add(s);
+  let maxBatch = 0, batchSum = 0, rounds = 0;
+  let error: string | null = null;
+  try {
+    while (!e.idle) {
+      if (performance.now() - t0 > deadlineMs) throw new Error("deadline reached before the run finished");
+      const running = e.running.filter((s) => !s.finished);
+      const had = running.map((s) => s.output.length);
+      await e.step();
+      const grew = running.filter((s, i) => s.output.length > had[i]).length;
+      if (grew > 0) {
+        maxBatch = Math.max(maxBatch, grew);
+        batchSum += grew;
+        rounds++;
+      }
+      for (const s of seqs) if (!ttft.has(s) && s.output.length > 0) ttft.set(s, performance.now() - t0);
+    }
+  } catch (err) {
+    error = (err as Error).message;
+    for (const s of seqs) if (!s.finished) e.cancel(s);
+  }
+  return {
+    wallMs: performance.now() - t0,
+    promptTokens: seqs.filter((s) => s.output.length > 0).reduce((a, s) => a + s.prompt.length, 0),
+    outputTokens: seqs.reduce((a, s) => a + s.output.length, 0),
+    maxDecodeBatch: maxBatch,
+    meanDecodeBatch: rounds ? batchSum / rounds : 0,
+    decodeRounds: rounds,
+    compressMs: e.stats.compressMs - before.compressMs,
+    compressions: e.stats.compressions - before.compressions,
+    evicted: e.stats.evictedTokens - before.evictedTokens,
+    truncated: seqs.filter((s) => s.output.length < s.opts.maxTokens).length,
+    ttftMs: [...ttft.values()],
+    error,
+  };
+}
+
+export async function compressSuite(ctx: BenchContext, o: CompressOptions) {
+  const { rep } = ctx;
+  const shape = shapeByName(o.shape);
+  const cfg0 = configFromShape(shape, 1);
+  const seqLen = o.promptLen + o.outputLen;
+  const kvMemory = kvBytesFor(cfg0, o.kvSeqs, seqLen);
+  const common = {
+    suite: "compress", shape: shape.name, prompts: o.prompts, prompt_len: o.promptLen, output_len: o.outputLen,
+    kv_seqs: o.kvSeqs, kv_memory_bytes: kvMemory, interval: o.interval,
+  };
+  let e = await syntheticEngine(ctx, shape, { maxContext: seqLen + 64, kvMemory, maxSeqs: o.prompts });
+  let baseline: number | null = null;
+  try {
+    let lastMs = 0;
+    for (const rate of o.rates) {
+      if (!ctx.deadline.fits(Math.min(lastMs, 30000))) {
+        rep.emit({ ...common, test: "rate", rate, skipped: "deadline" });
+        continue;
+      }
+      const compression = compressionFor(rate, o);
+      const seqs = Array.from({ length: o.prompts }, (_, i) => new Sequence(randomIds(o.promptLen, ctx.seed * 7919 + i, e.cfg.vocab), {
+        maxTokens: o.outputLen, sampling: GREEDY, ignoreEos: true, compression,
+      }));
+      const r = await drive(e, seqs, ctx.deadline.leftMs - 2000);
+      lastMs = r.wallMs;
+      const total = (1000 * (r.promptTokens + r.outputTokens)) / r.wallMs;
+      if (rate === 1 && !r.error) baseline = total;
+      const ttft = [...r.ttftMs].sort((a, b) => a - b);
+      rep.emit({
+        ...common, test: "rate", rate, method: compression.method, wall_s: round(r.wallMs / 1000, 2),
+        total_tok_s: round(total, 1), output_tok_s: round((1000 * r.outputTokens) / r.wallMs, 1),
+        throughput_ratio: baseline ? round(total / baseline, 3) : null,
+        prompt_tokens: r.promptTokens, output_tokens: r.outputTokens, finished_full: o.prompts - r.truncated, truncated: r.truncated,
+        max_decode_batch: r.maxDecodeBatch, mean_decode_batch: round(r.meanDecodeBatch, 2), decode_rounds: r.decodeRounds,
+        compress_s: round(r.compressMs / 1000, 3), compress_share_pct: round((100 * r.compressMs) / r.wallMs, 2),
+        compressions: r.compressions, evicted_tokens: r.evicted,
+        ttft_p50_s: ttft.length ? round(ttft[ttft.length >> 1] / 1000, 3) : null,
+        error: r.error,
+      });
+      if (r.error) {
+        // a failed run may leave the engine mid-step: start the next rate on a fresh one
+        e.destroy();
+        e = await syntheticEngine(ctx, shape, { maxContext: seqLen + 64, kvMemory, maxSeqs: o.prompts });
+      }
+    }
+  } finally {
+    e.destroy();
+  }
+}
+
+export interface OverheadOptions {
+  shape: string;
+  batch: number;
+  promptLen: number;
+  outputLen: number;
+  rate: number;
+  interval: number;
+}
+
+export const OVERHEAD_DEFAULTS: OverheadOptions = { shape: "llama-3.2-1b", batch: 16, promptLen: 2048, outputLen: 256, rate: 8, interval: 16 };
+
+/**
+ * Compression cost at interval N: the same batch decoded without compression and with
+ * continual kvcompress; the time inside compression passes over decode time, and the
+ * end-to-end slowdown (scoring during attention included, shorter caches credited).
+ */
+export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
+  const { rep } = ctx;
+  const shape = shapeByName(o.shape);
+  const cfg0 = configFromShape(shape, 1);
+  const seqLen = o.promptLen + o.outputLen;
+  const e = await syntheticEngine(ctx, shape, { maxContext: seqLen + 64, kvMemory: kvBytesFor(cfg0, o.batch, seqLen + 32), maxSeqs: o.batch });
+  try {
+    const run = async (compression: Partial<CompressionOptions>) => {
+      const seqs = Array.from({ length: o.batch }, (_, i) => new Sequence(randomIds(o.promptLen, ctx.seed * 31 + i, e.cfg.vocab), {
+        maxTokens: o.outputLen, sampling: GREEDY, ignoreEos: true, compression,
+      }));
+      for (const s of seqs) e.add(s);
+      while (e.waiting.length) await e.step();
+      const c0 = e.stats.compressMs, n0 = e.stats.compressions;
+      const t0 = performance.now();
+      const tok0 = seqs.reduce((a, s) => a + s.output.length, 0);
+      await e.runUntilIdle();
+      const decodeMs = performance.now() - t0;
+      const steps = seqs.reduce((a, s) => a + s.output.length, 0) - tok0;
+      return { decodeMs, compressMs: e.stats.compressMs - c0, compressions: e.stats.compressions - n0, steps: steps / o.batch };
+    };
+    await run({ method: "none" }); // warm-up: pipelines of both paths compile here
+    await run({ method: "kvcompress", rate: o.rate, interval: o.interval });
+    const plain = await run({ method: "none" });
+    const comp = await run({ method: "kvcompress", rate: o.rate, interval: o.interval });
+    const stepPlain = plain.decodeMs / plain.steps;
+    const decodeOnly = comp.decodeMs - comp.compressMs;
+    rep.emit({
+      suite: "overhead", test: "compress_overhead", shape: shape.name, batch: o.batch, prompt_len: o.promptLen, output_len: o.outputLen,
+      rate: o.rate, interval: o.interval, step_ms_plain: round(stepPlain, 3), step_ms_compressing: round(comp.decodeMs / comp.steps, 3),
+      compress_ms_total: round(comp.compressMs, 1), compressions: comp.compressions,
+      compress_ms_per_pass: round(comp.compressMs / Math.max(1, comp.compressions), 3),
+      // time inside compression passes, against the decode time around them
+      compress_overhead_pct: round((100 * comp.compressMs) / decodeOnly, 2),
+      compress_share_pct: round((100 * comp.compressMs) / comp.decodeMs, 2),
+      slowdown_pct: round((100 * (comp.decodeMs / comp.steps - stepPlain)) / stepPlain, 2),
+    });
+  } finally {
+    e.destroy();
+  }
+}

@@ -1,0 +1,137 @@
+// End-to-end figures through Engine's public API on a synthetic model: single-stream
+// decode tokens/s, prefill tokens/s and time to first token, and batched decode
+// tokens/s over a sweep of batch sizes. Output lengths are fixed (ignore EOS).
+import type { Engine } from "../src/engine/engine.ts";
+import { Sequence } from "../src/engine/sequence.ts";
+import { shapeByName, configFromShape } from "../src/model/config.ts";
+import { GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
+
+export interface E2eOptions {
+  /** single stream: prompt tokens and generated tokens */
+  promptLen: number;
+  tokens: number;
+  /** prompt lengths for prefill tokens/s and TTFT */
+  prefillLens: number[];
+  /** batched decode sweep */
+  batches: number[];
+  batchPromptLen: number;
+  batchTokens: number;
+}
+
+export const E2E_DEFAULTS: E2eOptions = {
+  promptLen: 128,
+  tokens: 256,
+  prefillLens: [128, 2048],
+  batches: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+  batchPromptLen: 32,
+  batchTokens: 64,
+};
+
+const seqOf = (e: Engine, prompt: number[], maxTokens: number) => new Sequence(prompt, { maxTokens, sampling: GREEDY, ignoreEos: true });
+const outputTokens = (seqs: Sequence[]) => seqs.reduce((a, s) => a + s.output.length, 0);
+
+/**
+ * Runs `seqs` to completion and splits the time: prefill until every sequence has its
+ * first token, then one decode round (pipelines compile there), then the timed decode.
+ */
+async function runTimed(e: Engine, seqs: Sequence[]) {
+  const t0 = performance.now();
+  for (const s of seqs) e.add(s);
+  let firstToken = NaN;
+  while (e.waiting.length) {
+    await e.step();
+    if (Number.isNaN(firstToken) && seqs.some((s) => s.output.length > 0)) firstToken = performance.now() - t0;
+  }
+  const prefilled = performance.now();
+  if (!e.idle) await e.step();
+  const t1 = performance.now();
+  const n1 = outputTokens(seqs);
+  let rounds = 0;
+  while (!e.idle) {
+    await e.step();
+    rounds++;
+  }
+  const t2 = performance.now();
+  const decoded = outputTokens(seqs) - n1;
+  return {
+    ttftMs: firstToken,
+    prefillMs: prefilled - t0,
+    decodeMs: t2 - t1,
+    decoded,
+    rounds,
+    truncated: seqs.filter((s) => s.output.length < s.opts.maxTokens).length,
+  };
+}
+
+async function warmUp(e: Engine, ctx: BenchContext) {
+  // compiles the prefill GEMM path, both GEMV batch variants and split/unsplit attention
+  const v = e.cfg.vocab;
+  await runTimed(e, [seqOf(e, randomIds(40, ctx.seed, v), 8)]);
+  await runTimed(e, [seqOf(e, randomIds(24, ctx.seed + 1, v), 8), seqOf(e, randomIds(20, ctx.seed + 2, v), 8)]);
+}
+
+export async function e2eSuite(ctx: BenchContext, shapeName: string, o: E2eOptions, parts = { single: true, prefill: true, batch: true }) {
+  const { rep } = ctx;
+  const shape = shapeByName(shapeName);
+  const cfg0 = configFromShape(shape, 1);
+  const common = { suite: "e2e", shape: shape.name };
+
+  // single stream and prefill: one sequence at a time
+  if (parts.single || parts.prefill) {
+    const longest = Math.max(o.promptLen + o.tokens, ...o.prefillLens.map((p) => p + 8));
+    const e = await syntheticEngine(ctx, shape, { maxContext: longest + 64, kvMemory: kvBytesFor(cfg0, 2, longest + 64), maxSeqs: 4 });
+    try {
+      await warmUp(e, ctx);
+      const lookahead = e.opts.lookahead;
+      if (parts.single && ctx.deadline.fits(10000)) {
+        const s = seqOf(e, randomIds(o.promptLen, ctx.seed + 10, e.cfg.vocab), o.tokens);
+        const r = await runTimed(e, [s]);
+        const tokS = (1000 * r.decoded) / r.decodeMs;
+        rep.emit({
+          ...common, test: "single_stream", prompt_len: o.promptLen, tokens: o.tokens, lookahead,
+          ttft_ms: round(r.ttftMs, 2), decode_tok_s: round(tokS, 2), itl_ms: round(r.decodeMs / r.decoded, 3), decoded: r.decoded, truncated: r.truncated,
+        });
+      }
+      if (parts.prefill) {
+        for (const P of o.prefillLens) {
+          if (!ctx.deadline.fits(10000)) break;
+          const s = seqOf(e, randomIds(P, ctx.seed + P, e.cfg.vocab), 2);
+          const r = await runTimed(e, [s]);
+          rep.emit({ ...common, test: "prefill", prompt_len: P, prefill_chunk: e.opts.prefillChunk, ttft_ms: round(r.ttftMs, 2), prefill_tok_s: round((1000 * P) / r.ttftMs, 1) });
+        }
+      }
+    } finally {
+      e.destroy();
+    }
+  }
+
+  // batched decode: B sequences prefilled together, then decoded as one batch
+  if (parts.batch) {
+    const maxB = Math.max(...o.batches);
+    const ctxLen = o.batchPromptLen + o.batchTokens + 32;
+    const e = await syntheticEngine(ctx, shape, { maxContext: ctxLen + 64, kvMemory: kvBytesFor(cfg0, maxB, ctxLen + 16), maxSeqs: maxB });
+    try {
+      await warmUp(e, ctx);
+      let lastMs = 0;
+      for (const B of o.batches) {
+        // a larger batch takes at least as long as the last one: skip what can't finish
+        if (!ctx.deadline.fits(lastMs * 1.5 + 2000)) {
+          rep.emit({ ...common, test: "batch_decode", batch: B, skipped: "deadline" });
+          continue;
+        }
+        const t0 = performance.now();
+        const seqs = Array.from({ length: B }, (_, i) => seqOf(e, randomIds(o.batchPromptLen, ctx.seed * 1000 + B * 7 + i, e.cfg.vocab), o.batchTokens));
+        const r = await runTimed(e, seqs);
+        lastMs = performance.now() - t0;
+        const tokS = (1000 * r.decoded) / r.decodeMs;
+        rep.emit({
+          ...common, test: "batch_decode", batch: B, prompt_len: o.batchPromptLen, tokens: o.batchTokens, lookahead: e.opts.lookahead,
+          decode_tok_s: round(tokS, 1), per_seq_tok_s: round(tokS / B, 2), step_ms: round(r.decodeMs / (r.decoded / B), 3),
+          prefill_tok_s: round((1000 * B * o.batchPromptLen) / r.prefillMs, 1), truncated: r.truncated,
+        });
+      }
+    } finally {
+      e.destroy();
+    }
+  }
+}

@@ -1,0 +1,256 @@
+// Kernel figures on a synthetic model: the decode GEMVs (qkv, o, gate_up, down,
+// lm_head), paged decode attention at several contexts, the prefill GEMMs, and a
+// device-to-device copy as the practical bandwidth ceiling. Each figure replays the
+// dispatches a real step records (src/gpu/profile.ts), all layers in turn, many times
+// in one timed pass; bytes moved / time gives GB/s, 2 M N K / time gives TFLOP/s.
+import type { Engine } from "../src/engine/engine.ts";
+import type { SeqCache } from "../src/cache/kv-cache.ts";
+import { createStorage } from "../src/gpu/buffers.ts";
+import { capture, GpuTimer, grid256, type CapturedDispatch } from "../src/gpu/profile.ts";
+import { fillRandom } from "../src/model/weights.ts";
+import { datasheetGbps, GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
+import { configFromShape, shapeByName } from "../src/model/config.ts";
+
+export interface KernelSuiteOptions {
+  contexts: number[];
+  /** decode batch sizes for the GEMV figures */
+  gemvRows: number[];
+  /** rows of the captured prefill step (GEMM figures) */
+  prefillRows: number;
+  /** size of the copy-ceiling buffers, bytes (capped by the adapter's binding size) */
+  copyBytes: number;
+  minPassMs: number;
+  passes: number;
+}
+
+export const KERNEL_DEFAULTS: KernelSuiteOptions = {
+  contexts: [1024, 8192, 32768],
+  gemvRows: [1, 16],
+  prefillRows: 512,
+  copyBytes: 2 ** 30,
+  minPassMs: 20,
+  passes: 5,
+};
+
+/** Working sets below this may sit in the GPU's L2 between repetitions (H100/H200: 50 MB). */
+const L2_RISK_BYTES = 128 * 2 ** 20;
+const MATRICES = ["qkv", "o", "gate_up", "down", "lm_head"] as const;
+
+const bufferOf = (b: CapturedDispatch["bindings"][number]): GPUBuffer => ("mapAsync" in b ? b : b.buffer);
+const kernelName = (d: CapturedDispatch) => d.k.key.split(":")[0];
+
+/** Names each captured dispatch: the matrix a gemv/gemm reads, attention for both attention kernels, else the kernel. */
+function classifier(e: Engine): (d: CapturedDispatch) => string {
+  const byBuf = new Map<GPUBuffer, string>();
+  for (const l of e.weights.layers) {
+    for (const [name, m] of [["qkv", l.qkv], ["o", l.o], ["gate_up", l.gateUp], ["down", l.down]] as const) {
+      for (const s of m.shards) byBuf.set(s.buffer, name);
+    }
+  }
+  for (const s of e.weights.lmHead.shards) byBuf.set(s.buffer, "lm_head");
+  return (d) => {
+    const k = kernelName(d);
+    if (k === "gemv" || k === "gemm") return byBuf.get(bufferOf(d.bindings[0])) ?? k;
+    if (k === "attn_merge") return "attention";
+    return k;
+  };
+}
+
+/** Bytes a gemv/gemm dispatch must move (weights once, activations in, outputs out) and its FLOPs. */
+function matmulCost(d: CapturedDispatch): { bytes: number; flops: number } {
+  const [K, N, M] = d.params;
+  const residual = d.k.key.includes("RESIDUAL=true");
+  return { bytes: N * K * 2 + M * K * 4 + M * N * 4 * (residual ? 2 : 1), flops: 2 * M * N * K };
+}
+
+function groupBy(list: CapturedDispatch[], cls: (d: CapturedDispatch) => string): Map<string, CapturedDispatch[]> {
+  const out = new Map<string, CapturedDispatch[]>();
+  for (const d of list) {
+    const c = cls(d);
+    if (!out.has(c)) out.set(c, []);
+    out.get(c)!.push(d);
+  }
+  return out;
+}
+
+/** Weight bytes one decode step reads: every layer's matrices and lm_head (the embedding only by rows). */
+function decodeWeightBytes(e: Engine): number {
+  const bytes = (m: { N: number; K: number }) => m.N * m.K * 2;
+  return e.weights.layers.reduce((a, l) => a + bytes(l.qkv) + bytes(l.o) + bytes(l.gateUp) + bytes(l.down), 0) + bytes(e.weights.lmHead);
+}
+
+/** Opens a sequence whose every head already holds `ctx` tokens (random K/V from the pool fill). */
+function openAt(e: Engine, ctx: number): SeqCache | null {
+  const s = e.cache.open();
+  if (!s) return null;
+  if (!e.cache.reserve(s, ctx + 1)) {
+    e.cache.release(s);
+    return null;
+  }
+  e.cache.commit(s, ctx);
+  return s;
+}
+
+/** The dispatches of one decode step of these sequences (each at its context), captured, not run. */
+function captureDecode(e: Engine, seqs: SeqCache[], ctx: number, seed: number): CapturedDispatch[] {
+  const ids = randomIds(seqs.length, seed, e.cfg.vocab);
+  e.model.reserveHistory(seqs.length);
+  return capture(e.kc, () => {
+    e.model.step({
+      seqs: seqs.map((seq, b) => ({ seq, tokens: [ids[b]], n: 1, pos0: ctx, sampling: GREEDY, counter: 0 })),
+      tokensFromGpu: false,
+      histOffset: 0,
+    });
+  });
+}
+
+export async function kernelSuite(ctx: BenchContext, shapeName: string, o: KernelSuiteOptions) {
+  const { rep } = ctx;
+  const shape = shapeByName(shapeName);
+  const cfg0 = configFromShape(shape, 1);
+  const maxCtx = Math.max(...o.contexts);
+  const kvMemory = Math.max(kvBytesFor(cfg0, 1, maxCtx + 1), kvBytesFor(cfg0, Math.max(...o.gemvRows), 48));
+  const e = await syntheticEngine(ctx, shape, { maxContext: maxCtx + 64, kvMemory, maxSeqs: Math.max(16, ...o.gemvRows) });
+  const timer = new GpuTimer(e.kc);
+  const dev = e.gpu.device;
+  const sheet = datasheetGbps(e.gpu.adapterName);
+  const topt = { minPassMs: o.minPassMs, passes: o.passes };
+  const cls = classifier(e);
+  const common = { suite: "kernels", shape: shape.name, timing: timer.source, hbm_datasheet_gbps: sheet };
+  let ceiling: number | null = null;
+  const pct = (gbps: number) => ({
+    pct_datasheet: sheet ? round((100 * gbps) / sheet, 1) : null,
+    pct_copy: ceiling ? round((100 * gbps) / ceiling, 1) : null,
+  });
+  try {
+    // random K/V everywhere, so attention reads real-looking data (never zeros)
+    const pool = e.cache.pool;
+    for (const [i, b] of [pool.k, pool.v].entries()) fillRandom(e.kc, b, { words: b.size / 4, seed: ctx.seed * 7 + i, f16: true });
+
+    // --- the practical ceiling: a copy kernel, and copyBufferToBuffer (wall clock) ---
+    const L = e.gpu.limits;
+    const copyBytes = Math.floor(Math.min(o.copyBytes, L.maxStorageBufferBindingSize, L.maxBufferSize) / 16) * 16;
+    const src = createStorage(dev, copyBytes, "copy-src");
+    const dst = createStorage(dev, copyBytes, "copy-dst");
+    fillRandom(e.kc, src, { words: copyBytes / 4, seed: ctx.seed, f16: true });
+    const n16 = copyBytes / 16;
+    const copyK: CapturedDispatch = { k: e.kc.kernel("copy"), bindings: [src, dst], params: [n16], wg: grid256(n16, L.maxComputeWorkgroupsPerDimension) };
+    const tk = await timer.time([copyK], topt);
+    ceiling = (2 * copyBytes) / (tk.ms * 1e6);
+    rep.emit({ ...common, test: "copy_kernel", bytes: 2 * copyBytes, ms: round(tk.ms, 4), gbps: round(ceiling, 1), ...pct(ceiling), reps: tk.reps });
+    const tb = await timer.timeBufferCopy(src, dst, copyBytes, 4, Math.min(o.passes, 3), o.minPassMs * 2);
+    const gb = (2 * copyBytes) / (tb.ms * 1e6);
+    rep.emit({ ...common, test: "copy_buffer", timing: "wall", bytes: 2 * copyBytes, ms: round(tb.ms, 4), gbps: round(gb, 1), ...pct(gb), reps: tb.reps });
+    src.destroy();
+    dst.destroy();
+
+    // --- decode GEMVs (and the whole decode step) at each batch size ---
+    for (const M of o.gemvRows) {
+      if (!ctx.deadline.fits(5000)) break;
+      const seqs: SeqCache[] = [];
+      for (let b = 0; b < M; b++) {
+        const s = openAt(e, 32);
+        if (s) seqs.push(s);
+      }
+      if (seqs.length < M) throw new Error(`kv pool holds fewer than ${M} short sequences`);
+      const list = captureDecode(e, seqs, 32, ctx.seed + M);
+      const groups = groupBy(list, cls);
+      const step = await timer.time(list, topt);
+      const breakdown: Record<string, number> = {};
+      for (const [name, ds] of groups) {
+        const t = await timer.time(ds, topt);
+        breakdown[name] = round(t.ms, 4)!;
+        if (!(MATRICES as readonly string[]).includes(name)) continue;
+        const cost = ds.map(matmulCost).reduce((a, c) => ({ bytes: a.bytes + c.bytes, flops: a.flops + c.flops }), { bytes: 0, flops: 0 });
+        const gbps = cost.bytes / (t.ms * 1e6);
+        const [K, N] = ds[0].params;
+        rep.emit({
+          ...common, test: "gemv", name, M, N: name === "lm_head" ? e.cfg.vocab : N, K, dispatches: ds.length,
+          bytes: cost.bytes, ms: round(t.ms, 4), gbps: round(gbps, 1), ...pct(gbps), reps: t.reps,
+          l2_resident_risk: cost.bytes < L2_RISK_BYTES,
+        });
+      }
+      const weightBytes = decodeWeightBytes(e);
+      rep.emit({
+        ...common, test: "decode_step", M, dispatches: list.length, ms: round(step.ms, 4),
+        tok_s: round((1000 * M) / step.ms, 1), weight_gbps: round(weightBytes / (step.ms * 1e6), 1), breakdown_ms: breakdown,
+      });
+      for (const s of seqs) e.cache.release(s);
+    }
+
+    // --- paged decode attention, one sequence per replay, rotating sequences past L2 ---
+    const heads = e.cache.heads;
+    const perTokenKV = heads * e.cfg.headDim * 2 * 2; // K + V bytes per token, all layers
+    for (const want of o.contexts) {
+      if (!ctx.deadline.fits(5000)) break;
+      const blocksFor = (c: number) => heads * Math.ceil((c + 1) / e.cache.blockSize);
+      let c = want;
+      while (c > 16 && blocksFor(c) > pool.numBlocks) c -= e.cache.blockSize;
+      const R = Math.max(1, Math.min(16, Math.ceil((256 * 2 ** 20) / (perTokenKV * (c + 1))), Math.floor(pool.numBlocks / blocksFor(c))));
+      const seqs: SeqCache[] = [];
+      for (let r = 0; r < R; r++) {
+        const s = openAt(e, c);
+        if (s) seqs.push(s);
+      }
+      if (!seqs.length) {
+        rep.emit({ ...common, test: "attention", context: want, skipped: "the KV pool cannot hold one sequence at this context" });
+        continue;
+      }
+      // each captured step writes the shared per-step head table; keep a copy per sequence
+      const lists: CapturedDispatch[] = [];
+      const copies: GPUBuffer[] = [];
+      for (const [r, s] of seqs.entries()) {
+        const list = captureDecode(e, [s], c, ctx.seed + r);
+        const headsBuf = e.model.ws.get("heads", 0);
+        const mine = createStorage(dev, headsBuf.size, `heads-${r}`);
+        const enc = dev.createCommandEncoder();
+        enc.copyBufferToBuffer(headsBuf, 0, mine, 0, headsBuf.size);
+        dev.queue.submit([enc.finish()]);
+        copies.push(mine);
+        for (const d of list) {
+          if (cls(d) !== "attention") continue;
+          lists.push({ ...d, bindings: d.bindings.map((b) => (bufferOf(b) === headsBuf ? mine : b)) });
+        }
+      }
+      const t = await timer.time(lists, topt);
+      const perRep = seqs.length;
+      // K and V of every cached token once, plus the queries in and the outputs out (f32)
+      const bytes = perRep * (perTokenKV * (c + 1) + e.cfg.layers * e.cfg.heads * e.cfg.headDim * 4 * 2);
+      const gbps = bytes / (t.ms * 1e6);
+      rep.emit({
+        ...common, test: "attention", context: c, context_nominal: want, sequences_rotated: perRep,
+        dispatches: lists.length / perRep, split: lists.some((d) => kernelName(d) === "attn_merge"),
+        bytes_per_seq: bytes / perRep, ms_per_seq: round(t.ms / perRep, 4), gbps: round(gbps, 1), ...pct(gbps), reps: t.reps,
+        l2_resident_risk: bytes < L2_RISK_BYTES,
+      });
+      for (const s of seqs) e.cache.release(s);
+      for (const b of copies) b.destroy();
+    }
+
+    // --- prefill GEMMs (one chunk of prefillRows tokens) ---
+    if (ctx.deadline.fits(10000)) {
+      const P = o.prefillRows;
+      const s = e.cache.open()!;
+      if (!e.cache.reserve(s, P)) throw new Error("kv pool cannot hold the prefill chunk");
+      e.model.reserveHistory(1);
+      const list = capture(e.kc, () => {
+        e.model.step({ seqs: [{ seq: s, tokens: randomIds(P, ctx.seed, e.cfg.vocab), n: P, pos0: 0, sampling: GREEDY, counter: 0 }], tokensFromGpu: false, histOffset: 0 });
+      });
+      const step = await timer.time(list, { ...topt, passes: Math.min(3, o.passes) });
+      const breakdown: Record<string, number> = {};
+      for (const [name, ds] of groupBy(list, cls)) {
+        const t = await timer.time(ds, { ...topt, passes: Math.min(3, o.passes) });
+        breakdown[name] = round(t.ms, 4)!;
+        if (!ds.every((d) => kernelName(d) === "gemm")) continue;
+        const flops = ds.map(matmulCost).reduce((a, c) => a + c.flops, 0);
+        const [K, N] = ds[0].params;
+        rep.emit({ ...common, test: "gemm", name, M: P, N, K, dispatches: ds.length, ms: round(t.ms, 4), tflops: round(flops / (t.ms * 1e9), 2), reps: t.reps });
+      }
+      rep.emit({ ...common, test: "prefill_step", M: P, dispatches: list.length, ms: round(step.ms, 3), tok_s: round((1000 * P) / step.ms, 1), breakdown_ms: breakdown });
+      e.cache.release(s);
+    }
+  } finally {
+    timer.destroy();
+    e.destroy();
+  }
+}
