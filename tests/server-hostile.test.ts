@@ -1,17 +1,11 @@
-// Hostile and malformed input over real HTTP: hundreds of bad bodies, each a 4xx
-// in OpenAI's error shape naming the bad field; auth, unknown routes and models;
-// then the server still answers and no KV block has leaked.
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import type { RunningServer } from "../src/server/server.ts";
-import { metric, startNano } from "./server-helpers.ts";
+// Hostile and malformed input over real HTTP, against a server process under Bun
+// and under Deno: hundreds of bad bodies, each a 4xx in OpenAI's error shape
+// naming the bad field; auth, unknown routes and models; then the server still
+// answers and no KV block has leaked.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { metric, RUNTIMES, serveNano, type ServerProcess } from "./server-helpers.ts";
 
 const KEY = "sk-test-key";
-let server: RunningServer;
-
-beforeAll(async () => {
-  server = await startNano({ apiKey: KEY });
-});
-afterAll(() => server.close());
 
 interface Case {
   name: string;
@@ -179,57 +173,65 @@ function setPath(o: any, path: string, value: unknown): any {
   return o;
 }
 
-async function send(c: Case): Promise<Response> {
-  const headers: Record<string, string> = { "Content-Type": "application/json", Authorization: `Bearer ${KEY}`, ...c.headers };
-  for (const [k, v] of Object.entries(headers)) if (v === undefined) delete headers[k];
-  const body = c.raw ?? (c.body === undefined ? undefined : JSON.stringify(c.body));
-  return fetch(server.url + (c.path ?? "/v1/completions"), { method: c.method ?? "POST", headers, body, duplex: "half" } as RequestInit);
-}
+describe.each(RUNTIMES)("%s", (runtime) => {
+  let server: ServerProcess;
 
-test("hundreds of malformed or hostile requests each get the right 4xx JSON error", async () => {
-  const cases = [...fieldCases(), ...rawCases()];
-  expect(cases.length).toBeGreaterThanOrEqual(200);
-  const failures: string[] = [];
-  for (let i = 0; i < cases.length; i += 16) {
-    await Promise.all(
-      cases.slice(i, i + 16).map(async (c) => {
-        const res = await send(c);
-        const text = await res.text();
-        let body: any = null;
-        try {
-          body = JSON.parse(text);
-        } catch {}
-        const err = body?.error;
-        const problems = [
-          res.status !== c.status && `status ${res.status}, expected ${c.status}`,
-          !res.headers.get("content-type")?.startsWith("application/json") && `content-type ${res.headers.get("content-type")}`,
-          !(typeof err?.message === "string" && err.message.length > 0) && "no error.message",
-          typeof err?.type !== "string" && "no error.type",
-          c.param !== undefined && !samePath(err?.param, c.param) && `param ${JSON.stringify(err?.param)}, expected ${JSON.stringify(c.param)}`,
-          c.message && !c.message.test(err?.message ?? "") && `message "${err?.message}" does not match ${c.message}`,
-        ].filter(Boolean);
-        if (problems.length) failures.push(`${c.name}: ${problems.join("; ")} (${text.slice(0, 200)})`);
-      }),
-    );
-  }
-  expect(failures).toEqual([]);
-  console.log(`${cases.length} hostile requests answered as expected`);
-});
-
-test("the server still serves afterwards and no block leaked", async () => {
-  const health = await fetch(`${server.url}/health`); // open without a key
-  expect(health.status).toBe(200);
-  const res = await fetch(`${server.url}/v1/completions`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json; charset=utf-8", Authorization: `Bearer ${KEY}` },
-    body: JSON.stringify({ ...COMPLETION, unknown_field: { ignored: true }, temperature: 0, stop: null, max_tokens: null }),
+  beforeAll(async () => {
+    server = await serveNano(runtime, ["--api-key", KEY]);
   });
-  expect(res.status).toBe(200);
-  const body = (await res.json()) as any;
-  expect(body.usage.completion_tokens).toBeGreaterThan(0);
-  expect(body.usage.completion_tokens).toBeLessThanOrEqual(16); // completions default
-  expect(await metric(server.url, "kvc_kv_blocks_used")).toBe(0);
-  expect(await metric(server.url, "vllm:num_requests_running")).toBe(0);
-  expect(await metric(server.url, "vllm:num_requests_waiting")).toBe(0);
-  expect(server.ctx.engine.cache.pool.numUsedBlocks).toBe(0);
+  afterAll(async () => expect(await server.stop()).toBe(0));
+
+  async function send(c: Case): Promise<Response> {
+    const headers: Record<string, string> = { "Content-Type": "application/json", Authorization: `Bearer ${KEY}`, ...c.headers };
+    for (const [k, v] of Object.entries(headers)) if (v === undefined) delete headers[k];
+    const body = c.raw ?? (c.body === undefined ? undefined : JSON.stringify(c.body));
+    return fetch(server.url + (c.path ?? "/v1/completions"), { method: c.method ?? "POST", headers, body, duplex: "half" } as RequestInit);
+  }
+
+  test("hundreds of malformed or hostile requests each get the right 4xx JSON error", async () => {
+    const cases = [...fieldCases(), ...rawCases()];
+    expect(cases.length).toBeGreaterThanOrEqual(200);
+    const failures: string[] = [];
+    for (let i = 0; i < cases.length; i += 16) {
+      await Promise.all(
+        cases.slice(i, i + 16).map(async (c) => {
+          const res = await send(c);
+          const text = await res.text();
+          let body: any = null;
+          try {
+            body = JSON.parse(text);
+          } catch {}
+          const err = body?.error;
+          const problems = [
+            res.status !== c.status && `status ${res.status}, expected ${c.status}`,
+            !res.headers.get("content-type")?.startsWith("application/json") && `content-type ${res.headers.get("content-type")}`,
+            !(typeof err?.message === "string" && err.message.length > 0) && "no error.message",
+            typeof err?.type !== "string" && "no error.type",
+            c.param !== undefined && !samePath(err?.param, c.param) && `param ${JSON.stringify(err?.param)}, expected ${JSON.stringify(c.param)}`,
+            c.message && !c.message.test(err?.message ?? "") && `message "${err?.message}" does not match ${c.message}`,
+          ].filter(Boolean);
+          if (problems.length) failures.push(`${c.name}: ${problems.join("; ")} (${text.slice(0, 200)})`);
+        }),
+      );
+    }
+    expect(failures).toEqual([]);
+    console.log(`${cases.length} hostile requests answered as expected`);
+  });
+
+  test("the server still serves afterwards and no block leaked", async () => {
+    const health = await fetch(`${server.url}/health`); // open without a key
+    expect(health.status).toBe(200);
+    const res = await fetch(`${server.url}/v1/completions`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json; charset=utf-8", Authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ ...COMPLETION, unknown_field: { ignored: true }, temperature: 0, stop: null, max_tokens: null }),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as any;
+    expect(body.usage.completion_tokens).toBeGreaterThan(0);
+    expect(body.usage.completion_tokens).toBeLessThanOrEqual(16); // completions default
+    expect(await metric(server.url, "kvc_kv_blocks_used")).toBe(0);
+    expect(await metric(server.url, "vllm:num_requests_running")).toBe(0);
+    expect(await metric(server.url, "vllm:num_requests_waiting")).toBe(0);
+  });
 });
