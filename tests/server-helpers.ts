@@ -109,13 +109,13 @@ export async function until<T>(read: () => Promise<T>, f: (x: T) => boolean, ms:
 }
 
 /** A streaming request read event by event, so a test can stop it midway. */
-export function openStream(url: string, body: object) {
+export function openStream(url: string, body: object, headers: Record<string, string> = {}) {
   const ac = new AbortController();
   const events: any[] = [];
   let firstText: () => void;
   const gotText = new Promise<void>((r) => (firstText = r));
   const done = (async () => {
-    const res = await postJson(url, { ...body, stream: true }, { signal: ac.signal });
+    const res = await postJson(url, { ...body, stream: true }, { signal: ac.signal, headers });
     if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
     const reader = res.body!.getReader();
     const utf8 = new TextDecoder();

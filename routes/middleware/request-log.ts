@@ -41,12 +41,13 @@ const ms = (x: number) => Math.round(x * 10) / 10;
  */
 export function requestLog(o: RequestLogOptions): MiddlewareHandler<RequestLogEnv> {
   return async function requestLog(c, next) {
+    const arrived = new Date();
     const t0 = performance.now();
     await next();
     const { method, path } = c.req;
     const status = c.res.status;
     if (method === "GET" && status < 400 && o.quiet.includes(path)) return;
-    const entry: Record<string, unknown> = { time: new Date().toISOString(), level: level(status), msg: "request", id: c.get("requestId"), method, path, status };
+    const entry: Record<string, unknown> = { time: arrived.toISOString(), level: level(status), msg: "request", id: c.get("requestId"), method, path, status };
     if (c.error) entry.error = c.error instanceof ApiError ? (c.error.code ?? c.error.type) : "internal_error";
     const note = c.get("requestNote");
     if (!note) {
