@@ -1,11 +1,17 @@
 # Sourced at the start of every device call: unpacks what travels in carried,
 # git-ignored folders (.gl: Vulkan loader debs; .dev: runtimes, packages, eval data).
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+# the loader only where the machine has none (a host with one keeps its own)
+if ! ldconfig -p | grep -q 'libvulkan\.so\.1'; then
+  for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
+  ldconfig
+fi
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
 [ -f "$VK_DRIVER_FILES" ] || unset VK_DRIVER_FILES
 mkdir -p /tmp/kvc-bin
-[ -x /tmp/kvc-bin/bun ] || { [ -f .dev/bun.xz ] && xz -dc .dev/bun.xz > /tmp/kvc-bin/bun && chmod +x /tmp/kvc-bin/bun; }
-[ -x /tmp/kvc-bin/deno ] || { [ -f .dev/deno.xz ] && xz -dc .dev/deno.xz > /tmp/kvc-bin/deno && chmod +x /tmp/kvc-bin/deno; }
+# unpacked beside, then moved: a call cut short never leaves half a binary behind
+for b in bun deno; do
+  [ -x /tmp/kvc-bin/$b ] || { [ -f .dev/$b.xz ] && xz -dc .dev/$b.xz > /tmp/kvc-bin/$b.part && chmod +x /tmp/kvc-bin/$b.part && mv /tmp/kvc-bin/$b.part /tmp/kvc-bin/$b; }
+done
 export PATH=/tmp/kvc-bin:$PATH
 [ -d node_modules/bun-webgpu ] || { [ -f .dev/nm.tar.xz ] && tar xJf .dev/nm.tar.xz; }
 export KVC_SHARED=$PWD/.dev/shared

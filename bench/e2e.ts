@@ -32,7 +32,8 @@ const outputTokens = (seqs: Sequence[]) => seqs.reduce((a, s) => a + s.output.le
 
 /**
  * Runs `seqs` to completion and splits the time: prefill until every sequence has its
- * first token, then one decode round (pipelines compile there), then the timed decode.
+ * first token, then one decode round (a pipeline still compiling lands there), then the
+ * timed decode. When the first round was the only one (lookahead >= tokens), it is timed.
  */
 async function runTimed(e: Engine, seqs: Sequence[]) {
   const t0 = performance.now();
@@ -52,13 +53,14 @@ async function runTimed(e: Engine, seqs: Sequence[]) {
     rounds++;
   }
   const t2 = performance.now();
-  const decoded = outputTokens(seqs) - n1;
+  const firstRoundOnly = rounds === 0;
+  const decoded = outputTokens(seqs) - (firstRoundOnly ? seqs.length : n1);
   return {
     ttftMs: firstToken,
     prefillMs: prefilled - t0,
-    decodeMs: t2 - t1,
+    decodeMs: t2 - (firstRoundOnly ? prefilled : t1),
     decoded,
-    rounds,
+    rounds: firstRoundOnly ? 1 : rounds,
     truncated: seqs.filter((s) => s.output.length < s.opts.maxTokens).length,
   };
 }

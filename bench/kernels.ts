@@ -122,6 +122,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
     pct_datasheet: sheet ? round((100 * gbps) / sheet, 1) : null,
     pct_copy: ceiling ? round((100 * gbps) / ceiling, 1) : null,
   });
+  const done = () => rep.emit({ ...common, test: "timer", timing: timer.source, resolution_ns: timer.resolutionNs, min_pass_ms: o.minPassMs, passes: o.passes });
   try {
     // random K/V everywhere, so attention reads real-looking data (never zeros)
     const pool = e.cache.pool;
@@ -249,6 +250,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
       rep.emit({ ...common, test: "prefill_step", M: P, dispatches: list.length, ms: round(step.ms, 3), tok_s: round((1000 * P) / step.ms, 1), breakdown_ms: breakdown });
       e.cache.release(s);
     }
+    done();
   } finally {
     timer.destroy();
     e.destroy();

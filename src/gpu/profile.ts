@@ -29,6 +29,8 @@ export interface Timing {
   samples: number[];
   reps: number;
   source: "timestamp" | "wall";
+  /** timer granularity seen: Dawn quantizes timestamps to 65536 ns unless told otherwise */
+  resolutionNs: number;
 }
 
 export interface TimeOptions {
@@ -45,6 +47,8 @@ export class GpuTimer {
   private resolve: GPUBuffer | null = null;
   private readback: GPUBuffer | null = null;
   readonly source: "timestamp" | "wall";
+  /** every timestamp read so far was a multiple of 65536 ns */
+  private quantized = true;
 
   constructor(private kc: KernelContext) {
     const g = kc.gpu;
@@ -96,6 +100,7 @@ export class GpuTimer {
     const t = new BigUint64Array(this.readback.getMappedRange().slice(0));
     this.readback.unmap();
     checkGpuErrors(kc.gpu);
+    if (t[0] % 65536n !== 0n || t[1] % 65536n !== 0n) this.quantized = false;
     const ns = Number(t[1] - t[0]);
     // a timer that wrapped or was not written reads as nonsense: fall back to the host clock
     if (!(ns > 0) || t[1] < t[0]) return performance.now() - t0;
@@ -108,13 +113,19 @@ export class GpuTimer {
     const passes = o.passes ?? 5;
     const maxReps = Math.max(1, Math.floor((o.maxDispatches ?? 20000) / Math.max(1, list.length)));
     if (!list.length) throw new Error("nothing to time");
-    // warm-up (pipelines, first-touch paging), then calibrate the repetitions
-    let one = await this.pass(list, 1);
-    one = Math.min(one, await this.pass(list, 1));
-    const reps = Math.max(1, Math.min(maxReps, Math.ceil(minPassMs / Math.max(one, 1e-3))));
+    // warm-up (pipelines, first-touch paging), then grow the repetitions until a pass
+    // is long enough: a short pass can read as 0 or one timer quantum
+    await this.pass(list, 1);
+    let reps = 1;
+    let t = await this.pass(list, reps);
+    while (t < minPassMs / 2 && reps < maxReps) {
+      reps = Math.min(maxReps, reps * (t > 0 ? Math.max(2, Math.ceil(minPassMs / t)) : 16));
+      t = await this.pass(list, reps);
+    }
+    if (t < minPassMs && t > 0) reps = Math.min(maxReps, Math.ceil((reps * minPassMs) / t));
     const samples: number[] = [];
     for (let p = 0; p < passes; p++) samples.push((await this.pass(list, reps)) / reps);
-    return { ms: median(samples), samples, reps, source: this.source };
+    return { ms: median(samples), samples, reps, source: this.source, resolutionNs: this.resolutionNs };
   }
 
   /**
@@ -139,7 +150,11 @@ export class GpuTimer {
     const samples: number[] = [];
     for (let p = 0; p < passes; p++) samples.push(Math.max(1e-6, (await run(reps + 1)) - base) / reps);
     checkGpuErrors(this.kc.gpu);
-    return { ms: median(samples), samples, reps, source: "wall" };
+    return { ms: median(samples), samples, reps, source: "wall", resolutionNs: 1000 };
+  }
+
+  get resolutionNs(): number {
+    return this.source === "wall" ? 1000 : this.quantized ? 65536 : 1;
   }
 
   destroy() {

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Prepares, on this machine, what a device call carries in git-ignored folders:
+#   .dev/bun.xz     the bun binary this machine runs (xz -9e, ~38 MB)
+#   .dev/deno.xz    the deno binary (~30 MB)
+#   .dev/nm.tar.xz  node_modules with production dependencies only (bun-webgpu's Dawn library included)
+#   .dev/commit     the commit the benchmark records name
+#   .gl/*.deb       the Vulkan loader (libvulkan1, amd64) for a GPU host without one
+# then prints each call's carry list and checks it against the 64 MiB a call may carry.
+# Both runtimes together are over that limit, so Bun and Deno go in separate calls.
+#
+#   bash bench/pack-device.sh          # everything (runtimes are re-packed only when they changed)
+#   bash bench/pack-device.sh commit   # only refresh .dev/commit
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LIMIT=$((64 * 1024 * 1024))
+
+for d in .gl .dev; do
+  git check-ignore -q "$d/probe" || { echo "pack-device: $d/ is not git-ignored (add /$d/ to .gitignore)" >&2; exit 1; }
+done
+mkdir -p .dev .gl
+git rev-parse --short=12 HEAD >.dev/commit
+[ "${1:-}" = commit ] && { echo "commit $(cat .dev/commit)"; exit 0; }
+
+# runtimes: xz of the binary, redone only when the binary is newer than its archive
+pack_bin() {
+  local name=$1 src
+  src=$(readlink -f "$(command -v "$name")") || { echo "pack-device: $name is not installed (bash scripts/setup.sh)" >&2; exit 1; }
+  if [ ! -s ".dev/$name.xz" ] || [ "$src" -nt ".dev/$name.xz" ]; then
+    echo "packing $name $("$name" --version | head -1) from $src"
+    xz -T0 -9e -c "$src" >".dev/$name.xz.part" && mv ".dev/$name.xz.part" ".dev/$name.xz"
+  fi
+}
+pack_bin bun
+pack_bin deno
+
+# production node_modules from the lockfile, installed apart so dev packages stay out
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cp package.json bun.lock "$tmp/"
+(cd "$tmp" && bun install --production --frozen-lockfile >/dev/null)
+tar -C "$tmp" -cf - node_modules | xz -T0 -9 >.dev/nm.tar.xz.part && mv .dev/nm.tar.xz.part .dev/nm.tar.xz
+
+# the Vulkan loader, amd64 whatever this machine is
+mkdir -p /tmp/amd64/partial
+o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+# shellcheck disable=SC2086
+apt-get $o update >/dev/null
+rm -f .gl/libvulkan1_*.deb
+# shellcheck disable=SC2086
+(cd .gl && apt-get $o download libvulkan1 >/dev/null)
+
+# what travels: the work tree (tracked and untracked-not-ignored files) plus the carried paths
+tree=$(git ls-files -z -co --exclude-standard | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')
+size() { du -cb "$@" | tail -1 | cut -f1; }
+check() {
+  local label=$1; shift
+  local total=$((tree + $(size "$@")))
+  printf '%-6s carry [%s]: %d MiB with the work tree (limit 64 MiB)%s\n' "$label" "$(printf '"%s", ' "$@" | sed 's/, $//')" $((total / 1048576)) \
+    "$([ $total -lt $LIMIT ] || echo '  -- OVER THE LIMIT')"
+}
+echo "work tree: $((tree / 1048576)) MiB"
+ls -l .dev .gl | sed 's/^/  /'
+check bun .gl .dev/bun.xz .dev/nm.tar.xz .dev/commit
+check deno .gl .dev/deno.xz .dev/nm.tar.xz .dev/commit

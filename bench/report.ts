@@ -1,0 +1,228 @@
+// Benchmark report: JSON-line records (kvc bench, bench/hf_baseline.py) in; a markdown
+// page of tables, an SVG of throughput against compression rate, and the headline
+// summary.json out. With --archive DIR it also files the run under DIR (bench/results)
+// by date, GPU and commit, and folds its headline figures into DIR/summary.json.
+//
+//   bun bench/report.ts --in bench.jsonl [--in more.jsonl] --out DIR [--archive bench/results]
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { lineChart, type Series } from "./plot.ts";
+
+export type Rec = Record<string, any>;
+
+export interface Summary {
+  gpu: string | null;
+  runtime: string | null;
+  commit: string | null;
+  decode_gemv_gbps_min: number | null;
+  decode_8b_tok_s: number | null;
+  decode_1b_tok_s: number | null;
+  throughput_ratio_64x: number | null;
+  hf_eager_8b_tok_s: number | null;
+  hf_eager_1b_tok_s: number | null;
+  compress_overhead_pct: number | null;
+}
+
+const S8 = "llama-3.1-8b", S1 = "llama-3.2-1b";
+
+/** Parses JSON lines, skipping anything else a log may hold. */
+export function readRecords(text: string): Rec[] {
+  const out: Rec[] = [];
+  for (const line of text.split("\n")) {
+    const t = line.trim();
+    if (!t.startsWith("{")) continue;
+    try {
+      const r = JSON.parse(t);
+      if (r && typeof r.suite === "string") out.push(r);
+    } catch {
+      // a line cut short by a timeout
+    }
+  }
+  return out;
+}
+
+const last = <T>(xs: T[]): T | undefined => xs[xs.length - 1];
+const num = (x: unknown): number | null => (typeof x === "number" && Number.isFinite(x) ? x : null);
+
+/** The headline figures; kvc's from `runtime` (Bun first), the baseline's from PyTorch eager at batch 1. */
+export function summarize(recs: Rec[]): Summary {
+  const ours = recs.filter((r) => r.runtime === "bun" || r.runtime === "deno");
+  const runtime = ours.some((r) => r.runtime === "bun" && r.suite !== "env") ? "bun" : ours.find((r) => r.suite !== "env")?.runtime ?? null;
+  const mine = ours.filter((r) => r.runtime === runtime && !r.error && !r.skipped);
+  const gemvs = (shape: string) => mine.filter((r) => r.test === "gemv" && r.M === 1 && r.shape === shape).map((r) => r.gbps as number);
+  const g = gemvs(S8).length ? gemvs(S8) : gemvs(S1);
+  const single = (shape: string) => num(last(mine.filter((r) => r.test === "single_stream" && r.shape === shape))?.decode_tok_s);
+  const hf = (shape: string) => num(last(recs.filter((r) => r.suite === "hf" && r.shape === shape && r.batch === 1 && r.mode === "eager" && !r.error))?.decode_tok_s);
+  const r64 = last(mine.filter((r) => r.suite === "compress" && r.test === "rate" && r.rate === 64 && r.throughput_ratio != null));
+  const head = last(mine) ?? last(recs);
+  return {
+    gpu: head?.gpu ?? null,
+    runtime,
+    commit: head?.commit ?? null,
+    decode_gemv_gbps_min: g.length ? Math.min(...g) : null,
+    decode_8b_tok_s: single(S8),
+    decode_1b_tok_s: single(S1),
+    throughput_ratio_64x: num(r64?.throughput_ratio),
+    hf_eager_8b_tok_s: hf(S8),
+    hf_eager_1b_tok_s: hf(S1),
+    compress_overhead_pct: num(last(mine.filter((r) => r.test === "compress_overhead"))?.compress_overhead_pct),
+  };
+}
+
+/** A newer summary over an older one: figures the new run did not measure keep their old value. */
+export function mergeSummary(old: Partial<Summary> | null, next: Summary): Summary {
+  if (!old || (old.gpu && next.gpu && old.gpu !== next.gpu)) return next;
+  const out = { ...next } as Record<string, unknown>;
+  for (const [k, v] of Object.entries(old)) if (out[k] === null || out[k] === undefined) out[k] = v;
+  return out as unknown as Summary;
+}
+
+// --- markdown ---
+
+const fmt = (v: unknown): string => (v === null || v === undefined ? "–" : typeof v === "number" ? String(v) : String(v));
+
+function table(head: string[], rows: unknown[][]): string {
+  if (!rows.length) return "";
+  const line = (cells: unknown[]) => `| ${cells.map(fmt).join(" | ")} |`;
+  return [line(head), `|${head.map(() => "---").join("|")}|`, ...rows.map(line)].join("\n") + "\n";
+}
+
+const by = (recs: Rec[], f: (r: Rec) => boolean) => recs.filter(f);
+const groups = (recs: Rec[]) => [...new Set(recs.map((r) => `${r.runtime}|${r.shape}`))].map((k) => k.split("|"));
+
+export function markdown(recs: Rec[]): string {
+  const out: string[] = [];
+  const env = recs.filter((r) => r.suite === "env");
+  const s = summarize(recs);
+  out.push(`# kvc benchmark results\n`);
+  out.push(`GPU: **${s.gpu ?? "unknown"}** · commit \`${s.commit ?? "unknown"}\` · ${recs[0]?.time?.slice(0, 10) ?? ""}\n`);
+  for (const e of env) out.push(`- ${e.runtime} ${e.runtime_version}: ${e.adapter}; source digest ${e.source_digest}`);
+  for (const h of by(recs, (r) => r.suite === "hf" && r.test === "env")) out.push(`- PyTorch ${h.torch} / transformers ${h.transformers} on ${h.gpu}`);
+  out.push("");
+  out.push("## Headline (summary.json)\n");
+  out.push(table(["figure", "value"], Object.entries(s)));
+
+  const errors = by(recs, (r) => r.test === "error" || (r.error && r.suite !== "compress"));
+  if (errors.length) {
+    out.push("## Errors\n");
+    out.push(table(["runtime", "suite", "shape", "message"], errors.map((r) => [r.runtime, r.suite, r.shape, String(r.message ?? r.error).slice(0, 300)])));
+  }
+
+  const k = by(recs, (r) => r.suite === "kernels");
+  if (k.length) {
+    out.push("## Kernels (timestamp queries over replays of a real step's dispatches)\n");
+    for (const [rt, shape] of groups(k)) {
+      const g = k.filter((r) => r.runtime === rt && r.shape === shape);
+      out.push(`### ${shape}, ${rt}\n`);
+      const sheet = g.find((r) => r.hbm_datasheet_gbps)?.hbm_datasheet_gbps;
+      out.push(table(["copy", "bytes moved", "ms", "GB/s", `% of ${sheet ?? "?"} GB/s`], by(g, (r) => r.test.startsWith("copy")).map((r) => [r.test === "copy_kernel" ? "copy kernel (timestamps)" : "copyBufferToBuffer (wall clock)", r.bytes, r.ms, r.gbps, r.pct_datasheet])));
+      out.push(table(["GEMV", "M", "N x K", "ms (all layers)", "GB/s", "% datasheet", "% of copy", "L2 risk"], by(g, (r) => r.test === "gemv").map((r) => [r.name, r.M, `${r.N} x ${r.K}`, r.ms, r.gbps, r.pct_datasheet, r.pct_copy, r.l2_resident_risk ? "yes" : ""])));
+      out.push(table(["attention context", "split-K", "ms per sequence", "GB/s", "% datasheet", "% of copy"], by(g, (r) => r.test === "attention").map((r) => r.skipped ? [r.context, "", r.skipped, "", "", ""] : [r.context, r.split ? "yes" : "no", r.ms_per_seq, r.gbps, r.pct_datasheet, r.pct_copy])));
+      out.push(table(["prefill GEMM", "M x N x K", "ms (all layers)", "TFLOP/s"], by(g, (r) => r.test === "gemm").map((r) => [r.name, `${r.M} x ${r.N} x ${r.K}`, r.ms, r.tflops])));
+      const steps = by(g, (r) => r.test === "decode_step" || r.test === "prefill_step");
+      out.push(table(["GPU step", "rows", "ms", "tokens/s (GPU only)", "breakdown (ms)"], steps.map((r) => [r.test, r.M, r.ms, r.tok_s, Object.entries(r.breakdown_ms ?? {}).map(([n, v]) => `${n} ${v}`).join(", ")])));
+    }
+  }
+
+  const e = by(recs, (r) => r.suite === "e2e");
+  if (e.length) {
+    out.push("## End to end (Engine API, random prompts, fixed output lengths)\n");
+    out.push(table(["shape", "runtime", "prompt", "tokens", "lookahead", "decode tok/s", "ms/token", "TTFT ms"], by(e, (r) => r.test === "single_stream").map((r) => [r.shape, r.runtime, r.prompt_len, r.tokens, r.lookahead, r.decode_tok_s, r.itl_ms, r.ttft_ms])));
+    out.push(table(["shape", "runtime", "prompt", "TTFT ms", "prefill tok/s"], by(e, (r) => r.test === "prefill").map((r) => [r.shape, r.runtime, r.prompt_len, r.ttft_ms, r.prefill_tok_s])));
+    out.push(table(["shape", "runtime", "batch", "decode tok/s", "per sequence", "step ms", "truncated"], by(e, (r) => r.test === "batch_decode").map((r) => r.skipped ? [r.shape, r.runtime, r.batch, r.skipped, "", "", ""] : [r.shape, r.runtime, r.batch, r.decode_tok_s, r.per_seq_tok_s, r.step_ms, r.truncated])));
+  }
+
+  const hf = by(recs, (r) => r.suite === "hf" && r.test === "generate");
+  if (hf.length) {
+    out.push("## Hugging Face transformers baseline (PyTorch, same shapes, f16, random init)\n");
+    out.push(table(["shape", "mode", "batch", "prompt", "new tokens", "decode tok/s", "prefill ms", "note"], hf.map((r) => [r.shape, r.mode, r.batch, r.prompt_len, r.new_tokens, r.decode_tok_s, r.prefill_ms, r.error ? String(r.error).slice(0, 120) : ""])));
+  }
+
+  const c = by(recs, (r) => r.suite === "compress" && r.test === "rate");
+  if (c.length) {
+    out.push("## KV-Compress throughput experiment\n");
+    const f = c[0];
+    out.push(`${f.shape}, ${f.prompts} prompts of ${f.prompt_len} tokens, ${f.output_len} output tokens each, KV budget of ${f.kv_seqs} uncompressed sequences (${(f.kv_memory_bytes / 2 ** 20).toFixed(0)} MiB), compression every ${f.interval} decode steps.\n`);
+    out.push(table(["runtime", "rate", "total tok/s", "output tok/s", "vs rate 1", "max batch", "mean batch", "compress s", "compress share %", "truncated", "wall s", "note"],
+      c.map((r) => r.skipped ? [r.runtime, r.rate, "", "", "", "", "", "", "", "", "", r.skipped] :
+        [r.runtime, r.rate, r.total_tok_s, r.output_tok_s, r.throughput_ratio, r.max_decode_batch, r.mean_decode_batch, r.compress_s, r.compress_share_pct, r.truncated, r.wall_s, r.error ?? ""])));
+    out.push("![throughput vs compression rate](throughput-vs-rate.svg)\n");
+  }
+
+  const o = by(recs, (r) => r.test === "compress_overhead");
+  if (o.length) {
+    out.push("## Compression pass cost\n");
+    out.push(table(["runtime", "shape", "batch", "prompt", "rate", "interval", "step ms plain", "step ms compressing", "ms per pass", "overhead %", "slowdown %"],
+      o.map((r) => [r.runtime, r.shape, r.batch, r.prompt_len, r.rate, r.interval, r.step_ms_plain, r.step_ms_compressing, r.compress_ms_per_pass, r.compress_overhead_pct, r.slowdown_pct])));
+  }
+  return out.join("\n");
+}
+
+const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
+
+/** Throughput against compression rate, total and output tokens/s per runtime. */
+export function throughputSvg(recs: Rec[]): string | null {
+  const c = recs.filter((r) => r.suite === "compress" && r.test === "rate" && !r.skipped && num(r.total_tok_s) !== null);
+  if (!c.length) return null;
+  const series: Series[] = [];
+  for (const rt of [...new Set(c.map((r) => r.runtime))]) {
+    const g = c.filter((r) => r.runtime === rt);
+    const labels = Object.fromEntries(g.filter((r) => r.throughput_ratio != null).map((r) => [r.rate, `x${r.throughput_ratio}`]));
+    series.push({ name: `${rt}: total tok/s`, points: g.map((r) => [r.rate, r.total_tok_s]), color: COLORS[series.length % COLORS.length], labels });
+    series.push({ name: `${rt}: output tok/s`, points: g.map((r) => [r.rate, r.output_tok_s]), color: COLORS[series.length % COLORS.length] });
+  }
+  const f = c[0];
+  return lineChart(series, {
+    title: `Throughput vs KV compression rate (${f.shape}, ${f.prompts} x ${f.prompt_len} + ${f.output_len} tokens)`,
+    subtitle: `${f.gpu} · commit ${f.commit} · KV budget ${f.kv_seqs} uncompressed sequences`,
+    xLabel: "compression rate (kvcompress, continual)",
+    yLabel: "tokens/s",
+    logX: true,
+  });
+}
+
+/** Writes results.json, results.md, summary.json and the SVG (when there is compress data) into `dir`. */
+export function writeReport(recs: Rec[], dir: string): Summary {
+  mkdirSync(dir, { recursive: true });
+  const s = summarize(recs);
+  writeFileSync(join(dir, "results.json"), JSON.stringify({ summary: s, records: recs }, null, 1) + "\n");
+  writeFileSync(join(dir, "results.md"), markdown(recs));
+  writeFileSync(join(dir, "summary.json"), JSON.stringify(s, null, 2) + "\n");
+  const svg = throughputSvg(recs);
+  if (svg) writeFileSync(join(dir, "throughput-vs-rate.svg"), svg);
+  return s;
+}
+
+/** Files a run under `dir`: <date>-<gpu>-<commit>.{json,md,svg}; summary.json keeps the latest figures. */
+export function archive(recs: Rec[], dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  const s = summarize(recs);
+  const date = (recs.find((r) => r.time)?.time ?? new Date().toISOString()).slice(0, 16).replace(/[:T]/g, "");
+  const slug = `${date}-${(s.gpu ?? "gpu").replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 40)}-${(s.commit ?? "unknown").replace(/[^A-Za-z0-9]+/g, "")}`;
+  writeFileSync(join(dir, `${slug}.json`), JSON.stringify({ summary: s, records: recs }, null, 1) + "\n");
+  writeFileSync(join(dir, `${slug}.md`), markdown(recs).replace("(throughput-vs-rate.svg)", `(${slug}.svg)`));
+  const svg = throughputSvg(recs);
+  if (svg) {
+    writeFileSync(join(dir, `${slug}.svg`), svg);
+    copyFileSync(join(dir, `${slug}.svg`), join(dir, "throughput-vs-rate.svg"));
+  }
+  const sumPath = join(dir, "summary.json");
+  const old = existsSync(sumPath) ? JSON.parse(readFileSync(sumPath, "utf8")) : null;
+  writeFileSync(sumPath, JSON.stringify(mergeSummary(old, s), null, 2) + "\n");
+  return slug;
+}
+
+if (import.meta.main) {
+  const { values: a } = parseArgs({
+    args: (globalThis as any).Deno?.args ?? (globalThis as any).process.argv.slice(2),
+    options: { in: { type: "string", multiple: true }, out: { type: "string" }, archive: { type: "string" } },
+  });
+  if (!a.in?.length || (!a.out && !a.archive)) {
+    console.error("usage: bun bench/report.ts --in FILE.jsonl [--in ...] (--out DIR | --archive bench/results)");
+    (globalThis as any).process.exit(2);
+  }
+  const recs = a.in!.flatMap((f) => (existsSync(f) ? readRecords(readFileSync(f, "utf8")) : []));
+  if (a.out) console.log(JSON.stringify(writeReport(recs, a.out)));
+  if (a.archive) console.error(`archived as ${archive(recs, a.archive)} in ${a.archive}`);
+}

@@ -1,0 +1,153 @@
+// `kvc bench` at the tiny shape: every suite prints well-formed JSON records (Bun and
+// Deno), the report turns them into tables, an SVG and summary.json, and the device
+// entry script runs end to end into at most 8 files.
+import { describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ROOT } from "./helpers.ts";
+import { archive, mergeSummary, readRecords, summarize, writeReport } from "../bench/report.ts";
+
+const TINY = {
+  kernels: ["--contexts", "64,256", "--copy-mib", "4", "--min-pass-ms", "2", "--passes", "2", "--prefill-rows", "64"],
+  e2e: ["--prompt-len", "16", "--tokens", "12", "--prefill-lens", "16,64", "--batches", "1,2,4", "--batch-prompt-len", "8", "--batch-tokens", "8"],
+  compress: ["--compress-shape", "tiny", "--prompts", "6", "--compress-prompt-len", "96", "--output-len", "24", "--rates", "1,2,64", "--kv-seqs", "2"],
+  overhead: ["--overhead-batch", "2", "--overhead-prompt-len", "64", "--overhead-output-len", "40"],
+};
+const SUMMARY_KEYS = ["gpu", "runtime", "commit", "decode_gemv_gbps_min", "decode_8b_tok_s", "decode_1b_tok_s", "throughput_ratio_64x", "hf_eager_8b_tok_s", "hf_eager_1b_tok_s", "compress_overhead_pct"];
+
+function bench(cmd: string[], args: string[]) {
+  const r = spawnSync(cmd[0], [...cmd.slice(1), "src/main.ts", "bench", ...args], { cwd: ROOT, encoding: "utf8", timeout: 300_000 });
+  return { code: r.status, lines: r.stdout.split("\n").filter(Boolean), err: r.stderr };
+}
+const isNum = (x: unknown) => typeof x === "number" && Number.isFinite(x);
+
+describe("kvc bench --shape tiny", () => {
+  const out = join(mkdtempSync(join(tmpdir(), "kvc-bench-")), "bench.jsonl");
+  let recs: any[] = [];
+
+  test("all suites print one JSON record per figure under Bun", () => {
+    const r = bench(["bun"], ["all", "--shape", "tiny", "--out", out, ...TINY.kernels, ...TINY.e2e, ...TINY.compress, ...TINY.overhead]);
+    expect(r.err).not.toContain("failed:");
+    expect(r.code).toBe(0);
+    recs = r.lines.map((l) => JSON.parse(l));
+    expect(readRecords(readFileSync(out, "utf8"))).toEqual(recs);
+    for (const x of recs) {
+      expect(x.runtime).toBe("bun");
+      expect(typeof x.gpu).toBe("string");
+      expect(typeof x.commit).toBe("string");
+      expect(x.test).not.toBe("error");
+    }
+    const of = (suite: string, t: string) => recs.filter((x) => x.suite === suite && x.test === t);
+    expect(of("env", "env")[0].features).toHaveProperty("timestamps");
+    expect(of("kernels", "gemv").map((x) => x.name).sort()).toEqual(["down", "down", "gate_up", "gate_up", "lm_head", "lm_head", "o", "o", "qkv", "qkv"]);
+    for (const x of [...of("kernels", "gemv"), ...of("kernels", "attention"), ...of("kernels", "copy_kernel")]) {
+      expect(isNum(x.gbps) && x.gbps >= 0).toBe(true);
+      expect(x.bytes ?? x.bytes_per_seq).toBeGreaterThan(0);
+    }
+    expect(of("kernels", "attention").map((x) => x.context)).toEqual([64, 256]);
+    expect(of("kernels", "gemm").length).toBe(4);
+    expect(of("kernels", "decode_step").map((x) => x.M)).toEqual([1, 16]);
+    expect(isNum(of("e2e", "single_stream")[0].decode_tok_s)).toBe(true);
+    expect(of("e2e", "prefill").map((x) => x.prompt_len)).toEqual([16, 64]);
+    const batches = of("e2e", "batch_decode");
+    expect(batches.map((x) => x.batch)).toEqual([1, 2, 4]);
+    for (const x of batches) expect(x.truncated).toBe(0);
+    const rates = of("compress", "rate");
+    expect(rates.map((x) => x.rate)).toEqual([1, 2, 64]);
+    expect(rates[0].method).toBe("none");
+    expect(rates[0].compressions).toBe(0);
+    expect(rates[0].throughput_ratio).toBe(1);
+    for (const x of rates) {
+      expect(x.error).toBeNull();
+      expect(x.output_tokens).toBe(6 * 24);
+      expect(x.max_decode_batch).toBeGreaterThanOrEqual(1);
+    }
+    // compression makes room: the decode batch at 64x is at least the uncompressed one
+    expect(rates[2].max_decode_batch).toBeGreaterThanOrEqual(rates[0].max_decode_batch);
+    expect(rates[2].compressions).toBeGreaterThan(0);
+    expect(isNum(of("overhead", "compress_overhead")[0].compress_overhead_pct)).toBe(true);
+  });
+
+  test("the report: tables, an SVG plot and summary.json with the headline keys", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kvc-report-"));
+    const s = writeReport(recs, dir);
+    expect(Object.keys(s)).toEqual(SUMMARY_KEYS);
+    expect(s.runtime).toBe("bun");
+    expect(s.throughput_ratio_64x).toBe(recs.find((x) => x.rate === 64).throughput_ratio);
+    expect(JSON.parse(readFileSync(join(dir, "summary.json"), "utf8"))).toEqual(s);
+    const md = readFileSync(join(dir, "results.md"), "utf8");
+    for (const h of ["## Kernels", "## End to end", "## KV-Compress throughput experiment", "## Compression pass cost", "| qkv | 1 |"]) expect(md).toContain(h);
+    const svg = readFileSync(join(dir, "throughput-vs-rate.svg"), "utf8");
+    expect(svg.startsWith("<svg")).toBe(true);
+    expect(svg.trim().endsWith("</svg>")).toBe(true);
+    expect((svg.match(/<circle/g) ?? []).length).toBe(6); // total and output tokens/s at 3 rates
+    // archiving folds new figures into the kept summary
+    const arch = mkdtempSync(join(tmpdir(), "kvc-archive-"));
+    const slug = archive(recs, arch);
+    expect(readdirSync(arch).sort()).toEqual([`${slug}.json`, `${slug}.md`, `${slug}.svg`, "summary.json", "throughput-vs-rate.svg"].sort());
+    const merged = mergeSummary({ ...s, hf_eager_1b_tok_s: 12.5, compress_overhead_pct: 9 }, { ...s, compress_overhead_pct: 3 });
+    expect(merged.hf_eager_1b_tok_s).toBe(12.5);
+    expect(merged.compress_overhead_pct).toBe(3);
+  });
+
+  test("summary picks 8B GEMVs, the HF eager batch-1 figures and single-stream decode", () => {
+    const base = { runtime: "bun", gpu: "G", commit: "c" };
+    const s = summarize([
+      { ...base, suite: "kernels", test: "gemv", shape: "llama-3.1-8b", M: 1, gbps: 3000 },
+      { ...base, suite: "kernels", test: "gemv", shape: "llama-3.1-8b", M: 1, gbps: 2500 },
+      { ...base, suite: "kernels", test: "gemv", shape: "llama-3.1-8b", M: 16, gbps: 100 },
+      { ...base, suite: "kernels", test: "gemv", shape: "llama-3.2-1b", M: 1, gbps: 10 },
+      { ...base, suite: "e2e", test: "single_stream", shape: "llama-3.1-8b", decode_tok_s: 150 },
+      { ...base, runtime: "deno", suite: "e2e", test: "single_stream", shape: "llama-3.2-1b", decode_tok_s: 1 },
+      { ...base, runtime: "pytorch", suite: "hf", test: "generate", shape: "llama-3.2-1b", mode: "eager", batch: 1, decode_tok_s: 80 },
+      { ...base, runtime: "pytorch", suite: "hf", test: "generate", shape: "llama-3.2-1b", mode: "eager", batch: 32, decode_tok_s: 900 },
+    ]);
+    expect(s.decode_gemv_gbps_min).toBe(2500);
+    expect(s.decode_8b_tok_s).toBe(150);
+    expect(s.decode_1b_tok_s).toBeNull(); // Deno's figure is not Bun's
+    expect(s.hf_eager_1b_tok_s).toBe(80);
+  });
+
+  test("Deno runs the decode suite and prints the same records", () => {
+    const r = bench(["deno", "run", "-A"], ["single", "batch", "--shape", "tiny", ...TINY.e2e]);
+    expect(r.code).toBe(0);
+    const recs = r.lines.map((l) => JSON.parse(l));
+    expect(recs.every((x) => x.runtime === "deno")).toBe(true);
+    expect(recs.filter((x) => x.test === "batch_decode").every((x) => x.decode_tok_s > 0)).toBe(true);
+    expect(recs.some((x) => x.test === "single_stream" && x.lookahead === 16)).toBe(true);
+  });
+
+  test("bad flags are refused with the flag's name", () => {
+    const r = bench(["bun"], ["compress", "--rates", "0,2"]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("--rates");
+    expect(bench(["bun"], ["nonsense"]).err).toContain('unknown bench suite "nonsense"');
+  });
+});
+
+test("bench/run-device.sh: every suite at the tiny shape into at most 8 files", () => {
+  const out = mkdtempSync(join(tmpdir(), "kvc-device-out-"));
+  const r = spawnSync("bash", ["bench/run-device.sh", "all"], {
+    cwd: ROOT, encoding: "utf8", timeout: 300_000,
+    env: {
+      ...process.env, OUT: out, BENCH_SHAPES: "tiny", BENCH_BUDGET_S: "280", KVC_COMMIT: "test",
+      KERNEL_ARGS: TINY.kernels.join(" "), DECODE_ARGS: TINY.e2e.join(" "),
+      COMPRESS_ARGS: TINY.compress.join(" "), OVERHEAD_ARGS: ["--compress-shape", "tiny", ...TINY.overhead].join(" "),
+    },
+  });
+  expect(r.status).toBe(0);
+  const files = readdirSync(out);
+  expect(files.length).toBeLessThanOrEqual(8);
+  for (const f of ["bench.jsonl", "log.txt", "results.md", "results.json", "summary.json", "throughput-vs-rate.svg"]) expect(files).toContain(f);
+  const recs = readRecords(readFileSync(join(out, "bench.jsonl"), "utf8"));
+  const runtimes = new Set(recs.map((x) => x.runtime));
+  expect(runtimes.has("bun")).toBe(true);
+  expect(runtimes.has("deno")).toBe(true);
+  expect(recs.some((x) => x.suite === "hf")).toBe(true); // a record even where PyTorch is missing
+  expect(recs.filter((x) => x.runtime !== "pytorch").every((x) => x.commit === "test")).toBe(true);
+  const s = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
+  expect(Object.keys(s)).toEqual(SUMMARY_KEYS);
+  expect(r.stdout).toContain("throughput_ratio_64x");
+});
