@@ -3,6 +3,7 @@
 import { generateCommand, GENERATE_HELP } from "./cli/generate.ts";
 import { serveCommand } from "./cli/serve.ts";
 import { benchCommand } from "./cli/bench.ts";
+import { evalCommand } from "./cli/eval.ts";
 
 const HELP = `kvc — LLM inference on WebGPU with a per-head compressed KV cache
 
@@ -12,6 +13,7 @@ commands:
   generate   run one prompt and print the continuation
   serve      OpenAI-compatible HTTP server (streaming, per-request KV compression)
   bench      benchmarks on random-weight models at real shapes (JSON lines)
+  eval       retrieval accuracy and perplexity under KV compression
   help       show this text
 
 Run "kvc <command> --help" for a command's options.
@@ -27,6 +29,8 @@ async function main(argv: string[]) {
     case "bench":
       if (await benchCommand(rest)) throw new Error("some bench suites failed: see their error records");
       return;
+    case "eval":
+      return evalCommand(rest);
     case undefined:
     case "help":
     case "--help":

@@ -97,10 +97,11 @@ export const kvCompressPolicy: CompressionPolicy = {
     const groups = ctx.opts.evenLayerSplit
       ? Array.from({ length: ctx.layers }, (_, l) => Array.from({ length: ctx.kvHeads }, (_, h) => l * ctx.kvHeads + h))
       : [keys.map((_, h) => h)];
-    for (const heads of groups) {
+    const groupBudget = shareProportionally(keepTotal, groups.map((g) => g.length));
+    groups.forEach((heads, gi) => {
       const held = heads.reduce((a, h) => a + keys[h].pos.length, 0);
-      let need = held - Math.floor((keepTotal * heads.length) / keys.length);
-      if (need <= 0) continue;
+      let need = held - groupBudget[gi];
+      if (need <= 0) return;
       const chunks: { h: number; c: number; size: number; mean: number }[] = [];
       for (const h of heads) {
         const c = cands[h];
@@ -116,7 +117,7 @@ export const kvCompressPolicy: CompressionPolicy = {
         evictCount[ch.h] += take;
         need -= take;
       }
-    }
+    });
     return cands.map((c, h) => Int32Array.from(c.slice(0, evictCount[h])));
   },
 };
@@ -134,8 +135,10 @@ export const streamingPolicy: CompressionPolicy = {
     return uniformEvictions(keys, ctx, keepTotal, (h) => {
       const k = keys[h];
       const c: number[] = [];
-      for (let i = 0; i < k.pos.length; i++) if (k.pos[i] >= SINKS && !isProtected(k.pos[i], ctx)) c.push(i);
-      return c.sort((a, b) => k.pos[a] - k.pos[b]);
+      for (let i = 0; i < k.pos.length; i++) if (!isProtected(k.pos[i], ctx)) c.push(i);
+      // oldest first, the sinks last: they go only when the budget cannot hold them
+      const rank = (i: number) => (k.pos[i] < SINKS ? ctx.lastPos + 1 + k.pos[i] : k.pos[i]);
+      return c.sort((a, b) => rank(a) - rank(b));
     });
   },
 };
@@ -150,7 +153,9 @@ export const streamingPolicy: CompressionPolicy = {
 export function kvCrushPolicy(base: CompressionPolicy): CompressionPolicy {
   return {
     plan(keys, ctx, keepTotal) {
-      const crush = Math.floor(ctx.opts.crushRatio * keepTotal);
+      // representatives come out of the budget above the protected floor
+      const protectedKeys = keys.reduce((a, k) => a + k.pos.filter((p) => isProtected(p, ctx)).length, 0);
+      const crush = Math.max(0, Math.min(Math.floor(ctx.opts.crushRatio * keepTotal), keepTotal - protectedKeys));
       const evict = base.plan(keys, ctx, keepTotal - crush);
       const total = evict.reduce((a, e) => a + e.length, 0);
       if (crush <= 0 || total === 0) return evict;

@@ -11,7 +11,7 @@ import { loadConfig, type ModelConfig } from "../model/config.ts";
 import { loadWeights, destroyWeights, type ModelWeights } from "../model/weights.ts";
 import { LlamaModel, type StepSeq } from "../model/llama.ts";
 import { TextTokenizer } from "../model/tokenizer.ts";
-import type { KvStats } from "../cache/compression.ts";
+import type { CompressionOptions, KvStats } from "../cache/compression.ts";
 import { Compactor } from "../cache/compaction.ts";
 import { keepBudget, policyFor, type PlanContext } from "../cache/policies.ts";
 import { Sequence, type FinishReason } from "./sequence.ts";
@@ -36,7 +36,7 @@ export class Engine {
   private stepping: Promise<void> | null = null;
   private compactor: Compactor;
   /** time spent compressing (gather + plan + compact), for benchmarks */
-  readonly stats = { compressMs: 0, compressions: 0, evictedTokens: 0 };
+  readonly stats = { compressMs: 0, compressions: 0, evictedTokens: 0, preemptions: 0 };
 
   private constructor(
     readonly gpu: Gpu,
@@ -135,6 +135,45 @@ export class Engine {
     return seq;
   }
 
+  /**
+   * Teacher-forced negative log-likelihood of tokens[1..] given what precedes each,
+   * with compression applied as the text streams: chunks of `interval` tokens whose
+   * queries all score the cache (continual mode), compressed after each chunk. Runs
+   * on an idle engine, one sequence at a time.
+   */
+  async perplexity(tokens: number[], compression: Partial<CompressionOptions> = {}): Promise<{ nll: Float32Array; kv: KvStats }> {
+    if (!this.idle) throw new Error("perplexity needs an idle engine");
+    if (tokens.length < 2) throw new Error("perplexity needs at least two tokens");
+    if (tokens.length > this.cfg.maxContext) throw new Error(`text has ${tokens.length} tokens; the model's context is ${this.cfg.maxContext}`);
+    const seq = new Sequence(tokens, { maxTokens: 1, sampling: { temperature: 0, topP: 1, topK: 0, seed: 0 }, ignoreEos: true, compression });
+    seq.cache = this.cache.open();
+    if (!seq.cache) throw new Error("no free sequence slot");
+    const chunk = seq.compressing ? seq.compression.interval : this.opts.prefillChunk;
+    const nll = new Float32Array(tokens.length - 1);
+    try {
+      for (let p = 0; p < nll.length; p += chunk) {
+        const n = Math.min(chunk, nll.length - p);
+        if (!this.cache.reserve(seq.cache, n)) throw new Error(`KV cache too small for a ${tokens.length}-token text; raise --kv-memory`);
+        this.model.step({
+          seqs: [{ seq: seq.cache, tokens: tokens.slice(p, p + n), n, pos0: p, sampling: seq.opts.sampling, counter: 0, scoreRows: seq.compressing ? n : 0 }],
+          tokensFromGpu: false,
+          histOffset: 0,
+          nllTargets: Uint32Array.from(tokens.slice(p + 1, p + n + 1)),
+        });
+        nll.set(await this.model.readNll(n), p);
+        seq.numComputed += n;
+        seq.fed += n;
+        seq.stepsSinceCompress += n;
+        const again = !seq.compression.compressOnce || seq.compressions === 0;
+        if (seq.compressing && again && seq.stepsSinceCompress >= seq.compression.interval) await this.compress(seq);
+      }
+      return { nll, kv: this.kvStats(seq) };
+    } finally {
+      this.cache.release(seq.cache!);
+      seq.cache = null;
+    }
+  }
+
   async step(): Promise<void> {
     // steps never overlap: the model's workspace is shared
     while (this.stepping) await this.stepping;
@@ -157,28 +196,33 @@ export class Engine {
         this.waiting.splice(this.waiting.indexOf(seq), 1);
         continue;
       }
+      const alone = this.running.length === 0 && batch.length === 0;
+      // admission by free blocks: a new sequence starts only when its whole prefill
+      // fits beside a block per head for every running sequence (it compresses only
+      // once the prefill ends), unless nothing else runs
+      if (!seq.cache && !alone && this.cache.pool.numFreeBlocks < this.cache.heads * (Math.ceil(seq.input.length / this.cache.blockSize) + this.running.length)) break;
       if (!seq.cache) {
         seq.cache = this.cache.open();
         if (!seq.cache) break; // every table slot is taken
       }
       const { n, scoreRows } = this.prefillChunk(seq, budget);
       if (!this.cache.reserve(seq.cache, n)) {
-        if (seq.numComputed === 0 && this.running.length === 0 && batch.length === 0) {
+        if (seq.numComputed === 0 && alone) {
           this.cache.release(seq.cache);
           seq.cache = null;
           this.waiting.splice(this.waiting.indexOf(seq), 1);
           seq.finish("length");
-          throw new Error(`KV cache too small for a ${seq.prompt.length}-token prompt; raise --kv-memory`);
+          throw new Error(`KV cache too small for a ${seq.input.length}-token prompt; raise --kv-memory`);
         }
         break;
       }
       batch.push({
         seq: seq.cache,
-        tokens: seq.prompt.slice(seq.numComputed, seq.numComputed + n),
+        tokens: seq.input.slice(seq.numComputed, seq.numComputed + n),
         n,
         pos0: seq.numComputed,
         sampling: seq.opts.sampling,
-        counter: 0,
+        counter: seq.output.length,
         scoreRows,
       });
       seqs.push(seq);
@@ -210,7 +254,7 @@ export class Engine {
    * observation window, whose queries score the cached keys.
    */
   private prefillChunk(seq: Sequence, budget: number): { n: number; scoreRows: number } {
-    const left = seq.prompt.length - seq.numComputed;
+    const left = seq.input.length - seq.numComputed;
     const w = seq.compression.observationWindow;
     if (!seq.compressing) return { n: Math.min(budget, left), scoreRows: 0 };
     if (seq.numComputed >= seq.compressAt) {
@@ -263,13 +307,20 @@ export class Engine {
       if (s.continual) k = Math.max(1, Math.min(k, s.compression.interval - s.stepsSinceCompress));
     }
     for (const s of live) {
-      if (this.cache.reserve(s.cache!, k)) continue;
+      if (s.finished || !s.cache || this.cache.reserve(s.cache, k)) continue;
       // pool short: compress whoever can shrink before giving anything up
       for (const o of this.running) if (o.compressing && !o.finished && o.stepsSinceCompress > 0) await this.compress(o);
-      if (this.cache.reserve(s.cache!, k)) continue;
-      // TODO(scheduler): preempt by recompute; until then this sequence stops
-      s.finish("length");
-      this.releaseIfDone(s);
+      // then preempt by recompute, newest first (a half-prefilled waiting sequence before any running one)
+      while (s.cache && !this.cache.reserve(s.cache, k)) {
+        const victim = this.waiting.findLast((w) => w.cache !== null) ?? this.running.findLast((r) => !r.finished && r !== s) ?? s;
+        if (victim === s && this.running.length === 1) {
+          // alone and still too big: the pool cannot hold this sequence at all
+          s.finish("length");
+          this.releaseIfDone(s);
+          break;
+        }
+        this.preempt(victim);
+      }
     }
     const batch = this.running.filter((s) => !s.finished);
     if (!batch.length) return;
@@ -303,6 +354,19 @@ export class Engine {
     for (const s of batch) if (!s.finished && s.continual && s.stepsSinceCompress >= s.compression.interval) await this.compress(s);
   }
 
+  /** Gives a sequence's blocks back; it waits at the front of the queue to be recomputed. */
+  private preempt(seq: Sequence) {
+    const r = this.running.indexOf(seq);
+    if (r >= 0) this.running.splice(r, 1);
+    const w = this.waiting.indexOf(seq);
+    if (w >= 0) this.waiting.splice(w, 1);
+    if (seq.cache) this.cache.release(seq.cache);
+    seq.cache = null;
+    seq.resetForRecompute();
+    this.waiting.unshift(seq);
+    this.stats.preemptions++;
+  }
+
   /** Takes one generated token; finishes the sequence on EOS, max tokens or full context. */
   private accept(seq: Sequence, id: number) {
     if (seq.finished) return;
@@ -320,8 +384,7 @@ export class Engine {
     if (i >= 0) this.running.splice(i, 1);
     if (seq.cache) {
       // lookahead steps past the end wrote K/V nobody will read: drop them first
-      const needed = seq.numComputed + Math.max(0, seq.output.length - 1);
-      this.cache.rollback(seq.cache, Math.max(0, seq.fed - needed));
+      this.cache.rollback(seq.cache, Math.max(0, seq.fed - seq.tokensNeeded));
       seq.kv = this.kvStats(seq);
       this.cache.release(seq.cache);
       seq.cache = null;
@@ -332,7 +395,7 @@ export class Engine {
   kvStats(seq: Sequence): KvStats {
     if (!seq.cache) return seq.kv;
     const c = this.cache;
-    const logical = Math.min(seq.fed, seq.numComputed + Math.max(0, seq.output.length - 1));
+    const logical = Math.min(seq.fed, seq.tokensNeeded);
     const blocksUsed = c.blocksUsed(seq.cache);
     const blocksUncompressed = c.heads * Math.ceil(logical / c.blockSize);
     return {

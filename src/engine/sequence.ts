@@ -41,7 +41,11 @@ export class Sequence {
   /** decode steps since the last compression (continual mode) */
   stepsSinceCompress = 0;
   compressions = 0;
-  readonly compressAt: number;
+  /** prompt tokens after which the first compression runs */
+  compressAt: number;
+  /** tokens to prefill: the prompt, or prompt + output after a preemption */
+  input: number[];
+  preemptions = 0;
   /** cache figures, kept current while running and frozen at release */
   kv: KvStats = { blocksUsed: 0, blocksUncompressed: 0, tokensKept: 0, tokensLogical: 0, compressionRate: 1, evictedTokens: 0 };
   private done: Promise<void>;
@@ -51,15 +55,31 @@ export class Sequence {
     if (prompt.length === 0) throw new Error("prompt must hold at least one token");
     this.compression = { ...DEFAULT_COMPRESSION, ...opts.compression };
     this.compressAt = Math.min(prompt.length, Math.max(1, opts.compressAt ?? prompt.length));
+    this.input = prompt;
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 
   get prefilled(): boolean {
-    return this.numComputed >= this.prompt.length;
+    return this.numComputed >= this.input.length;
   }
-  /** position of the next token to feed */
-  get nextPos(): number {
-    return this.numComputed + Math.max(0, this.output.length - 1);
+  /** tokens whose K/V the sequence needs: all but the newest output token (not fed yet) */
+  get tokensNeeded(): number {
+    return this.prefilled && this.output.length > 0 ? this.prompt.length + this.output.length - 1 : this.numComputed;
+  }
+
+  /**
+   * Preempted: its blocks were taken back. It will prefill prompt + output again
+   * (recompute) and go on decoding where it stopped; compression runs once that
+   * prefill ends.
+   */
+  resetForRecompute() {
+    this.input = this.prompt.concat(this.output);
+    this.numComputed = 0;
+    this.fed = 0;
+    this.stepsSinceCompress = 0;
+    this.compressAt = this.input.length;
+    this.evictedTokens = 0;
+    this.preemptions++;
   }
   get finished(): boolean {
     return this.finishReason !== null;

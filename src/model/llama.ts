@@ -42,6 +42,11 @@ export interface StepInput {
   tokensFromGpu: boolean;
   /** where in the sample history buffer this step's tokens go (in batch rows) */
   histOffset: number;
+  /**
+   * Teacher forcing (perplexity): the next token of every row, 0xffffffff for none.
+   * The step then scores every row (readNll) instead of sampling.
+   */
+  nllTargets?: Uint32Array;
 }
 
 /** Buffers of a step whose rows score the cached keys (see kernels/kv_scores.wgsl). */
@@ -137,10 +142,12 @@ export class LlamaModel {
     const attn = ws.get("attn", M * H * D * 4);
     const gu = ws.get("gu", M * 2 * cfg.ffn * 4);
     const act = ws.get("act", M * this.ffnPad * 4);
-    const xs = ws.get("xs", B * Dm * 4);
-    const logits = ws.get("logits", B * cfg.vocab * 4);
-    if (input.histOffset + B > this.histCapacity) throw new Error("sample history not reserved for this step");
-    const hist = this.ws.get("hist", this.histCapacity * 4);
+    const forced = input.nllTargets;
+    if (forced && forced.length !== M) throw new Error(`nllTargets has ${forced.length} entries for ${M} rows`);
+    const outRows = forced ? M : B;
+    const xs = ws.get("xs", outRows * Dm * 4);
+    const logits = ws.get("logits", outRows * cfg.vocab * 4);
+    if (!forced && input.histOffset + B > this.histCapacity) throw new Error("sample history not reserved for this step");
 
     const scoring = slots > 0 ? {
       slots,
@@ -169,9 +176,18 @@ export class LlamaModel {
       st.dispatch(kc.kernel("swiglu"), [gu, act], [M, cfg.ffn, this.ffnPad], [cdiv(this.ffnPad, 64), M]);
       this.matmul(st, lw.down, act, x, M, Dm, { residual: true });
     }
-    this.rmsnorm(st, x, this.w.norm, xs, B, bLast);
-    this.matmul(st, this.w.lmHead, xs, logits, B, cfg.vocab);
-    st.dispatch(kc.kernel("sample"), [logits, bSamp, bSampled, hist], [cfg.vocab, B, input.histOffset], [B]);
+    if (forced) {
+      const bTargets = ws.get("nll-targets", forced.byteLength);
+      dev.queue.writeBuffer(bTargets, 0, forced);
+      this.rmsnorm(st, x, this.w.norm, xs, M);
+      this.matmul(st, this.w.lmHead, xs, logits, M, cfg.vocab);
+      const gx = Math.min(M, 65535);
+      st.dispatch(kc.kernel("token_nll"), [logits, bTargets, ws.get("nll", M * 4)], [cfg.vocab, M], [gx, cdiv(M, gx)]);
+    } else {
+      this.rmsnorm(st, x, this.w.norm, xs, B, bLast);
+      this.matmul(st, this.w.lmHead, xs, logits, B, cfg.vocab);
+      st.dispatch(kc.kernel("sample"), [logits, bSamp, bSampled, ws.get("hist", this.histCapacity * 4)], [cfg.vocab, B, input.histOffset], [B]);
+    }
     st.submit();
     for (const s of input.seqs) cache.commit(s.seq, s.n);
     return M;
@@ -182,6 +198,13 @@ export class LlamaModel {
     const V = this.cfg.vocab;
     const buf = this.ws.get("logits", (b + 1) * V * 4);
     return new Float32Array(await readBuffer(this.gpu.device, buf, b * V * 4, V * 4));
+  }
+
+  /** Per-row negative log-likelihoods of the last teacher-forced step. */
+  async readNll(rows: number): Promise<Float32Array> {
+    const out = new Float32Array(await readBuffer(this.gpu.device, this.ws.get("nll", rows * 4), 0, rows * 4));
+    checkGpuErrors(this.gpu);
+    return out;
   }
 
   async readHistory(rows: number): Promise<Uint32Array> {

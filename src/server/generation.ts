@@ -148,6 +148,7 @@ export class Generation implements AsyncIterable<string> {
     const m = this.deps.metrics;
     m.promptTokens.inc(this.seq.numComputed);
     m.generationTokens.inc(this.tokens);
+    m.preemptions.inc(this.seq.preemptions);
     m.e2e.observe((this.endedAt - this.t0) / 1000);
     if (this.seq.numComputed > 0) {
       m.evictedTokens.inc(this.seq.kv.evictedTokens);

@@ -22,7 +22,6 @@ export function createServerMetrics(engine: Engine, modelName: string) {
     registry: r,
     promptTokens: r.counter("vllm:prompt_tokens_total", "Number of prefill tokens processed."),
     generationTokens: r.counter("vllm:generation_tokens_total", "Number of generation tokens processed."),
-    // stays 0 until the scheduler preempts: the engine stops the newest sequence instead (TODO(scheduler))
     preemptions: r.counter("vllm:num_preemptions_total", "Cumulative number of preemption from the engine."),
     ttft: r.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", TTFT_BUCKETS),
     itl: r.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", ITL_BUCKETS),
