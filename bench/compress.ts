@@ -173,9 +173,9 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
   const seqLen = o.promptLen + o.outputLen;
   const e = await syntheticEngine(ctx, shape, { maxContext: seqLen + 64, kvMemory: kvBytesFor(cfg0, o.batch, seqLen + 32), maxSeqs: o.batch });
   try {
-    const run = async (compression: Partial<CompressionOptions>) => {
-      const seqs = Array.from({ length: o.batch }, (_, i) => new Sequence(randomIds(o.promptLen, ctx.seed * 31 + i, e.cfg.vocab), {
-        maxTokens: o.outputLen, sampling: GREEDY, ignoreEos: true, compression,
+    const run = async (compression: Partial<CompressionOptions>, batch = o.batch, promptLen = o.promptLen, outputLen = o.outputLen) => {
+      const seqs = Array.from({ length: batch }, (_, i) => new Sequence(randomIds(promptLen, ctx.seed * 31 + i, e.cfg.vocab), {
+        maxTokens: outputLen, sampling: GREEDY, ignoreEos: true, compression,
       }));
       for (const s of seqs) e.add(s);
       while (e.waiting.length) await e.step();
@@ -185,10 +185,12 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
       await e.runUntilIdle();
       const decodeMs = performance.now() - t0;
       const steps = seqs.reduce((a, s) => a + s.output.length, 0) - tok0;
-      return { decodeMs, compressMs: e.stats.compressMs - c0, compressions: e.stats.compressions - n0, steps: steps / o.batch };
+      return { decodeMs, compressMs: e.stats.compressMs - c0, compressions: e.stats.compressions - n0, steps: steps / batch };
     };
-    await run({ method: "none" }); // warm-up: pipelines of both paths compile here
-    await run({ method: "kvcompress", rate: o.rate, interval: o.interval });
+    // warm-up, small: the pipelines of both paths compile here
+    const warm = Math.min(o.promptLen, 96);
+    await run({ method: "none" }, 2, warm, 2 * o.interval + 2);
+    await run({ method: "kvcompress", rate: o.rate, interval: o.interval }, 2, warm, 2 * o.interval + 2);
     const plain = await run({ method: "none" });
     const comp = await run({ method: "kvcompress", rate: o.rate, interval: o.interval });
     const stepPlain = plain.decodeMs / plain.steps;

@@ -105,7 +105,7 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--modes", default="eager,static_compile")
     ap.add_argument("--deadline-s", type=float, default=None, help="start nothing that cannot end within this many seconds")
-    ap.add_argument("--compile-budget-s", type=float, default=240, help="static_compile runs only with this much time left")
+    ap.add_argument("--compile-budget-s", type=float, default=100, help="static_compile runs only with this much time left")
     ap.add_argument("--device", default="cuda")
     a = ap.parse_args()
     GPU_NAME = "unknown"
