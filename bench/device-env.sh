@@ -1,10 +1,9 @@
 # Sourced at the start of every device call: unpacks what travels in carried,
 # git-ignored folders (.gl: Vulkan loader debs; .dev: runtimes, packages, eval data).
-# the loader only where the machine has none (a host with one keeps its own)
-if ! ldconfig -p | grep -q 'libvulkan\.so\.1'; then
-  for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
-  ldconfig
-fi
+# the loader and glvnd (the NVIDIA ICD, libGLX_nvidia, needs libGLdispatch): always
+# unpacked, since a host may have libvulkan without glvnd
+for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
+ldconfig
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
 [ -f "$VK_DRIVER_FILES" ] || unset VK_DRIVER_FILES
 mkdir -p /tmp/kvc-bin

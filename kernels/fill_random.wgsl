@@ -2,7 +2,7 @@
 // Element e of a tensor gets m(e) = (hash(hash(seed) ^ e) >> 21) - 1024, an integer in
 // [-1024, 1024), and the value m * 2^-(10 + shift): uniform in [-2^-shift, 2^-shift),
 // exact in f16, so a CPU reference reproduces every bit (tests/bench-fill.test.ts).
-// F16: word i holds elements 2 (first + i) (low half) and 2 (first + i) + 1 (high half)
+// PAIRS: word i holds elements 2 (first + i) (low half) and 2 (first + i) + 1 (high half)
 //      as f16 bits built with integer arithmetic (no float rounding, subnormals kept).
 // else: word i holds element first + i as f32: base + m * 2^-(10 + shift).
 struct Params { n: u32, first: u32, seed: u32, shift: u32, base: f32, }
@@ -42,7 +42,7 @@ fn f16bits(m: i32) -> u32 {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * 256u;
   if (i >= P.n) { return; }
-#if F16
+#if PAIRS
   let e = 2u * (P.first + i);
   O[i] = f16bits(draw(e)) | (f16bits(draw(e + 1u)) << 16u);
 #else

@@ -237,7 +237,7 @@ export function fillRandom(kc: KernelContext, buf: GPUBuffer, o: { words: number
   const st = kc.step();
   const groups = cdiv(o.words, 256);
   const x = Math.min(groups, kc.gpu.limits.maxComputeWorkgroupsPerDimension);
-  st.dispatch(kc.kernel("fill_random", { F16: o.f16 }), [buf], [o.words, o.first ?? 0, o.seed >>> 0, o.shift ?? RANDOM_SHIFT, F(o.base ?? 0)], [x, cdiv(groups, x)]);
+  st.dispatch(kc.kernel("fill_random", { PAIRS: o.f16 }), [buf], [o.words, o.first ?? 0, o.seed >>> 0, o.shift ?? RANDOM_SHIFT, F(o.base ?? 0)], [x, cdiv(groups, x)]);
   st.submit();
 }
 
