@@ -44,7 +44,10 @@ def build(torch, transformers, shape, max_len, device):
     cfg = transformers.LlamaConfig(**SHAPES[shape], max_position_embeddings=max_len, rms_norm_eps=1e-5,
                                    hidden_act="silu", bos_token_id=1, eos_token_id=2, pad_token_id=0)
     prev = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float16)
+    try:
+        torch.set_default_dtype(torch.float16)  # built in f16 where torch allows it, else cast below
+    except (TypeError, RuntimeError):
+        pass
     try:
         with torch.device(device):
             model = transformers.LlamaForCausalLM(cfg)
