@@ -180,12 +180,14 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
       for (const s of seqs) e.add(s);
       while (e.waiting.length) await e.step();
       const c0 = e.stats.compressMs, n0 = e.stats.compressions;
+      const parts0 = { gather: e.stats.gatherMs, plan: e.stats.planMs, apply: e.stats.applyMs };
       const t0 = performance.now();
       const tok0 = seqs.reduce((a, s) => a + s.output.length, 0);
       await e.runUntilIdle();
       const decodeMs = performance.now() - t0;
       const steps = seqs.reduce((a, s) => a + s.output.length, 0) - tok0;
-      return { decodeMs, compressMs: e.stats.compressMs - c0, compressions: e.stats.compressions - n0, steps: steps / batch };
+      const parts = { gather: e.stats.gatherMs - parts0.gather, plan: e.stats.planMs - parts0.plan, apply: e.stats.applyMs - parts0.apply };
+      return { decodeMs, compressMs: e.stats.compressMs - c0, compressions: e.stats.compressions - n0, steps: steps / batch, parts };
     };
     // warm-up, small: the pipelines of both paths compile here
     const warm = Math.min(o.promptLen, 96);
@@ -200,6 +202,10 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
       rate: o.rate, interval: o.interval, step_ms_plain: round(stepPlain, 3), step_ms_compressing: round(comp.decodeMs / comp.steps, 3),
       compress_ms_total: round(comp.compressMs, 1), compressions: comp.compressions,
       compress_ms_per_pass: round(comp.compressMs / Math.max(1, comp.compressions), 3),
+      // where a pass goes: scores and positions read back, host planning, compaction submit
+      pass_ms_gather: round(comp.parts.gather / Math.max(1, comp.compressions), 3),
+      pass_ms_plan: round(comp.parts.plan / Math.max(1, comp.compressions), 3),
+      pass_ms_apply: round(comp.parts.apply / Math.max(1, comp.compressions), 3),
       // time inside compression passes, against the decode time around them
       compress_overhead_pct: round((100 * comp.compressMs) / decodeOnly, 2),
       compress_share_pct: round((100 * comp.compressMs) / comp.decodeMs, 2),

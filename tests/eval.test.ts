@@ -15,7 +15,7 @@ test("the context ends where the question starts, for text and chat prompts", ()
     for (const x of loadInstances(`${DEV}/${file}.jsonl`).slice(0, 3)) {
       const { ids, contextLen } = promptIds(tk, x);
       const tail = tk.decode(ids.slice(contextLen), false);
-      expect(tail.startsWith(x.question)).toBe(true);
+      expect(tail.trimStart().startsWith(x.question.trimStart())).toBe(true);
       expect(contextLen).toBeLessThan(ids.length);
       // the whole prompt tokenizes as the model would see it in one piece
       const full = typeof x.prompt === "string" ? tk.encode(x.prompt) : tk.encodeChat(x.prompt);

@@ -46,15 +46,42 @@ export function keepBudget(ctx: PlanContext): number {
   return Math.min(keep, full);
 }
 
+// Sorting packs (key, index) into one f64 and uses the native numeric sort: planning
+// runs on the host for every compressed sequence, and comparator sorts are the cost.
+const LOW = 2 ** 21; // indices below 2^21 (keys per head, chunks per sequence)
+const f32Bits = new Uint32Array(1);
+const f32View = new Float32Array(f32Bits.buffer);
+/** Order-preserving integer of a non-negative f32 (its bit pattern). */
+function f32Key(x: number): number {
+  f32View[0] = x > 0 ? x : 0;
+  return f32Bits[0];
+}
+
+/** Slots of one head in position order. */
+function positionOrder(k: HeadKeys): Uint32Array {
+  const n = k.pos.length;
+  let sorted = true;
+  for (let i = 1; i < n && sorted; i++) sorted = k.pos[i - 1] < k.pos[i];
+  if (sorted) return Uint32Array.from({ length: n }, (_, i) => i);
+  const packed = new Float64Array(n);
+  for (let i = 0; i < n; i++) packed[i] = k.pos[i] * LOW + i;
+  packed.sort();
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = packed[i] % LOW;
+  return order;
+}
+
 /** Max-pool of each key's score over its `kernel` neighbours in position order. */
-export function pooledScores(k: HeadKeys, kernel: number): Float32Array {
+export function pooledScores(k: HeadKeys, kernel: number, order = positionOrder(k)): Float32Array {
   const n = k.scores.length;
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => k.pos[a] - k.pos[b]);
   const r = Math.floor(kernel / 2);
   const out = new Float32Array(n);
+  const s = new Float32Array(n);
+  for (let i = 0; i < n; i++) s[i] = k.scores[order[i]];
   for (let i = 0; i < n; i++) {
     let m = -Infinity;
-    for (let j = Math.max(0, i - r); j <= Math.min(n - 1, i + r); j++) m = Math.max(m, k.scores[order[j]]);
+    const hi = Math.min(n - 1, i + r);
+    for (let j = Math.max(0, i - r); j <= hi; j++) if (s[j] > m) m = s[j];
     out[order[i]] = m;
   }
   return out;
@@ -63,14 +90,24 @@ export function pooledScores(k: HeadKeys, kernel: number): Float32Array {
 const isProtected = (pos: number, ctx: PlanContext) => pos > ctx.lastPos - ctx.opts.protectedWindow;
 
 /** Evictable keys of one head, lowest pooled score first (older first on ties). */
-function candidatesByScore(k: HeadKeys, pooled: Float32Array, ctx: PlanContext): number[] {
-  const c: number[] = [];
-  for (let i = 0; i < k.pos.length; i++) if (!isProtected(k.pos[i], ctx)) c.push(i);
-  return c.sort((a, b) => pooled[a] - pooled[b] || k.pos[a] - k.pos[b]);
+function candidatesByScore(k: HeadKeys, ctx: PlanContext): { cand: Uint32Array; pooled: Float32Array } {
+  const order = positionOrder(k);
+  const pooled = pooledScores(k, ctx.opts.poolKernel, order);
+  const packed = new Float64Array(order.length);
+  let n = 0;
+  // the low part is the rank in position order, so ties go to the older key
+  for (let rank = 0; rank < order.length; rank++) {
+    const i = order[rank];
+    if (!isProtected(k.pos[i], ctx)) packed[n++] = f32Key(pooled[i]) * LOW + rank;
+  }
+  const sorted = packed.subarray(0, n).sort();
+  const cand = new Uint32Array(n);
+  for (let j = 0; j < n; j++) cand[j] = order[sorted[j] % LOW];
+  return { cand, pooled };
 }
 
 /** Per-head quota for uniform policies: keepTotal split evenly, never below a head's protected keys. */
-function uniformEvictions(keys: HeadKeys[], ctx: PlanContext, keepTotal: number, order: (h: number) => number[]): EvictionPlan {
+function uniformEvictions(keys: HeadKeys[], ctx: PlanContext, keepTotal: number, order: (h: number) => Uint32Array | number[]): EvictionPlan {
   const per = Math.floor(keepTotal / keys.length);
   let extra = keepTotal - per * keys.length;
   return keys.map((k, h) => {
@@ -91,41 +128,45 @@ function uniformEvictions(keys: HeadKeys[], ctx: PlanContext, keepTotal: number,
 export const kvCompressPolicy: CompressionPolicy = {
   plan(keys, ctx, keepTotal) {
     const bs = ctx.opts.chunkSize;
-    const pooled = keys.map((k) => pooledScores(k, ctx.opts.poolKernel));
-    const cands = keys.map((k, h) => candidatesByScore(k, pooled[h], ctx));
+    const heads = keys.map((k) => candidatesByScore(k, ctx));
     const evictCount = new Int32Array(keys.length);
     const groups = ctx.opts.evenLayerSplit
       ? Array.from({ length: ctx.layers }, (_, l) => Array.from({ length: ctx.kvHeads }, (_, h) => l * ctx.kvHeads + h))
       : [keys.map((_, h) => h)];
     const groupBudget = shareProportionally(keepTotal, groups.map((g) => g.length));
-    groups.forEach((heads, gi) => {
-      const held = heads.reduce((a, h) => a + keys[h].pos.length, 0);
+    groups.forEach((group, gi) => {
+      const held = group.reduce((a, h) => a + keys[h].pos.length, 0);
       let need = held - groupBudget[gi];
       if (need <= 0) return;
-      const chunks: { h: number; c: number; size: number; mean: number }[] = [];
-      for (const h of heads) {
-        const c = cands[h];
-        for (let i = 0; i * bs < c.length; i++) {
-          const part = c.slice(i * bs, (i + 1) * bs);
-          chunks.push({ h, c: i, size: part.length, mean: part.reduce((a, j) => a + pooled[h][j], 0) / part.length });
+      // chunks in (head, chunk) order; the packed low part keeps that order on ties
+      const chunkHead: number[] = [], chunkSize: number[] = [], packed: number[] = [];
+      for (const h of group) {
+        const { cand, pooled } = heads[h];
+        for (let i = 0; i < cand.length; i += bs) {
+          const end = Math.min(cand.length, i + bs);
+          let sum = 0;
+          for (let j = i; j < end; j++) sum += pooled[cand[j]];
+          packed.push(f32Key(sum / (end - i)) * LOW + chunkHead.length);
+          chunkHead.push(h);
+          chunkSize.push(end - i);
         }
       }
-      chunks.sort((a, b) => a.mean - b.mean || a.h - b.h || a.c - b.c);
-      for (const ch of chunks) {
-        if (need <= 0) break;
-        const take = Math.min(ch.size, need);
-        evictCount[ch.h] += take;
+      const order = Float64Array.from(packed).sort();
+      for (let j = 0; j < order.length && need > 0; j++) {
+        const c = order[j] % LOW;
+        const take = Math.min(chunkSize[c], need);
+        evictCount[chunkHead[c]] += take;
         need -= take;
       }
     });
-    return cands.map((c, h) => Int32Array.from(c.slice(0, evictCount[h])));
+    return heads.map(({ cand }, h) => Int32Array.from(cand.subarray(0, evictCount[h])));
   },
 };
 
 /** SnapKV: the same scores, the same budget in every head. */
 export const snapKvPolicy: CompressionPolicy = {
   plan(keys, ctx, keepTotal) {
-    return uniformEvictions(keys, ctx, keepTotal, (h) => candidatesByScore(keys[h], pooledScores(keys[h], ctx.opts.poolKernel), ctx));
+    return uniformEvictions(keys, ctx, keepTotal, (h) => candidatesByScore(keys[h], ctx).cand);
   },
 };
 

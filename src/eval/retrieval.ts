@@ -71,11 +71,13 @@ export function promptIds(tk: TextTokenizer, x: RetrievalInstance): { ids: numbe
     text = tk.renderChat(x.prompt);
     special = false; // the template carries BOS
   }
-  const at = text.lastIndexOf(x.question);
+  let at = text.lastIndexOf(x.question);
   if (at < 0) throw new Error(`instance ${x.id}: its question is not in its prompt`);
+  // the pre-tokenizer joins a word to the space before it: split before that space
+  while (at > 0 && /\s/.test(text[at - 1])) at--;
   const ids = tk.encode(text, special);
   const ctx = tk.encode(text.slice(0, at), special);
-  // the question starts on a token boundary in these tasks; where it does not, feed the two parts as split
+  // where the split still falls inside a token, feed the two parts as split
   const aligned = ctx.every((t, i) => ids[i] === t);
   return aligned ? { ids, contextLen: ctx.length } : { ids: [...ctx, ...tk.encode(text.slice(at), false)], contextLen: ctx.length };
 }
