@@ -141,6 +141,7 @@ export async function compressSuite(ctx: BenchContext, o: CompressOptions) {
       });
       if (r.error) {
         // a failed run may leave the engine mid-step: start the next rate on a fresh one
+        if (!ctx.deadline.fits(10000)) break;
         e.destroy();
         e = await syntheticEngine(ctx, shape, { maxContext: seqLen + 64, kvMemory, maxSeqs: o.prompts });
       }

@@ -80,7 +80,7 @@ export async function e2eSuite(ctx: BenchContext, shapeName: string, o: E2eOptio
 
   // single stream and prefill: one sequence at a time
   if (parts.single || parts.prefill) {
-    const longest = Math.max(o.promptLen + o.tokens, ...o.prefillLens.map((p) => p + 8));
+    const longest = Math.max(parts.single ? o.promptLen + o.tokens : 0, ...(parts.prefill ? o.prefillLens.map((p) => p + 8) : [0]), 64);
     const e = await syntheticEngine(ctx, shape, { maxContext: longest + 64, kvMemory: kvBytesFor(cfg0, 2, longest + 64), maxSeqs: 4 });
     try {
       await warmUp(e, ctx);

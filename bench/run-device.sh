@@ -98,7 +98,7 @@ DENO=(deno run -A src/main.ts bench)
     has decode && step decode 220 "${BUN[@]}" e2e --shape "$SHAPES" ${DECODE_ARGS:-}
   fi
   if [ $HAVE_DENO = 1 ] && { has decode || only deno; }; then
-    step decode-deno 200 "${DENO[@]}" single batch --shape "$SHAPES" --batches 1,8,32,128 ${DECODE_ARGS:-}
+    step decode-deno 200 "${DENO[@]}" e2e --shape "$SHAPES" --batches 1,8,32,128 ${DECODE_ARGS:-}
   fi
   has hf && ! only deno && step hf 170 python3 bench/hf_baseline.py --shapes "$SHAPES" ${HF_ARGS:-}
   if [ $HAVE_BUN = 1 ] && ! only deno; then
