@@ -27,6 +27,14 @@ const HBM_GBPS: [RegExp, number][] = [
   [/A100/i, 2039],
   [/L4\b/i, 300],
 ];
+/**
+ * The GPU's model name. Dawn on NVIDIA names the adapter by its driver ("nvidia NVIDIA:
+ * 580.159.04 ..."), so KVC_GPU_NAME (bench/run-device.sh sets it from nvidia-smi) wins.
+ */
+export function gpuName(adapterName: string): string {
+  return env("KVC_GPU_NAME")?.trim() || adapterName;
+}
+
 export function datasheetGbps(gpuName: string): number | null {
   const o = env("KVC_HBM_GBPS");
   if (o) return Number(o);
@@ -69,8 +77,9 @@ export class Reporter {
   constructor(private outFile: string | null, private quiet = false) {
     this.base = { runtime, runtime_version: runtimeVersion, commit: commitId() };
   }
-  setGpu(name: string) {
-    this.gpu = name;
+  /** Names the GPU in every later record: KVC_GPU_NAME, else the adapter's name. */
+  setGpu(adapterName: string) {
+    this.gpu = gpuName(adapterName);
   }
   /** One JSON line on stdout (and appended to --out) as soon as a figure exists. */
   emit(r: BenchRecord) {

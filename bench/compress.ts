@@ -39,7 +39,15 @@ function compressionFor(rate: number, o: { interval: number; rate1: string }): P
   return { method: "kvcompress", rate, interval: o.interval };
 }
 
+/** What Engine.stats counted between two snapshots (compression time by part, preemptions...). */
+function statsDelta(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(after)) if (typeof v === "number") out[k] = round(v - (before[k] ?? 0), 3)!;
+  return out;
+}
+
 interface RunStats {
+  engineStats: Record<string, number>;
   wallMs: number;
   promptTokens: number;
   outputTokens: number;
@@ -85,6 +93,7 @@ async function drive(e: Engine, seqs: Sequence[], deadlineMs: number): Promise<R
     for (const s of seqs) if (!s.finished) e.cancel(s);
   }
   return {
+    engineStats: statsDelta(before, { ...e.stats }),
     wallMs: performance.now() - t0,
     promptTokens: seqs.filter((s) => s.output.length > 0).reduce((a, s) => a + s.prompt.length, 0),
     outputTokens: seqs.reduce((a, s) => a + s.output.length, 0),
@@ -137,6 +146,8 @@ export async function compressSuite(ctx: BenchContext, o: CompressOptions) {
         compress_s: round(r.compressMs / 1000, 3), compress_share_pct: round((100 * r.compressMs) / r.wallMs, 2),
         compressions: r.compressions, evicted_tokens: r.evicted,
         ttft_p50_s: ttft.length ? round(ttft[ttft.length >> 1] / 1000, 3) : null,
+        // every Engine.stats counter over this run: compression by part (ms), preemptions, ...
+        engine_stats: r.engineStats,
         error: r.error,
       });
       if (r.error) {

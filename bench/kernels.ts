@@ -113,7 +113,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
   const e = await syntheticEngine(ctx, shape, { maxContext: maxCtx + 64, kvMemory, maxSeqs: Math.max(16, ...o.gemvRows) });
   const timer = new GpuTimer(e.kc);
   const dev = e.gpu.device;
-  const sheet = datasheetGbps(e.gpu.adapterName);
+  const sheet = datasheetGbps(rep.gpu) ?? datasheetGbps(e.gpu.adapterName);
   const topt = { minPassMs: o.minPassMs, passes: o.passes };
   const cls = classifier(e);
   const common = { suite: "kernels", shape: shape.name, timing: timer.source, hbm_datasheet_gbps: sheet };

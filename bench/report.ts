@@ -22,6 +22,10 @@ export interface Summary {
   hf_eager_8b_tok_s: number | null;
   hf_eager_1b_tok_s: number | null;
   compress_overhead_pct: number | null;
+  /** Deno's single-stream figures beside Bun's headline, when a Deno run is in the records */
+  decode_8b_tok_s_deno?: number | null;
+  decode_1b_tok_s_deno?: number | null;
+  deno_commit?: string | null;
 }
 
 const S8 = "llama-3.1-8b", S1 = "llama-3.2-1b";
@@ -52,10 +56,15 @@ export function summarize(recs: Rec[]): Summary {
   const mine = ours.filter((r) => r.runtime === runtime && !r.error && !r.skipped);
   const gemvs = (shape: string) => mine.filter((r) => r.test === "gemv" && r.M === 1 && r.shape === shape).map((r) => r.gbps as number);
   const g = gemvs(S8).length ? gemvs(S8) : gemvs(S1);
-  const single = (shape: string) => num(last(mine.filter((r) => r.test === "single_stream" && r.shape === shape))?.decode_tok_s);
+  const singleOf = (rs: Rec[], shape: string) => num(last(rs.filter((r) => r.test === "single_stream" && r.shape === shape))?.decode_tok_s);
+  const single = (shape: string) => singleOf(mine, shape);
   const hf = (shape: string) => num(last(recs.filter((r) => r.suite === "hf" && r.shape === shape && r.batch === 1 && r.mode === "eager" && !r.error))?.decode_tok_s);
   const r64 = last(mine.filter((r) => r.suite === "compress" && r.test === "rate" && r.rate === 64 && r.throughput_ratio != null));
   const head = last(mine) ?? last(recs);
+  const deno = runtime === "deno" ? [] : ours.filter((r) => r.runtime === "deno" && !r.error && !r.skipped);
+  const denoFigures = deno.some((r) => r.test === "single_stream")
+    ? { decode_8b_tok_s_deno: singleOf(deno, S8), decode_1b_tok_s_deno: singleOf(deno, S1), deno_commit: last(deno)?.commit ?? null }
+    : {};
   return {
     gpu: head?.gpu ?? null,
     runtime,
@@ -67,12 +76,19 @@ export function summarize(recs: Rec[]): Summary {
     hf_eager_8b_tok_s: hf(S8),
     hf_eager_1b_tok_s: hf(S1),
     compress_overhead_pct: num(last(mine.filter((r) => r.test === "compress_overhead"))?.compress_overhead_pct),
+    ...denoFigures,
   };
+}
+
+/** Same GPU model? Names differ by source (nvidia-smi, Dawn, wgpu): one normalized name holds the other. */
+function sameGpu(a: string, b: string): boolean {
+  const n = (s: string) => s.toLowerCase().replace(/[^a-z0-9]+/g, " ").trim();
+  return n(a).includes(n(b)) || n(b).includes(n(a));
 }
 
 /** A newer summary over an older one: figures the new run did not measure keep their old value. */
 export function mergeSummary(old: Partial<Summary> | null, next: Summary): Summary {
-  if (!old || (old.gpu && next.gpu && old.gpu !== next.gpu)) return next;
+  if (!old || (old.gpu && next.gpu && !sameGpu(old.gpu, next.gpu))) return next;
   const out = { ...next } as Record<string, unknown>;
   for (const [k, v] of Object.entries(old)) if (out[k] === null || out[k] === undefined) out[k] = v;
   return out as unknown as Summary;
@@ -97,7 +113,8 @@ export function markdown(recs: Rec[]): string {
   const s = summarize(recs);
   out.push(`# kvc benchmark results\n`);
   out.push(`GPU: **${s.gpu ?? "unknown"}** · commit \`${s.commit ?? "unknown"}\` · ${recs[0]?.time?.slice(0, 10) ?? ""}\n`);
-  for (const e of env) out.push(`- ${e.runtime} ${e.runtime_version}: ${e.adapter}; source digest ${e.source_digest}`);
+  const envLines = env.map((e) => `- ${e.runtime} ${e.runtime_version}: ${e.adapter}; source digest ${e.source_digest}`);
+  out.push(...new Set(envLines));
   for (const h of by(recs, (r) => r.suite === "hf" && r.test === "env")) out.push(`- PyTorch ${h.torch} / transformers ${h.transformers} on ${h.gpu}`);
   out.push("");
   out.push("## Headline (summary.json)\n");
@@ -144,9 +161,11 @@ export function markdown(recs: Rec[]): string {
     out.push("## KV-Compress throughput experiment\n");
     const f = c[0];
     out.push(`${f.shape}, ${f.prompts} prompts of ${f.prompt_len} tokens, ${f.output_len} output tokens each, KV budget of ${f.kv_seqs} uncompressed sequences (${(f.kv_memory_bytes / 2 ** 20).toFixed(0)} MiB), compression every ${f.interval} decode steps.\n`);
-    out.push(table(["runtime", "rate", "total tok/s", "output tok/s", "vs rate 1", "max batch", "mean batch", "compress s", "compress share %", "truncated", "wall s", "note"],
-      c.map((r) => r.skipped ? [r.runtime, r.rate, "", "", "", "", "", "", "", "", "", r.skipped] :
-        [r.runtime, r.rate, r.total_tok_s, r.output_tok_s, r.throughput_ratio, r.max_decode_batch, r.mean_decode_batch, r.compress_s, r.compress_share_pct, r.truncated, r.wall_s, r.error ?? ""])));
+    const sec = (ms: unknown) => (typeof ms === "number" ? Number((ms / 1000).toFixed(2)) : null);
+    out.push(table(["runtime", "rate", "total tok/s", "output tok/s", "vs rate 1", "max batch", "mean batch", "compress s", "of it: plan s", "compress share %", "preemptions", "truncated", "wall s", "note"],
+      c.map((r) => r.skipped ? [r.runtime, r.rate, "", "", "", "", "", "", "", "", "", "", "", r.skipped] :
+        [r.runtime, r.rate, r.total_tok_s, r.output_tok_s, r.throughput_ratio, r.max_decode_batch, r.mean_decode_batch, r.compress_s,
+          sec(r.engine_stats?.planMs), r.compress_share_pct, r.engine_stats?.preemptions, r.truncated, r.wall_s, r.error ?? ""])));
     out.push("![throughput vs compression rate](throughput-vs-rate.svg)\n");
   }
 

@@ -48,6 +48,8 @@ only() { local x; for x in "${suites[@]}"; do [ "$x" = "$1" ] && return 0; done;
 source bench/device-env.sh >>"$LOG" 2>&1
 export KVC_COMMIT=${KVC_COMMIT:-$(cat .dev/commit 2>/dev/null || echo unknown)}
 export PYTHONUNBUFFERED=1
+# Dawn names an NVIDIA adapter by its driver version: records name the GPU from nvidia-smi
+export KVC_GPU_NAME=${KVC_GPU_NAME:-$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)}
 SHAPES=${BENCH_SHAPES:-1b,8b}
 HAVE_BUN=0; command -v bun >/dev/null && [ -d node_modules/bun-webgpu ] && HAVE_BUN=1
 HAVE_DENO=0; command -v deno >/dev/null && HAVE_DENO=1

@@ -108,6 +108,19 @@ describe("kvc bench --shape tiny", () => {
     expect(s.decode_8b_tok_s).toBe(150);
     expect(s.decode_1b_tok_s).toBeNull(); // Deno's figure is not Bun's
     expect(s.hf_eager_1b_tok_s).toBe(80);
+    expect(s.decode_1b_tok_s_deno).toBe(1);
+    // figures of the same GPU under another name survive a run that lacks them
+    expect(mergeSummary({ ...s, gpu: "NVIDIA H200 (nvidia-smi)", hf_eager_8b_tok_s: 7 }, { ...s, gpu: "NVIDIA H200" }).hf_eager_8b_tok_s).toBe(7);
+    expect(mergeSummary({ ...s, gpu: "NVIDIA H100", hf_eager_8b_tok_s: 7 }, { ...s, gpu: "NVIDIA H200" }).hf_eager_8b_tok_s).toBeNull();
+  });
+
+  test("KVC_GPU_NAME names the GPU where the adapter names only its driver", () => {
+    const r = spawnSync("bun", ["src/main.ts", "bench", "single", "--shape", "tiny", ...TINY.e2e], {
+      cwd: ROOT, encoding: "utf8", timeout: 300_000, env: { ...process.env, KVC_GPU_NAME: "NVIDIA H200" },
+    });
+    const recs = r.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    expect(recs.every((x) => x.gpu === "NVIDIA H200")).toBe(true);
+    expect(recs[0].adapter).toContain("via Dawn");
   });
 
   test("Deno runs the decode suite and prints the same records", () => {
@@ -148,6 +161,8 @@ test("bench/run-device.sh: every suite at the tiny shape into at most 8 files", 
   expect(recs.some((x) => x.suite === "hf")).toBe(true); // a record even where PyTorch is missing
   expect(recs.filter((x) => x.runtime !== "pytorch").every((x) => x.commit === "test")).toBe(true);
   const s = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
-  expect(Object.keys(s)).toEqual(SUMMARY_KEYS);
+  // the headline keys, then Deno's figures beside Bun's
+  expect(Object.keys(s)).toEqual([...SUMMARY_KEYS, "decode_8b_tok_s_deno", "decode_1b_tok_s_deno", "deno_commit"]);
+  expect(s.runtime).toBe("bun");
   expect(r.stdout).toContain("throughput_ratio_64x");
 });
