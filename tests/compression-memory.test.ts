@@ -31,7 +31,8 @@ test("blocks_used <= 1.1 x blocks_uncompressed / rate (+ protected floor) at rat
     expect(r.tokensLogical).toBe(2049); // the prompt and the first output token
     expect(r.blocksUncompressed).toBe(heads * Math.ceil(r.tokensLogical / e.cache.blockSize));
     expect(r.blocksUsed).toBeLessThanOrEqual(1.1 * (r.blocksUncompressed / r.rate) + floorBlocks);
-    expect(r.tokensKept).toBeLessThanOrEqual(Math.max(Math.floor((heads * 2048) / r.rate), heads * pw));
+    // the budget at the post-prefill compression, plus the first output token in every head
+    expect(r.tokensKept).toBeLessThanOrEqual(Math.max(Math.floor((heads * 2048) / r.rate), heads * pw) + heads);
     expect(r.tokensKept + r.evictedTokens).toBe(heads * r.tokensLogical);
   }
   // up to 8x the protected floor does not bind: the achieved rate is within 10% of the target

@@ -4,7 +4,7 @@
 // representatives only from what its base would evict.
 import { expect, test } from "bun:test";
 import { DEFAULT_COMPRESSION, type CompressionOptions } from "../src/cache/compression.ts";
-import { keepBudget, kvCompressPolicy, kvCrushPolicy, pooledScores, policyFor, shareProportionally, snapKvPolicy, streamingPolicy, type HeadKeys, type PlanContext } from "../src/cache/policies.ts";
+import { keepBudget, kvCompressPolicy, kvCrushPolicy, pooledScores, policyFor, shareProportionally, smallestSorted, snapKvPolicy, streamingPolicy, type HeadKeys, type PlanContext } from "../src/cache/policies.ts";
 import { rand } from "./gpu-helpers.ts";
 
 const LAYERS = 3, KVH = 2;
@@ -145,6 +145,49 @@ test("kvcrush keeps base picks plus evenly spread representatives of what the ba
   // crush_ratio 0 is the base policy
   const ctx0 = ctxFor(n, { rate: 4, crushRatio: 0 });
   expect(kvCrushPolicy(snapKvPolicy).plan(k, ctx0, keepBudget(ctx0))).toEqual(snapKvPolicy.plan(k, ctx0, keepBudget(ctx0)));
+});
+
+/** KV-Compress as the paper states it, with a full sort: the planner must equal it. */
+function referenceKvCompress(k: HeadKeys[], ctx: PlanContext, keepTotal: number): number[][] {
+  const bs = ctx.opts.chunkSize;
+  const pooled = k.map((x) => pooledScores(x, ctx.opts.poolKernel));
+  const cands = k.map((x, h) =>
+    Array.from(x.pos.keys()).filter((i) => x.pos[i] <= ctx.lastPos - ctx.opts.protectedWindow).sort((a, b) => pooled[h][a] - pooled[h][b] || x.pos[a] - x.pos[b]));
+  let need = k.reduce((a, x) => a + x.pos.length, 0) - keepTotal;
+  const chunks: { h: number; c: number; size: number; mean: number }[] = [];
+  cands.forEach((c, h) => {
+    for (let i = 0; i * bs < c.length; i++) {
+      const part = c.slice(i * bs, (i + 1) * bs);
+      chunks.push({ h, c: i, size: part.length, mean: Math.fround(part.reduce((a, j) => a + pooled[h][j], 0) / part.length) });
+    }
+  });
+  chunks.sort((a, b) => a.mean - b.mean || a.h - b.h || a.c - b.c);
+  const count = new Array(k.length).fill(0);
+  for (const ch of chunks) {
+    if (need <= 0) break;
+    const take = Math.min(ch.size, need);
+    count[ch.h] += take;
+    need -= take;
+  }
+  return cands.map((c, h) => c.slice(0, count[h]));
+}
+
+test("kvcompress equals the full-sort algorithm, also when a pass evicts a few keys", () => {
+  for (const [n, extra, seed] of [[2000, 16, 1], [3000, 40, 2], [700, 300, 3], [257, 1, 4], [4000, 0, 5]]) {
+    const k = keys(n, seed);
+    const ctx = ctxFor(n, { rate: 1, protectedWindow: 32 });
+    // a continual pass: the budget holds all but `extra` keys per head
+    const keep = LAYERS * KVH * (n - extra);
+    expect(kvCompressPolicy.plan(k, ctx, keep).map((e) => Array.from(e))).toEqual(referenceKvCompress(k, ctx, keep));
+    const half = keepBudget(ctxFor(n, { rate: 2 }));
+    expect(kvCompressPolicy.plan(k, ctx, half).map((e) => Array.from(e))).toEqual(referenceKvCompress(k, ctx, half));
+  }
+});
+
+test("smallestSorted puts the k smallest first, in order", () => {
+  const a = Float64Array.from(rand(5000, 9).map((x, i) => x + i * 1e-9));
+  const want = Array.from(a).sort((x, y) => x - y);
+  for (const k of [0, 1, 7, 100, 1249, 1250, 5000]) expect(Array.from(smallestSorted(Float64Array.from(a), k))).toEqual(want.slice(0, k));
 });
 
 test("max-pool runs along positions, not slots", () => {

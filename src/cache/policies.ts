@@ -62,7 +62,11 @@ function positionOrder(k: HeadKeys): Uint32Array {
   const n = k.pos.length;
   let sorted = true;
   for (let i = 1; i < n && sorted; i++) sorted = k.pos[i - 1] < k.pos[i];
-  if (sorted) return Uint32Array.from({ length: n }, (_, i) => i);
+  if (sorted) {
+    const id = new Uint32Array(n);
+    for (let i = 0; i < n; i++) id[i] = i;
+    return id;
+  }
   const packed = new Float64Array(n);
   for (let i = 0; i < n; i++) packed[i] = k.pos[i] * LOW + i;
   packed.sort();
@@ -89,33 +93,81 @@ export function pooledScores(k: HeadKeys, kernel: number, order = positionOrder(
 
 const isProtected = (pos: number, ctx: PlanContext) => pos > ctx.lastPos - ctx.opts.protectedWindow;
 
-/** Evictable keys of one head, lowest pooled score first (older first on ties). */
-function candidatesByScore(k: HeadKeys, ctx: PlanContext): { cand: Uint32Array; pooled: Float32Array } {
+/** Moves the k smallest of `a` (distinct values) to its front, ascending; returns them. */
+export function smallestSorted(a: Float64Array, k: number): Float64Array {
+  k = Math.min(k, a.length);
+  if (k * 4 >= a.length) return a.sort().subarray(0, k);
+  // quickselect (Hoare): afterwards a[0..k) hold the k smallest
+  let lo = 0, hi = a.length - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >>> 1];
+    let i = lo, j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i++] = a[j];
+        a[j--] = t;
+      }
+    }
+    if (k - 1 <= j) hi = j;
+    else if (k - 1 >= i) lo = i;
+    else break;
+  }
+  return a.subarray(0, k).sort();
+}
+
+/**
+ * One head's evictable keys as packed (pooled score bits, rank in position order):
+ * distinct values whose numeric order is lowest score first, older first on ties.
+ */
+interface HeadCandidates {
+  packed: Float64Array;
+  order: Uint32Array;
+  pooled: Float32Array;
+}
+
+function headCandidates(k: HeadKeys, ctx: PlanContext): HeadCandidates {
   const order = positionOrder(k);
   const pooled = pooledScores(k, ctx.opts.poolKernel, order);
-  const packed = new Float64Array(order.length);
+  const all = new Float64Array(order.length);
+  // scores are sums of squares (>= 0): their f32 bit patterns sort as they do
+  const bits = new Uint32Array(pooled.buffer, pooled.byteOffset, pooled.length);
+  const lastKept = ctx.lastPos - ctx.opts.protectedWindow;
   let n = 0;
-  // the low part is the rank in position order, so ties go to the older key
   for (let rank = 0; rank < order.length; rank++) {
     const i = order[rank];
-    if (!isProtected(k.pos[i], ctx)) packed[n++] = f32Key(pooled[i]) * LOW + rank;
+    if (k.pos[i] <= lastKept) all[n++] = bits[i] * LOW + rank;
   }
-  const sorted = packed.subarray(0, n).sort();
-  const cand = new Uint32Array(n);
-  for (let j = 0; j < n; j++) cand[j] = order[sorted[j] % LOW];
-  return { cand, pooled };
+  return { packed: all.subarray(0, n), order, pooled };
+}
+
+/** The `limit` lowest candidates of a head as slot indices, in eviction order. */
+function lowest(c: HeadCandidates, limit: number): Uint32Array {
+  const sorted = smallestSorted(c.packed, limit);
+  const out = new Uint32Array(sorted.length);
+  for (let j = 0; j < sorted.length; j++) out[j] = c.order[sorted[j] % LOW];
+  return out;
+}
+
+/** Evictable keys of one head, lowest pooled score first (older first on ties). */
+function candidatesByScore(k: HeadKeys, ctx: PlanContext, limit = Infinity): { cand: Uint32Array; n: number } {
+  const c = headCandidates(k, ctx);
+  return { cand: lowest(c, limit), n: c.packed.length };
 }
 
 /** Per-head quota for uniform policies: keepTotal split evenly, never below a head's protected keys. */
-function uniformEvictions(keys: HeadKeys[], ctx: PlanContext, keepTotal: number, order: (h: number) => Uint32Array | number[]): EvictionPlan {
+function uniformEvictions(keys: HeadKeys[], ctx: PlanContext, keepTotal: number, order: (h: number, limit: number) => { cand: ArrayLike<number>; n: number }): EvictionPlan {
   const per = Math.floor(keepTotal / keys.length);
   let extra = keepTotal - per * keys.length;
   return keys.map((k, h) => {
     const quota = per + (extra-- > 0 ? 1 : 0);
-    const cand = order(h);
-    const protectedCount = k.pos.length - cand.length;
-    const evict = Math.max(0, k.pos.length - Math.max(quota, protectedCount));
-    return Int32Array.from(cand.slice(0, evict));
+    const len = k.pos.length;
+    // evict down to the quota, but never a protected key (len - n of them)
+    const { cand, n } = order(h, Math.max(0, len - quota));
+    const evict = Math.max(0, len - Math.max(quota, len - n));
+    return Int32Array.from(Array.prototype.slice.call(cand, 0, evict) as number[]);
   });
 }
 
@@ -128,8 +180,8 @@ function uniformEvictions(keys: HeadKeys[], ctx: PlanContext, keepTotal: number,
 export const kvCompressPolicy: CompressionPolicy = {
   plan(keys, ctx, keepTotal) {
     const bs = ctx.opts.chunkSize;
-    const heads = keys.map((k) => candidatesByScore(k, ctx));
-    const evictCount = new Int32Array(keys.length);
+    const heads = keys.map((k) => headCandidates(k, ctx));
+    const plan: EvictionPlan = keys.map(() => new Int32Array(0));
     const groups = ctx.opts.evenLayerSplit
       ? Array.from({ length: ctx.layers }, (_, l) => Array.from({ length: ctx.kvHeads }, (_, h) => l * ctx.kvHeads + h))
       : [keys.map((_, h) => h)];
@@ -138,11 +190,37 @@ export const kvCompressPolicy: CompressionPolicy = {
       const held = group.reduce((a, h) => a + keys[h].pos.length, 0);
       let need = held - groupBudget[gi];
       if (need <= 0) return;
+      // Only chunks that start at or below U can go, where U is the k-th lowest score
+      // with k = need + bs per head: the full chunks below U alone hold >= need keys,
+      // all with means <= U, so the last chunk evicted has a mean <= U. A few
+      // compressed tokens per pass (continual mode) thus sort a few keys, not all.
+      const total = group.reduce((a, h) => a + heads[h].packed.length, 0);
+      const k = need + bs * group.length;
+      const starts = new Map<number, number>(); // head -> candidates at or below U (chunk starts)
+      if (k * 4 < total) {
+        const bits = new Float64Array(total);
+        let o = 0;
+        for (const h of group) {
+          const p = heads[h].packed;
+          for (let i = 0; i < p.length; i++) bits[o++] = Math.floor(p[i] / LOW);
+        }
+        const bound = (smallestSorted(bits, k)[k - 1] + 1) * LOW; // packed values below it score <= U
+        for (const h of group) {
+          const p = heads[h].packed;
+          let c = 0;
+          for (let i = 0; i < p.length; i++) if (p[i] < bound) c++;
+          starts.set(h, c);
+        }
+      }
       // chunks in (head, chunk) order; the packed low part keeps that order on ties
+      const cands = new Map<number, Uint32Array>();
       const chunkHead: number[] = [], chunkSize: number[] = [], packed: number[] = [];
       for (const h of group) {
-        const { cand, pooled } = heads[h];
-        for (let i = 0; i < cand.length; i += bs) {
+        const { pooled } = heads[h];
+        const s = starts.get(h) ?? heads[h].packed.length;
+        const cand = lowest(heads[h], s + bs - 1);
+        cands.set(h, cand);
+        for (let i = 0; i < s; i += bs) {
           const end = Math.min(cand.length, i + bs);
           let sum = 0;
           for (let j = i; j < end; j++) sum += pooled[cand[j]];
@@ -151,22 +229,24 @@ export const kvCompressPolicy: CompressionPolicy = {
           chunkSize.push(end - i);
         }
       }
+      const evictCount = new Map<number, number>();
       const order = Float64Array.from(packed).sort();
       for (let j = 0; j < order.length && need > 0; j++) {
         const c = order[j] % LOW;
         const take = Math.min(chunkSize[c], need);
-        evictCount[chunkHead[c]] += take;
+        evictCount.set(chunkHead[c], (evictCount.get(chunkHead[c]) ?? 0) + take);
         need -= take;
       }
+      for (const [h, n] of evictCount) plan[h] = Int32Array.from(cands.get(h)!.subarray(0, n));
     });
-    return heads.map(({ cand }, h) => Int32Array.from(cand.subarray(0, evictCount[h])));
+    return plan;
   },
 };
 
 /** SnapKV: the same scores, the same budget in every head. */
 export const snapKvPolicy: CompressionPolicy = {
   plan(keys, ctx, keepTotal) {
-    return uniformEvictions(keys, ctx, keepTotal, (h) => candidatesByScore(keys[h], ctx).cand);
+    return uniformEvictions(keys, ctx, keepTotal, (h, limit) => candidatesByScore(keys[h], ctx, limit));
   },
 };
 
@@ -179,7 +259,8 @@ export const streamingPolicy: CompressionPolicy = {
       for (let i = 0; i < k.pos.length; i++) if (!isProtected(k.pos[i], ctx)) c.push(i);
       // oldest first, the sinks last: they go only when the budget cannot hold them
       const rank = (i: number) => (k.pos[i] < SINKS ? ctx.lastPos + 1 + k.pos[i] : k.pos[i]);
-      return c.sort((a, b) => rank(a) - rank(b));
+      c.sort((a, b) => rank(a) - rank(b));
+      return { cand: c, n: c.length };
     });
   },
 };

@@ -77,7 +77,9 @@ export class Sequence {
     this.numComputed = 0;
     this.fed = 0;
     this.stepsSinceCompress = 0;
-    this.compressAt = this.input.length;
+    // a sequence that had started decoding compresses once its recompute ends; one
+    // still in its prompt keeps its own point (query-agnostic evaluation sets it)
+    if (this.output.length) this.compressAt = this.input.length;
     this.evictedTokens = 0;
     this.preemptions++;
   }
