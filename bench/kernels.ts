@@ -2,7 +2,8 @@
 // lm_head), paged decode attention at several contexts, the prefill GEMMs, and a
 // device-to-device copy as the practical bandwidth ceiling. Each figure replays the
 // dispatches a real step records (src/gpu/profile.ts), all layers in turn, many times
-// in one timed pass; bytes moved / time gives GB/s, 2 M N K / time gives TFLOP/s.
+// in one timed pass; bytes moved / time gives GB/s, 2 M N K / time gives TFLOP/s. The
+// ceilings: a copy kernel (read + write) and a read-only kernel (what a GEMV can reach).
 import type { Engine } from "../src/engine/engine.ts";
 import type { SeqCache } from "../src/cache/kv-cache.ts";
 import { createStorage } from "../src/gpu/buffers.ts";
@@ -118,9 +119,11 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
   const cls = classifier(e);
   const common = { suite: "kernels", shape: shape.name, timing: timer.source, hbm_datasheet_gbps: sheet };
   let ceiling: number | null = null;
+  let readCeiling: number | null = null;
   const pct = (gbps: number) => ({
     pct_datasheet: sheet ? round((100 * gbps) / sheet, 1) : null,
     pct_copy: ceiling ? round((100 * gbps) / ceiling, 1) : null,
+    pct_read: readCeiling ? round((100 * gbps) / readCeiling, 1) : null,
   });
   const done = () => rep.emit({ ...common, test: "timer", timing: timer.source, resolution_ns: timer.resolutionNs, min_pass_ms: o.minPassMs, passes: o.passes });
   try {
@@ -139,6 +142,13 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
     const tk = await timer.time([copyK], topt);
     ceiling = (2 * copyBytes) / (tk.ms * 1e6);
     rep.emit({ ...common, test: "copy_kernel", bytes: 2 * copyBytes, ms: round(tk.ms, 4), gbps: round(ceiling, 1), ...pct(ceiling), reps: tk.reps });
+    // reading alone: what a GEMV, which writes almost nothing, can hope for
+    const sums = createStorage(dev, 65535 * 4, "read-sums");
+    const readK: CapturedDispatch = { k: e.kc.kernel("read_bw"), bindings: [src, sums], params: [n16], wg: [Math.min(65535, Math.max(1, Math.ceil(n16 / 2048))), 1, 1] };
+    const tr = await timer.time([readK], topt);
+    readCeiling = copyBytes / (tr.ms * 1e6);
+    rep.emit({ ...common, test: "read_kernel", bytes: copyBytes, ms: round(tr.ms, 4), gbps: round(readCeiling, 1), ...pct(readCeiling), reps: tr.reps });
+    sums.destroy();
     const tb = await timer.timeBufferCopy(src, dst, copyBytes, 4, Math.min(o.passes, 3), o.minPassMs * 2);
     const gb = (2 * copyBytes) / (tb.ms * 1e6);
     rep.emit({ ...common, test: "copy_buffer", timing: "wall", bytes: 2 * copyBytes, ms: round(tb.ms, 4), gbps: round(gb, 1), ...pct(gb), reps: tb.reps });

@@ -42,7 +42,7 @@ describe("kvc bench --shape tiny", () => {
     const of = (suite: string, t: string) => recs.filter((x) => x.suite === suite && x.test === t);
     expect(of("env", "env")[0].features).toHaveProperty("timestamps");
     expect(of("kernels", "gemv").map((x) => x.name).sort()).toEqual(["down", "down", "gate_up", "gate_up", "lm_head", "lm_head", "o", "o", "qkv", "qkv"]);
-    for (const x of [...of("kernels", "gemv"), ...of("kernels", "attention"), ...of("kernels", "copy_kernel")]) {
+    for (const x of [...of("kernels", "gemv"), ...of("kernels", "attention"), ...of("kernels", "copy_kernel"), ...of("kernels", "read_kernel")]) {
       expect(isNum(x.gbps) && x.gbps >= 0).toBe(true);
       expect(x.bytes ?? x.bytes_per_seq).toBeGreaterThan(0);
     }

@@ -1,5 +1,5 @@
 // The benchmark's kernels against CPU references: fill_random (every bit, both modes,
-// across shard offsets) and the copy kernel of the bandwidth ceiling.
+// across shard offsets), and the copy and read-only kernels of the bandwidth ceilings.
 import { describe, expect, test } from "bun:test";
 import { fillRandom, RANDOM_SHIFT, tensorSeed } from "../src/model/weights.ts";
 import { f16BitsToF32 } from "../src/model/f16.ts";
@@ -63,6 +63,26 @@ describe("copy kernel", async () => {
       st.dispatch(kc.kernel("copy"), [src, dst], [n16], grid256(n16, maxX));
       st.submit();
       expect(Array.from(await readU32(dst, n16 * 4))).toEqual(Array.from(await readU32(src, n16 * 4)));
+    }
+  });
+});
+
+describe("read-only bandwidth kernel", async () => {
+  const [{ kc }] = await variants();
+  test("each workgroup writes the wrapping sum of the words it strides over", async () => {
+    for (const [n16, groups] of [[4096, 3], [1000, 7], [300, 1]] as const) {
+      const words = new Uint32Array(n16 * 4).map((_, i) => (Math.imul(i + 1, 2654435761) >>> 0));
+      const src = await up(words);
+      const out = await zeros(groups * 4);
+      const st = kc.step();
+      st.dispatch(kc.kernel("read_bw"), [src, out], [n16], [groups]);
+      st.submit();
+      const want = new Uint32Array(groups);
+      for (let i = 0; i < n16; i++) {
+        const g = Math.floor(i / 256) % groups;
+        for (let c = 0; c < 4; c++) want[g] = (want[g] + words[4 * i + c]) >>> 0;
+      }
+      expect(Array.from(await readU32(out, groups))).toEqual(Array.from(want));
     }
   });
 });
