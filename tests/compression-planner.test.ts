@@ -6,6 +6,7 @@ import { expect, test } from "bun:test";
 import { DEFAULT_COMPRESSION, type CompressionOptions } from "../src/cache/compression.ts";
 import { keepBudget, kvCompressPolicy, kvCrushPolicy, pooledScores, policyFor, shareProportionally, smallestSorted, snapKvPolicy, streamingPolicy, type HeadKeys, type PlanContext } from "../src/cache/policies.ts";
 import { rand } from "./gpu-helpers.ts";
+import { referenceKvCompress } from "./reference-planner.ts";
 
 const LAYERS = 3, KVH = 2;
 
@@ -146,31 +147,6 @@ test("kvcrush keeps base picks plus evenly spread representatives of what the ba
   const ctx0 = ctxFor(n, { rate: 4, crushRatio: 0 });
   expect(kvCrushPolicy(snapKvPolicy).plan(k, ctx0, keepBudget(ctx0))).toEqual(snapKvPolicy.plan(k, ctx0, keepBudget(ctx0)));
 });
-
-/** KV-Compress as the paper states it, with a full sort: the planner must equal it. */
-function referenceKvCompress(k: HeadKeys[], ctx: PlanContext, keepTotal: number): number[][] {
-  const bs = ctx.opts.chunkSize;
-  const pooled = k.map((x) => pooledScores(x, ctx.opts.poolKernel));
-  const cands = k.map((x, h) =>
-    Array.from(x.pos.keys()).filter((i) => x.pos[i] <= ctx.lastPos - ctx.opts.protectedWindow).sort((a, b) => pooled[h][a] - pooled[h][b] || x.pos[a] - x.pos[b]));
-  let need = k.reduce((a, x) => a + x.pos.length, 0) - keepTotal;
-  const chunks: { h: number; c: number; size: number; mean: number }[] = [];
-  cands.forEach((c, h) => {
-    for (let i = 0; i * bs < c.length; i++) {
-      const part = c.slice(i * bs, (i + 1) * bs);
-      chunks.push({ h, c: i, size: part.length, mean: Math.fround(part.reduce((a, j) => a + pooled[h][j], 0) / part.length) });
-    }
-  });
-  chunks.sort((a, b) => a.mean - b.mean || a.h - b.h || a.c - b.c);
-  const count = new Array(k.length).fill(0);
-  for (const ch of chunks) {
-    if (need <= 0) break;
-    const take = Math.min(ch.size, need);
-    count[ch.h] += take;
-    need -= take;
-  }
-  return cands.map((c, h) => c.slice(0, count[h]));
-}
 
 test("kvcompress equals the full-sort algorithm, also when a pass evicts a few keys", () => {
   for (const [n, extra, seed] of [[2000, 16, 1], [3000, 40, 2], [700, 300, 3], [257, 1, 4], [4000, 0, 5]]) {
