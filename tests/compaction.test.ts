@@ -38,7 +38,7 @@ test("kv_compact keeps exactly the surviving K/V, positions and scores; blocks g
   const scores = rand(slots, 5);
   const phys = (s: typeof seq, h: number, i: number) => s.blocks[h][Math.floor(i / opts.blockSize)] * opts.blockSize + (i % opts.blockSize);
   for (let h = 0; h < cache.heads; h++) for (let i = 0; i < lens[h]; i++) pos[phys(seq, h, i)] = 100 * h + i;
-  for (const [b, d] of [[cache.pool.k, k], [cache.pool.v, v], [cache.pool.pos, pos], [cache.pool.scores, scores]] as const) gpu.device.queue.writeBuffer(b, 0, d);
+  for (const [b, d] of [[cache.pool.k, k], [cache.pool.v, v], [cache.pool.pos, pos], [cache.pool.scores, scores]] as const) gpu.device.queue.writeBuffer(b, 0, d as Uint32Array<ArrayBuffer>);
   const origBlocks = seq.blocks.map((b) => [...b]);
   const origPhys = (h: number, i: number) => origBlocks[h][Math.floor(i / opts.blockSize)] * opts.blockSize + (i % opts.blockSize);
 

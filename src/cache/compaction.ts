@@ -41,27 +41,31 @@ export class Compactor {
 
   /** Scores and positions of every kept key of `seq`, per (layer, KV head). */
   async gather(seq: SeqCache): Promise<HeadKeys[]> {
+    return (await this.gatherMany([seq]))[0];
+  }
+
+  /** The same for several sequences with one dispatch and one readback. */
+  async gatherMany(seqs: SeqCache[]): Promise<HeadKeys[][]> {
     const c = this.cache;
-    const heads = new Uint32Array(c.heads * 2);
-    c.writeHeads(seq, heads, 0);
-    const stride = Math.max(1, ...seq.lengths);
+    const n = seqs.length * c.heads;
+    const heads = new Uint32Array(n * 2);
+    seqs.forEach((s, i) => c.writeHeads(s, heads, i * c.heads * 2));
+    const stride = Math.max(1, ...seqs.flatMap((s) => Array.from(s.lengths)));
     const bHeads = this.ws.get("heads", heads.byteLength);
-    const outS = this.ws.get("scores", c.heads * stride * 4);
-    const outP = this.ws.get("pos", c.heads * stride * 4);
+    const out = this.ws.get("gathered", 2 * n * stride * 4);
     this.kc.device.queue.writeBuffer(bHeads, 0, heads);
     c.flush();
     const st = this.kc.step();
-    st.dispatch(this.kc.kernel("kv_gather"), [bHeads, c.table, c.pool.scores, c.pool.pos, outS, outP], [stride, c.blockSize], [cdiv(stride, 64), c.heads]);
+    const y = Math.min(n, 65535);
+    st.dispatch(this.kc.kernel("kv_gather"), [bHeads, c.table, c.pool.scores, c.pool.pos, out], [stride, c.blockSize, n], [cdiv(stride, 64), y, cdiv(n, y)]);
     st.submit();
-    const [s, p] = await Promise.all([
-      readBuffer(this.kc.device, outS, 0, c.heads * stride * 4),
-      readBuffer(this.kc.device, outP, 0, c.heads * stride * 4),
-    ]);
-    const scores = new Float32Array(s), pos = new Uint32Array(p);
-    return Array.from({ length: c.heads }, (_, h) => ({
-      scores: scores.slice(h * stride, h * stride + seq.lengths[h]),
-      pos: pos.slice(h * stride, h * stride + seq.lengths[h]),
-    }));
+    const words = new Uint32Array(await readBuffer(this.kc.device, out, 0, 2 * n * stride * 4));
+    const scores = new Float32Array(words.buffer, 0, n * stride);
+    return seqs.map((s, i) =>
+      Array.from({ length: c.heads }, (_, h) => {
+        const at = (i * c.heads + h) * stride;
+        return { scores: scores.slice(at, at + s.lengths[h]), pos: words.slice(n * stride + at, n * stride + at + s.lengths[h]) };
+      }));
   }
 
   /** Evicts the planned keys of `seq`; returns how many K/V entries went. */

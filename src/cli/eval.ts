@@ -68,7 +68,7 @@ export async function evalCommand(argv: string[]) {
   const limit = posInt(a.limit, "limit", Number.MAX_SAFE_INTEGER);
   const batch = posInt(a.batch, "batch", 16);
   const maxTokens = posInt(a["max-tokens"], "max-tokens", 12);
-  const compression = parseKvFlags(a);
+  const compression = parseKvFlags(a as Record<string, string | boolean | undefined>);
   const instances = data.flatMap((f) => loadInstances(f).slice(0, limit));
   const log = a.json ? () => {} : (m: string) => console.error(`[kvc] ${m}`);
   const engine = await Engine.load(a.model ?? defaultModelDir(), { kvMemory: a["kv-memory"] ? parseBytes(a["kv-memory"]) : undefined, log });

@@ -6,14 +6,14 @@
 import { createGpu, describeGpu, type Gpu } from "../gpu/device.ts";
 import { KernelContext } from "../gpu/kernels.ts";
 import { BlockPool } from "../cache/block-pool.ts";
-import { KvCache } from "../cache/kv-cache.ts";
+import { KvCache, type SeqCache } from "../cache/kv-cache.ts";
 import { loadConfig, type ModelConfig } from "../model/config.ts";
 import { loadWeights, destroyWeights, type ModelWeights } from "../model/weights.ts";
 import { LlamaModel, type StepSeq } from "../model/llama.ts";
 import { TextTokenizer } from "../model/tokenizer.ts";
 import type { CompressionOptions, KvStats } from "../cache/compression.ts";
 import { Compactor } from "../cache/compaction.ts";
-import { keepBudget, policyFor, type PlanContext } from "../cache/policies.ts";
+import { keepBudget, policyFor, type CompressionPolicy, type PlanContext } from "../cache/policies.ts";
 import { Sequence, type FinishReason } from "./sequence.ts";
 
 export interface EngineOptions {
@@ -165,7 +165,7 @@ export class Engine {
         seq.fed += n;
         seq.stepsSinceCompress += n;
         const again = !seq.compression.compressOnce || seq.compressions === 0;
-        if (seq.compressing && again && seq.stepsSinceCompress >= seq.compression.interval) await this.compress(seq);
+        if (seq.compressing && again && seq.stepsSinceCompress >= seq.compression.interval) await this.compress([seq]);
       }
       return { nll, kv: this.kvStats(seq) };
     } finally {
@@ -236,11 +236,13 @@ export class Engine {
     this.model.step({ seqs: batch, tokensFromGpu: false, histOffset: 0 });
     const hist = await this.model.readHistory(batch.length);
     for (let b = 0; b < seqs.length; b++) {
+      seqs[b].numComputed += batch[b].n;
+      seqs[b].fed += batch[b].n;
+    }
+    await this.compress(seqs.filter((s) => s.compressing && s.numComputed === s.compressAt));
+    for (let b = 0; b < seqs.length; b++) {
       const seq = seqs[b];
-      seq.numComputed += batch[b].n;
-      seq.fed += batch[b].n;
-      if (seq.compressing && seq.numComputed === seq.compressAt) await this.compress(seq);
-      if (!seq.prefilled) continue;
+      if (!seq.prefilled || seq.finished) continue;
       if (seq.opts.captureLogits) seq.firstLogits = await this.model.readLogits(b);
       this.waiting.splice(this.waiting.indexOf(seq), 1);
       this.running.push(seq);
@@ -267,37 +269,45 @@ export class Engine {
     return { n: Math.max(1, Math.min(budget, rem - w)), scoreRows: 0 };
   }
 
-  /** Scores -> plan -> compaction for one sequence, per its compression options. */
-  private async compress(seq: Sequence) {
-    const policy = policyFor(seq.compression);
-    seq.stepsSinceCompress = 0;
-    if (!policy || !seq.cache) return;
+  /**
+   * Scores -> plan -> compaction for each sequence, per its own options. The scores and
+   * positions of all of them come back in one readback (Deno pays ~10 ms per map).
+   */
+  private async compress(seqs: Sequence[]) {
     const t0 = performance.now();
-    const ctx: PlanContext = {
-      layers: this.cfg.layers,
-      kvHeads: this.cfg.kvHeads,
-      lastPos: seq.fed - 1,
-      logicalLen: seq.fed,
-      opts: seq.compression,
-      seed: seq.id,
-    };
-    const keepTotal = keepBudget(ctx);
-    if (this.cache.tokensKept(seq.cache) > keepTotal) {
-      const keys = await this.compactor.gather(seq.cache);
-      const t1 = performance.now();
-      if (seq.cache) {
-        const plan = policy.plan(keys, ctx, keepTotal);
+    const due: { seq: Sequence; cache: SeqCache; policy: CompressionPolicy; ctx: PlanContext; keep: number }[] = [];
+    for (const seq of seqs) {
+      seq.stepsSinceCompress = 0;
+      const policy = policyFor(seq.compression);
+      if (!policy || !seq.cache) continue;
+      seq.compressions++;
+      this.stats.compressions++;
+      const ctx: PlanContext = {
+        layers: this.cfg.layers,
+        kvHeads: this.cfg.kvHeads,
+        lastPos: seq.fed - 1,
+        logicalLen: seq.fed,
+        opts: seq.compression,
+        seed: seq.id,
+      };
+      const keep = keepBudget(ctx);
+      if (this.cache.tokensKept(seq.cache) > keep) due.push({ seq, cache: seq.cache, policy, ctx, keep });
+    }
+    if (due.length) {
+      const keys = await this.compactor.gatherMany(due.map((d) => d.cache));
+      this.stats.gatherMs += performance.now() - t0;
+      due.forEach((d, i) => {
+        if (d.seq.cache !== d.cache) return; // cancelled while the scores were read
+        const t1 = performance.now();
+        const plan = d.policy.plan(keys[i], d.ctx, d.keep);
         const t2 = performance.now();
-        const evicted = this.compactor.apply(seq.cache, plan);
-        seq.evictedTokens += evicted;
+        const evicted = this.compactor.apply(d.cache, plan);
+        d.seq.evictedTokens += evicted;
         this.stats.evictedTokens += evicted;
         this.stats.planMs += t2 - t1;
         this.stats.applyMs += performance.now() - t2;
-      }
-      this.stats.gatherMs += t1 - t0;
+      });
     }
-    seq.compressions++;
-    this.stats.compressions++;
     this.stats.compressMs += performance.now() - t0;
   }
 
@@ -315,10 +325,10 @@ export class Engine {
     for (const s of live) {
       if (s.finished || !s.cache || this.cache.reserve(s.cache, k)) continue;
       // pool short: compress whoever can shrink before giving anything up
-      for (const o of this.running) if (o.compressing && !o.finished && o.stepsSinceCompress > 0) await this.compress(o);
+      await this.compress(this.running.filter((o) => o.compressing && !o.finished && o.stepsSinceCompress > 0));
       // then preempt by recompute, newest first (a half-prefilled waiting sequence before any running one)
       while (s.cache && !this.cache.reserve(s.cache, k)) {
-        const victim = this.waiting.findLast((w) => w.cache !== null) ?? this.running.findLast((r) => !r.finished && r !== s) ?? s;
+        const victim = lastOf(this.waiting, (w) => w.cache !== null) ?? lastOf(this.running, (r) => !r.finished && r !== s) ?? s;
         if (victim === s && this.running.length === 1) {
           // alone and still too big: the pool cannot hold this sequence at all
           s.finish("length");
@@ -357,7 +367,7 @@ export class Engine {
       for (let j = 0; j < k && !s.finished; j++) this.accept(s, hist[j * B + b]);
     }
     for (const s of batch) this.releaseIfDone(s);
-    for (const s of batch) if (!s.finished && s.continual && s.stepsSinceCompress >= s.compression.interval) await this.compress(s);
+    await this.compress(batch.filter((s) => !s.finished && s.continual && s.stepsSinceCompress >= s.compression.interval));
   }
 
   /** Gives a sequence's blocks back; it waits at the front of the queue to be recomputed. */
@@ -421,4 +431,9 @@ export class Engine {
     destroyWeights(this.weights);
     this.gpu.device.destroy();
   }
+}
+
+function lastOf<T>(xs: T[], ok: (x: T) => boolean): T | undefined {
+  for (let i = xs.length - 1; i >= 0; i--) if (ok(xs[i])) return xs[i];
+  return undefined;
 }

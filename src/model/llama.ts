@@ -46,7 +46,7 @@ export interface StepInput {
    * Teacher forcing (perplexity): the next token of every row, 0xffffffff for none.
    * The step then scores every row (readNll) instead of sampling.
    */
-  nllTargets?: Uint32Array;
+  nllTargets?: Uint32Array<ArrayBuffer>;
 }
 
 /** Buffers of a step whose rows score the cached keys (see kernels/kv_scores.wgsl). */
