@@ -94,6 +94,11 @@ test("kv_compact keeps exactly the surviving K/V, positions and scores; blocks g
       expect(keys[h].scores[i]).toBe(got.scores[p]);
     }
   }
+  // several sequences at once read back the same as each alone
+  const both = await compactor.gatherMany([other, seq]);
+  expect(both[1]).toEqual(keys);
+  expect(both[0]).toEqual(await compactor.gather(other));
+  expect(both[0][0].pos.length).toBe(9);
   cache.release(seq);
   cache.release(other);
   expect(cache.pool.numUsedBlocks).toBe(0);
