@@ -93,7 +93,10 @@ export function pooledScores(k: HeadKeys, kernel: number, order = positionOrder(
 
 const isProtected = (pos: number, ctx: PlanContext) => pos > ctx.lastPos - ctx.opts.protectedWindow;
 
-/** Moves the k smallest of `a` (distinct values) to its front, ascending; returns them. */
+/**
+ * Moves the k smallest of `a` to its front, ascending; returns them. With repeated
+ * values the k-th is still exact; the planner's packed keys are all distinct.
+ */
 export function smallestSorted(a: Float64Array, k: number): Float64Array {
   k = Math.min(k, a.length);
   if (k * 4 >= a.length) return a.sort().subarray(0, k);
@@ -134,11 +137,10 @@ function headCandidates(k: HeadKeys, ctx: PlanContext): HeadCandidates {
   const all = new Float64Array(order.length);
   // scores are sums of squares (>= 0): their f32 bit patterns sort as they do
   const bits = new Uint32Array(pooled.buffer, pooled.byteOffset, pooled.length);
-  const lastKept = ctx.lastPos - ctx.opts.protectedWindow;
   let n = 0;
   for (let rank = 0; rank < order.length; rank++) {
     const i = order[rank];
-    if (k.pos[i] <= lastKept) all[n++] = bits[i] * LOW + rank;
+    if (!isProtected(k.pos[i], ctx)) all[n++] = bits[i] * LOW + rank;
   }
   return { packed: all.subarray(0, n), order, pooled };
 }
@@ -158,7 +160,7 @@ function candidatesByScore(k: HeadKeys, ctx: PlanContext, limit = Infinity): { c
 }
 
 /** Per-head quota for uniform policies: keepTotal split evenly, never below a head's protected keys. */
-function uniformEvictions(keys: HeadKeys[], ctx: PlanContext, keepTotal: number, order: (h: number, limit: number) => { cand: ArrayLike<number>; n: number }): EvictionPlan {
+function uniformEvictions(keys: HeadKeys[], ctx: PlanContext, keepTotal: number, order: (h: number, limit: number) => { cand: Uint32Array | number[]; n: number }): EvictionPlan {
   const per = Math.floor(keepTotal / keys.length);
   let extra = keepTotal - per * keys.length;
   return keys.map((k, h) => {
@@ -167,7 +169,7 @@ function uniformEvictions(keys: HeadKeys[], ctx: PlanContext, keepTotal: number,
     // evict down to the quota, but never a protected key (len - n of them)
     const { cand, n } = order(h, Math.max(0, len - quota));
     const evict = Math.max(0, len - Math.max(quota, len - n));
-    return Int32Array.from(Array.prototype.slice.call(cand, 0, evict) as number[]);
+    return Int32Array.from(cand.slice(0, evict));
   });
 }
 

@@ -3,10 +3,8 @@
 import { parseArgs } from "node:util";
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
-import { Engine } from "../engine/engine.ts";
-import { parseBytes } from "../cache/kv-cache.ts";
 import { loadInstances, runRetrieval, summarize, type RetrievalReport } from "../eval/retrieval.ts";
-import { defaultModelDir } from "./model-dir.ts";
+import { ENGINE_FLAG_OPTIONS, intFlag, loadEngine } from "./flags.ts";
 import { KV_FLAG_OPTIONS, KV_FLAGS_HELP, parseKvFlags } from "./kv-flags.ts";
 
 export const EVAL_HELP = `kvc eval --model DIR (--data FILE.jsonl | --ppl FILE.txt) [options]
@@ -34,27 +32,17 @@ options:
 KV compression:
 ${KV_FLAGS_HELP}`;
 
-function posInt(v: string | undefined, name: string, def: number): number {
-  if (v === undefined) return def;
-  const x = Number(v);
-  if (!Number.isInteger(x) || x < 1) throw new Error(`--${name} must be an integer >= 1 (got "${v}")`);
-  return x;
-}
-
 export async function evalCommand(argv: string[]) {
   const { values: a } = parseArgs({
     args: argv,
     options: {
-      model: { type: "string" },
+      ...ENGINE_FLAG_OPTIONS,
       data: { type: "string", multiple: true },
       ppl: { type: "string", multiple: true },
       "query-aware": { type: "boolean" },
       limit: { type: "string" },
       batch: { type: "string" },
       "max-tokens": { type: "string" },
-      "kv-memory": { type: "string" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
       ...KV_FLAG_OPTIONS,
     },
     strict: true,
@@ -65,13 +53,12 @@ export async function evalCommand(argv: string[]) {
   }
   const data = a.data ?? [], ppl = a.ppl ?? [];
   if (!data.length && !ppl.length) throw new Error("give --data FILE.jsonl and/or --ppl FILE.txt (see kvc eval --help)");
-  const limit = posInt(a.limit, "limit", Number.MAX_SAFE_INTEGER);
-  const batch = posInt(a.batch, "batch", 16);
-  const maxTokens = posInt(a["max-tokens"], "max-tokens", 12);
+  const limit = intFlag(a.limit, "limit", Number.MAX_SAFE_INTEGER, 1);
+  const batch = intFlag(a.batch, "batch", 16, 1);
+  const maxTokens = intFlag(a["max-tokens"], "max-tokens", 12, 1);
   const compression = parseKvFlags(a as Record<string, string | boolean | undefined>);
   const instances = data.flatMap((f) => loadInstances(f).slice(0, limit));
-  const log = a.json ? () => {} : (m: string) => console.error(`[kvc] ${m}`);
-  const engine = await Engine.load(a.model ?? defaultModelDir(), { kvMemory: a["kv-memory"] ? parseBytes(a["kv-memory"]) : undefined, log });
+  const engine = await loadEngine(a);
   try {
     const out: Partial<RetrievalReport> & { ppl?: unknown[] } = {};
     if (instances.length) {

@@ -1,10 +1,8 @@
 // `kvc generate`: one prompt through the engine, printed as text or one JSON object.
 import { parseArgs } from "node:util";
-import { Engine } from "../engine/engine.ts";
 import { Sequence } from "../engine/sequence.ts";
 import { IncrementalDecoder, type ChatMessage } from "../model/tokenizer.ts";
-import { parseBytes } from "../cache/kv-cache.ts";
-import { defaultModelDir } from "./model-dir.ts";
+import { ENGINE_FLAG_OPTIONS, intFlag, loadEngine, numberFlag } from "./flags.ts";
 import { KV_FLAG_OPTIONS, KV_FLAGS_HELP, parseKvFlags } from "./kv-flags.ts";
 
 export const GENERATE_HELP = `kvc generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --messages JSON) [options]
@@ -25,18 +23,11 @@ export const GENERATE_HELP = `kvc generate --model DIR (--prompt TEXT | --prompt
 KV compression:
 ${KV_FLAGS_HELP}`;
 
-function num(v: string | undefined, name: string, def: number, check: (x: number) => boolean, what: string): number {
-  if (v === undefined) return def;
-  const x = Number(v);
-  if (!Number.isFinite(x) || !check(x)) throw new Error(`--${name} must be ${what} (got "${v}")`);
-  return x;
-}
-
 export async function generateCommand(argv: string[]) {
   const { values: a } = parseArgs({
     args: argv,
     options: {
-      model: { type: "string" },
+      ...ENGINE_FLAG_OPTIONS,
       prompt: { type: "string" },
       "prompt-ids": { type: "string" },
       messages: { type: "string" },
@@ -46,9 +37,6 @@ export async function generateCommand(argv: string[]) {
       "top-k": { type: "string" },
       seed: { type: "string" },
       "ignore-eos": { type: "boolean" },
-      "kv-memory": { type: "string" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
       ...KV_FLAG_OPTIONS,
     },
     strict: true,
@@ -59,14 +47,13 @@ export async function generateCommand(argv: string[]) {
   }
   const given = [a.prompt, a["prompt-ids"], a.messages].filter((x) => x !== undefined).length;
   if (given !== 1) throw new Error("give exactly one of --prompt, --prompt-ids, --messages");
-  const maxTokens = num(a["max-tokens"], "max-tokens", 64, (x) => Number.isInteger(x) && x >= 1, "an integer >= 1");
-  const temperature = num(a.temperature, "temperature", 0, (x) => x >= 0, ">= 0");
-  const topP = num(a["top-p"], "top-p", 1, (x) => x > 0 && x <= 1, "in (0, 1]");
-  const topK = num(a["top-k"], "top-k", 0, (x) => Number.isInteger(x) && x >= 0, "an integer >= 0");
-  const seed = num(a.seed, "seed", Math.floor(Math.random() * 2 ** 32), (x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32, "an integer in [0, 2^32)");
+  const maxTokens = intFlag(a["max-tokens"], "max-tokens", 64, 1);
+  const temperature = numberFlag(a.temperature, "temperature", 0, (x) => x >= 0, ">= 0");
+  const topP = numberFlag(a["top-p"], "top-p", 1, (x) => x > 0 && x <= 1, "in (0, 1]");
+  const topK = intFlag(a["top-k"], "top-k", 0, 0);
+  const seed = numberFlag(a.seed, "seed", Math.floor(Math.random() * 2 ** 32), (x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32, "an integer in [0, 2^32)");
   const compression = parseKvFlags(a);
-  const log = a.json ? () => {} : (m: string) => console.error(`[kvc] ${m}`);
-  const engine = await Engine.load(a.model ?? defaultModelDir(), { kvMemory: a["kv-memory"] ? parseBytes(a["kv-memory"]) : undefined, log });
+  const engine = await loadEngine(a);
   try {
     const tk = engine.tokenizer;
     let prompt: number[];

@@ -1,5 +1,6 @@
 // The --kv-* flags shared by generate, eval and serve: parsed into compression options.
 import type { CompressionOptions } from "../cache/compression.ts";
+import { intFlag } from "./flags.ts";
 
 export const KV_FLAG_OPTIONS = {
   "kv-method": { type: "string" },
@@ -30,12 +31,6 @@ export const KV_FLAGS_HELP = `  --kv-method M              none | kvcompress | s
 
 const METHODS = ["none", "kvcompress", "snapkv", "streaming", "kvcrush"];
 
-function int(v: string, flag: string, min: number): number {
-  const x = Number(v);
-  if (!Number.isInteger(x) || x < min) throw new Error(`--${flag} must be an integer >= ${min} (got "${v}")`);
-  return x;
-}
-
 export function parseKvFlags(a: Record<string, string | boolean | undefined>): Partial<CompressionOptions> {
   const o: Partial<CompressionOptions> = {};
   const s = (k: string) => a[k] as string | undefined;
@@ -48,10 +43,10 @@ export function parseKvFlags(a: Record<string, string | boolean | undefined>): P
     if (!Number.isFinite(r) || r < 1) throw new Error(`--kv-rate must be a number >= 1 (got "${s("kv-rate")}")`);
     o.rate = r;
   }
-  if (s("kv-max-tokens") !== undefined) o.maxCacheTokens = int(s("kv-max-tokens")!, "kv-max-tokens", 1);
-  if (s("kv-protected-window") !== undefined) o.protectedWindow = int(s("kv-protected-window")!, "kv-protected-window", 0);
-  if (s("kv-observation-window") !== undefined) o.observationWindow = int(s("kv-observation-window")!, "kv-observation-window", 1);
-  if (s("kv-interval") !== undefined) o.interval = int(s("kv-interval")!, "kv-interval", 1);
+  if (s("kv-max-tokens") !== undefined) o.maxCacheTokens = intFlag(s("kv-max-tokens"), "kv-max-tokens", 0, 1);
+  if (s("kv-protected-window") !== undefined) o.protectedWindow = intFlag(s("kv-protected-window"), "kv-protected-window", 0, 0);
+  if (s("kv-observation-window") !== undefined) o.observationWindow = intFlag(s("kv-observation-window"), "kv-observation-window", 0, 1);
+  if (s("kv-interval") !== undefined) o.interval = intFlag(s("kv-interval"), "kv-interval", 0, 1);
   if (a["kv-compress-once"]) o.compressOnce = true;
   if (a["kv-even-layers"]) o.evenLayerSplit = true;
   if (s("kv-crush-ratio") !== undefined) {
