@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "./helpers.ts";
 import { archive, mergeSummary, readRecords, summarize, writeReport } from "../bench/report.ts";
+import { GEMM_VARIANTS } from "../src/model/gemm.ts";
 
 const TINY = {
   kernels: ["--contexts", "64,256", "--copy-mib", "4", "--min-pass-ms", "2", "--passes", "2", "--prefill-rows", "64"],
@@ -47,7 +48,10 @@ describe("kvc bench --shape tiny", () => {
       expect(x.bytes ?? x.bytes_per_seq).toBeGreaterThan(0);
     }
     expect(of("kernels", "attention").map((x) => x.context)).toEqual([64, 256]);
-    expect(of("kernels", "gemm").length).toBe(4);
+    // every GEMM variant times the four prefill matrices, and the step under it
+    const variants = GEMM_VARIANTS.map((v) => v.name);
+    expect(of("kernels", "gemm").map((x) => `${x.variant} ${x.name}`)).toEqual(variants.flatMap((v) => ["qkv", "o", "gate_up", "down"].map((n) => `${v} ${n}`)));
+    expect(of("kernels", "prefill_step").map((x) => x.gemm_variant)).toEqual(variants);
     expect(of("kernels", "decode_step").map((x) => x.M)).toEqual([1, 16]);
     expect(isNum(of("e2e", "single_stream")[0].decode_tok_s)).toBe(true);
     expect(of("e2e", "prefill").map((x) => x.prompt_len)).toEqual([16, 64]);
@@ -137,6 +141,7 @@ describe("kvc bench --shape tiny", () => {
     expect(r.code).toBe(1);
     expect(r.err).toContain("--rates");
     expect(bench(["bun"], ["nonsense"]).err).toContain('unknown bench suite "nonsense"');
+    expect(bench(["bun"], ["kernels", "--gemm-variants", "t44,nope"]).err).toContain('unknown GEMM variant "nope"');
   });
 });
 

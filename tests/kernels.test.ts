@@ -4,6 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { cdiv, F } from "../src/gpu/kernels.ts";
 import { toF16Bytes } from "../src/model/f16.ts";
 import { ropeInvFreq } from "../src/model/config.ts";
+import { GEMM_VARIANTS, gemmGrid, gemmKernel } from "../src/model/gemm.ts";
 import * as ref from "./reference.ts";
 import { maxAbsDiff, rand, readF32, readU32, up, variants, zeros } from "./gpu-helpers.ts";
 
@@ -11,7 +12,7 @@ const f16round = (x: Float32Array) => x.map(ref.roundF16);
 
 describe("matmul", async () => {
   for (const { name, kc } of await variants()) {
-    for (const [M, N, K, kind] of [[1, 37, 64, "gemv"], [5, 64, 136, "gemv"], [70, 130, 72, "gemm"], [3, 9, 8, "gemv"]] as const) {
+    for (const [M, N, K, kind] of [[1, 37, 64, "gemv"], [5, 64, 136, "gemv"], [3, 9, 8, "gemv"]] as const) {
       for (const fused of [false, true]) {
         test(`${name} ${kind} M=${M} N=${N} K=${K}${fused ? " +bias +residual" : ""}`, async () => {
           const w = f16round(rand(N * K, 1, 0.5));
@@ -19,18 +20,53 @@ describe("matmul", async () => {
           const bias = rand(N, 3);
           const res = rand(M * N, 4);
           const Y = await up(fused ? res : new Float32Array(M * N));
-          const defs: Record<string, number> = kind === "gemv" ? { WG: 256, ROWS: 4, BATCH: M === 1 ? 1 : 4 } : {};
-          const k = kc.kernel(kind, { ...defs, BIAS: fused, RESIDUAL: fused });
+          const k = kc.kernel(kind, { WG: 256, ROWS: 4, BATCH: M === 1 ? 1 : 4, BIAS: fused, RESIDUAL: fused });
           const st = kc.step();
           const bindings = [await up(toF16Bytes(w)), await up(x), Y];
           if (fused) bindings.push(await up(bias));
-          const wg: [number, number] = kind === "gemv" ? [cdiv(N, 4), cdiv(M, M === 1 ? 1 : 4)] : [cdiv(N, 64), cdiv(M, 64)];
-          st.dispatch(k, bindings, [K, N, M, N, 0], wg);
+          st.dispatch(k, bindings, [K, N, M, N, 0], [cdiv(N, 4), cdiv(M, M === 1 ? 1 : 4)]);
           st.submit();
           const want = ref.matmul(x, w, M, N, K, fused ? bias : undefined, fused ? res : undefined);
           expect(maxAbsDiff(await readF32(Y, M * N), want)).toBeLessThan(1e-3);
         });
       }
+    }
+    // every GEMM variant; no dimension a multiple of the 64 / 128 tiles, K not of BK = 16
+    for (const v of GEMM_VARIANTS) {
+      for (const [M, N, K] of [[70, 130, 72], [200, 260, 40], [17, 8, 8]] as const) {
+        for (const fused of [false, true]) {
+          test(`${name} gemm ${v.name} M=${M} N=${N} K=${K}${fused ? " +bias +residual" : ""}`, async () => {
+            const w = f16round(rand(N * K, 11, 0.5));
+            const x = rand(M * K, 12);
+            const bias = rand(N, 13);
+            const res = rand(M * N, 14);
+            const Y = await up(fused ? res : new Float32Array(M * N));
+            const bindings = [await up(toF16Bytes(w)), await up(x), Y];
+            if (fused) bindings.push(await up(bias));
+            const st = kc.step();
+            st.dispatch(gemmKernel(kc, v, fused, fused), bindings, [K, N, M, N, 0], gemmGrid(v, M, N));
+            st.submit();
+            const want = ref.matmul(x, w, M, N, K, fused ? bias : undefined, fused ? res : undefined);
+            expect(maxAbsDiff(await readF32(Y, M * N), want)).toBeLessThan(1e-3);
+          });
+        }
+      }
+      test(`${name} gemm ${v.name} row shards write at their column offset, bias by column`, async () => {
+        const M = 150, N = 200, K = 24;
+        const w = f16round(rand(N * K, 15, 0.5));
+        const x = rand(M * K, 16);
+        const bias = rand(N, 17);
+        const res = rand(M * N, 18);
+        const Y = await up(res);
+        const bBias = await up(bias);
+        const k = gemmKernel(kc, v, true, true);
+        const st = kc.step();
+        for (const [r0, n] of [[0, 72], [72, 128]]) {
+          st.dispatch(k, [await up(toF16Bytes(w.slice(r0 * K, (r0 + n) * K))), await up(x), Y, bBias], [K, n, M, N, r0], gemmGrid(v, M, n));
+        }
+        st.submit();
+        expect(maxAbsDiff(await readF32(Y, M * N), ref.matmul(x, w, M, N, K, bias, res))).toBeLessThan(1e-3);
+      });
     }
     test(`${name} row shards write at their column offset`, async () => {
       const M = 2, N = 40, K = 16;

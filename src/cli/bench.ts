@@ -5,6 +5,7 @@ import { createGpu, describeGpu } from "../gpu/device.ts";
 import { Deadline, parseList, Reporter, sourceDigest, type BenchContext } from "../../bench/common.ts";
 import { KERNEL_DEFAULTS, kernelSuite } from "../../bench/kernels.ts";
 import { E2E_DEFAULTS, e2eSuite } from "../../bench/e2e.ts";
+import { GEMM_DEFAULT, gemmVariant } from "../model/gemm.ts";
 import { COMPRESS_DEFAULTS, compressSuite, OVERHEAD_DEFAULTS, overheadSuite } from "../../bench/compress.ts";
 
 const K = KERNEL_DEFAULTS, E = E2E_DEFAULTS, C = COMPRESS_DEFAULTS, O = OVERHEAD_DEFAULTS;
@@ -33,6 +34,8 @@ kernels:
   --contexts L,...       decode attention contexts (default ${list(K.contexts)}; shrunk to what the KV pool holds)
   --gemv-rows M,...      decode batch sizes for the GEMV figures (default ${list(K.gemvRows)})
   --prefill-rows N       rows of the prefill step for GEMM figures (default ${K.prefillRows})
+  --gemm-variants V,...  GEMM variants timed side by side on that step (default ${K.gemmVariants.join(",")};
+                         the model runs KVC_GEMM, else ${GEMM_DEFAULT})
   --copy-mib N           copy-ceiling buffer size (default ${K.copyBytes / 2 ** 20}, capped by the binding limit)
   --min-pass-ms N        shortest timed pass (default ${K.minPassMs})   --passes N  timed passes (default ${K.passes})
 
@@ -71,7 +74,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     options: {
       shape: { type: "string" }, out: { type: "string" }, "deadline-s": { type: "string" }, seed: { type: "string" },
       lookahead: { type: "string" }, "max-binding-mib": { type: "string" }, "ignore-eos": { type: "boolean" },
-      contexts: { type: "string" }, "gemv-rows": { type: "string" }, "prefill-rows": { type: "string" }, "copy-mib": { type: "string" },
+      contexts: { type: "string" }, "gemv-rows": { type: "string" }, "prefill-rows": { type: "string" }, "gemm-variants": { type: "string" }, "copy-mib": { type: "string" },
       "min-pass-ms": { type: "string" }, passes: { type: "string" },
       "prompt-len": { type: "string" }, tokens: { type: "string" }, "prefill-lens": { type: "string" }, batches: { type: "string" },
       "batch-prompt-len": { type: "string" }, "batch-tokens": { type: "string" },
@@ -103,6 +106,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     contexts: parseList(a.contexts, K.contexts, "contexts"),
     gemvRows: parseList(a["gemv-rows"], K.gemvRows, "gemv-rows"),
     prefillRows: int(a["prefill-rows"], "prefill-rows", K.prefillRows, 17),
+    gemmVariants: a["gemm-variants"] !== undefined ? a["gemm-variants"].split(",").map((s) => gemmVariant(s.trim()).name) : K.gemmVariants,
     copyBytes: int(a["copy-mib"], "copy-mib", K.copyBytes / 2 ** 20) * 2 ** 20,
     minPassMs: int(a["min-pass-ms"], "min-pass-ms", K.minPassMs),
     passes: int(a.passes, "passes", K.passes),

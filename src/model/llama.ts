@@ -13,6 +13,7 @@ import { cdiv, F, type Binding, type KernelContext, type Step } from "../gpu/ker
 import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
 import { pad8, type Matrix, type ModelWeights } from "./weights.ts";
+import { gemmGrid, gemmKernel, modelGemm } from "./gemm.ts";
 
 export interface Sampling {
   temperature: number; // 0 = greedy
@@ -70,6 +71,8 @@ export class LlamaModel {
   readonly ffnPad: number;
   private qkvWidth: number;
   private histCapacity = 0;
+  /** the prefill GEMM variant (src/model/gemm.ts) */
+  readonly gemm = modelGemm();
 
   constructor(readonly gpu: Gpu, readonly kc: KernelContext, readonly cfg: ModelConfig, readonly w: ModelWeights, readonly cache: KvCache) {
     this.ws = new GrowableBuffers(gpu.device, () => kc.forgetBindGroups());
@@ -234,11 +237,11 @@ export class LlamaModel {
     const batch = M === 1 ? 1 : 4;
     const k = gemv
       ? this.kc.kernel("gemv", { BIAS: bias, RESIDUAL: !!o.residual, WG: 256, ROWS: 4, BATCH: batch })
-      : this.kc.kernel("gemm", { BIAS: bias, RESIDUAL: !!o.residual });
+      : gemmKernel(this.kc, this.gemm, bias, !!o.residual);
     for (const s of m.shards) {
       const bindings: Binding[] = [s.buffer, X, Y];
       if (o.bias) bindings.push(o.bias);
-      const wg: [number, number] = gemv ? [cdiv(s.rows, 4), cdiv(M, batch)] : [cdiv(s.rows, 64), cdiv(M, 64)];
+      const wg: [number, number] = gemv ? [cdiv(s.rows, 4), cdiv(M, batch)] : gemmGrid(this.gemm, M, s.rows);
       st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart], wg);
     }
   }

@@ -1,0 +1,50 @@
+// Prefill GEMM variants of kernels/gemm.wgsl: each names its defines and output tile.
+// The model runs one (KVC_GEMM, else GEMM_DEFAULT, read once here); `kvc bench
+// kernels` times them all side by side (bench/kernels.ts).
+import { cdiv, type Defines, type Kernel, type KernelContext } from "../gpu/kernels.ts";
+
+export interface GemmVariant {
+  name: string;
+  defines: Defines;
+  /** output tile: rows of X (M) by rows of W (N) per workgroup */
+  bm: number;
+  bn: number;
+  /** grid x runs over M tiles (else over N tiles) */
+  mFirst: boolean;
+}
+
+const tiled = (name: string, tm8: boolean, tn8: boolean, pad: number): GemmVariant =>
+  ({ name, defines: { TILED: true, TM8: tm8, TN8: tn8, PAD: pad }, bm: tm8 ? 128 : 64, bn: tn8 ? 128 : 64, mFirst: true });
+
+// Workgroup storage: 16 x (BM + PAD + BN + PAD) floats, at most the default 16 KiB.
+export const GEMM_VARIANTS: readonly GemmVariant[] = [
+  { name: "base", defines: { TILED: false, TM8: false, TN8: false, PAD: 0 }, bm: 64, bn: 64, mFirst: false },
+  tiled("t44", false, false, 4),
+  tiled("t84", true, false, 4),
+  tiled("t88", true, true, 0),
+];
+
+/** 8x4 per thread: vec4 reads feed 32 FMAs, and 128 x 64 tiles still give 128 workgroups for an N = 2048 matrix at 512 rows. */
+export const GEMM_DEFAULT = "t84";
+
+export function gemmVariant(name: string): GemmVariant {
+  const v = GEMM_VARIANTS.find((x) => x.name === name);
+  if (!v) throw new Error(`unknown GEMM variant "${name}"; variants: ${GEMM_VARIANTS.map((x) => x.name).join(", ")}`);
+  return v;
+}
+
+/** The variant the model runs: KVC_GEMM if set, else GEMM_DEFAULT. */
+export function modelGemm(): GemmVariant {
+  const env = (globalThis as any).process?.env?.KVC_GEMM ?? (globalThis as any).Deno?.env?.get("KVC_GEMM");
+  return gemmVariant(env || GEMM_DEFAULT);
+}
+
+export function gemmKernel(kc: KernelContext, v: GemmVariant, bias: boolean, residual: boolean): Kernel {
+  return kc.kernel("gemm", { ...v.defines, BIAS: bias, RESIDUAL: residual });
+}
+
+/** Workgroups for an M x N output. */
+export function gemmGrid(v: GemmVariant, M: number, N: number): [number, number] {
+  const m = cdiv(M, v.bm), n = cdiv(N, v.bn);
+  return v.mFirst ? [m, n] : [n, m];
+}
