@@ -138,7 +138,7 @@ export async function compressSuite(ctx: BenchContext, o: CompressOptions) {
       if (rate === 1 && !r.error) baseline = total;
       const ttft = [...r.ttftMs].sort((a, b) => a - b);
       rep.emit({
-        ...common, test: "rate", rate, method: compression.method, wall_s: round(r.wallMs / 1000, 2),
+        ...common, test: "rate", rate, method: compression.method, planner: e.opts.gpuPlanner ? "gpu" : "host", wall_s: round(r.wallMs / 1000, 2),
         total_tok_s: round(total, 1), output_tok_s: round((1000 * r.outputTokens) / r.wallMs, 1),
         throughput_ratio: baseline ? round(total / baseline, 3) : null,
         prompt_tokens: r.promptTokens, output_tokens: r.outputTokens, finished_full: o.prompts - r.truncated, truncated: r.truncated,
@@ -206,15 +206,19 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
     await run({ method: "none" }, 2, warm, 2 * o.interval + 2);
     await run({ method: "kvcompress", rate: o.rate, interval: o.interval }, 2, warm, 2 * o.interval + 2);
     const plain = await run({ method: "none" });
-    const comp = await run({ method: "kvcompress", rate: o.rate, interval: o.interval });
     const stepPlain = plain.decodeMs / plain.steps;
+    // the GPU planner (the default) and the host planner, side by side
+    for (const planner of ["gpu", "host"] as const) {
+    e.opts.gpuPlanner = planner === "gpu";
+    if (planner === "host") await run({ method: "kvcompress", rate: o.rate, interval: o.interval }, 2, warm, 2 * o.interval + 2);
+    const comp = await run({ method: "kvcompress", rate: o.rate, interval: o.interval });
     const decodeOnly = comp.decodeMs - comp.compressMs;
     rep.emit({
-      suite: "overhead", test: "compress_overhead", shape: shape.name, batch: o.batch, prompt_len: o.promptLen, output_len: o.outputLen,
+      suite: "overhead", test: "compress_overhead", planner, shape: shape.name, batch: o.batch, prompt_len: o.promptLen, output_len: o.outputLen,
       rate: o.rate, interval: o.interval, step_ms_plain: round(stepPlain, 3), step_ms_compressing: round(comp.decodeMs / comp.steps, 3),
       compress_ms_total: round(comp.compressMs, 1), compressions: comp.compressions,
       compress_ms_per_pass: round(comp.compressMs / Math.max(1, comp.compressions), 3),
-      // where a pass goes: scores and positions read back, host planning, compaction submit
+      // where a pass goes: GPU ranking or scores gathered, read back; host planning; compaction submit
       pass_ms_gather: round(comp.parts.gather / Math.max(1, comp.compressions), 3),
       pass_ms_plan: round(comp.parts.plan / Math.max(1, comp.compressions), 3),
       pass_ms_apply: round(comp.parts.apply / Math.max(1, comp.compressions), 3),
@@ -223,6 +227,9 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
       compress_share_pct: round((100 * comp.compressMs) / comp.decodeMs, 2),
       slowdown_pct: round((100 * (comp.decodeMs / comp.steps - stepPlain)) / stepPlain, 2),
     });
+    if (!ctx.deadline.fits(comp.decodeMs * 2)) break;
+    }
+    e.opts.gpuPlanner = true;
   } finally {
     e.destroy();
   }

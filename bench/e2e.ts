@@ -87,10 +87,15 @@ export async function e2eSuite(ctx: BenchContext, shapeName: string, o: E2eOptio
       const lookahead = e.opts.lookahead;
       if (parts.single && ctx.deadline.fits(10000)) {
         const s = seqOf(e, randomIds(o.promptLen, ctx.seed + 10, e.cfg.vocab), o.tokens);
+        const st0 = { ...e.stats };
         const r = await runTimed(e, [s]);
         const tokS = (1000 * r.decoded) / r.decodeMs;
+        const steps = e.stats.decodeSteps - st0.decodeSteps;
         rep.emit({
           ...common, test: "single_stream", prompt_len: o.promptLen, tokens: o.tokens, lookahead,
+          // host side of a decode step: recording and submitting it, and waiting on the token readback
+          host_encode_ms_per_step: round((e.stats.encodeMs - st0.encodeMs) / steps, 3),
+          readback_wait_ms_per_step: round((e.stats.waitMs - st0.waitMs) / steps, 3),
           ttft_ms: round(r.ttftMs, 2), decode_tok_s: round(tokS, 2), itl_ms: round(r.decodeMs / r.decoded, 3), decoded: r.decoded, truncated: r.truncated,
         });
       }

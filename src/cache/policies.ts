@@ -161,16 +161,83 @@ function candidatesByScore(k: HeadKeys, ctx: PlanContext, limit = Infinity): { c
 
 /** Per-head quota for uniform policies: keepTotal split evenly, never below a head's protected keys. */
 function uniformEvictions(keys: HeadKeys[], ctx: PlanContext, keepTotal: number, order: (h: number, limit: number) => { cand: Uint32Array | number[]; n: number }): EvictionPlan {
-  const per = Math.floor(keepTotal / keys.length);
-  let extra = keepTotal - per * keys.length;
+  const quotas = uniformQuotas(keepTotal, keys.length);
   return keys.map((k, h) => {
-    const quota = per + (extra-- > 0 ? 1 : 0);
     const len = k.pos.length;
-    // evict down to the quota, but never a protected key (len - n of them)
-    const { cand, n } = order(h, Math.max(0, len - quota));
-    const evict = Math.max(0, len - Math.max(quota, len - n));
-    return Int32Array.from(cand.slice(0, evict));
+    const { cand, n } = order(h, Math.max(0, len - quotas[h]));
+    return Int32Array.from(cand.slice(0, uniformEvictCount(len, n, quotas[h])));
   });
+}
+
+function uniformQuotas(keepTotal: number, heads: number): number[] {
+  const per = Math.floor(keepTotal / heads);
+  const extra = keepTotal - per * heads;
+  return Array.from({ length: heads }, (_, h) => per + (h < extra ? 1 : 0));
+}
+
+/** Evict down to the quota, but never a protected key (len - evictable of them). */
+const uniformEvictCount = (len: number, evictable: number, quota: number) => Math.max(0, len - Math.max(quota, len - evictable));
+
+/** What the GPU ranking (kernels/kv_rank.wgsl) reports of one head. */
+export interface HeadChunkSums {
+  /** keys the head holds */
+  len: number;
+  /** keys outside the protected window */
+  evictable: number;
+  /** pooled-score sums of each chunkSize consecutive evictable keys, lowest first */
+  sums: Float32Array;
+}
+
+/** SnapKV's per-head eviction counts from the GPU ranking: the lowest keys of each head go. */
+export function uniformEvictCounts(heads: HeadChunkSums[], keepTotal: number): Int32Array {
+  const quotas = uniformQuotas(keepTotal, heads.length);
+  return Int32Array.from(heads, (h, i) => uniformEvictCount(h.len, h.evictable, quotas[i]));
+}
+
+/**
+ * KV-Compress's per-head eviction counts from the GPU ranking: the same joint chunk
+ * selection as kvCompressPolicy, over chunk means made from the GPU's chunk sums.
+ */
+export function chunkEvictCounts(heads: HeadChunkSums[], ctx: PlanContext, keepTotal: number): Int32Array {
+  const bs = ctx.opts.chunkSize;
+  const counts = new Int32Array(heads.length);
+  const groups = layerGroups(ctx, heads.length);
+  const groupBudget = shareProportionally(keepTotal, groups.map((g) => g.length));
+  groups.forEach((group, gi) => {
+    const need = group.reduce((a, h) => a + heads[h].len, 0) - groupBudget[gi];
+    if (need <= 0) return;
+    const chunkHead: number[] = [], chunkSize: number[] = [], packed: number[] = [];
+    for (const h of group) {
+      const { evictable, sums } = heads[h];
+      for (let i = 0, c = 0; i < evictable; i += bs, c++) {
+        const size = Math.min(bs, evictable - i);
+        packed.push(f32Key(sums[c] / size) * LOW + chunkHead.length);
+        chunkHead.push(h);
+        chunkSize.push(size);
+      }
+    }
+    for (const [h, n] of takeChunks(packed, chunkHead, chunkSize, need)) counts[h] = n;
+  });
+  return counts;
+}
+
+/** Heads planned together: all of them, or each layer's with evenLayerSplit. */
+function layerGroups(ctx: PlanContext, heads: number): number[][] {
+  if (!ctx.opts.evenLayerSplit) return [Array.from({ length: heads }, (_, h) => h)];
+  return Array.from({ length: ctx.layers }, (_, l) => Array.from({ length: ctx.kvHeads }, (_, h) => l * ctx.kvHeads + h));
+}
+
+/** Lowest-mean chunks first until `need` keys are taken: keys taken per head. */
+function takeChunks(packed: number[], chunkHead: number[], chunkSize: number[], need: number): Map<number, number> {
+  const taken = new Map<number, number>();
+  const order = Float64Array.from(packed).sort();
+  for (let j = 0; j < order.length && need > 0; j++) {
+    const c = order[j] % LOW;
+    const take = Math.min(chunkSize[c], need);
+    taken.set(chunkHead[c], (taken.get(chunkHead[c]) ?? 0) + take);
+    need -= take;
+  }
+  return taken;
 }
 
 /**
@@ -184,13 +251,11 @@ export const kvCompressPolicy: CompressionPolicy = {
     const bs = ctx.opts.chunkSize;
     const heads = keys.map((k) => headCandidates(k, ctx));
     const plan: EvictionPlan = keys.map(() => new Int32Array(0));
-    const groups = ctx.opts.evenLayerSplit
-      ? Array.from({ length: ctx.layers }, (_, l) => Array.from({ length: ctx.kvHeads }, (_, h) => l * ctx.kvHeads + h))
-      : [keys.map((_, h) => h)];
+    const groups = layerGroups(ctx, keys.length);
     const groupBudget = shareProportionally(keepTotal, groups.map((g) => g.length));
     groups.forEach((group, gi) => {
       const held = group.reduce((a, h) => a + keys[h].pos.length, 0);
-      let need = held - groupBudget[gi];
+      const need = held - groupBudget[gi];
       if (need <= 0) return;
       // Only chunks that start at or below U can go, where U is the k-th lowest score
       // with k = need + bs per head: the full chunks below U alone hold >= need keys,
@@ -231,15 +296,7 @@ export const kvCompressPolicy: CompressionPolicy = {
           chunkSize.push(end - i);
         }
       }
-      const evictCount = new Map<number, number>();
-      const order = Float64Array.from(packed).sort();
-      for (let j = 0; j < order.length && need > 0; j++) {
-        const c = order[j] % LOW;
-        const take = Math.min(chunkSize[c], need);
-        evictCount.set(chunkHead[c], (evictCount.get(chunkHead[c]) ?? 0) + take);
-        need -= take;
-      }
-      for (const [h, n] of evictCount) plan[h] = Int32Array.from(cands.get(h)!.subarray(0, n));
+      for (const [h, n] of takeChunks(packed, chunkHead, chunkSize, need)) plan[h] = Int32Array.from(cands.get(h)!.subarray(0, n));
     });
     return plan;
   },

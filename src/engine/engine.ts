@@ -13,6 +13,7 @@ import { LlamaModel, type StepSeq } from "../model/llama.ts";
 import { TextTokenizer } from "../model/tokenizer.ts";
 import type { CompressionOptions, KvStats } from "../cache/compression.ts";
 import { Compactor } from "../cache/compaction.ts";
+import { GpuPlanner } from "../cache/gpu-planner.ts";
 import { keepBudget, policyFor, type CompressionPolicy, type PlanContext } from "../cache/policies.ts";
 import { Sequence, type FinishReason } from "./sequence.ts";
 
@@ -27,6 +28,8 @@ export interface EngineOptions {
   maxSeqs?: number;
   /** caps a storage binding below the adapter's limit (exercises weight sharding) */
   maxBindingBytes?: number;
+  /** plan kvcompress / snapkv evictions on the GPU (default); false plans every policy on the host */
+  gpuPlanner?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -35,8 +38,12 @@ export class Engine {
   readonly running: Sequence[] = [];
   private stepping: Promise<void> | null = null;
   private compactor: Compactor;
-  /** time spent compressing (gather + plan + compact, and each part), for benchmarks */
-  readonly stats = { compressMs: 0, gatherMs: 0, planMs: 0, applyMs: 0, compressions: 0, evictedTokens: 0, preemptions: 0 };
+  private planner: GpuPlanner;
+  /**
+   * For benchmarks: time spent compressing (gather or GPU ranking + readback, host
+   * planning, compaction), and in decode rounds recording steps and waiting for tokens.
+   */
+  readonly stats = { compressMs: 0, gatherMs: 0, planMs: 0, applyMs: 0, compressions: 0, evictedTokens: 0, preemptions: 0, decodeSteps: 0, encodeMs: 0, waitMs: 0 };
 
   private constructor(
     readonly gpu: Gpu,
@@ -49,6 +56,7 @@ export class Engine {
     readonly opts: Required<Omit<EngineOptions, "log" | "kvMemory" | "maxBindingBytes">>,
   ) {
     this.compactor = new Compactor(kc, cache);
+    this.planner = new GpuPlanner(kc, cache);
   }
 
   static async load(dir: string, o: EngineOptions = {}): Promise<Engine> {
@@ -89,6 +97,7 @@ export class Engine {
         lookahead: o.lookahead ?? (gpu.runtime === "deno" ? 16 : 4),
         prefillChunk: o.prefillChunk ?? 512,
         maxSeqs,
+        gpuPlanner: o.gpuPlanner ?? true,
       });
     } catch (e) {
       gpu.device.destroy(); // frees whatever was uploaded before the failure
@@ -293,10 +302,28 @@ export class Engine {
       const keep = keepBudget(ctx);
       if (this.cache.tokensKept(seq.cache) > keep) due.push({ seq, cache: seq.cache, policy, ctx, keep });
     }
-    if (due.length) {
-      const keys = await this.compactor.gatherMany(due.map((d) => d.cache));
-      this.stats.gatherMs += performance.now() - t0;
-      due.forEach((d, i) => {
+    const onGpu = due.filter((d) => this.opts.gpuPlanner && GpuPlanner.handles(d.ctx.opts));
+    if (onGpu.length) {
+      const reqs = onGpu.map((d) => ({ cache: d.cache, ctx: d.ctx, keep: d.keep }));
+      const ranked = await this.planner.rank(reqs);
+      const t1 = performance.now();
+      const counts = GpuPlanner.counts(reqs, ranked);
+      const t2 = performance.now();
+      this.stats.gatherMs += t1 - t0;
+      this.stats.planMs += t2 - t1;
+      const evicted = this.planner.evict(reqs, counts, onGpu.map((d) => d.seq.cache === d.cache)); // cancelled while ranking: skipped
+      onGpu.forEach((d, i) => {
+        d.seq.evictedTokens += evicted[i];
+        this.stats.evictedTokens += evicted[i];
+      });
+      this.stats.applyMs += performance.now() - t2;
+    }
+    const onHost = due.filter((d) => !onGpu.includes(d));
+    if (onHost.length) {
+      const tg = performance.now();
+      const keys = await this.compactor.gatherMany(onHost.map((d) => d.cache));
+      this.stats.gatherMs += performance.now() - tg;
+      onHost.forEach((d, i) => {
         if (d.seq.cache !== d.cache) return; // cancelled while the scores were read
         const t1 = performance.now();
         const plan = d.policy.plan(keys[i], d.ctx, d.keep);
@@ -342,6 +369,7 @@ export class Engine {
     if (!batch.length) return;
     const B = batch.length;
     this.model.reserveHistory(k * B);
+    const te = performance.now();
     for (let j = 0; j < k; j++) {
       this.model.step({
         seqs: batch.map((s) => ({
@@ -361,7 +389,11 @@ export class Engine {
       s.fed += k;
       s.stepsSinceCompress += k;
     }
+    const tw = performance.now();
     const hist = await this.model.readHistory(k * B);
+    this.stats.encodeMs += tw - te;
+    this.stats.waitMs += performance.now() - tw;
+    this.stats.decodeSteps += k;
     for (let b = 0; b < B; b++) {
       const s = batch[b];
       for (let j = 0; j < k && !s.finished; j++) this.accept(s, hist[j * B + b]);
@@ -426,6 +458,7 @@ export class Engine {
 
   destroy() {
     this.compactor.destroy();
+    this.planner.destroy();
     this.model.destroy();
     this.cache.destroy();
     destroyWeights(this.weights);

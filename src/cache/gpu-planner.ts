@@ -1,0 +1,134 @@
+// Eviction planning on the GPU for the score-ranked policies (kvcompress, snapkv):
+// kernels/kv_rank.wgsl sorts every head's keys and sums them in chunks, the host reads
+// back one count and a few chunk sums per head (not every score) and picks how many
+// keys each head loses, then kernels/kv_evict.wgsl evicts that prefix of each head's
+// order and compacts it in place. Many sequences share each dispatch and the readback.
+import { GrowableBuffers, readBuffer } from "../gpu/buffers.ts";
+import type { KernelContext } from "../gpu/kernels.ts";
+import type { CompressionOptions } from "./compression.ts";
+import type { KvCache, SeqCache } from "./kv-cache.ts";
+import { chunkEvictCounts, uniformEvictCounts, type HeadChunkSums, type PlanContext } from "./policies.ts";
+
+export interface GpuPlanRequest {
+  cache: SeqCache;
+  ctx: PlanContext;
+  /** K/V entries to keep over all heads (keepBudget) */
+  keep: number;
+}
+
+const INFO_WORDS = 8; // struct Head in kv_rank.wgsl / kv_evict.wgsl
+const nextPow2 = (n: number) => (n <= 1 ? 1 : 2 ** Math.ceil(Math.log2(n)));
+const MAX_GROUPS_X = 65535;
+
+export class GpuPlanner {
+  private ws: GrowableBuffers;
+  private info = new Uint32Array(0);
+  private scratchBytes = 0;
+
+  constructor(private kc: KernelContext, private cache: KvCache) {
+    this.ws = new GrowableBuffers(kc.device, () => kc.forgetBindGroups());
+  }
+
+  /** The policies this planner runs; the others plan on the host from gathered keys. */
+  static handles(o: CompressionOptions): boolean {
+    return o.method === "kvcompress" || o.method === "snapkv";
+  }
+
+  /** Ranks every head of every request on the GPU; returns what each head reports. */
+  async rank(reqs: GpuPlanRequest[]): Promise<HeadChunkSums[][]> {
+    const c = this.cache;
+    const n = reqs.length * c.heads;
+    const info = new Uint32Array(n * INFO_WORDS);
+    const heads = new Uint32Array(2 * c.heads);
+    let base = 0;
+    let outBase = n;
+    reqs.forEach((r, i) => {
+      c.writeHeads(r.cache, heads, 0);
+      const o = r.ctx.opts;
+      const protectFrom = Math.max(0, r.ctx.lastPos - o.protectedWindow + 1);
+      for (let h = 0; h < c.heads; h++) {
+        const len = heads[2 * h + 1];
+        info.set([heads[2 * h], len, protectFrom, Math.floor(o.poolKernel / 2), o.chunkSize, base, outBase, 0], (i * c.heads + h) * INFO_WORDS);
+        base += 4 * nextPow2(len);
+        outBase += Math.ceil(len / o.chunkSize);
+      }
+    });
+    this.info = info;
+    this.scratchBytes = base * 4;
+    const bInfo = this.ws.get("info", info.byteLength);
+    const scratch = this.ws.get("scratch", base * 4);
+    const out = this.ws.get("ranked", outBase * 4);
+    this.kc.device.queue.writeBuffer(bInfo, 0, info);
+    c.flush();
+    const st = this.kc.step();
+    st.dispatch(this.kc.kernel("kv_rank"), [bInfo, c.table, c.pool.scores, c.pool.pos, scratch, out], [c.blockSize, n], grid(n));
+    st.submit();
+    const words = new Uint32Array(await readBuffer(this.kc.device, out, 0, outBase * 4));
+    const sums = new Float32Array(words.buffer);
+    return reqs.map((r, i) => {
+      const ranked: HeadChunkSums[] = [];
+      for (let h = 0; h < c.heads; h++) {
+        const at = (i * c.heads + h) * INFO_WORDS;
+        const evictable = words[i * c.heads + h];
+        const from = info[at + 6];
+        ranked.push({ len: info[at + 1], evictable, sums: sums.subarray(from, from + Math.ceil(evictable / r.ctx.opts.chunkSize)) });
+      }
+      return ranked;
+    });
+  }
+
+  /** Per-head eviction counts of each request, from its ranking (host, cheap). */
+  static counts(reqs: GpuPlanRequest[], ranked: HeadChunkSums[][]): Int32Array[] {
+    return reqs.map((r, i) => (r.ctx.opts.method === "snapkv" ? uniformEvictCounts(ranked[i], r.keep) : chunkEvictCounts(ranked[i], r.ctx, r.keep)));
+  }
+
+  /**
+   * Evicts `counts[i][h]` keys from each head of the requests last ranked and
+   * compacts them; `live[i]` false skips a request (its sequence went away meanwhile).
+   * Returns the K/V entries evicted per request.
+   */
+  evict(reqs: GpuPlanRequest[], counts: Int32Array[], live: boolean[]): number[] {
+    const c = this.cache;
+    const n = reqs.length * c.heads;
+    const info = this.info;
+    if (info.length !== n * INFO_WORDS) throw new Error("evict() must follow rank() of the same requests");
+    let any = false;
+    reqs.forEach((_, i) => {
+      for (let h = 0; h < c.heads; h++) {
+        const e = live[i] ? counts[i][h] : 0;
+        info[(i * c.heads + h) * INFO_WORDS + 7] = e;
+        any ||= e > 0;
+      }
+    });
+    if (any) {
+      const bInfo = this.ws.get("info", info.byteLength);
+      const scratch = this.ws.get("scratch", this.scratchBytes);
+      this.kc.device.queue.writeBuffer(bInfo, 0, info);
+      const st = this.kc.step();
+      st.dispatch(this.kc.kernel("kv_evict"), [bInfo, c.table, scratch, c.pool.k, c.pool.v, c.pool.pos, c.pool.scores],
+        [c.blockSize, n, c.opts.headDim / 2], grid(n));
+      st.submit();
+    }
+    return reqs.map((r, i) => {
+      if (!live[i]) return 0;
+      let evicted = 0;
+      for (let h = 0; h < c.heads; h++) {
+        const e = Math.min(counts[i][h], r.cache.lengths[h]);
+        r.cache.lengths[h] -= e;
+        evicted += e;
+      }
+      c.trim(r.cache);
+      return evicted;
+    });
+  }
+
+  destroy() {
+    this.ws.destroy();
+  }
+}
+
+/** One workgroup per listed head, in a 2D grid past 65535. */
+function grid(n: number): [number, number] {
+  const x = Math.min(n, MAX_GROUPS_X);
+  return [x, Math.ceil(n / x)];
+}

@@ -1,0 +1,153 @@
+// GPU eviction planning (kv_rank + kv_evict) against the host policies: for the same
+// cache contents, every head keeps exactly the positions the host plan keeps, with
+// their own K, V and scores, and emptied blocks return to the pool. Scores are
+// multiples of 1/64 so chunk sums are exact in f32 and ties (many) are real ties.
+import { expect, test } from "bun:test";
+import { KvCache, type SeqCache } from "../src/cache/kv-cache.ts";
+import { Compactor } from "../src/cache/compaction.ts";
+import { GpuPlanner } from "../src/cache/gpu-planner.ts";
+import { DEFAULT_COMPRESSION, type CompressionOptions } from "../src/cache/compression.ts";
+import { keepBudget, policyFor, type PlanContext } from "../src/cache/policies.ts";
+import { getGpu, readF32, readU32, variants } from "./gpu-helpers.ts";
+
+const opts = { layers: 2, kvHeads: 3, headDim: 8, blockSize: 4, numBlocks: 1024, maxSeqLen: 600, maxSeqs: 3 };
+const HALF = opts.headDim / 2;
+
+function xorshift(seed: number) {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    return s;
+  };
+}
+
+interface Case { name: string; lens: number[]; pre: number; o: Partial<CompressionOptions> }
+
+/** A sequence of `len` tokens, thinned by a random first eviction (positions out of slot order). */
+async function fill(cache: KvCache, compactor: Compactor, len: number, pre: number, seed: number): Promise<SeqCache> {
+  const gpu = await getGpu();
+  const seq = cache.open()!;
+  expect(cache.reserve(seq, len)).toBe(true);
+  cache.commit(seq, len);
+  const rnd = xorshift(seed);
+  const phys = (h: number, i: number) => seq.blocks[h][Math.floor(i / opts.blockSize)] * opts.blockSize + (i % opts.blockSize);
+  const pos = await readU32(cache.pool.pos, opts.numBlocks * opts.blockSize);
+  const scores = await readF32(cache.pool.scores, opts.numBlocks * opts.blockSize);
+  const k = await readU32(cache.pool.k, opts.numBlocks * opts.blockSize * HALF);
+  const v = await readU32(cache.pool.v, opts.numBlocks * opts.blockSize * HALF);
+  for (let h = 0; h < cache.heads; h++) {
+    for (let i = 0; i < len; i++) {
+      const p = phys(h, i);
+      pos[p] = i;
+      scores[p] = (rnd() % 64) / 64;
+      for (let w = 0; w < HALF; w++) {
+        k[p * HALF + w] = rnd();
+        v[p * HALF + w] = rnd();
+      }
+    }
+  }
+  for (const [b, d] of [[cache.pool.k, k], [cache.pool.v, v], [cache.pool.pos, pos], [cache.pool.scores, scores]] as const) gpu.device.queue.writeBuffer(b, 0, d as Uint32Array<ArrayBuffer>);
+  if (pre > 0) {
+    // a different number of random keys gone from each head, the newest kept
+    const plan = Array.from({ length: cache.heads }, (_, h) => {
+      const gone = new Set<number>();
+      const want = Math.min(len - 8, Math.floor((pre * (h + 1)) / cache.heads));
+      while (gone.size < want) gone.add(rnd() % (len - 8));
+      return Int32Array.from(gone);
+    });
+    compactor.apply(seq, plan);
+  }
+  return seq;
+}
+
+/** Per head: position -> (K words, V words, score) of every kept key. */
+async function contents(cache: KvCache, seq: SeqCache) {
+  const n = opts.numBlocks * opts.blockSize;
+  const [pos, scores, k, v] = [await readU32(cache.pool.pos, n), await readF32(cache.pool.scores, n), await readU32(cache.pool.k, n * HALF), await readU32(cache.pool.v, n * HALF)];
+  return Array.from({ length: cache.heads }, (_, h) => {
+    const m = new Map<number, string>();
+    for (let i = 0; i < seq.lengths[h]; i++) {
+      const p = seq.blocks[h][Math.floor(i / opts.blockSize)] * opts.blockSize + (i % opts.blockSize);
+      m.set(pos[p], [...k.slice(p * HALF, (p + 1) * HALF), "|", ...v.slice(p * HALF, (p + 1) * HALF), "|", scores[p]].join(","));
+    }
+    return m;
+  });
+}
+
+const cases: Case[] = [
+  { name: "kvcompress rate 2, fresh prefill", lens: [157, 96], pre: 0, o: { method: "kvcompress", rate: 2, protectedWindow: 8 } },
+  { name: "kvcompress rate 4 after earlier evictions", lens: [300, 211], pre: 120, o: { method: "kvcompress", rate: 4, protectedWindow: 16 } },
+  { name: "kvcompress rate 16, chunk 4, pool 1, even layers", lens: [260, 77], pre: 40, o: { method: "kvcompress", rate: 16, chunkSize: 4, poolKernel: 1, evenLayerSplit: true } },
+  { name: "kvcompress max_cache_tokens, protected window larger than some heads", lens: [520, 64], pre: 200, o: { method: "kvcompress", maxCacheTokens: 40, protectedWindow: 48 } },
+  { name: "snapkv rate 3", lens: [190, 133], pre: 60, o: { method: "snapkv", rate: 3, protectedWindow: 4 } },
+];
+
+test("GPU planning keeps exactly what the host policy keeps, with its K/V; blocks go back", async () => {
+  const gpu = await getGpu();
+  const [{ kc }] = await variants();
+  for (const c of cases) {
+    const cache = new KvCache(gpu.device, opts);
+    const compactor = new Compactor(kc, cache);
+    const planner = new GpuPlanner(kc, cache);
+    const seqs: SeqCache[] = [];
+    for (let i = 0; i < c.lens.length; i++) seqs.push(await fill(cache, compactor, c.lens[i], c.pre, 17 + 31 * i + c.lens[i]));
+    const co: CompressionOptions = { ...DEFAULT_COMPRESSION, ...c.o };
+    const reqs = seqs.map((s, i) => {
+      const ctx: PlanContext = { layers: opts.layers, kvHeads: opts.kvHeads, lastPos: c.lens[i] - 1, logicalLen: c.lens[i], opts: co, seed: 1 };
+      return { cache: s, ctx, keep: keepBudget(ctx) };
+    });
+    // the host plan, applied to a copy of the expected contents
+    const want = [];
+    for (const r of reqs) {
+      const keys = await compactor.gather(r.cache);
+      const plan = policyFor(co)!.plan(keys, r.ctx, r.keep);
+      const before = await contents(cache, r.cache);
+      want.push(before.map((m, h) => {
+        const gone = new Set(Array.from(plan[h], (i) => keys[h].pos[i]));
+        return new Map([...m].filter(([p]) => !gone.has(p)));
+      }));
+    }
+    const held = seqs.map((s) => cache.tokensKept(s));
+    const ranked = await planner.rank(reqs);
+    const counts = GpuPlanner.counts(reqs, ranked);
+    const evicted = planner.evict(reqs, counts, reqs.map(() => true));
+    let blocks = 0;
+    for (let i = 0; i < reqs.length; i++) {
+      const got = await contents(cache, seqs[i]);
+      for (let h = 0; h < cache.heads; h++) {
+        expect(seqs[i].lengths[h], `${c.name}: seq ${i} head ${h} length`).toBe(want[i][h].size);
+        expect([...got[h].keys()].sort((a, b) => a - b), `${c.name}: seq ${i} head ${h}`).toEqual([...want[i][h].keys()].sort((a, b) => a - b));
+        for (const [p, kv] of got[h]) expect(kv, `${c.name}: position ${p}`).toBe(want[i][h].get(p)!);
+        expect(seqs[i].blocks[h].length).toBe(Math.ceil(seqs[i].lengths[h] / opts.blockSize));
+        blocks += seqs[i].blocks[h].length;
+      }
+      expect(evicted[i]).toBe(held[i] - cache.tokensKept(seqs[i]));
+      expect(cache.tokensKept(seqs[i])).toBeLessThanOrEqual(Math.max(reqs[i].keep, cache.heads * Math.min(c.lens[i], co.protectedWindow)));
+    }
+    expect(cache.pool.numUsedBlocks, c.name).toBe(blocks);
+    expect(evicted.reduce((a, b) => a + b, 0), c.name).toBeGreaterThan(0);
+    planner.destroy();
+    compactor.destroy();
+    cache.destroy();
+  }
+});
+
+test("a request marked gone is ranked but not evicted", async () => {
+  const gpu = await getGpu();
+  const [{ kc }] = await variants();
+  const cache = new KvCache(gpu.device, opts);
+  const compactor = new Compactor(kc, cache);
+  const planner = new GpuPlanner(kc, cache);
+  const seq = await fill(cache, compactor, 120, 0, 5);
+  const co: CompressionOptions = { ...DEFAULT_COMPRESSION, method: "kvcompress", rate: 4 };
+  const ctx: PlanContext = { layers: opts.layers, kvHeads: opts.kvHeads, lastPos: 119, logicalLen: 120, opts: co };
+  const reqs = [{ cache: seq, ctx, keep: keepBudget(ctx) }];
+  const before = await contents(cache, seq);
+  const counts = GpuPlanner.counts(reqs, await planner.rank(reqs));
+  expect(counts[0].reduce((a, b) => a + b, 0)).toBe(cache.heads * 120 - keepBudget(ctx));
+  expect(planner.evict(reqs, counts, [false])).toEqual([0]);
+  expect(await contents(cache, seq)).toEqual(before);
+  planner.destroy();
+  compactor.destroy();
+  cache.destroy();
+});
