@@ -44,7 +44,16 @@ const MATRICES = ["qkv", "o", "gate_up", "down", "lm_head"] as const;
 const bufferOf = (b: CapturedDispatch["bindings"][number]): GPUBuffer => ("mapAsync" in b ? b : b.buffer);
 const kernelName = (d: CapturedDispatch) => d.k.key.split(":")[0];
 
-/** Names each captured dispatch: the matrix a gemv/gemm reads, attention for both attention kernels, else the kernel. */
+const defined = (d: CapturedDispatch, name: string) => d.k.key.includes(`${name}=true`);
+
+/** What a GEMV folds in besides its matrix (kernels/gemv.wgsl NORM, SWIGLU), as a name suffix. */
+const fusedSuffix = (d: CapturedDispatch) => (defined(d, "SWIGLU") ? "+swiglu" : defined(d, "NORM") ? "+norm" : "");
+
+/**
+ * Names each captured dispatch: the matrix a gemv/gemm reads (with what it fuses:
+ * "qkv+norm", "gate_up+swiglu", "lm_head+norm"), attention for both attention
+ * kernels, "rope+append" for rope_append, else the kernel.
+ */
 function classifier(e: Engine): (d: CapturedDispatch) => string {
   const byBuf = new Map<GPUBuffer, string>();
   for (const l of e.weights.layers) {
@@ -55,18 +64,26 @@ function classifier(e: Engine): (d: CapturedDispatch) => string {
   for (const s of e.weights.lmHead.shards) byBuf.set(s.buffer, "lm_head");
   return (d) => {
     const k = kernelName(d);
-    if (k === "gemv" || k === "gemm") return byBuf.get(bufferOf(d.bindings[0])) ?? k;
+    if (k === "gemv" || k === "gemm") return (byBuf.get(bufferOf(d.bindings[0])) ?? k) + fusedSuffix(d);
     if (k === "attn_merge") return "attention";
+    if (k === "rope_append") return "rope+append";
     return k;
   };
 }
 
-/** Bytes a gemv/gemm dispatch must move (weights once, activations in, outputs out) and its FLOPs. */
+/**
+ * Bytes a gemv/gemm dispatch must move (weights once, activations in, outputs out) and
+ * its FLOPs. A SWIGLU gemv writes N columns from nW gate and nW up rows.
+ */
 function matmulCost(d: CapturedDispatch): { bytes: number; flops: number } {
   const [K, N, M] = d.params;
-  const residual = d.k.key.includes("RESIDUAL=true");
-  return { bytes: N * K * 2 + M * K * 4 + M * N * 4 * (residual ? 2 : 1), flops: 2 * M * N * K };
+  const rows = defined(d, "SWIGLU") ? 2 * d.params[6] : N;
+  const residual = defined(d, "RESIDUAL");
+  return { bytes: rows * K * 2 + M * K * 4 + M * N * 4 * (residual ? 2 : 1), flops: 2 * M * rows * K };
 }
+
+/** The matrix a breakdown name is about ("gate_up+swiglu" -> "gate_up"), or null. */
+const matrixOf = (name: string) => MATRICES.find((m) => name === m || name.startsWith(m + "+")) ?? null;
 
 /** A captured gemm dispatch run by another GEMM variant: same bindings and params, its pipeline and grid. */
 function asGemmVariant(e: Engine, d: CapturedDispatch, v: GemmVariant): CapturedDispatch {
@@ -183,12 +200,14 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
       for (const [name, ds] of groups) {
         const t = await timer.time(ds, topt);
         breakdown[name] = round(t.ms, 4)!;
-        if (!(MATRICES as readonly string[]).includes(name)) continue;
+        const matrix = matrixOf(name);
+        if (!matrix) continue;
         const cost = ds.map(matmulCost).reduce((a, c) => ({ bytes: a.bytes + c.bytes, flops: a.flops + c.flops }), { bytes: 0, flops: 0 });
         const gbps = cost.bytes / (t.ms * 1e6);
         const [K, N] = ds[0].params;
+        const rowsN = matrix === "lm_head" ? e.cfg.vocab : matrix === "gate_up" ? 2 * e.cfg.ffn : N;
         rep.emit({
-          ...common, test: "gemv", name, M, N: name === "lm_head" ? e.cfg.vocab : N, K, dispatches: ds.length,
+          ...common, test: "gemv", name: matrix, fused: name.slice(matrix.length + 1) || null, M, N: rowsN, K, dispatches: ds.length,
           bytes: cost.bytes, ms: round(t.ms, 4), gbps: round(gbps, 1), ...pct(gbps), reps: t.reps,
           l2_resident_risk: cost.bytes < L2_RISK_BYTES,
         });

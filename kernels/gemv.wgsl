@@ -1,44 +1,95 @@
 // Decode GEMV: Y[m, colOff + n] (+)= sum_k X[m, k] * W[n, k] (+ B[colOff + n]).
 // W: f16 [N, K] (native f16 or packed u32 pairs), X: f32 [M, K], K % 8 == 0.
-// One workgroup: ROWS output rows x BATCH activation rows; each thread strides K in
+// One workgroup: ROWS weight rows x BATCH activation rows; each thread strides K in
 // 16-byte weight loads, so W is read once per BATCH activation rows. f32 accumulators.
-struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, }
+//
+// Fusions (decode only; prefill keeps the separate kernels):
+// NORM: RMSNorm of X folded in: Y = inv_rms(X[m]) * sum_k W[n, k] G[k] X[m, k]. Every
+//   workgroup reads whole rows of X anyway, so it sums X^2 in the same K loop (K is
+//   the hidden size: the norm's mean runs over K).
+// GATHER (with NORM): activation row m is X[R[m]] (the last row of each sequence).
+// SWIGLU (with NORM): a workgroup takes ROWS/2 gate rows W[gRow + n] and the matching
+//   up rows W2[uRow + n] and writes silu(gate) * up; columns n >= nW (the padding of
+//   the down projection's K) get 0.
+struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, eps: f32, nW: u32, gRow: u32, uRow: u32, }
 
 #if F16
-@group(0) @binding(0) var<storage, read> W: array<vec4<f16>>;
+@group(0) @binding(#) var<storage, read> W: array<vec4<f16>>;
 #else
-@group(0) @binding(0) var<storage, read> W: array<vec4<u32>>;
+@group(0) @binding(#) var<storage, read> W: array<vec4<u32>>;
 #endif
-@group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(#) var<storage, read> X: array<vec4<f32>>;
+@group(0) @binding(#) var<storage, read_write> Y: array<f32>;
 #if BIAS
-@group(0) @binding(3) var<storage, read> B: array<f32>;
-@group(0) @binding(4) var<uniform> P: Params;
-#else
-@group(0) @binding(3) var<uniform> P: Params;
+@group(0) @binding(#) var<storage, read> B: array<f32>;
 #endif
+#if NORM
+@group(0) @binding(#) var<storage, read> G: array<vec4<f32>>;
+#endif
+#if GATHER
+@group(0) @binding(#) var<storage, read> R: array<u32>;
+#endif
+#if SWIGLU
+#if F16
+@group(0) @binding(#) var<storage, read> W2: array<vec4<f16>>;
+#else
+@group(0) @binding(#) var<storage, read> W2: array<vec4<u32>>;
+#endif
+#endif
+@group(0) @binding(#) var<uniform> P: Params;
 
 const WG = {{WG}}u;
 const ROWS = {{ROWS}}u;
 const BATCH = {{BATCH}}u;
 const RB = ROWS * BATCH;
-
-#if SUBGROUPS
-// one partial per (output, subgroup); subgroups are at least 4 wide
-var<workgroup> red: array<f32, RB * (WG / 4u)>;
+#if SWIGLU
+const OUT = ROWS / 2u; // output columns per workgroup
 #else
-var<workgroup> red: array<f32, RB * WG>;
+const OUT = ROWS;
+#endif
+#if NORM
+const NR = RB + BATCH; // the sums of squares ride along with the dot products
+#else
+const NR = RB;
 #endif
 
-// 8 consecutive weights starting at element 8*i
-fn load8(i: u32) -> array<vec4<f32>, 2> {
-#if F16
-  return array<vec4<f32>, 2>(vec4<f32>(W[2u * i]), vec4<f32>(W[2u * i + 1u]));
+#if SUBGROUPS
+// one partial per (value, subgroup); subgroups are at least 4 wide
+const SLOTS = WG / 4u;
 #else
-  let u = W[i];
+// tree over WG / 2 slots: the upper half adds into the lower half first
+const SLOTS = WG / 2u;
+#endif
+var<workgroup> red: array<f32, NR * SLOTS>;
+
+// 8 consecutive weights starting at element 8*i
+#if F16
+fn load8(i: u32) -> array<vec4<f32>, 2> {
+  return array<vec4<f32>, 2>(vec4<f32>(W[2u * i]), vec4<f32>(W[2u * i + 1u]));
+}
+#if SWIGLU
+fn load8up(i: u32) -> array<vec4<f32>, 2> {
+  return array<vec4<f32>, 2>(vec4<f32>(W2[2u * i]), vec4<f32>(W2[2u * i + 1u]));
+}
+#endif
+#else
+fn unpack8(u: vec4<u32>) -> array<vec4<f32>, 2> {
   return array<vec4<f32>, 2>(
     vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y)),
     vec4<f32>(unpack2x16float(u.z), unpack2x16float(u.w)));
+}
+fn load8(i: u32) -> array<vec4<f32>, 2> { return unpack8(W[i]); }
+#if SWIGLU
+fn load8up(i: u32) -> array<vec4<f32>, 2> { return unpack8(W2[i]); }
+#endif
+#endif
+
+// index of the last weight row a workgroup may read (rows past it are clamped there)
+fn lastRow() -> u32 {
+#if SWIGLU
+  return P.nW - 1u;
+#else
+  return P.N - 1u;
 #endif
 }
 
@@ -48,48 +99,94 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   , @builtin(subgroup_size) sgs: u32, @builtin(subgroup_invocation_id) sgi: u32
 #endif
 ) {
-  let n0 = wid.x * ROWS;
+  let n0 = wid.x * OUT;
   let m0 = wid.y * BATCH;
   let K8 = P.K / 8u;
-  var acc: array<f32, RB>;
+  var acc: array<f32, NR>;
   for (var k8 = t; k8 < K8; k8 += WG) {
     var xs: array<array<vec4<f32>, 2>, BATCH>;
+#if NORM
+    let g0 = G[2u * k8];
+    let g1 = G[2u * k8 + 1u];
+#endif
     for (var b = 0u; b < BATCH; b++) {
-      let m = min(m0 + b, P.M - 1u);
+      let mb = min(m0 + b, P.M - 1u);
+#if GATHER
+      let m = R[mb];
+#else
+      let m = mb;
+#endif
       let xi = m * (P.K / 4u) + 2u * k8;
       xs[b] = array<vec4<f32>, 2>(X[xi], X[xi + 1u]);
+#if NORM
+      acc[RB + b] += dot(xs[b][0], xs[b][0]) + dot(xs[b][1], xs[b][1]);
+      xs[b][0] *= g0;
+      xs[b][1] *= g1;
+#endif
     }
-    for (var r = 0u; r < ROWS; r++) {
-      let n = min(n0 + r, P.N - 1u);
-      let w = load8(n * K8 + k8);
+    for (var r = 0u; r < OUT; r++) {
+#if SWIGLU
+      let w = load8((P.gRow + min(n0 + r, lastRow())) * K8 + k8);
+#else
+      let w = load8(min(n0 + r, lastRow()) * K8 + k8);
+#endif
       for (var b = 0u; b < BATCH; b++) {
         acc[r * BATCH + b] += dot(w[0], xs[b][0]) + dot(w[1], xs[b][1]);
       }
     }
+#if SWIGLU
+    for (var r = 0u; r < OUT; r++) {
+      let w = load8up((P.uRow + min(n0 + r, lastRow())) * K8 + k8);
+      for (var b = 0u; b < BATCH; b++) {
+        acc[(OUT + r) * BATCH + b] += dot(w[0], xs[b][0]) + dot(w[1], xs[b][1]);
+      }
+    }
+#endif
   }
 #if SUBGROUPS
   let nsg = WG / sgs;
-  for (var j = 0u; j < RB; j++) {
+  for (var j = 0u; j < NR; j++) {
     let s = subgroupAdd(acc[j]);
-    if (sgi == 0u) { red[j * (WG / 4u) + t / sgs] = s; }
+    if (sgi == 0u) { red[j * SLOTS + t / sgs] = s; }
   }
   workgroupBarrier();
-  if (t < RB) {
-    var s = 0.0;
-    for (var i = 0u; i < nsg; i++) { s += red[t * (WG / 4u) + i]; }
-    store(t, n0, m0, s);
-  }
 #else
-  for (var j = 0u; j < RB; j++) { red[j * WG + t] = acc[j]; }
+  let nsg = 1u;
+  if (t >= SLOTS) {
+    for (var j = 0u; j < NR; j++) { red[j * SLOTS + t - SLOTS] = acc[j]; }
+  }
   workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+  if (t < SLOTS) {
+    for (var j = 0u; j < NR; j++) { red[j * SLOTS + t] += acc[j]; }
+  }
+  workgroupBarrier();
+  for (var s = SLOTS / 2u; s > 0u; s >>= 1u) {
     if (t < s) {
-      for (var j = 0u; j < RB; j++) { red[j * WG + t] += red[j * WG + t + s]; }
+      for (var j = 0u; j < NR; j++) { red[j * SLOTS + t] += red[j * SLOTS + t + s]; }
     }
     workgroupBarrier();
   }
-  if (t < RB) { store(t, n0, m0, red[t * WG]); }
 #endif
+  // value j of the workgroup: the sum of its nsg partials
+  if (t < OUT * BATCH) {
+    var inv = 1.0;
+#if NORM
+    inv = inverseSqrt(total(RB + t % BATCH, nsg) / f32(P.K) + P.eps);
+#endif
+#if SWIGLU
+    let g = total(t, nsg) * inv;
+    let u = total(OUT * BATCH + t, nsg) * inv;
+    store(t, n0, m0, g / (1.0 + exp(-g)) * u);
+#else
+    store(t, n0, m0, total(t, nsg) * inv);
+#endif
+  }
+}
+
+fn total(j: u32, nsg: u32) -> f32 {
+  var s = 0.0;
+  for (var i = 0u; i < nsg; i++) { s += red[j * SLOTS + i]; }
+  return s;
 }
 
 fn store(j: u32, n0: u32, m0: u32, v: f32) {
@@ -98,6 +195,9 @@ fn store(j: u32, n0: u32, m0: u32, v: f32) {
   if (n >= P.N || m >= P.M) { return; }
   let yi = m * P.ldy + P.colOff + n;
   var out = v;
+#if SWIGLU
+  if (n >= P.nW) { out = 0.0; }
+#endif
 #if BIAS
   out += B[P.colOff + n];
 #endif

@@ -75,13 +75,23 @@ describe("random weights built on the GPU", () => {
       e.cache.reserve(seq, ids.length);
       e.model.reserveHistory(1);
       const list = capture(e.kc, () => e.model.step({ seqs: [{ seq, tokens: ids, n: ids.length, pos0: 0, sampling: GREEDY, counter: 0 }], tokensFromGpu: false, histOffset: 0 }));
-      // embed, per layer 9 dispatches (rmsnorm, qkv, rope, append, attention, o, rmsnorm, gate_up, swiglu, down: 10), norm, lm_head, sample
-      expect(list.length).toBe(1 + 10 * SHAPES.tiny.layers + 3);
+      // prefill: embed, per layer 9 (rmsnorm, qkv, rope_append, attention, o, rmsnorm, gate_up, swiglu, down),
+      // lm_head+norm (one row per sequence: the GEMV), sample
+      expect(list.length).toBe(1 + 9 * SHAPES.tiny.layers + 2);
       expect(list.map((d) => d.k.key.split(":")[0]).slice(0, 3)).toEqual(["embed", "rmsnorm", "gemm"]);
       const t = await timer.time(list, { minPassMs: 1, passes: 2 });
       expect(t.ms).toBeGreaterThan(0);
       expect(t.samples.length).toBe(2);
       e.cache.release(seq);
+      // decode: the norms and swiglu fold into the GEMVs: embed, per layer 6 (qkv+norm,
+      // rope_append, attention, o, gate_up+norm+swiglu, down), lm_head+norm, sample
+      const dseq = e.cache.open()!;
+      e.cache.reserve(dseq, ids.length + 1);
+      e.cache.commit(dseq, ids.length);
+      const decode = capture(e.kc, () => e.model.step({ seqs: [{ seq: dseq, tokens: [5], n: 1, pos0: ids.length, sampling: GREEDY, counter: 0 }], tokensFromGpu: false, histOffset: 0 }));
+      expect(decode.length).toBe(1 + 6 * SHAPES.tiny.layers + 2);
+      expect(decode.map((d) => d.k.key.split(":")[0]).slice(0, 7)).toEqual(["embed", "gemv", "rope_append", "attention", "gemv", "gemv", "gemv"]);
+      e.cache.release(dseq);
       // the replayed step ran the forward for real: the engine still generates as before
       const again = await firstLogits(e, ids);
       expect(again.output.length).toBe(4);

@@ -2,13 +2,20 @@
 // in each variant the adapter can run: packed-u32 weights, native f16, subgroups.
 import { describe, expect, test } from "bun:test";
 import { cdiv, F } from "../src/gpu/kernels.ts";
-import { toF16Bytes } from "../src/model/f16.ts";
+import { Usage } from "../src/gpu/flags.ts";
+import { f16BitsToF32, toF16Bytes } from "../src/model/f16.ts";
 import { ropeInvFreq } from "../src/model/config.ts";
 import { GEMM_VARIANTS, gemmGrid, gemmKernel } from "../src/model/gemm.ts";
+import { swigluRuns } from "../src/model/llama.ts";
+import type { Matrix } from "../src/model/weights.ts";
 import * as ref from "./reference.ts";
-import { maxAbsDiff, rand, readF32, readU32, up, variants, zeros } from "./gpu-helpers.ts";
+import { getGpu, maxAbsDiff, rand, readF32, readU32, up, variants, zeros } from "./gpu-helpers.ts";
 
 const f16round = (x: Float32Array) => x.map(ref.roundF16);
+const GEMV = { WG: 256, ROWS: 4, BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false };
+/** max |got - want| over max |want| */
+const relErr = (got: ArrayLike<number>, want: ArrayLike<number>) => maxAbsDiff(got, want) / Math.max(...Array.from(want, Math.abs));
+const poisoned = (n: number) => up(new Float32Array(n).fill(NaN));
 
 describe("matmul", async () => {
   for (const { name, kc } of await variants()) {
@@ -20,7 +27,7 @@ describe("matmul", async () => {
           const bias = rand(N, 3);
           const res = rand(M * N, 4);
           const Y = await up(fused ? res : new Float32Array(M * N));
-          const k = kc.kernel(kind, { WG: 256, ROWS: 4, BATCH: M === 1 ? 1 : 4, BIAS: fused, RESIDUAL: fused });
+          const k = kc.kernel(kind, { ...GEMV, BATCH: M === 1 ? 1 : 4, BIAS: fused, RESIDUAL: fused });
           const st = kc.step();
           const bindings = [await up(toF16Bytes(w)), await up(x), Y];
           if (fused) bindings.push(await up(bias));
@@ -74,13 +81,73 @@ describe("matmul", async () => {
       const x = rand(M * K, 6);
       const Y = await zeros(M * N * 4);
       const st = kc.step();
-      const k = kc.kernel("gemv", { WG: 256, ROWS: 4, BATCH: 4, BIAS: false, RESIDUAL: false });
+      const k = kc.kernel("gemv", { ...GEMV, BATCH: 4 });
       for (const [r0, n] of [[0, 24], [24, 16]]) {
         st.dispatch(k, [await up(toF16Bytes(w.slice(r0 * K, (r0 + n) * K))), await up(x), Y], [K, n, M, N, r0], [cdiv(n, 4), 1]);
       }
       st.submit();
       expect(maxAbsDiff(await readF32(Y, M * N), ref.matmul(x, w, M, N, K))).toBeLessThan(1e-3);
     });
+
+    // K = 2056 has each thread take 1 or 2 steps of 8; K = 136 leaves most threads idle
+    for (const [M, N, K] of [[1, 37, 2056], [5, 66, 136], [16, 9, 2056]] as const) {
+      for (const extra of ["", "bias", "gather"] as const) {
+        test(`${name} gemv +norm${extra ? " +" + extra : ""} M=${M} N=${N} K=${K}`, async () => {
+          const eps = 1e-5;
+          const rows = extra === "gather" ? M + 3 : M;
+          const x = rand(rows * K, 20 + M, 3);
+          const g = rand(K, 21, 2);
+          const w = f16round(rand(N * K, 22, 0.5));
+          const bias = rand(N, 23);
+          const pick = Array.from({ length: M }, (_, j) => (j * 7 + 2) % rows); // gathered rows, out of order
+          const Y = await poisoned(M * N);
+          const bindings = [await up(toF16Bytes(w)), await up(x), Y];
+          if (extra === "bias") bindings.push(await up(bias));
+          bindings.push(await up(g));
+          if (extra === "gather") bindings.push(await up(new Uint32Array(pick)));
+          const k = kc.kernel("gemv", { ...GEMV, BATCH: M === 1 ? 1 : 4, NORM: true, BIAS: extra === "bias", GATHER: extra === "gather" });
+          const st = kc.step();
+          st.dispatch(k, bindings, [K, N, M, N, 0, F(eps)], [cdiv(N, 4), cdiv(M, M === 1 ? 1 : 4)]);
+          st.submit();
+          const xs = extra === "gather" ? new Float32Array(pick.flatMap((r) => [...x.subarray(r * K, (r + 1) * K)])) : x;
+          const want = ref.matmul(ref.rmsnorm(xs, g, M, K, eps), w, M, N, K, extra === "bias" ? bias : undefined);
+          expect(relErr(await readF32(Y, M * N), want)).toBeLessThan(1e-4);
+        });
+      }
+    }
+
+    // gate rows 0..F-1 then up rows F..2F-1, in one binding or in row shards cut inside
+    // the gate and the up rows (so runs pair different shards)
+    for (const [M, cuts, nRuns] of [[1, [], 1], [3, [], 1], [7, [100, 250], 3], [16, [172, 300], 2]] as const) {
+      test(`${name} gemv +norm +swiglu M=${M} shards at [${cuts}]`, async () => {
+        const eps = 1e-5, Fn = 172, Fp = 176, K = 520;
+        const x = rand(M * K, 30 + M, 2);
+        const g = rand(K, 31, 2);
+        const w = f16round(rand(2 * Fn * K, 32, 0.5));
+        const bounds = [0, ...cuts, 2 * Fn];
+        const shards = [];
+        for (let i = 0; i + 1 < bounds.length; i++) {
+          const [a, b] = [bounds[i], bounds[i + 1]];
+          shards.push({ buffer: await up(toF16Bytes(w.slice(a * K, b * K))), rowStart: a, rows: b - a });
+        }
+        const runs = swigluRuns({ N: 2 * Fn, K, shards } as Matrix, Fn, Fp);
+        expect(runs.length).toBe(nRuns);
+        const act = await poisoned(M * Fp);
+        const bx = await up(x), bg = await up(g);
+        const k = kc.kernel("gemv", { ...GEMV, BATCH: M === 1 ? 1 : 4, NORM: true, SWIGLU: true });
+        const st = kc.step();
+        for (const r of runs) {
+          st.dispatch(k, [r.gate.buffer, bx, act, bg, r.up.buffer],
+            [K, r.n, M, Fp, r.col, F(eps), r.nW, r.col - r.gate.rowStart, Fn + r.col - r.up.rowStart], [cdiv(r.n, 2), cdiv(M, M === 1 ? 1 : 4)]);
+        }
+        st.submit();
+        const gu = ref.matmul(ref.rmsnorm(x, g, M, K, eps), w, M, 2 * Fn, K);
+        const want = ref.swiglu(gu, M, Fn, Fp);
+        const got = await readF32(act, M * Fp);
+        expect(relErr(got, want)).toBeLessThan(1e-4);
+        for (let m = 0; m < M; m++) expect([...got.subarray(m * Fp + Fn, (m + 1) * Fp)]).toEqual([0, 0, 0, 0]);
+      });
+    }
   }
 });
 
@@ -105,17 +172,68 @@ describe("elementwise and norms", async () => {
     expect(maxAbsDiff(await readF32(yg, 2 * D), want)).toBeLessThan(1e-4);
   });
 
-  test("rope: rotate_half, llama3 scaling, positions up to 100k", async () => {
-    const M = 4, H = 3, KVH = 1, D = 64, ld = (H + 2 * KVH) * D;
+  test("rope_append: rotate_half q in place, roped k and v into scattered cache blocks", async () => {
+    // two sequences of 2 new rows, layer 1 of 2; sequence 0's head 0 crosses a block end
+    const H = 4, KVH = 2, D = 64, BS = 16, L = 2, layer = 1, ld = (H + 2 * KVH) * D, half = D / 2;
     const inv = ropeInvFreq(D, 500000, { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 });
-    const q = rand(M * ld, 10);
-    const pos = [0, 7, 4095, 100000];
-    const rows = new Uint32Array(pos.flatMap((p, i) => [0, i, p, 0]));
-    const bq = await up(q);
+    const rows = [[0, 0, 15], [0, 1, 100000], [1, 0, 7], [1, 1, 4095]]; // (seq, i, pos)
+    const M = rows.length;
+    const lenBefore = [[15, 3], [0, 30]]; // [seq][kv head]
+    const perHead = 4, numBlocks = 2 * L * KVH * perHead;
+    const table = new Uint32Array(numBlocks);
+    for (let i = 0; i < numBlocks; i++) table[i] = (i * 5 + 3) % numBlocks; // scattered, a permutation
+    const heads = new Uint32Array(2 * L * KVH * 2);
+    for (let sq = 0; sq < 2; sq++) for (let h = 0; h < KVH; h++) heads.set([((sq * L + layer) * KVH + h) * perHead, lenBefore[sq][h]], ((sq * L + layer) * KVH + h) * 2);
+    const qkv = rand(M * ld, 40, 2);
+    const bq = await up(qkv);
+    const POISON = 0x7e007e00; // two f16 NaNs
+    const kPool = await up(new Uint32Array(numBlocks * BS * half).fill(POISON));
+    const vPool = await up(new Uint32Array(numBlocks * BS * half).fill(POISON));
+    const posPool = await up(new Uint32Array(numBlocks * BS).fill(0xffffffff));
+    const scorePool = await up(new Float32Array(numBlocks * BS).fill(NaN));
+    const freq4 = cdiv(half, 4);
+    const freqs = new Float32Array(freq4 * 4);
+    freqs.set(inv);
+    const dev = (await getGpu()).device;
+    const bInv = dev.createBuffer({ size: freqs.byteLength, usage: Usage.UNIFORM | Usage.COPY_DST });
+    dev.queue.writeBuffer(bInv, 0, freqs);
     const st = kc.step();
-    st.dispatch(kc.kernel("rope"), [bq, await up(rows), await up(inv)], [M, D, H + KVH, ld], [cdiv((H + KVH) * D / 2, 64), M]);
+    st.dispatch(kc.kernel("rope_append", { FREQ4: freq4 }), [bq, await up(new Uint32Array(rows.flatMap((r) => [...r, 0]))), await up(heads), await up(table), kPool, vPool, posPool, scorePool, bInv],
+      [M, D, H, KVH, L, layer, BS, ld], [cdiv((H + KVH) * D / 4, 64), M]);
     st.submit();
-    expect(maxAbsDiff(await readF32(bq, M * ld), ref.rope(q, M, H + KVH, D, ld, pos, inv))).toBeLessThan(2e-3);
+    const roped = ref.rope(qkv, M, H + KVH, D, ld, rows.map((r) => r[2]), inv);
+    // q roped in place; k and v in QKV as they came
+    const wantQkv = qkv.slice();
+    for (let m = 0; m < M; m++) wantQkv.set(roped.subarray(m * ld, m * ld + H * D), m * ld);
+    expect(maxAbsDiff(await readF32(bq, M * ld), wantQkv)).toBeLessThan(2e-3);
+    // expected pools: poison except each new token's slot
+    const wantK = new Float32Array(numBlocks * BS * D).fill(NaN), wantV = wantK.slice();
+    const wantPos = new Uint32Array(numBlocks * BS).fill(0xffffffff);
+    const wantScore = new Float32Array(numBlocks * BS).fill(NaN);
+    for (const [m, [sq, i, p]] of rows.entries()) {
+      for (let h = 0; h < KVH; h++) {
+        const hd = ((sq * L + layer) * KVH + h) * 2;
+        const slot = heads[hd + 1] + i;
+        const phys = table[heads[hd] + Math.floor(slot / BS)] * BS + (slot % BS);
+        const kOff = m * ld + (H + h) * D, vOff = m * ld + (H + KVH + h) * D;
+        wantK.set(roped.subarray(kOff, kOff + D).map(ref.roundF16), phys * D);
+        wantV.set(qkv.subarray(vOff, vOff + D).map(ref.roundF16), phys * D);
+        wantPos[phys] = p;
+        wantScore[phys] = 0;
+      }
+    }
+    const f16s = (u: Uint32Array) => Float32Array.from(new Uint16Array(u.buffer), f16BitsToF32);
+    // NaN - NaN is NaN and would hide a difference: compare where each is NaN first
+    const nanAt = (a: Float32Array) => [...a.keys()].filter((i) => Number.isNaN(a[i]));
+    const gotK = f16s(await readU32(kPool, numBlocks * BS * half)), gotV = f16s(await readU32(vPool, numBlocks * BS * half));
+    for (const [got, want, tol] of [[gotK, wantK, 2e-3], [gotV, wantV, 0]] as const) {
+      expect(nanAt(got)).toEqual(nanAt(want));
+      expect(maxAbsDiff(got.map((v) => v || 0), want.map((v) => v || 0))).toBeLessThanOrEqual(tol);
+    }
+    expect([...(await readU32(posPool, numBlocks * BS))]).toEqual([...wantPos]);
+    const gotScore = await readF32(scorePool, numBlocks * BS);
+    expect(nanAt(gotScore)).toEqual(nanAt(wantScore));
+    expect(maxAbsDiff(gotScore.map((v) => v || 0), wantScore.map((v) => v || 0))).toBe(0);
   });
 
   test("swiglu with zero padding to a multiple of 8", async () => {

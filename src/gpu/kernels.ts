@@ -24,6 +24,8 @@ export function registerKernelSource(name: string, code: string) {
 /**
  * `#if NAME` / `#if !NAME` / `#else` / `#endif` on boolean defines, then `{{NAME}}`
  * replaced by the define's value. Unknown names are an error, not a silent blank.
+ * `@binding(#)` numbers the bindings that survive the `#if`s in order (a Step binds
+ * buffers 0, 1, ... and the params uniform last), so optional bindings need no arithmetic.
  */
 export function preprocess(src: string, defines: Defines): string {
   const out: string[] = [];
@@ -55,7 +57,8 @@ export function preprocess(src: string, defines: Defines): string {
     if (on) out.push(line);
   }
   if (stack.length) throw new Error("WGSL #if without #endif");
-  return out.join("\n").replace(/\{\{(\w+)\}\}/g, (_, k) => {
+  let binding = 0;
+  return out.join("\n").replace(/@binding\(#\)/g, () => `@binding(${binding++})`).replace(/\{\{(\w+)\}\}/g, (_, k) => {
     if (!(k in defines)) throw new Error(`WGSL template name ${k} has no define`);
     return String(defines[k]);
   });

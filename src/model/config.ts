@@ -55,7 +55,8 @@ export function loadConfig(dir: string): ModelConfig {
   const kvHeads = c.num_key_value_heads ?? heads;
   const headDim = c.head_dim ?? hidden / heads;
   if (heads % kvHeads !== 0) throw new Error(`${path}: num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`);
-  if (headDim % 2 !== 0) throw new Error(`${path}: head_dim ${headDim} must be even`);
+  // kernels/rope_append.wgsl writes two packed f16 pairs per thread
+  if (headDim % 4 !== 0) throw new Error(`${path}: head_dim ${headDim} must be a multiple of 4`);
   if (c.hidden_act && c.hidden_act !== "silu") throw new Error(`${path}: hidden_act "${c.hidden_act}" is not supported (silu only)`);
   const rope = c.rope_scaling ?? null;
   const ropeParams = c.rope_parameters ?? {};

@@ -7,12 +7,16 @@
 //              cache; a = attention(q, cache); x += a Wo; h = rmsnorm(x);
 //              x += swiglu(h Wgate, h Wup) Wdown
 //   logits = rmsnorm(x[last row of each sequence]) Wlm; token = sample(logits)
+// With at most GEMV_MAX_ROWS rows (decode) each rmsnorm is folded into the GEMV after
+// it and swiglu into the gate_up GEMV: 6 dispatches per layer. RoPE and the cache
+// append are one kernel on both paths.
 import { checkGpuErrors, type Gpu } from "../gpu/device.ts";
 import { GrowableBuffers, readBuffer } from "../gpu/buffers.ts";
-import { cdiv, F, type Binding, type KernelContext, type Step } from "../gpu/kernels.ts";
+import { Usage } from "../gpu/flags.ts";
+import { cdiv, F, type Binding, type Defines, type KernelContext, type Step } from "../gpu/kernels.ts";
 import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
-import { pad8, type Matrix, type ModelWeights } from "./weights.ts";
+import { pad8, type Matrix, type MatrixShard, type ModelWeights } from "./weights.ts";
 import { gemmGrid, gemmKernel, modelGemm } from "./gemm.ts";
 
 export interface Sampling {
@@ -62,6 +66,33 @@ interface Scoring {
 
 const NO_SLOT = 0xffffffff;
 
+/**
+ * A run of output columns [col, col + nW) of the fused gate_up GEMV whose gate rows
+ * (col + i) all sit in one shard and whose up rows (F + col + i) in one shard; `n`
+ * adds the zero padding columns to the last run.
+ */
+export interface SwigluRun {
+  gate: MatrixShard;
+  up: MatrixShard;
+  col: number;
+  nW: number;
+  n: number;
+}
+
+/** Cuts gate_up (gate rows 0..F-1, then up rows F..2F-1, row-sharded) into SwigluRuns. */
+export function swigluRuns(m: Matrix, F: number, Fp: number): SwigluRun[] {
+  const cuts = new Set([0, F]);
+  for (const s of m.shards) cuts.add(s.rowStart < F ? s.rowStart : s.rowStart - F);
+  const at = (row: number) => m.shards.find((s) => row >= s.rowStart && row < s.rowStart + s.rows)!;
+  const sorted = [...cuts].sort((a, b) => a - b);
+  const runs: SwigluRun[] = [];
+  for (let i = 0; i + 1 < sorted.length; i++) {
+    const [col, end] = [sorted[i], sorted[i + 1]];
+    runs.push({ gate: at(col), up: at(F + col), col, nW: end - col, n: end === F ? Fp - col : end - col });
+  }
+  return runs;
+}
+
 /** Matmuls with at most this many rows use the GEMV kernel; more use the tiled GEMM. */
 const GEMV_MAX_ROWS = 16;
 const ATTN_WG = 64;
@@ -73,15 +104,22 @@ export class LlamaModel {
   private histCapacity = 0;
   /** the prefill GEMM variant (src/model/gemm.ts) */
   readonly gemm = modelGemm();
+  /** a uniform (see kernels/rope_append.wgsl), padded to whole vec4s */
+  private invFreq: GPUBuffer;
+  private freq4: number;
+  private swiglu: SwigluRun[][];
 
   constructor(readonly gpu: Gpu, readonly kc: KernelContext, readonly cfg: ModelConfig, readonly w: ModelWeights, readonly cache: KvCache) {
     this.ws = new GrowableBuffers(gpu.device, () => kc.forgetBindGroups());
     this.ffnPad = pad8(cfg.ffn);
     this.qkvWidth = (cfg.heads + 2 * cfg.kvHeads) * cfg.headDim;
-    this.invFreq = this.ws.get("inv-freq", cfg.invFreq.byteLength);
-    gpu.device.queue.writeBuffer(this.invFreq, 0, cfg.invFreq);
+    this.freq4 = cdiv(cfg.invFreq.length, 4);
+    const freqs = new Float32Array(this.freq4 * 4);
+    freqs.set(cfg.invFreq);
+    this.invFreq = gpu.device.createBuffer({ label: "inv-freq", size: freqs.byteLength, usage: Usage.UNIFORM | Usage.COPY_DST });
+    gpu.device.queue.writeBuffer(this.invFreq, 0, freqs);
+    this.swiglu = w.layers.map((l) => swigluRuns(l.gateUp, cfg.ffn, this.ffnPad));
   }
-  private invFreq: GPUBuffer;
 
   /**
    * Sample history: `rows` u32 entries the host reads back in one map. Reserve the
@@ -167,28 +205,29 @@ export class LlamaModel {
     const attnPlan = this.attentionPlan(M, maxLen);
     for (let l = 0; l < L; l++) {
       const lw = this.w.layers[l];
-      this.rmsnorm(st, x, lw.ln1, hbuf, M);
-      this.matmul(st, lw.qkv, hbuf, qkv, M, this.qkvWidth, { bias: lw.qkvBias });
-      st.dispatch(kc.kernel("rope"), [qkv, bRows, this.invFreq], [M, D, H + KVH, this.qkvWidth], [cdiv((H + KVH) * (D / 2), 64), M]);
-      st.dispatch(kc.kernel("kv_append"), [qkv, bRows, bHeads, cache.table, cache.pool.k, cache.pool.v, cache.pool.pos, cache.pool.scores],
-        [M, D, H, KVH, L, l, cache.blockSize, this.qkvWidth], [cdiv(KVH * (D / 2), 64), M]);
+      this.normMatmul(st, lw.qkv, x, lw.ln1, hbuf, qkv, M, this.qkvWidth, { bias: lw.qkvBias });
+      st.dispatch(kc.kernel("rope_append", { FREQ4: this.freq4 }),
+        [qkv, bRows, bHeads, cache.table, cache.pool.k, cache.pool.v, cache.pool.pos, cache.pool.scores, this.invFreq],
+        [M, D, H, KVH, L, l, cache.blockSize, this.qkvWidth], [cdiv((H + KVH) * (D / 4), 64), M]);
       this.attention(st, attnPlan, l, qkv, bRows, bHeads, attn, M, scoring);
       this.matmul(st, lw.o, attn, x, M, Dm, { residual: true });
-      this.rmsnorm(st, x, lw.ln2, hbuf, M);
-      this.matmul(st, lw.gateUp, hbuf, gu, M, 2 * cfg.ffn);
-      st.dispatch(kc.kernel("swiglu"), [gu, act], [M, cfg.ffn, this.ffnPad], [cdiv(this.ffnPad, 64), M]);
+      if (M <= GEMV_MAX_ROWS) {
+        this.gateUpSwiglu(st, this.swiglu[l], lw.gateUp.K, x, lw.ln2, act, M);
+      } else {
+        this.rmsnorm(st, x, lw.ln2, hbuf, M);
+        this.matmul(st, lw.gateUp, hbuf, gu, M, 2 * cfg.ffn);
+        st.dispatch(kc.kernel("swiglu"), [gu, act], [M, cfg.ffn, this.ffnPad], [cdiv(this.ffnPad, 64), M]);
+      }
       this.matmul(st, lw.down, act, x, M, Dm, { residual: true });
     }
     if (forced) {
       const bTargets = ws.get("nll-targets", forced.byteLength);
       dev.queue.writeBuffer(bTargets, 0, forced);
-      this.rmsnorm(st, x, this.w.norm, xs, M);
-      this.matmul(st, this.w.lmHead, xs, logits, M, cfg.vocab);
+      this.normMatmul(st, this.w.lmHead, x, this.w.norm, xs, logits, M, cfg.vocab);
       const gx = Math.min(M, 65535);
       st.dispatch(kc.kernel("token_nll"), [logits, bTargets, ws.get("nll", M * 4)], [cfg.vocab, M], [gx, cdiv(M, gx)]);
     } else {
-      this.rmsnorm(st, x, this.w.norm, xs, B, bLast);
-      this.matmul(st, this.w.lmHead, xs, logits, B, cfg.vocab);
+      this.normMatmul(st, this.w.lmHead, x, this.w.norm, xs, logits, B, cfg.vocab, { gather: bLast });
       st.dispatch(kc.kernel("sample"), [logits, bSamp, bSampled, ws.get("hist", this.histCapacity * 4)], [cfg.vocab, B, input.histOffset], [B]);
     }
     st.submit();
@@ -234,15 +273,48 @@ export class LlamaModel {
   matmul(st: Step, m: Matrix, X: GPUBuffer, Y: GPUBuffer, M: number, ldy: number, o: { bias?: GPUBuffer | null; residual?: boolean } = {}) {
     const bias = !!o.bias;
     const gemv = M <= GEMV_MAX_ROWS;
-    const batch = M === 1 ? 1 : 4;
     const k = gemv
-      ? this.kc.kernel("gemv", { BIAS: bias, RESIDUAL: !!o.residual, WG: 256, ROWS: 4, BATCH: batch })
+      ? this.gemv(M, { BIAS: bias, RESIDUAL: !!o.residual })
       : gemmKernel(this.kc, this.gemm, bias, !!o.residual);
     for (const s of m.shards) {
       const bindings: Binding[] = [s.buffer, X, Y];
       if (o.bias) bindings.push(o.bias);
-      const wg: [number, number] = gemv ? [cdiv(s.rows, 4), cdiv(M, batch)] : gemmGrid(this.gemm, M, s.rows);
+      const wg: [number, number] = gemv ? [cdiv(s.rows, 4), gemvBatches(M)] : gemmGrid(this.gemm, M, s.rows);
       st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart], wg);
+    }
+  }
+
+  private gemv(M: number, defs: Defines) {
+    return this.kc.kernel("gemv", { BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false, WG: 256, ROWS: 4, BATCH: M === 1 ? 1 : 4, ...defs });
+  }
+
+  /**
+   * Y = rmsnorm(X[rows], g) W^T (+ bias), rows = gather[j] or j: in the GEMV itself for
+   * a few rows, else rmsnorm into h and then the GEMM.
+   */
+  private normMatmul(st: Step, m: Matrix, X: GPUBuffer, g: GPUBuffer, h: GPUBuffer, Y: GPUBuffer, M: number, ldy: number, o: { bias?: GPUBuffer | null; gather?: GPUBuffer } = {}) {
+    if (M > GEMV_MAX_ROWS) {
+      this.rmsnorm(st, X, g, h, M, o.gather);
+      this.matmul(st, m, h, Y, M, ldy, { bias: o.bias });
+      return;
+    }
+    const k = this.gemv(M, { BIAS: !!o.bias, NORM: true, GATHER: !!o.gather });
+    for (const s of m.shards) {
+      const bindings: Binding[] = [s.buffer, X, Y];
+      if (o.bias) bindings.push(o.bias);
+      bindings.push(g);
+      if (o.gather) bindings.push(o.gather);
+      st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart, F(this.cfg.normEps)], [cdiv(s.rows, 4), gemvBatches(M)]);
+    }
+  }
+
+  /** act = swiglu(rmsnorm(X, g) Wgate, rmsnorm(X, g) Wup), zero padded to ffnPad, for a few rows. */
+  private gateUpSwiglu(st: Step, runs: SwigluRun[], K: number, X: GPUBuffer, g: GPUBuffer, act: GPUBuffer, M: number) {
+    const k = this.gemv(M, { NORM: true, SWIGLU: true });
+    for (const r of runs) {
+      // ROWS 4 = 2 gate + 2 up rows: 2 output columns per workgroup
+      st.dispatch(k, [r.gate.buffer, X, act, g, r.up.buffer],
+        [K, r.n, M, this.ffnPad, r.col, F(this.cfg.normEps), r.nW, r.col - r.gate.rowStart, this.cfg.ffn + r.col - r.up.rowStart], [cdiv(r.n, 2), gemvBatches(M)]);
     }
   }
 
@@ -281,5 +353,9 @@ export class LlamaModel {
 
   destroy() {
     this.ws.destroy();
+    this.invFreq.destroy();
   }
 }
+
+/** Workgroups along M of the GEMV: 1 row at M = 1, else BATCH 4. */
+const gemvBatches = (M: number) => (M === 1 ? 1 : cdiv(M, 4));
