@@ -8,9 +8,10 @@
 # figure the moment it exists, so a step cut short still leaves its data.
 #
 #   bash bench/run-device.sh [SUITE...] [-- extra kvc bench flags]
-#   SUITE: kernels | decode | hf | overhead | compress | deno | quick | all (default: all)
+#   SUITE: kernels | decode | single | hf | overhead | compress | deno | quick | all (default: all)
 #     kernels   GEMV / attention / copy GB/s, GEMM TFLOP/s (Bun; Deno too in "deno")
 #     decode    single stream, prefill + TTFT, batched decode sweep (Bun; then Deno if present)
+#     single    single-stream decode only (Bun)
 #     hf        bench/hf_baseline.py: eager and static-cache + torch.compile, batch 1 and 32
 #     overhead  compression pass cost at interval 16
 #     compress  the KV-Compress throughput experiment (COMPRESS_ARGS scales it)
@@ -98,6 +99,7 @@ DENO=(deno run -A src/main.ts bench)
   if [ $HAVE_BUN = 1 ] && ! only deno; then
     has kernels && step kernels 150 "${BUN[@]}" kernels --shape "$SHAPES" ${KERNEL_ARGS:-}
     has decode && step decode 220 "${BUN[@]}" e2e --shape "$SHAPES" ${DECODE_ARGS:-}
+    only single && step single 120 "${BUN[@]}" single --shape "$SHAPES" ${DECODE_ARGS:-}
   fi
   if [ $HAVE_DENO = 1 ] && { has decode || only deno; }; then
     step decode-deno 200 "${DENO[@]}" e2e --shape "$SHAPES" --batches 1,8,32,128 ${DECODE_ARGS:-}
