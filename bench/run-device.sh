@@ -40,7 +40,7 @@ while [ $# -gt 0 ]; do
 done
 [ ${#suites[@]} -gt 0 ] || suites=(all)
 for s in "${suites[@]}"; do
-  case "$s" in kernels|decode|hf|overhead|compress|deno|quick|all) ;; *) echo "unknown suite $s" >&2; exit 2 ;; esac
+  case "$s" in kernels|decode|single|hf|overhead|compress|deno|quick|all) ;; *) echo "unknown suite $s" >&2; exit 2 ;; esac
 done
 has() { local x; for x in "${suites[@]}"; do [ "$x" = "$1" ] || [ "$x" = all ] && return 0; done; return 1; }
 only() { local x; for x in "${suites[@]}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
