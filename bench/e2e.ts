@@ -5,6 +5,20 @@ import type { Engine } from "../src/engine/engine.ts";
 import { Sequence } from "../src/engine/sequence.ts";
 import { shapeByName, configFromShape } from "../src/model/config.ts";
 import { GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
+import { createStorage, readBuffer } from "../src/gpu/buffers.ts";
+
+/** Median round trip of a 16-byte readback on an idle queue: the floor of each decode round's wait. */
+async function readbackLatencyMs(e: Engine): Promise<number> {
+  const b = createStorage(e.gpu.device, 16, "latency-probe");
+  const t: number[] = [];
+  for (let i = 0; i < 21; i++) {
+    const t0 = performance.now();
+    await readBuffer(e.gpu.device, b, 0, 16);
+    t.push(performance.now() - t0);
+  }
+  b.destroy();
+  return t.sort((a, b) => a - b)[t.length >> 1];
+}
 
 export interface E2eOptions {
   /** single stream: prompt tokens and generated tokens */
@@ -96,6 +110,7 @@ export async function e2eSuite(ctx: BenchContext, shapeName: string, o: E2eOptio
           // host side of a decode step: recording and submitting it, and waiting on the token readback
           host_encode_ms_per_step: round((e.stats.encodeMs - st0.encodeMs) / steps, 3),
           readback_wait_ms_per_step: round((e.stats.waitMs - st0.waitMs) / steps, 3),
+          idle_readback_ms: round(await readbackLatencyMs(e), 3),
           ttft_ms: round(r.ttftMs, 2), decode_tok_s: round(tokS, 2), itl_ms: round(r.decodeMs / r.decoded, 3), decoded: r.decoded, truncated: r.truncated,
         });
       }

@@ -216,7 +216,7 @@ export function chunkEvictCounts(heads: HeadChunkSums[], ctx: PlanContext, keepT
         chunkSize.push(size);
       }
     }
-    for (const [h, n] of takeChunks(packed, chunkHead, chunkSize, need)) counts[h] = n;
+    for (const [h, n] of takeChunks(packed, chunkHead, chunkSize, need, bs, group.length)) counts[h] = n;
   });
   return counts;
 }
@@ -228,9 +228,10 @@ function layerGroups(ctx: PlanContext, heads: number): number[][] {
 }
 
 /** Lowest-mean chunks first until `need` keys are taken: keys taken per head. */
-function takeChunks(packed: number[], chunkHead: number[], chunkSize: number[], need: number): Map<number, number> {
+function takeChunks(packed: number[], chunkHead: number[], chunkSize: number[], need: number, bs: number, heads: number): Map<number, number> {
   const taken = new Map<number, number>();
-  const order = Float64Array.from(packed).sort();
+  // only full chunks and at most one short chunk per head come before need is met
+  const order = smallestSorted(Float64Array.from(packed), Math.ceil(need / bs) + heads);
   for (let j = 0; j < order.length && need > 0; j++) {
     const c = order[j] % LOW;
     const take = Math.min(chunkSize[c], need);
@@ -296,7 +297,7 @@ export const kvCompressPolicy: CompressionPolicy = {
           chunkSize.push(end - i);
         }
       }
-      for (const [h, n] of takeChunks(packed, chunkHead, chunkSize, need)) plan[h] = Int32Array.from(cands.get(h)!.subarray(0, n));
+      for (const [h, n] of takeChunks(packed, chunkHead, chunkSize, need, bs, group.length)) plan[h] = Int32Array.from(cands.get(h)!.subarray(0, n));
     });
     return plan;
   },
