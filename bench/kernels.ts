@@ -4,6 +4,7 @@
 // dispatches a real step records (src/gpu/profile.ts), all layers in turn, many times
 // in one timed pass; bytes moved / time gives GB/s, 2 M N K / time gives TFLOP/s. The
 // ceilings: a copy kernel (read + write) and a read-only kernel (what a GEMV can reach).
+// Prefill attention: the tiled kernel beside attention.wgsl on the same step's inputs.
 import type { Engine } from "../src/engine/engine.ts";
 import type { SeqCache } from "../src/cache/kv-cache.ts";
 import { createStorage } from "../src/gpu/buffers.ts";
@@ -19,6 +20,8 @@ export interface KernelSuiteOptions {
   gemvRows: number[];
   /** rows of the captured prefill step (GEMM figures) */
   prefillRows: number;
+  /** prompt lengths for the prefill attention figures: all rows in one step, and the last prefillRows-row chunk */
+  prefillAttnLens: number[];
   /** GEMM variants (src/model/gemm.ts) to time on the prefill step, side by side */
   gemmVariants: string[];
   /** size of the copy-ceiling buffers, bytes (capped by the adapter's binding size) */
@@ -31,6 +34,7 @@ export const KERNEL_DEFAULTS: KernelSuiteOptions = {
   contexts: [1024, 8192, 32768],
   gemvRows: [1, 16],
   prefillRows: 512,
+  prefillAttnLens: [512, 2048, 6000],
   gemmVariants: GEMM_VARIANTS.map((v) => v.name),
   copyBytes: 2 ** 30,
   minPassMs: 20,
@@ -65,7 +69,7 @@ function classifier(e: Engine): (d: CapturedDispatch) => string {
   return (d) => {
     const k = kernelName(d);
     if (k === "gemv" || k === "gemm") return (byBuf.get(bufferOf(d.bindings[0])) ?? k) + fusedSuffix(d);
-    if (k === "attn_merge") return "attention";
+    if (k === "attn_merge" || k === "attention_prefill") return "attention";
     if (k === "rope_append") return "rope+append";
     return k;
   };
@@ -138,7 +142,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
   const { rep } = ctx;
   const shape = shapeByName(shapeName);
   const cfg0 = configFromShape(shape, 1);
-  const maxCtx = Math.max(...o.contexts);
+  const maxCtx = Math.max(...o.contexts, ...o.prefillAttnLens);
   const kvMemory = Math.max(kvBytesFor(cfg0, 1, maxCtx + 1), kvBytesFor(cfg0, Math.max(...o.gemvRows), 48));
   const e = await syntheticEngine(ctx, shape, { maxContext: maxCtx + 64, kvMemory, maxSeqs: Math.max(16, ...o.gemvRows) });
   const timer = new GpuTimer(e.kc);
@@ -306,6 +310,60 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
       }
       e.cache.release(s);
     }
+    // --- prefill attention: the tiled kernel and attention.wgsl over the same step, after
+    // the figures above (attention.wgsl at 6000 rows takes seconds per repetition) ---
+    // (one sequence: every row of a prompt in one step, then its last prefillRows-row chunk
+    // on top of the rest, as the engine prefills it). FLOPs: QK^T and PV, 2 * 2 * D per
+    // (query head, key seen), causal: row i of the step sees before + i + 1 keys.
+    for (const len of o.prefillAttnLens) {
+      const cases = [{ before: 0, rows: len }];
+      if (len > o.prefillRows) cases.push({ before: len - o.prefillRows, rows: o.prefillRows });
+      for (const { before, rows } of cases) {
+        if (!ctx.deadline.fits(20000)) break;
+        const s = before ? openAt(e, before) : e.cache.open();
+        if (!s || !e.cache.reserve(s, rows)) {
+          if (s) e.cache.release(s);
+          rep.emit({ ...common, test: "prefill_attention", rows, context_before: before, skipped: "the KV pool cannot hold the sequence" });
+          continue;
+        }
+        e.model.reserveHistory(1);
+        const ids = randomIds(rows, ctx.seed + before, e.cfg.vocab);
+        // the step commits its rows: roll them back so the second capture sees the same cache
+        // (same table slot and lengths; both lists then read the same blocks)
+        const attnOf = (minRows: number) => {
+          const keep = e.model.prefillAttentionMinRows;
+          e.model.prefillAttentionMinRows = minRows;
+          try {
+            const list = capture(e.kc, () => {
+              e.model.step({ seqs: [{ seq: s, tokens: ids, n: rows, pos0: before, sampling: GREEDY, counter: 0 }], tokensFromGpu: false, histOffset: 0 });
+            });
+            e.cache.rollback(s, rows);
+            if (!e.cache.reserve(s, rows)) throw new Error("kv pool lost the prefill rows");
+            return list.filter((d) => cls(d) === "attention");
+          } finally {
+            e.model.prefillAttentionMinRows = keep;
+          }
+        };
+        // tiled first: its rows table (rows, then tiles) is the larger, so the second capture reuses the buffer
+        const tiled = attnOf(e.model.prefillAttentionMinRows);
+        const paged = attnOf(Infinity);
+        const sumKeys = rows * before + (rows * (rows + 1)) / 2;
+        const flops = 4 * e.cfg.heads * e.cfg.headDim * e.cfg.layers * sumKeys;
+        const popt = { ...topt, passes: Math.min(3, o.passes) };
+        const tt = tiled.some((d) => kernelName(d) === "attention_prefill") ? await timer.time(tiled, popt) : null;
+        const tp = await timer.time(paged, popt);
+        const rec = (kernel: string, t: { ms: number; reps: number }, list: CapturedDispatch[]) => rep.emit({
+          ...common, test: "prefill_attention", kernel, rows, context_before: before, keys_seen: sumKeys, dispatches: list.length,
+          ms: round(t.ms, 4), tflops: round(flops / (t.ms * 1e9), 2), reps: t.reps,
+          ...(kernel === "attention_prefill" ? { speedup: round(tp.ms / t.ms, 2) } : {}),
+        });
+        rec("attention", tp, paged);
+        if (tt) rec("attention_prefill", tt, tiled);
+        else rep.emit({ ...common, test: "prefill_attention", kernel: "attention_prefill", rows, context_before: before, skipped: "no tile shape for this head dim and group" });
+        e.cache.release(s);
+      }
+    }
+
     done();
   } finally {
     timer.destroy();

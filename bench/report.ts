@@ -138,6 +138,7 @@ export function markdown(recs: Rec[]): string {
       out.push(table(["GEMV", "M", "N x K", "ms (all layers)", "GB/s", "% datasheet", "% of read", "% of copy", "L2 risk"], by(g, (r) => r.test === "gemv").map((r) => [r.name, r.M, `${r.N} x ${r.K}`, r.ms, r.gbps, r.pct_datasheet, r.pct_read, r.pct_copy, r.l2_resident_risk ? "yes" : ""])));
       out.push(table(["attention context", "split-K", "ms per sequence", "GB/s", "% datasheet", "% of read"], by(g, (r) => r.test === "attention").map((r) => r.skipped ? [r.context, "", r.skipped, "", "", ""] : [r.context, r.split ? "yes" : "no", r.ms_per_seq, r.gbps, r.pct_datasheet, r.pct_read])));
       out.push(table(["prefill GEMM", "variant", "M x N x K", "ms (all layers)", "TFLOP/s"], by(g, (r) => r.test === "gemm").map((r) => [r.name, r.variant ?? "", `${r.M} x ${r.N} x ${r.K}`, r.ms, r.tflops])));
+      out.push(table(["prefill attention", "rows", "keys before", "ms (all layers)", "TFLOP/s", "speedup"], by(g, (r) => r.test === "prefill_attention").map((r) => r.skipped ? [r.kernel ?? "", r.rows, r.context_before, r.skipped, "", ""] : [r.kernel, r.rows, r.context_before, r.ms, r.tflops, r.speedup ?? ""])));
       const steps = by(g, (r) => r.test === "decode_step" || r.test === "prefill_step");
       out.push(table(["GPU step", "rows", "ms", "tokens/s (GPU only)", "breakdown (ms)"], steps.map((r) => [r.gemm_variant ? `${r.test} (${r.gemm_variant})` : r.test, r.M, r.ms, r.tok_s, Object.entries(r.breakdown_ms ?? {}).map(([n, v]) => `${n} ${v}`).join(", ")])));
     }

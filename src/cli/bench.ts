@@ -36,6 +36,8 @@ kernels:
   --prefill-rows N       rows of the prefill step for GEMM figures (default ${K.prefillRows})
   --gemm-variants V,...  GEMM variants timed side by side on that step (default ${K.gemmVariants.join(",")};
                          the model runs KVC_GEMM, else ${GEMM_DEFAULT})
+  --prefill-attn-lens L,...  prompt lengths for prefill attention, tiled kernel beside attention.wgsl: all rows
+                         in one step, and the last --prefill-rows chunk (default ${list(K.prefillAttnLens)})
   --copy-mib N           copy-ceiling buffer size (default ${K.copyBytes / 2 ** 20}, capped by the binding limit)
   --min-pass-ms N        shortest timed pass (default ${K.minPassMs})   --passes N  timed passes (default ${K.passes})
 
@@ -74,7 +76,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     options: {
       shape: { type: "string" }, out: { type: "string" }, "deadline-s": { type: "string" }, seed: { type: "string" },
       lookahead: { type: "string" }, "max-binding-mib": { type: "string" }, "ignore-eos": { type: "boolean" },
-      contexts: { type: "string" }, "gemv-rows": { type: "string" }, "prefill-rows": { type: "string" }, "gemm-variants": { type: "string" }, "copy-mib": { type: "string" },
+      contexts: { type: "string" }, "gemv-rows": { type: "string" }, "prefill-rows": { type: "string" }, "prefill-attn-lens": { type: "string" }, "gemm-variants": { type: "string" }, "copy-mib": { type: "string" },
       "min-pass-ms": { type: "string" }, passes: { type: "string" },
       "prompt-len": { type: "string" }, tokens: { type: "string" }, "prefill-lens": { type: "string" }, batches: { type: "string" },
       "batch-prompt-len": { type: "string" }, "batch-tokens": { type: "string" },
@@ -106,6 +108,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     contexts: parseList(a.contexts, K.contexts, "contexts"),
     gemvRows: parseList(a["gemv-rows"], K.gemvRows, "gemv-rows"),
     prefillRows: int(a["prefill-rows"], "prefill-rows", K.prefillRows, 17),
+    prefillAttnLens: parseList(a["prefill-attn-lens"], K.prefillAttnLens, "prefill-attn-lens").map(Math.floor),
     gemmVariants: a["gemm-variants"] !== undefined ? a["gemm-variants"].split(",").map((s) => gemmVariant(s.trim()).name) : K.gemmVariants,
     copyBytes: int(a["copy-mib"], "copy-mib", K.copyBytes / 2 ** 20) * 2 ** 20,
     minPassMs: int(a["min-pass-ms"], "min-pass-ms", K.minPassMs),

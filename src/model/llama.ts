@@ -60,8 +60,11 @@ interface Scoring {
   nSeqs: number;
   seqs: GPUBuffer;
   sraw: GPUBuffer;
+  /** what attention.wgsl writes; attention_prefill.wgsl writes it into sraw from lseBase on */
   lse: GPUBuffer;
   stride: number;
+  /** f32 index of the lse tail of sraw (256-byte aligned, so kv_scores can bind it alone) */
+  lseBase: number;
 }
 
 const NO_SLOT = 0xffffffff;
@@ -97,11 +100,87 @@ export function swigluRuns(m: Matrix, F: number, Fp: number): SwigluRun[] {
 const GEMV_MAX_ROWS = 16;
 const ATTN_WG = 64;
 
+/** Tile shape of kernels/attention_prefill.wgsl (its defines, less SPLIT and SCORES). */
+export interface PrefillTiling {
+  WG: number;
+  G: number;
+  D: number;
+  /** query rows per tile */
+  BQ: number;
+  /** keys per tile */
+  BK: number;
+  /** threads per query group (they split the keys of a tile and the output dims) */
+  KG: number;
+  /** query vectors per thread */
+  QPT: number;
+}
+
+/**
+ * The largest prefill tile that fits `maxBytes` of workgroup memory (16 KiB: the
+ * default limit) for GQA group G and head dim D, or null where the kernel cannot serve
+ * the shape. Each thread owns 2 query vectors and 16 output dims (8 where D / 8 is odd);
+ * a tile is 64 threads where memory allows: the queries (f32) take most of it, so
+ * D = 128 gets 16 query vectors (4 rows at G = 4), D = 64 gets 32.
+ */
+export function prefillTiling(G: number, D: number, maxBytes = 16384): PrefillTiling | null {
+  if (D % 8 !== 0) return null;
+  const D8 = D / 8;
+  const KG = D8 % 2 === 0 ? D8 / 2 : D8;
+  const BK = KG * Math.max(1, Math.round(16 / KG));
+  const QPT = 2;
+  for (let groups = Math.max(1, Math.floor(64 / KG)); groups >= 1; groups = Math.floor(groups / 2)) {
+    const NQP = groups * QPT;
+    const BQ = Math.floor(NQP / G);
+    if (BQ < 1) return null;
+    const bytes = 16 * NQP * (D / 4 + 1) + 16 * BK * (D8 + 1) + 4 * BK * NQP + 4 * NQP * KG + 4;
+    if (bytes <= maxBytes) return { WG: groups * KG, G, D, BQ, BK, KG, QPT };
+  }
+  return null;
+}
+
+/**
+ * Tiles of the tiled prefill kernel: (first row, row count) per BQ rows of each
+ * sequence, the ones that see the most keys first (the causal tail would otherwise
+ * run alone at the end). `ns[b]`: rows of sequence b (in step order), `keys[b]`: about
+ * how many keys its first row sees.
+ */
+export function prefillTiles(ns: number[], keys: number[], BQ: number): Uint32Array {
+  const list: [number, number, number][] = [];
+  let r = 0;
+  ns.forEach((n, b) => {
+    for (let i = 0; i < n; i += BQ) list.push([r + i, Math.min(BQ, n - i), keys[b] + i + BQ]);
+    r += n;
+  });
+  list.sort((a, b) => b[2] - a[2] || a[0] - b[0]);
+  const out = new Uint32Array(list.length * 4);
+  list.forEach(([r0, nr], k) => out.set([r0, nr], k * 4));
+  return out;
+}
+
+const PREFILL_WORKGROUPS = 2048;
+const PREFILL_SPLIT_MIN_KEYS = 256;
+
+/**
+ * Split-K of the tiled prefill kernel: splits of at least PREFILL_SPLIT_MIN_KEYS keys
+ * (a multiple of the key tile BK) until about PREFILL_WORKGROUPS workgroups run (an
+ * H200 holds 132 SMs x 16 of these 64-thread workgroups; a 512-row chunk of the 1B
+ * shape is only 64 tiles x 8 KV heads).
+ */
+export function prefillSplit(groups: number, maxLen: number, BK: number): { nsplit: number; splitLen: number } {
+  if (groups >= PREFILL_WORKGROUPS || maxLen < 2 * PREFILL_SPLIT_MIN_KEYS) return { nsplit: 1, splitLen: Math.max(maxLen, 1) };
+  let nsplit = Math.min(cdiv(PREFILL_WORKGROUPS, groups), Math.floor(maxLen / PREFILL_SPLIT_MIN_KEYS));
+  const splitLen = cdiv(cdiv(maxLen, nsplit), BK) * BK;
+  nsplit = cdiv(maxLen, splitLen);
+  return { nsplit, splitLen };
+}
 export class LlamaModel {
   readonly ws: GrowableBuffers;
   readonly ffnPad: number;
   private qkvWidth: number;
   private histCapacity = 0;
+  /** attention_prefill.wgsl serves a step once a sequence brings this many rows (decode keeps attention.wgsl) */
+  prefillAttentionMinRows = GEMV_MAX_ROWS + 1;
+  readonly prefillTiling: PrefillTiling | null;
   /** the prefill GEMM variant (src/model/gemm.ts) */
   readonly gemm = modelGemm();
   /** a uniform (see kernels/rope_append.wgsl), padded to whole vec4s */
@@ -113,6 +192,7 @@ export class LlamaModel {
     this.ws = new GrowableBuffers(gpu.device, () => kc.forgetBindGroups());
     this.ffnPad = pad8(cfg.ffn);
     this.qkvWidth = (cfg.heads + 2 * cfg.kvHeads) * cfg.headDim;
+    this.prefillTiling = prefillTiling(cfg.heads / cfg.kvHeads, cfg.headDim);
     this.freq4 = cdiv(cfg.invFreq.length, 4);
     const freqs = new Float32Array(this.freq4 * 4);
     freqs.set(cfg.invFreq);
@@ -138,8 +218,11 @@ export class LlamaModel {
     const M = input.seqs.reduce((a, s) => a + s.n, 0);
     const H = cfg.heads, KVH = cfg.kvHeads, D = cfg.headDim, Dm = cfg.hidden, L = cfg.layers;
 
-    // per-step tables: rows (seq, i, pos, 0), heads (tableOffset, lenBefore), last rows
-    const rows = new Uint32Array(M * 4);
+    // per-step tables: rows (seq, i, pos, slot), then the prefill tiles; heads (tableOffset, lenBefore), last rows
+    const tiling = this.prefillTiling && input.seqs.some((s) => s.n >= this.prefillAttentionMinRows) ? this.prefillTiling : null;
+    const tiles = tiling ? prefillTiles(input.seqs.map((s) => s.n), input.seqs.map((s) => Math.max(...s.seq.lengths)), tiling.BQ) : null;
+    const rows = new Uint32Array(M * 4 + (tiles?.length ?? 0));
+    if (tiles) rows.set(tiles, M * 4);
     const heads = new Uint32Array(B * cache.heads * 2);
     const last = new Uint32Array(B);
     const toks = new Uint32Array(M);
@@ -190,13 +273,15 @@ export class LlamaModel {
     const logits = ws.get("logits", outRows * cfg.vocab * 4);
     if (!forced && input.histOffset + B > this.histCapacity) throw new Error("sample history not reserved for this step");
 
+    const lseOffset = Math.ceil((slots * H * maxLen * 4) / 256) * 256;
     const scoring = slots > 0 ? {
       slots,
       nSeqs: scoreSeqs.length / 4,
       seqs: ws.get("score-seqs", scoreSeqs.length * 4),
-      sraw: ws.get("score-raw", slots * H * maxLen * 4),
+      sraw: ws.get("score-raw", lseOffset + slots * H * 4),
       lse: ws.get("score-lse", slots * H * 4),
       stride: maxLen,
+      lseBase: lseOffset / 4,
     } : null;
     if (scoring) dev.queue.writeBuffer(scoring.seqs, 0, new Uint32Array(scoreSeqs));
 
@@ -209,7 +294,8 @@ export class LlamaModel {
       st.dispatch(kc.kernel("rope_append", { FREQ4: this.freq4 }),
         [qkv, bRows, bHeads, cache.table, cache.pool.k, cache.pool.v, cache.pool.pos, cache.pool.scores, this.invFreq],
         [M, D, H, KVH, L, l, cache.blockSize, this.qkvWidth], [cdiv((H + KVH) * (D / 4), 64), M]);
-      this.attention(st, attnPlan, l, qkv, bRows, bHeads, attn, M, scoring);
+      if (tiling) this.attentionTiled(st, tiling, l, qkv, bRows, bHeads, attn, M, tiles!.length / 4, maxLen, scoring);
+      else this.attention(st, attnPlan, l, qkv, bRows, bHeads, attn, M, scoring);
       this.matmul(st, lw.o, attn, x, M, Dm, { residual: true });
       if (M <= GEMV_MAX_ROWS) {
         this.gateUpSwiglu(st, this.swiglu[l], lw.gateUp.K, x, lw.ln2, act, M);
@@ -345,10 +431,33 @@ export class LlamaModel {
       st.dispatch(kc.kernel("attention", defs), scoring ? [...common, ml, po, scoring.sraw] : [...common, ml, po], params, [KVH, M, plan.nsplit]);
       st.dispatch(kc.kernel("attn_merge", { SCORES: !!scoring }), scoring ? [ml, po, out, rows, scoring.lse] : [ml, po, out], [H, D, plan.nsplit], [H, M]);
     }
-    if (scoring) {
-      st.dispatch(kc.kernel("kv_scores"), [scoring.sraw, scoring.lse, scoring.seqs, heads, cache.table, cache.pool.scores],
-        [layer, H, KVH, cfg.layers, cache.blockSize, scoring.stride], [KVH, scoring.nSeqs, cdiv(scoring.stride, 64)]);
+    if (scoring) this.kvScores(st, layer, heads, scoring, scoring.lse);
+  }
+
+  /** Flash-attention tiles (kernels/attention_prefill.wgsl): `nTiles` tiles follow the M rows in `rows`. */
+  private attentionTiled(st: Step, tiling: PrefillTiling, layer: number, qkv: GPUBuffer, rows: GPUBuffer, heads: GPUBuffer, out: GPUBuffer, M: number, nTiles: number, maxLen: number, scoring: Scoring | null) {
+    const { cfg, cache, kc } = this;
+    const H = cfg.heads, D = cfg.headDim;
+    // split-K pays only where the (tile, KV head) workgroups leave the GPU short; scoring rows stay unsplit
+    const { nsplit, splitLen } = scoring ? { nsplit: 1, splitLen: Math.max(maxLen, 1) } : prefillSplit(nTiles * cfg.kvHeads, maxLen, tiling.BK);
+    const params = [layer, H, cfg.kvHeads, cfg.layers, cache.blockSize, this.qkvWidth, F(1 / Math.sqrt(D)), M, scoring?.stride ?? 0, scoring?.lseBase ?? 0, splitLen, nsplit];
+    const common: Binding[] = [qkv, rows, heads, cache.table, cache.pool.k, cache.pool.v];
+    const defs = { ...tiling, SPLIT: nsplit > 1, SCORES: !!scoring };
+    if (nsplit > 1) {
+      const ml = this.ws.get("part-ml", M * H * nsplit * 8);
+      const po = this.ws.get("part-o", M * H * nsplit * D * 4);
+      st.dispatch(kc.kernel("attention_prefill", defs), [...common, ml, po], params, [cfg.kvHeads, nTiles, nsplit]);
+      st.dispatch(kc.kernel("attn_merge", { SCORES: false }), [ml, po, out], [H, D, nsplit], [H, M]);
+      return;
     }
+    st.dispatch(kc.kernel("attention_prefill", defs), scoring ? [...common, out, scoring.sraw] : [...common, out], params, [cfg.kvHeads, nTiles, 1]);
+    if (scoring) this.kvScores(st, layer, heads, scoring, { buffer: scoring.sraw, offset: scoring.lseBase * 4, size: scoring.slots * H * 4 });
+  }
+
+  private kvScores(st: Step, layer: number, heads: GPUBuffer, scoring: Scoring, lse: Binding) {
+    const { cfg, cache, kc } = this;
+    st.dispatch(kc.kernel("kv_scores"), [scoring.sraw, lse, scoring.seqs, heads, cache.table, cache.pool.scores],
+      [layer, cfg.heads, cfg.kvHeads, cfg.layers, cache.blockSize, scoring.stride], [cfg.kvHeads, scoring.nSeqs, cdiv(scoring.stride, 64)]);
   }
 
   destroy() {
