@@ -75,7 +75,7 @@ export function summarize(recs: Rec[]): Summary {
     throughput_ratio_64x: num(r64?.throughput_ratio),
     hf_eager_8b_tok_s: hf(S8),
     hf_eager_1b_tok_s: hf(S1),
-    compress_overhead_pct: num(last(mine.filter((r) => r.test === "compress_overhead"))?.compress_overhead_pct),
+    compress_overhead_pct: num(last(mine.filter((r) => r.test === "compress_overhead" && (r.planner ?? "gpu") === "gpu"))?.compress_overhead_pct),
     ...denoFigures,
   };
 }
@@ -174,8 +174,8 @@ export function markdown(recs: Rec[]): string {
   const o = by(recs, (r) => r.test === "compress_overhead");
   if (o.length) {
     out.push("## Compression pass cost\n");
-    out.push(table(["runtime", "shape", "batch", "prompt", "rate", "interval", "step ms plain", "step ms compressing", "ms per pass", "overhead %", "slowdown %"],
-      o.map((r) => [r.runtime, r.shape, r.batch, r.prompt_len, r.rate, r.interval, r.step_ms_plain, r.step_ms_compressing, r.compress_ms_per_pass, r.compress_overhead_pct, r.slowdown_pct])));
+    out.push(table(["runtime", "planner", "shape", "batch", "prompt", "rate", "interval", "step ms plain", "step ms compressing", "ms per pass", "rank/gather ms", "plan ms", "apply ms", "overhead %", "slowdown %"],
+      o.map((r) => [r.runtime, r.planner ?? "host", r.shape, r.batch, r.prompt_len, r.rate, r.interval, r.step_ms_plain, r.step_ms_compressing, r.compress_ms_per_pass, r.pass_ms_gather, r.pass_ms_plan, r.pass_ms_apply, r.compress_overhead_pct, r.slowdown_pct])));
   }
   return out.join("\n");
 }
