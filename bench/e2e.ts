@@ -6,6 +6,7 @@ import { Sequence } from "../src/engine/sequence.ts";
 import { shapeByName, configFromShape } from "../src/model/config.ts";
 import { GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
 import { createStorage, readBuffer } from "../src/gpu/buffers.ts";
+import { median, PassTimer } from "../src/gpu/profile.ts";
 
 /** Median round trip of a 16-byte readback on an idle queue: the floor of each decode round's wait. */
 async function readbackLatencyMs(e: Engine): Promise<number> {
@@ -102,15 +103,25 @@ export async function e2eSuite(ctx: BenchContext, shapeName: string, o: E2eOptio
       if (parts.single && ctx.deadline.fits(10000)) {
         const s = seqOf(e, randomIds(o.promptLen, ctx.seed + 10, e.cfg.vocab), o.tokens);
         const st0 = { ...e.stats };
+        const timer = e.gpu.features.timestamps ? new PassTimer(e.gpu.device) : null;
+        e.kc.passTimer = timer;
         const r = await runTimed(e, [s]);
+        e.kc.passTimer = null;
         const tokS = (1000 * r.decoded) / r.decodeMs;
         const steps = e.stats.decodeSteps - st0.decodeSteps;
+        // the decode steps' passes are the last ones (one pass per step)
+        const passes = timer ? await timer.read() : null;
+        timer?.destroy();
+        const last = (xs: number[]) => xs.slice(-Math.min(r.decoded, xs.length)).filter((x) => Number.isFinite(x));
         rep.emit({
           ...common, test: "single_stream", prompt_len: o.promptLen, tokens: o.tokens, lookahead,
           // host side of a decode step: recording and submitting it, and waiting on the token readback
           host_encode_ms_per_step: round((e.stats.encodeMs - st0.encodeMs) / steps, 3),
           readback_wait_ms_per_step: round((e.stats.waitMs - st0.waitMs) / steps, 3),
           idle_readback_ms: round(await readbackLatencyMs(e), 3),
+          // timestamps around the real decode steps: GPU time per step and the idle time between steps
+          gpu_busy_ms_per_step: passes ? round(median(last(passes.busyMs)), 3) : null,
+          gpu_gap_ms_per_step: passes ? round(last(passes.gapMs).reduce((a, b) => a + b, 0) / Math.max(1, last(passes.gapMs).length), 3) : null,
           ttft_ms: round(r.ttftMs, 2), decode_tok_s: round(tokS, 2), itl_ms: round(r.decodeMs / r.decoded, 3), decoded: r.decoded, truncated: r.truncated,
         });
       }

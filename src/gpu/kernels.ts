@@ -102,6 +102,8 @@ export class KernelContext {
   private params: Uint32Array<ArrayBuffer>;
   /** while set, steps record their dispatches here and submit nothing (profiling) */
   captured: CapturedDispatch[] | null = null;
+  /** while set, every compute pass a step records is timestamped (benchmarks) */
+  passTimer: { used: number; next(): GPUComputePassTimestampWrites | undefined; resolve(enc: GPUCommandEncoder, from: number): void } | null = null;
 
   constructor(readonly gpu: Gpu) {
     this.device = gpu.device;
@@ -206,8 +208,11 @@ export class Step {
   private slots = 0;
   private pending: { k: Kernel; bindings: Binding[]; slot: number; wg: [number, number, number] }[] = [];
 
+  private timedFrom: number;
+
   constructor(private ctx: KernelContext) {
     this.encoder = ctx.device.createCommandEncoder();
+    this.timedFrom = ctx.passTimer?.used ?? 0;
   }
 
   dispatch(k: Kernel, bindings: Binding[], params: number[], wg: [number, number?, number?]) {
@@ -230,7 +235,10 @@ export class Step {
   private flush() {
     if (!this.pending.length) return;
     // Bind groups are made after all slots are reserved, so an arena growth can't stale them.
-    this.pass ??= this.encoder.beginComputePass();
+    if (!this.pass) {
+      const timestampWrites = this.ctx.passTimer?.next();
+      this.pass = this.encoder.beginComputePass(timestampWrites ? { timestampWrites } : {});
+    }
     for (const p of this.pending) {
       this.pass.setPipeline(p.k.pipeline);
       this.pass.setBindGroup(0, this.ctx.bindGroup(p.k, p.bindings, p.slot));
@@ -254,6 +262,7 @@ export class Step {
     this.flush();
     if (this.pass) this.pass.end();
     this.pass = null;
+    this.ctx.passTimer?.resolve(this.encoder, this.timedFrom);
     this.ctx.uploadParams(this.slots);
     this.ctx.device.queue.submit([this.encoder.finish()]);
   }

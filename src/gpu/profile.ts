@@ -4,6 +4,7 @@
 // long pass per figure keeps a coarse or quantized timer honest: the pass time is
 // divided by the repetitions.
 import { Usage, MapRead } from "./flags.ts";
+import { readBuffer } from "./buffers.ts";
 import { checkGpuErrors } from "./device.ts";
 import { cdiv, type CapturedDispatch, type KernelContext } from "./kernels.ts";
 
@@ -161,6 +162,53 @@ export class GpuTimer {
     this.querySet?.destroy();
     this.resolve?.destroy();
     this.readback?.destroy();
+  }
+}
+
+/**
+ * Timestamps around the compute passes that real steps record (set as
+ * KernelContext.passTimer): each pass's GPU time and the idle gap before the next
+ * one, which shows whether the GPU waits on the host between decode steps.
+ */
+export class PassTimer {
+  private querySet: GPUQuerySet;
+  private resolveBuf: GPUBuffer;
+  used = 0;
+
+  constructor(private device: GPUDevice, readonly capacity = 1024) {
+    this.querySet = device.createQuerySet({ type: "timestamp", count: 2 * capacity });
+    // a resolve lands at a 256-byte aligned offset: one such slot per pass
+    this.resolveBuf = device.createBuffer({ size: 256 * capacity, usage: Usage.QUERY_RESOLVE | Usage.COPY_SRC });
+  }
+
+  /** Timestamp writes for the next pass, or none once full. */
+  next(): GPUComputePassTimestampWrites | undefined {
+    if (this.used >= this.capacity) return undefined;
+    const i = this.used++;
+    return { querySet: this.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
+  }
+
+  /** Resolves the passes [from, used) in `enc` (the encoder that recorded them). */
+  resolve(enc: GPUCommandEncoder, from: number) {
+    for (let i = from; i < this.used; i++) enc.resolveQuerySet(this.querySet, 2 * i, 2, this.resolveBuf, 256 * i);
+  }
+
+  /** Per pass: GPU ms, and ms idle before the next pass begins (NaN after the last). */
+  async read(): Promise<{ busyMs: number[]; gapMs: number[] }> {
+    const n = this.used;
+    if (n === 0) return { busyMs: [], gapMs: [] };
+    const t = new BigInt64Array(await readBuffer(this.device, this.resolveBuf, 0, 256 * n));
+    const busyMs: number[] = [], gapMs: number[] = [];
+    for (let i = 0; i < n; i++) {
+      busyMs.push(Number(t[32 * i + 1] - t[32 * i]) / 1e6);
+      gapMs.push(i + 1 < n ? Number(t[32 * i + 32] - t[32 * i + 1]) / 1e6 : NaN);
+    }
+    return { busyMs, gapMs };
+  }
+
+  destroy() {
+    this.querySet.destroy();
+    this.resolveBuf.destroy();
   }
 }
 
