@@ -4,6 +4,7 @@
 #   .dev/deno.xz    the deno binary (~30 MB)
 #   .dev/nm.tar.xz  node_modules with production dependencies only (bun-webgpu's Dawn library included)
 #   .dev/commit     the commit the benchmark records name
+#   .dev/clean.tar.xz  that commit's tree (git archive HEAD), run by bench/run-snapshot.sh
 #   .gl/*.deb       the Vulkan loader (libvulkan1, amd64) for a GPU host without one
 # then prints each call's carry list and checks it against the 64 MiB a call may carry.
 # Both runtimes together are over that limit, so Bun and Deno go in separate calls.
@@ -19,7 +20,9 @@ for d in .gl .dev; do
 done
 mkdir -p .dev .gl
 git rev-parse --short=12 HEAD >.dev/commit
-[ "${1:-}" = commit ] && { echo "commit $(cat .dev/commit)"; exit 0; }
+# the committed tree, for bench/run-snapshot.sh: figures of HEAD, whatever the tree holds
+git archive HEAD | xz -T0 -6 >.dev/clean.tar.xz
+[ "${1:-}" = commit ] && { echo "commit $(cat .dev/commit) (and .dev/clean.tar.xz)"; exit 0; }
 
 # runtimes: xz of the binary, redone only when the binary is newer than its archive
 pack_bin() {
