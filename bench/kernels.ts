@@ -54,10 +54,9 @@ const defined = (d: CapturedDispatch, name: string) => d.k.key.includes(`${name}
 const fusedSuffix = (d: CapturedDispatch) => (defined(d, "SWIGLU") ? "+swiglu" : defined(d, "NORM") ? "+norm" : "");
 
 /**
- * Names each captured dispatch: the matrix a gemv/gemv_batch/gemm reads (with what it
- * fuses: "qkv+norm", "gate_up+swiglu", "lm_head+norm"; a split-K gemv_reduce takes the
- * name of the gemv_batch before it), attention for both attention kernels,
- * "rope+append" for rope_append, else the kernel. Call it on dispatches in step order.
+ * Names each captured dispatch: the matrix a gemv/gemm reads (with what it fuses:
+ * "qkv+norm", "gate_up+swiglu", "lm_head+norm"), attention for both attention
+ * kernels, "rope+append" for rope_append, else the kernel.
  */
 function classifier(e: Engine): (d: CapturedDispatch) => string {
   const byBuf = new Map<GPUBuffer, string>();
@@ -67,11 +66,9 @@ function classifier(e: Engine): (d: CapturedDispatch) => string {
     }
   }
   for (const s of e.weights.lmHead.shards) byBuf.set(s.buffer, "lm_head");
-  let lastMatmul = "gemv";
   return (d) => {
     const k = kernelName(d);
-    if (k === "gemv_reduce") return lastMatmul;
-    if (k === "gemv" || k === "gemv_batch" || k === "gemm") return (lastMatmul = (byBuf.get(bufferOf(d.bindings[0])) ?? k) + fusedSuffix(d));
+    if (k === "gemv" || k === "gemm") return (byBuf.get(bufferOf(d.bindings[0])) ?? k) + fusedSuffix(d);
     if (k === "attn_merge" || k === "attention_prefill") return "attention";
     if (k === "rope_append") return "rope+append";
     return k;
@@ -80,12 +77,9 @@ function classifier(e: Engine): (d: CapturedDispatch) => string {
 
 /**
  * Bytes a gemv/gemm dispatch must move (weights once, activations in, outputs out) and
- * its FLOPs. A SWIGLU gemv writes N columns from nW gate and nW up rows. (gemv_batch
- * shares gemv's params: K, N, M, ..., nW.)
+ * its FLOPs. A SWIGLU gemv writes N columns from nW gate and nW up rows.
  */
 function matmulCost(d: CapturedDispatch): { bytes: number; flops: number } {
-  // the split-K partials it sums are scratch traffic, not bytes the matmul must move
-  if (kernelName(d) === "gemv_reduce") return { bytes: 0, flops: 0 };
   const [K, N, M] = d.params;
   const rows = defined(d, "SWIGLU") ? 2 * d.params[6] : N;
   const residual = defined(d, "RESIDUAL");

@@ -90,8 +90,7 @@ describe("random weights built on the GPU", () => {
       e.cache.commit(dseq, ids.length);
       const decode = capture(e.kc, () => e.model.step({ seqs: [{ seq: dseq, tokens: [5], n: 1, pos0: ids.length, sampling: GREEDY, counter: 0 }], tokensFromGpu: false, histOffset: 0 }));
       expect(decode.length).toBe(1 + 6 * SHAPES.tiny.layers + 2);
-      // (K = 64 is too short for split-K: no gemv_reduce)
-      expect(decode.map((d) => d.k.key.split(":")[0]).slice(0, 7)).toEqual(["embed", "gemv_batch", "rope_append", "attention", "gemv_batch", "gemv_batch", "gemv_batch"]);
+      expect(decode.map((d) => d.k.key.split(":")[0]).slice(0, 7)).toEqual(["embed", "gemv", "rope_append", "attention", "gemv", "gemv", "gemv"]);
       e.cache.release(dseq);
       // the replayed step ran the forward for real: the engine still generates as before
       const again = await firstLogits(e, ids);

@@ -7,7 +7,6 @@ import { f16BitsToF32, toF16Bytes } from "../src/model/f16.ts";
 import { ropeInvFreq } from "../src/model/config.ts";
 import { GEMM_VARIANTS, gemmGrid, gemmKernel } from "../src/model/gemm.ts";
 import { swigluRuns } from "../src/model/llama.ts";
-import { gemvBatch, gemvBatchKernels, type GemvBatchArgs } from "../src/model/gemv.ts";
 import type { Matrix } from "../src/model/weights.ts";
 import * as ref from "./reference.ts";
 import { getGpu, maxAbsDiff, rand, readF32, readU32, up, variants, zeros } from "./gpu-helpers.ts";
@@ -17,16 +16,6 @@ const GEMV = { WG: 256, ROWS: 4, BIAS: false, RESIDUAL: false, NORM: false, GATH
 /** max |got - want| over max |want| */
 const relErr = (got: ArrayLike<number>, want: ArrayLike<number>) => maxAbsDiff(got, want) / Math.max(...Array.from(want, Math.abs));
 const poisoned = (n: number) => up(new Float32Array(n).fill(NaN));
-/** gate_up rows (gate 0..Fn-1, up Fn..2Fn-1) of K columns, uploaded in row shards cut at `cuts`: its SwigluRuns. */
-async function swigluShards(w: Float32Array, K: number, Fn: number, Fp: number, cuts: readonly number[]) {
-  const bounds = [0, ...cuts, 2 * Fn];
-  const shards = [];
-  for (let i = 0; i + 1 < bounds.length; i++) {
-    const [a, b] = [bounds[i], bounds[i + 1]];
-    shards.push({ buffer: await up(toF16Bytes(w.slice(a * K, b * K))), rowStart: a, rows: b - a });
-  }
-  return swigluRuns({ N: 2 * Fn, K, shards } as Matrix, Fn, Fp);
-}
 
 describe("matmul", async () => {
   for (const { name, kc } of await variants()) {
@@ -135,7 +124,13 @@ describe("matmul", async () => {
         const x = rand(M * K, 30 + M, 2);
         const g = rand(K, 31, 2);
         const w = f16round(rand(2 * Fn * K, 32, 0.5));
-        const runs = await swigluShards(w, K, Fn, Fp, cuts);
+        const bounds = [0, ...cuts, 2 * Fn];
+        const shards = [];
+        for (let i = 0; i + 1 < bounds.length; i++) {
+          const [a, b] = [bounds[i], bounds[i + 1]];
+          shards.push({ buffer: await up(toF16Bytes(w.slice(a * K, b * K))), rowStart: a, rows: b - a });
+        }
+        const runs = swigluRuns({ N: 2 * Fn, K, shards } as Matrix, Fn, Fp);
         expect(runs.length).toBe(nRuns);
         const act = await poisoned(M * Fp);
         const bx = await up(x), bg = await up(g);
@@ -152,139 +147,6 @@ describe("matmul", async () => {
         expect(relErr(got, want)).toBeLessThan(1e-4);
         for (let m = 0; m < M; m++) expect([...got.subarray(m * Fp + Fn, (m + 1) * Fp)]).toEqual([0, 0, 0, 0]);
       });
-    }
-  }
-});
-
-// kernels/gemv_batch.wgsl (1..16 activation rows) through its host side (src/model/gemv.ts):
-// K = 2056 splits K into 7 ragged splits (gemv_reduce.wgsl sums them), K = 136 runs
-// unsplit; N is never a multiple of the 64-row tile.
-describe("batched gemv", async () => {
-  const SPLIT_K = 2056, WHOLE_K = 136;
-  const scratchOf = async () => {
-    const b = await zeros(4 * 8 * 16 * 400);
-    return (bytes: number) => {
-      if (bytes > b.size) throw new Error(`scratch of ${bytes} bytes`);
-      return b;
-    };
-  };
-  const splits = (kc: Parameters<typeof gemvBatchKernels>[0], a: Parameters<typeof gemvBatchKernels>[1]) => gemvBatchKernels(kc, a).nsplit;
-  for (const { name, kc } of await variants()) {
-    const scratch = await scratchOf();
-    const run = (a: Omit<GemvBatchArgs, "scratch">) => {
-      const st = kc.step();
-      gemvBatch(kc, st, { ...a, scratch });
-      st.submit();
-    };
-    // every M, plain and with bias + residual, split and whole
-    for (let M = 1; M <= 16; M++) {
-      for (const [N, K, fused] of [[37, SPLIT_K, false], [130, WHOLE_K, true], [70, SPLIT_K, true]] as const) {
-        test(`${name} gemv_batch M=${M} N=${N} K=${K}${fused ? " +bias +residual" : ""}`, async () => {
-          expect(splits(kc, { M, N, K }) > 1).toBe(K === SPLIT_K);
-          const w = f16round(rand(N * K, 40 + M, 0.5));
-          const x = rand(M * K, 41 + M);
-          const bias = rand(N, 42);
-          const res = rand(M * N, 43);
-          const Y = fused ? await up(res) : await poisoned(M * N);
-          run({ W: await up(toF16Bytes(w)), X: await up(x), Y, K, N, M, ldy: N, colOff: 0, bias: fused ? await up(bias) : null, residual: fused });
-          const want = ref.matmul(x, w, M, N, K, fused ? bias : undefined, fused ? res : undefined);
-          expect(relErr(await readF32(Y, M * N), want)).toBeLessThan(1e-5);
-        });
-      }
-    }
-    // the engine's batched decode equals each sequence alone because of this: a row's
-    // output bits do not depend on the rows beside it (M = 1, 3, 16: three tiles MT)
-    for (const [K, fuse] of [[SPLIT_K, "norm"], [WHOLE_K, "norm"], [SPLIT_K, "residual"], [520, "swiglu"]] as const) {
-      test(`${name} gemv_batch rows come out bit-identical at M = 1, 3 and 16 (K=${K} +${fuse})`, async () => {
-        const N = 90, Fn = 40, Fp = 48;
-        const x = rand(16 * K, 80, 2);
-        const w = await up(toF16Bytes(f16round(rand(N * K, 81, 0.5))));
-        const norm = { gain: await up(rand(K, 82, 2)), eps: 1e-5 };
-        const res = rand(16 * N, 83);
-        const outOf = async (rows: number[]) => {
-          const M = rows.length;
-          const pick = (a: Float32Array, n: number) => new Float32Array(rows.flatMap((r) => [...a.subarray(r * n, (r + 1) * n)]));
-          const Y = await up(pick(res, N));
-          const X = await up(pick(x, K));
-          if (fuse === "swiglu") {
-            run({ W: w, X, Y, K, N: Fp, M, ldy: N, colOff: 0, norm, swiglu: { up: w, nW: Fn, gRow: 0, uRow: Fn } });
-          } else {
-            run({ W: w, X, Y, K, N, M, ldy: N, colOff: 0, norm: fuse === "norm" ? norm : undefined, residual: fuse === "residual" });
-          }
-          return readF32(Y, M * N);
-        };
-        const all = await outOf(Array.from({ length: 16 }, (_, i) => i));
-        const row = (y: Float32Array, i: number) => [...y.subarray(i * N, (i + 1) * N)];
-        expect(row(await outOf([11]), 0)).toEqual(row(all, 11));
-        const three = await outOf([4, 0, 15]);
-        [4, 0, 15].forEach((r, i) => expect(row(three, i)).toEqual(row(all, r)));
-      });
-    }
-    for (const M of [1, 2, 5, 8, 13, 16]) {
-      // row shards: each writes its columns of a wider Y, bias by column, the residual kept elsewhere
-      test(`${name} gemv_batch M=${M} row shards at their column offsets`, async () => {
-        const N = 200, K = SPLIT_K, ldy = 210;
-        const w = f16round(rand(N * K, 50, 0.5));
-        const x = rand(M * K, 51);
-        const bias = rand(N, 52);
-        const res = rand(M * ldy, 53);
-        const Y = await up(res);
-        const bx = await up(x), bb = await up(bias);
-        const st = kc.step();
-        for (const [r0, n] of [[0, 72], [72, 100], [172, 28]]) {
-          gemvBatch(kc, st, { W: await up(toF16Bytes(w.slice(r0 * K, (r0 + n) * K))), X: bx, Y, K, N: n, M, ldy, colOff: r0, bias: bb, residual: true, scratch });
-        }
-        st.submit();
-        const got = await readF32(Y, M * ldy);
-        const mm = ref.matmul(x, w, M, N, K, bias);
-        const want = res.slice();
-        for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) want[m * ldy + n] += mm[m * N + n];
-        expect(relErr(got, want)).toBeLessThan(1e-5);
-      });
-      for (const K of [SPLIT_K, WHOLE_K]) {
-        for (const extra of ["", "bias", "gather"] as const) {
-          test(`${name} gemv_batch +norm${extra ? " +" + extra : ""} M=${M} K=${K}`, async () => {
-            const eps = 1e-5, N = 99;
-            const rows = extra === "gather" ? M + 3 : M;
-            const x = rand(rows * K, 60 + M, 3);
-            const g = rand(K, 61, 2);
-            const w = f16round(rand(N * K, 62, 0.5));
-            const bias = rand(N, 63);
-            const pick = Array.from({ length: M }, (_, j) => (j * 7 + 2) % rows); // gathered rows, out of order
-            const Y = await poisoned(M * N);
-            run({
-              W: await up(toF16Bytes(w)), X: await up(x), Y, K, N, M, ldy: N, colOff: 0, norm: { gain: await up(g), eps },
-              bias: extra === "bias" ? await up(bias) : null, gather: extra === "gather" ? await up(new Uint32Array(pick)) : undefined,
-            });
-            const xs = extra === "gather" ? new Float32Array(pick.flatMap((r) => [...x.subarray(r * K, (r + 1) * K)])) : x;
-            const want = ref.matmul(ref.rmsnorm(xs, g, M, K, eps), w, M, N, K, extra === "bias" ? bias : undefined);
-            expect(relErr(await readF32(Y, M * N), want)).toBeLessThan(1e-4);
-          });
-        }
-      }
-      // gate rows 0..F-1 then up rows F..2F-1, whole or in shards cut inside the gate and the up rows
-      for (const [cuts, nRuns] of [[[], 1], [[100, 250], 3]] as const) {
-        test(`${name} gemv_batch +norm +swiglu M=${M} shards at [${cuts}]`, async () => {
-          const eps = 1e-5, Fn = 172, Fp = 176, K = 520;
-          const x = rand(M * K, 70 + M, 2);
-          const g = rand(K, 71, 2);
-          const w = f16round(rand(2 * Fn * K, 72, 0.5));
-          const runs = await swigluShards(w, K, Fn, Fp, cuts);
-          expect(runs.length).toBe(nRuns);
-          const act = await poisoned(M * Fp);
-          const bx = await up(x), norm = { gain: await up(g), eps };
-          const st = kc.step();
-          for (const r of runs) {
-            gemvBatch(kc, st, { W: r.gate.buffer, X: bx, Y: act, K, N: r.n, M, ldy: Fp, colOff: r.col, norm, scratch,
-              swiglu: { up: r.up.buffer, nW: r.nW, gRow: r.col - r.gate.rowStart, uRow: Fn + r.col - r.up.rowStart } });
-          }
-          st.submit();
-          const want = ref.swiglu(ref.matmul(ref.rmsnorm(x, g, M, K, eps), w, M, 2 * Fn, K), M, Fn, Fp);
-          const got = await readF32(act, M * Fp);
-          expect(relErr(got, want)).toBeLessThan(1e-4);
-          for (let m = 0; m < M; m++) expect([...got.subarray(m * Fp + Fn, (m + 1) * Fp)]).toEqual([0, 0, 0, 0]);
-        });
-      }
     }
   }
 });

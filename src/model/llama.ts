@@ -8,8 +8,8 @@
 //              x += swiglu(h Wgate, h Wup) Wdown
 //   logits = rmsnorm(x[last row of each sequence]) Wlm; token = sample(logits)
 // With at most GEMV_MAX_ROWS rows (decode) each rmsnorm is folded into the GEMV after
-// it and swiglu into the gate_up GEMV: 6 dispatches per layer, and a reduction after each
-// split-K GEMV. RoPE and the cache append are one kernel on both paths.
+// it and swiglu into the gate_up GEMV: 6 dispatches per layer. RoPE and the cache
+// append are one kernel on both paths.
 import { checkGpuErrors, type Gpu } from "../gpu/device.ts";
 import { GrowableBuffers, readBuffer } from "../gpu/buffers.ts";
 import { Usage } from "../gpu/flags.ts";
@@ -18,7 +18,6 @@ import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
 import { pad8, type Matrix, type MatrixShard, type ModelWeights } from "./weights.ts";
 import { gemmGrid, gemmKernel, modelGemm } from "./gemm.ts";
-import { gemvBatch, GEMV_BATCH_MAX, modelGemv1Legacy, type GemvBatchArgs } from "./gemv.ts";
 
 export interface Sampling {
   temperature: number; // 0 = greedy
@@ -97,8 +96,8 @@ export function swigluRuns(m: Matrix, F: number, Fp: number): SwigluRun[] {
   return runs;
 }
 
-/** Matmuls with at most this many rows use the GEMV kernel (gemv_batch.wgsl); more use the tiled GEMM. */
-const GEMV_MAX_ROWS = GEMV_BATCH_MAX;
+/** Matmuls with at most this many rows use the GEMV kernel; more use the tiled GEMM. */
+const GEMV_MAX_ROWS = 16;
 const ATTN_WG = 64;
 
 /** Tile shape of kernels/attention_prefill.wgsl (its defines, less SPLIT and SCORES). */
@@ -182,8 +181,6 @@ export class LlamaModel {
   /** attention_prefill.wgsl serves a step once a sequence brings this many rows (decode keeps attention.wgsl) */
   prefillAttentionMinRows = GEMV_MAX_ROWS + 1;
   readonly prefillTiling: PrefillTiling | null;
-  /** M = 1 on kernels/gemv.wgsl instead of gemv_batch.wgsl (src/model/gemv.ts) */
-  readonly gemv1Legacy = modelGemv1Legacy();
   /** the prefill GEMM variant (src/model/gemm.ts) */
   readonly gemm = modelGemm();
   /** a uniform (see kernels/rope_append.wgsl), padded to whole vec4s */
@@ -361,30 +358,20 @@ export class LlamaModel {
   /** Y[M, ldy] (+)= X[M, m.K] W^T over every row shard of W. */
   matmul(st: Step, m: Matrix, X: GPUBuffer, Y: GPUBuffer, M: number, ldy: number, o: { bias?: GPUBuffer | null; residual?: boolean } = {}) {
     const bias = !!o.bias;
-    if (M <= GEMV_MAX_ROWS && !(M === 1 && this.gemv1Legacy)) {
-      for (const s of m.shards) this.gemvBatch(st, { W: s.buffer, X, Y, K: m.K, N: s.rows, M, ldy, colOff: s.rowStart, bias: o.bias, residual: o.residual });
-      return;
-    }
-    const gemv = M === 1;
+    const gemv = M <= GEMV_MAX_ROWS;
     const k = gemv
-      ? this.gemv({ BIAS: bias, RESIDUAL: !!o.residual })
+      ? this.gemv(M, { BIAS: bias, RESIDUAL: !!o.residual })
       : gemmKernel(this.kc, this.gemm, bias, !!o.residual);
     for (const s of m.shards) {
       const bindings: Binding[] = [s.buffer, X, Y];
       if (o.bias) bindings.push(o.bias);
-      const wg: [number, number] = gemv ? [cdiv(s.rows, 4), 1] : gemmGrid(this.gemm, M, s.rows);
+      const wg: [number, number] = gemv ? [cdiv(s.rows, 4), gemvBatches(M)] : gemmGrid(this.gemm, M, s.rows);
       st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart], wg);
     }
   }
 
-  /** The M = 1 GEMV of kernels/gemv.wgsl (KVC_GEMV1=gemv). */
-  private gemv(defs: Defines) {
-    return this.kc.kernel("gemv", { BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false, WG: 256, ROWS: 4, BATCH: 1, ...defs });
-  }
-
-  /** 1..16 rows (kernels/gemv_batch.wgsl): split-K partials go to a workspace buffer. */
-  private gemvBatch(st: Step, a: Omit<GemvBatchArgs, "scratch">) {
-    gemvBatch(this.kc, st, { ...a, scratch: (bytes) => this.ws.get("gemv-part", bytes) });
+  private gemv(M: number, defs: Defines) {
+    return this.kc.kernel("gemv", { BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false, WG: 256, ROWS: 4, BATCH: M === 1 ? 1 : 4, ...defs });
   }
 
   /**
@@ -397,36 +384,23 @@ export class LlamaModel {
       this.matmul(st, m, h, Y, M, ldy, { bias: o.bias });
       return;
     }
-    const norm = { gain: g, eps: this.cfg.normEps };
-    if (!(M === 1 && this.gemv1Legacy)) {
-      for (const s of m.shards) this.gemvBatch(st, { W: s.buffer, X, Y, K: m.K, N: s.rows, M, ldy, colOff: s.rowStart, bias: o.bias, norm, gather: o.gather });
-      return;
-    }
-    const k = this.gemv({ BIAS: !!o.bias, NORM: true, GATHER: !!o.gather });
+    const k = this.gemv(M, { BIAS: !!o.bias, NORM: true, GATHER: !!o.gather });
     for (const s of m.shards) {
       const bindings: Binding[] = [s.buffer, X, Y];
       if (o.bias) bindings.push(o.bias);
       bindings.push(g);
       if (o.gather) bindings.push(o.gather);
-      st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart, F(this.cfg.normEps)], [cdiv(s.rows, 4), 1]);
+      st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart, F(this.cfg.normEps)], [cdiv(s.rows, 4), gemvBatches(M)]);
     }
   }
 
   /** act = swiglu(rmsnorm(X, g) Wgate, rmsnorm(X, g) Wup), zero padded to ffnPad, for a few rows. */
   private gateUpSwiglu(st: Step, runs: SwigluRun[], K: number, X: GPUBuffer, g: GPUBuffer, act: GPUBuffer, M: number) {
-    const norm = { gain: g, eps: this.cfg.normEps };
-    if (!(M === 1 && this.gemv1Legacy)) {
-      for (const r of runs) {
-        this.gemvBatch(st, { W: r.gate.buffer, X, Y: act, K, N: r.n, M, ldy: this.ffnPad, colOff: r.col, norm,
-          swiglu: { up: r.up.buffer, nW: r.nW, gRow: r.col - r.gate.rowStart, uRow: this.cfg.ffn + r.col - r.up.rowStart } });
-      }
-      return;
-    }
-    const k = this.gemv({ NORM: true, SWIGLU: true });
+    const k = this.gemv(M, { NORM: true, SWIGLU: true });
     for (const r of runs) {
       // ROWS 4 = 2 gate + 2 up rows: 2 output columns per workgroup
       st.dispatch(k, [r.gate.buffer, X, act, g, r.up.buffer],
-        [K, r.n, M, this.ffnPad, r.col, F(this.cfg.normEps), r.nW, r.col - r.gate.rowStart, this.cfg.ffn + r.col - r.up.rowStart], [cdiv(r.n, 2), 1]);
+        [K, r.n, M, this.ffnPad, r.col, F(this.cfg.normEps), r.nW, r.col - r.gate.rowStart, this.cfg.ffn + r.col - r.up.rowStart], [cdiv(r.n, 2), gemvBatches(M)]);
     }
   }
 
@@ -492,3 +466,5 @@ export class LlamaModel {
   }
 }
 
+/** Workgroups along M of the GEMV: 1 row at M = 1, else BATCH 4. */
+const gemvBatches = (M: number) => (M === 1 ? 1 : cdiv(M, 4));
