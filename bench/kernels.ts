@@ -31,7 +31,7 @@ export interface KernelSuiteOptions {
 }
 
 export const KERNEL_DEFAULTS: KernelSuiteOptions = {
-  contexts: [1024, 8192, 32768],
+  contexts: [256, 1024, 8192, 32768],
   gemvRows: [1, 16],
   prefillRows: 512,
   prefillAttnLens: [512, 2048, 6000],
@@ -266,6 +266,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
       rep.emit({
         ...common, test: "attention", context: c, context_nominal: want, sequences_rotated: perRep,
         dispatches: lists.length / perRep, split: lists.some((d) => kernelName(d) === "attn_merge"),
+        splits: Math.max(...lists.filter((d) => kernelName(d) === "attention").map((d) => d.wg[2])),
         bytes_per_seq: bytes / perRep, ms_per_seq: round(t.ms / perRep, 4), gbps: round(gbps, 1), ...pct(gbps), reps: t.reps,
         l2_resident_risk: bytes < L2_RISK_BYTES,
       });

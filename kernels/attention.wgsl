@@ -1,144 +1,261 @@
-// Paged attention over per-head block tables, for prefill and decode alike.
-// Query row r (new token i of sequence s) attends, in KV head h, to that head's
-// first lenBefore + i + 1 cached tokens (causal; per-head lengths may differ after
-// compression). One workgroup serves the whole GQA group of h (G query heads), so
-// each K/V row is read once for G heads. Split-K: workgroup z covers keys
-// [z * splitLen, (z + 1) * splitLen) with an online softmax; SPLIT writes (m, l, o)
-// partials for attn_merge, otherwise the normalized output directly.
+// Paged flash-decoding attention over per-head block tables (decode, and prefill
+// chunks too short for attention_prefill.wgsl). Query row r (new token i of sequence
+// s) attends, in KV head h, to that head's first lenBefore + i + 1 cached tokens
+// (causal; per-head lengths may differ after compression). Workgroup (x, r, z) serves
+// G query heads of KV head x / NG (the whole GQA group when NG = 1), so each K/V row is
+// read once for them, over the keys [z * splitLen, (z + 1) * splitLen) of its head.
+// Layout: LANES lanes per key (lane l holds dims [l * CW, (l + 1) * CW) of every query
+// in registers and reads those dims of K and V as one 8- or 16-byte load, so a key row
+// is read contiguously), KPP = WG / LANES keys side by side, NK keys per thread in a
+// tile of BK = KPP * NK keys. Per tile: dot partials, reduced across the key's lanes
+// (subgroupShuffleXor where the subgroup holds LANES lanes, else through workgroup
+// memory), scores into sc; then every thread takes the tile max from sc itself (no
+// serial reduction), rescales its running output and sum, and accumulates p * V of its
+// own keys. After the last tile the KPP key slots' outputs and sums are added up
+// through workgroup memory, PG heads at a time.
+// SPLIT writes unnormalized (m, l, o) partials for attn_merge (empty splits write
+// m = -3e38, l = 0, o = 0), otherwise the normalized output directly.
 // SCORES: rows whose rows[r].w names a score slot also write their scaled logits
 // (sraw) and, unsplit, their log-sum-exp; kv_scores turns them into the squared
 // attention each key received (KV-Compress's eviction metric).
 struct Params { layer: u32, H: u32, KVH: u32, L: u32, BS: u32, ldq: u32, scale: f32, splitLen: u32, nsplit: u32, sStride: u32, }
-@group(0) @binding(0) var<storage, read> qkv: array<f32>;
-@group(0) @binding(1) var<storage, read> rows: array<vec4<u32>>;   // (seq, i, pos, 0)
-@group(0) @binding(2) var<storage, read> heads: array<vec2<u32>>;  // (blockListOffset, lenBefore)
-@group(0) @binding(3) var<storage, read> blockIds: array<u32>;
-@group(0) @binding(4) var<storage, read> Kp: array<u32>;
-@group(0) @binding(5) var<storage, read> Vp: array<u32>;
+@group(0) @binding(#) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(#) var<storage, read> rows: array<vec4<u32>>;   // (seq, i, pos, slot)
+@group(0) @binding(#) var<storage, read> heads: array<vec2<u32>>;  // (blockListOffset, lenBefore)
+@group(0) @binding(#) var<storage, read> blockIds: array<u32>;
+#if WIDE
+@group(0) @binding(#) var<storage, read> Kp: array<vec4<u32>>;     // 8 f16 per element
+@group(0) @binding(#) var<storage, read> Vp: array<vec4<u32>>;
+#else
+@group(0) @binding(#) var<storage, read> Kp: array<vec2<u32>>;     // 4 f16 per element
+@group(0) @binding(#) var<storage, read> Vp: array<vec2<u32>>;
+#endif
 #if SPLIT
-@group(0) @binding(6) var<storage, read_write> partML: array<vec2<f32>>; // [r][qh][split]
-@group(0) @binding(7) var<storage, read_write> partO: array<f32>;        // [r][qh][split][D]
+@group(0) @binding(#) var<storage, read_write> partML: array<vec2<f32>>; // [r][qh][split]
+@group(0) @binding(#) var<storage, read_write> partOs: array<f32>;       // [r][qh][split][D]
+#else
+@group(0) @binding(#) var<storage, read_write> Os: array<f32>;           // [r][H * D]
+#endif
 #if SCORES
-@group(0) @binding(8) var<storage, read_write> sraw: array<f32>;         // [slot][qh][sStride]
-@group(0) @binding(9) var<uniform> P: Params;
-#else
-@group(0) @binding(8) var<uniform> P: Params;
-#endif
-#else
-@group(0) @binding(6) var<storage, read_write> O: array<f32>;            // [r][H * D]
-#if SCORES
-@group(0) @binding(7) var<storage, read_write> sraw: array<f32>;         // [slot][qh][sStride]
-@group(0) @binding(8) var<storage, read_write> lse: array<f32>;          // [slot][qh]
-@group(0) @binding(9) var<uniform> P: Params;
-#else
-@group(0) @binding(7) var<uniform> P: Params;
+@group(0) @binding(#) var<storage, read_write> sraw: array<f32>;         // [slot][qh][sStride]
+#if !SPLIT
+@group(0) @binding(#) var<storage, read_write> lse: array<f32>;          // [slot][qh]
 #endif
 #endif
+@group(0) @binding(#) var<uniform> P: Params;
 
 const WG = {{WG}}u;
-const G = {{G}}u;
+const G = {{G}}u;         // query heads per workgroup
+const NG = {{NG}}u;       // workgroups per GQA group
 const D = {{D}}u;
-const HALF = D / 2u;
-const OUTS = {{OUTS}}u; // ceil(G * D / WG)
+const CW = {{CW}}u;       // dims per lane: 8 (vec4<u32> loads) or 4 (vec2<u32>)
+const CV = CW / 4u;       // vec4<f32> per lane and head
+const LANES = {{LANES}}u; // power of two >= D / CW
+const DL = D / CW;        // lanes that hold dims
+const NK = {{NK}}u;
+const PG = {{PG}}u;         // heads per pass of the slot sum
+const KPP = WG / LANES;
+const BK = KPP * NK;      // a multiple of 4
+const PSTR = LANES + 1u;  // padded dot partials: lanes of one key in different banks
 const NEG = -3.0e38;
 const NO_SLOT = 0xffffffffu;
 
-var<workgroup> qs: array<f32, G * D>;
-var<workgroup> sc: array<f32, G * WG>;
-var<workgroup> physs: array<u32, WG>;
-var<workgroup> mrun: array<f32, G>;
-var<workgroup> lrun: array<f32, G>;
-var<workgroup> alpha: array<f32, G>;
-var<workgroup> wlen: u32;
+var<workgroup> sc: array<vec4<f32>, G * BK / 2u>;       // scores [tile parity][g][key]
+var<workgroup> scratch: array<f32, {{SCRATCH}}>;        // dot partials, then the slot sums
+var<workgroup> redl: array<f32, KPP * G>;              // per-slot softmax sums
+var<workgroup> wuni: vec2<u32>;                         // (length, subgroup size)
+
+#if WIDE
+fn unpackKV(u: vec4<u32>) -> array<vec4<f32>, CV> {
+  return array<vec4<f32>, CV>(vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y)), vec4<f32>(unpack2x16float(u.z), unpack2x16float(u.w)));
+}
+#else
+fn unpackKV(u: vec2<u32>) -> array<vec4<f32>, CV> {
+  return array<vec4<f32>, CV>(vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y)));
+}
+#endif
+
+fn scoreAt(i: u32) -> f32 { return sc[i / 4u][i % 4u]; }
 
 @compute @workgroup_size({{WG}})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let h = wid.x;
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32
+#if SUBGROUPS
+  , @builtin(subgroup_size) sgs: u32
+#endif
+) {
+  let h = wid.x / NG;
+  let qh0 = wid.x * G;
   let r = wid.y;
   let sp = wid.z;
   let row = rows[r];
   let hd = heads[(row.x * P.L + P.layer) * P.KVH + h];
-  if (t == 0u) { wlen = hd.y + row.y + 1u; }
-  // the loop below holds barriers, so its bounds must be provably uniform
-  let len = workgroupUniformLoad(&wlen);
+  if (t == 0u) {
+#if SUBGROUPS
+    wuni = vec2<u32>(hd.y + row.y + 1u, sgs);
+#else
+    wuni = vec2<u32>(hd.y + row.y + 1u, 0u);
+#endif
+  }
+  // the loops below hold barriers, so their bounds must be provably uniform
+  let uni = workgroupUniformLoad(&wuni);
+  let len = uni.x;
+  // subgroup lanes are consecutive invocations (as gemv.wgsl assumes), so a key's
+  // LANES aligned lanes share a subgroup once it is at least LANES wide
+  let shfl = uni.y >= LANES;
   let start = sp * P.splitLen;
   let end = min(len, start + P.splitLen);
-  for (var i = t; i < G * D; i += WG) { qs[i] = qkv[r * P.ldq + h * G * D + i] * P.scale; }
-  if (t < G) { mrun[t] = NEG; lrun[t] = 0.0; }
-  var acc: array<f32, OUTS>;
-  workgroupBarrier();
-  for (var t0 = start; t0 < end; t0 += WG) {
-    let j = t0 + t;
-    if (j < end) {
-      let phys = blockIds[hd.x + j / P.BS] * P.BS + j % P.BS;
-      physs[t] = phys;
-      var dots = array<f32, G>();
-      for (var p = 0u; p < HALF; p++) {
-        let k = unpack2x16float(Kp[phys * HALF + p]);
-        for (var g = 0u; g < G; g++) {
-          dots[g] += qs[g * D + 2u * p] * k.x + qs[g * D + 2u * p + 1u] * k.y;
-        }
+  let lane = t % LANES;
+  let ks = t / LANES;
+  let live = lane < DL;
+
+  var q: array<vec4<f32>, G * CV>;
+  if (live) {
+    for (var g = 0u; g < G; g++) {
+      for (var c = 0u; c < CV; c++) { q[g * CV + c] = qkv[(r * P.ldq + (qh0 + g) * D + lane * CW) / 4u + c] * P.scale; }
+    }
+  }
+  var acc: array<vec4<f32>, G * CV>;
+  var m: array<f32, G>;
+  var l: array<f32, G>;
+  for (var g = 0u; g < G; g++) { m[g] = NEG; }
+
+  var par = 0u;
+  for (var t0 = start; t0 < end; t0 += BK) {
+    let buf = par * G * BK;
+#if WIDE
+    var kk: array<vec4<u32>, NK>;
+    var vv: array<vec4<u32>, NK>;
+#else
+    var kk: array<vec2<u32>, NK>;
+    var vv: array<vec2<u32>, NK>;
+#endif
+    // every load of the tile first, so they are in flight together
+    for (var k = 0u; k < NK; k++) {
+      let j = t0 + k * KPP + ks;
+      if (j < end && live) {
+        let at = (blockIds[hd.x + j / P.BS] * P.BS + j % P.BS) * DL + lane;
+        kk[k] = Kp[at];
+        vv[k] = Vp[at];
       }
-      for (var g = 0u; g < G; g++) { sc[g * WG + t] = dots[g]; }
+    }
+    var part: array<f32, NK * G>;
+    for (var k = 0u; k < NK; k++) {
+      let kx = unpackKV(kk[k]);
+      for (var g = 0u; g < G; g++) {
+        var s = 0.0;
+        for (var c = 0u; c < CV; c++) { s += dot(q[g * CV + c], kx[c]); }
+        part[k * G + g] = s;
+      }
+    }
+    if (shfl) {
+#if SUBGROUPS
+      for (var k = 0u; k < NK; k++) {
+        let jj = k * KPP + ks;
+        let j = t0 + jj;
+        for (var g = 0u; g < G; g++) {
+          var s = part[k * G + g];
+          for (var o = 1u; o < LANES; o <<= 1u) { s += subgroupShuffleXor(s, o); }
+          if (lane == 0u) {
+            let i = buf + g * BK + jj;
+            sc[i / 4u][i % 4u] = select(NEG, s, j < end);
 #if SCORES
-      if (row.w != NO_SLOT) {
-        for (var g = 0u; g < G; g++) { sraw[(row.w * P.H + h * G + g) * P.sStride + j] = dots[g]; }
+            if (row.w != NO_SLOT && j < end) { sraw[(row.w * P.H + qh0 + g) * P.sStride + j] = s; }
+#endif
+          }
+        }
       }
 #endif
     } else {
-      for (var g = 0u; g < G; g++) { sc[g * WG + t] = NEG; }
+      for (var k = 0u; k < NK; k++) {
+        for (var g = 0u; g < G; g++) { scratch[((k * KPP + ks) * G + g) * PSTR + lane] = part[k * G + g]; }
+      }
+      workgroupBarrier();
+      for (var i = t; i < BK * G; i += WG) {
+        let jj = i / G;
+        let g = i % G;
+        let j = t0 + jj;
+        var s = 0.0;
+        for (var x = 0u; x < DL; x++) { s += scratch[i * PSTR + x]; }
+        let si = buf + g * BK + jj;
+        sc[si / 4u][si % 4u] = select(NEG, s, j < end);
+#if SCORES
+        if (row.w != NO_SLOT && j < end) { sraw[(row.w * P.H + qh0 + g) * P.sStride + j] = s; }
+#endif
+      }
     }
+    // sc alternates between two halves by tile: the next tile's writes come after the
+    // next barrier, which every thread reaches only once done reading this tile
     workgroupBarrier();
-    if (t < G) {
-      var mt = NEG;
-      for (var i = 0u; i < WG; i++) { mt = max(mt, sc[t * WG + i]); }
-      let mn = max(mrun[t], mt);
-      alpha[t] = exp(mrun[t] - mn);
-      mrun[t] = mn;
-    }
-    workgroupBarrier();
+    // the tile's valid keys (the rest hold NEG); a bound known only at run time also
+    // keeps shader compilers from unrolling this loop G times over
+    let nv = (min(BK, end - t0) + 3u) / 4u;
     for (var g = 0u; g < G; g++) {
-      let s = sc[g * WG + t];
-      sc[g * WG + t] = select(0.0, exp(s - mrun[g]), s > NEG);
+      var mt = NEG;
+      for (var i = 0u; i < nv; i++) {
+        let v = sc[(buf + g * BK) / 4u + i];
+        mt = max(mt, max(max(v.x, v.y), max(v.z, v.w)));
+      }
+      let mn = max(m[g], mt);
+      let a = exp(m[g] - mn);
+      m[g] = mn;
+      l[g] *= a;
+      for (var c = 0u; c < CV; c++) { acc[g * CV + c] *= a; }
     }
-    workgroupBarrier();
-    if (t < G) {
-      var s = 0.0;
-      for (var i = 0u; i < WG; i++) { s += sc[t * WG + i]; }
-      lrun[t] = lrun[t] * alpha[t] + s;
+    for (var k = 0u; k < NK; k++) {
+      let jj = k * KPP + ks;
+      let vx = unpackKV(vv[k]);
+      for (var g = 0u; g < G; g++) {
+        let s = scoreAt(buf + g * BK + jj);
+        let p = select(0.0, exp(s - m[g]), s > NEG);
+        l[g] += p;
+        for (var c = 0u; c < CV; c++) { acc[g * CV + c] += p * vx[c]; }
+      }
     }
-    let nt = min(WG, end - t0);
-    for (var o = 0u; o < OUTS; o++) {
-      let idx = t + o * WG;
-      if (idx < G * D) {
-        let g = idx / D;
-        let d = idx % D;
-        var a = acc[o] * alpha[g];
-        for (var i = 0u; i < nt; i++) {
-          let v = unpack2x16float(Vp[physs[i] * HALF + d / 2u]);
-          a += sc[g * WG + i] * select(v.x, v.y, (d & 1u) == 1u);
-        }
-        acc[o] = a;
+    par ^= 1u;
+  }
+
+  // sum the KPP key slots, PG heads at a time through scratch; then each thread
+  // finishes output elements of its own (consecutive threads, consecutive dims)
+  if (lane == 0u) {
+    for (var g = 0u; g < G; g++) { redl[ks * G + g] = l[g]; }
+  }
+  for (var p = 0u; p < G / PG; p++) {
+    for (var gg = 0u; gg < PG; gg++) {
+      let b = ((ks * PG + gg) * LANES + lane) * CW;
+      for (var c = 0u; c < CV; c++) {
+        for (var e = 0u; e < 4u; e++) { scratch[b + 4u * c + e] = acc[(p * PG + gg) * CV + c][e]; }
       }
     }
     workgroupBarrier();
-  }
-  for (var o = 0u; o < OUTS; o++) {
-    let idx = t + o * WG;
-    if (idx < G * D) {
-      let g = idx / D;
-      let d = idx % D;
-      let qh = h * G + g;
+    for (var i = t; i < PG * D; i += WG) {
+      let gg = i / D;
+      let d = i % D;
+      let g = p * PG + gg;
+      var o = 0.0;
+      var lt = 0.0;
+      for (var x = 0u; x < KPP; x++) {
+        o += scratch[((x * PG + gg) * LANES + d / CW) * CW + d % CW];
+        lt += redl[x * G + g];
+      }
+      let qh = qh0 + g;
 #if SPLIT
       let pi = (r * P.H + qh) * P.nsplit + sp;
-      partO[pi * D + d] = acc[o];
-      if (d == 0u) { partML[pi] = vec2<f32>(mrun[g], lrun[g]); }
+      partOs[pi * D + d] = o;
+      if (d == 0u) { partML[pi] = vec2<f32>(mAt(m, g), lt); }
 #else
-      O[r * P.H * D + qh * D + d] = acc[o] / lrun[g];
+      Os[r * P.H * D + qh * D + d] = o / lt;
 #if SCORES
-      if (d == 0u && row.w != NO_SLOT) { lse[row.w * P.H + qh] = mrun[g] + log(lrun[g]); }
+      if (d == 0u && row.w != NO_SLOT) { lse[row.w * P.H + qh] = mAt(m, g) + log(lt); }
 #endif
 #endif
     }
+    workgroupBarrier();
   }
+}
+
+// m[g] without a dynamic index into the private array (which could move it to memory)
+fn mAt(m: array<f32, G>, g: u32) -> f32 {
+  var v = 0.0;
+  for (var k = 0u; k < G; k++) { if (k == g) { v = m[k]; } }
+  return v;
 }

@@ -98,7 +98,73 @@ export function swigluRuns(m: Matrix, F: number, Fp: number): SwigluRun[] {
 
 /** Matmuls with at most this many rows use the GEMV kernel; more use the tiled GEMM. */
 const GEMV_MAX_ROWS = 16;
-const ATTN_WG = 64;
+
+/** Shape of kernels/attention.wgsl (its defines, less SPLIT and SCORES). */
+export interface DecodeAttentionShape {
+  WG: number;
+  /** query heads per workgroup (a divisor of the GQA group) */
+  G: number;
+  /** workgroups per GQA group */
+  NG: number;
+  D: number;
+  /** dims per lane: 8 (16-byte K/V loads) or 4 */
+  CW: number;
+  WIDE: boolean;
+  /** lanes per key: a power of two >= D / CW */
+  LANES: number;
+  /** keys per thread in a tile */
+  NK: number;
+  /** keys per tile */
+  BK: number;
+  /** heads per pass of the final sum over key slots */
+  PG: number;
+  SCRATCH: number;
+}
+
+const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(n));
+
+/**
+ * The decode attention layout for GQA group GQ and head dim D (a multiple of 4) within
+ * `maxBytes` of workgroup memory: groups of more than 8 heads take several workgroups
+ * (each re-reads K/V) so registers stay bounded; 128 threads up to 32 query floats per
+ * lane (G * CW), else 64; up to 4 keys per thread and tile (tiles of at most 128 keys).
+ */
+export function decodeAttentionShape(GQ: number, D: number, maxBytes = 16384): DecodeAttentionShape {
+  if (D % 4 !== 0) throw new Error(`head dim ${D} is not a multiple of 4`);
+  let G = Math.min(GQ, 8);
+  while (GQ % G) G--;
+  const CW = D % 8 === 0 ? 8 : 4;
+  const LANES = nextPow2(D / CW);
+  let WG = G * CW <= 32 ? 128 : 64;
+  WG = Math.max(WG, LANES);
+  const KPP = WG / LANES;
+  for (let NK = Math.min(4, Math.max(1, 128 / KPP)); NK >= 1; NK /= 2) {
+    const BK = KPP * NK;
+    // dot partials of a tile (without subgroups), or PG heads of every slot's output
+    const SCRATCH = Math.max(BK * G * (LANES + 1), WG * CW);
+    let PG = G;
+    while (G % PG || WG * PG * CW > SCRATCH) PG--;
+    if (4 * (2 * G * BK + SCRATCH + KPP * G) + 16 <= maxBytes || NK === 1) {
+      return { WG, G, NG: GQ / G, D, CW, WIDE: CW === 8, LANES, NK, BK, PG, SCRATCH };
+    }
+  }
+  throw new Error("unreachable");
+}
+
+/** Decode attention splits until about this many workgroups run (an H200 has 132 SMs). */
+const ATTN_WORKGROUPS = 512;
+
+/**
+ * Split-K of kernels/attention.wgsl: splits of at least one tile (BK keys) until about
+ * ATTN_WORKGROUPS workgroups run; a batch that fills the GPU alone runs unsplit.
+ */
+export function decodeAttentionPlan(groups: number, maxLen: number, BK: number): { nsplit: number; splitLen: number } {
+  let nsplit = Math.min(cdiv(ATTN_WORKGROUPS, groups), Math.floor(maxLen / BK));
+  if (nsplit <= 1) return { nsplit: 1, splitLen: Math.max(maxLen, 1) };
+  const splitLen = cdiv(cdiv(maxLen, nsplit), 16) * 16;
+  nsplit = cdiv(maxLen, splitLen);
+  return { nsplit, splitLen };
+}
 
 /** Tile shape of kernels/attention_prefill.wgsl (its defines, less SPLIT and SCORES). */
 export interface PrefillTiling {
@@ -181,6 +247,8 @@ export class LlamaModel {
   /** attention_prefill.wgsl serves a step once a sequence brings this many rows (decode keeps attention.wgsl) */
   prefillAttentionMinRows = GEMV_MAX_ROWS + 1;
   readonly prefillTiling: PrefillTiling | null;
+  /** layout of kernels/attention.wgsl (decode, and steps without a prefill tile) */
+  readonly decodeAttention: DecodeAttentionShape;
   /** the prefill GEMM variant (src/model/gemm.ts) */
   readonly gemm = modelGemm();
   /** a uniform (see kernels/rope_append.wgsl), padded to whole vec4s */
@@ -193,6 +261,7 @@ export class LlamaModel {
     this.ffnPad = pad8(cfg.ffn);
     this.qkvWidth = (cfg.heads + 2 * cfg.kvHeads) * cfg.headDim;
     this.prefillTiling = prefillTiling(cfg.heads / cfg.kvHeads, cfg.headDim);
+    this.decodeAttention = decodeAttentionShape(cfg.heads / cfg.kvHeads, cfg.headDim);
     this.freq4 = cdiv(cfg.invFreq.length, 4);
     const freqs = new Float32Array(this.freq4 * 4);
     freqs.set(cfg.invFreq);
@@ -287,7 +356,7 @@ export class LlamaModel {
 
     const st = kc.step();
     this.embed(st, bTok, x, M);
-    const attnPlan = this.attentionPlan(M, maxLen);
+    const attnPlan = decodeAttentionPlan(M * cfg.kvHeads * this.decodeAttention.NG, maxLen, this.decodeAttention.BK);
     for (let l = 0; l < L; l++) {
       const lw = this.w.layers[l];
       this.normMatmul(st, lw.qkv, x, lw.ln1, hbuf, qkv, M, this.qkvWidth, { bias: lw.qkvBias });
@@ -404,31 +473,22 @@ export class LlamaModel {
     }
   }
 
-  /** Split-K only pays when too few (row, head) workgroups would fill the GPU. */
-  private attentionPlan(M: number, maxLen: number): { nsplit: number; splitLen: number } {
-    const groups = M * this.cfg.kvHeads;
-    if (groups >= 256 || maxLen <= 2 * ATTN_WG) return { nsplit: 1, splitLen: Math.max(maxLen, 1) };
-    let nsplit = Math.min(cdiv(256, groups), cdiv(maxLen, 2 * ATTN_WG));
-    const splitLen = cdiv(cdiv(maxLen, nsplit), ATTN_WG) * ATTN_WG;
-    nsplit = cdiv(maxLen, splitLen);
-    return { nsplit, splitLen };
-  }
-
   private attention(st: Step, plan: { nsplit: number; splitLen: number }, layer: number, qkv: GPUBuffer, rows: GPUBuffer, heads: GPUBuffer, out: GPUBuffer, M: number, scoring: Scoring | null) {
     const { cfg, cache, kc } = this;
     const H = cfg.heads, KVH = cfg.kvHeads, D = cfg.headDim;
-    const G = H / KVH;
+    const shape = this.decodeAttention;
     const split = plan.nsplit > 1;
-    const defs = { WG: ATTN_WG, G, D, OUTS: cdiv(G * D, ATTN_WG), SPLIT: split, SCORES: !!scoring };
+    const defs = { ...shape, SPLIT: split, SCORES: !!scoring };
     const params = [layer, H, KVH, cfg.layers, cache.blockSize, this.qkvWidth, F(1 / Math.sqrt(D)), plan.splitLen, plan.nsplit, scoring?.stride ?? 0];
     const common: Binding[] = [qkv, rows, heads, cache.table, cache.pool.k, cache.pool.v];
+    const grid: [number, number, number] = [KVH * shape.NG, M, plan.nsplit];
     if (!split) {
       const b: Binding[] = scoring ? [...common, out, scoring.sraw, scoring.lse] : [...common, out];
-      st.dispatch(kc.kernel("attention", defs), b, params, [KVH, M, 1]);
+      st.dispatch(kc.kernel("attention", defs), b, params, grid);
     } else {
       const ml = this.ws.get("part-ml", M * H * plan.nsplit * 8);
       const po = this.ws.get("part-o", M * H * plan.nsplit * D * 4);
-      st.dispatch(kc.kernel("attention", defs), scoring ? [...common, ml, po, scoring.sraw] : [...common, ml, po], params, [KVH, M, plan.nsplit]);
+      st.dispatch(kc.kernel("attention", defs), scoring ? [...common, ml, po, scoring.sraw] : [...common, ml, po], params, grid);
       st.dispatch(kc.kernel("attn_merge", { SCORES: !!scoring }), scoring ? [ml, po, out, rows, scoring.lse] : [ml, po, out], [H, D, plan.nsplit], [H, M]);
     }
     if (scoring) this.kvScores(st, layer, heads, scoring, scoring.lse);
