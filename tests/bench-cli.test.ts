@@ -108,13 +108,18 @@ describe("kvc bench --shape tiny", () => {
       { ...base, suite: "kernels", test: "gemv", shape: "llama-3.1-8b", M: 1, gbps: 2500 },
       { ...base, suite: "kernels", test: "gemv", shape: "llama-3.1-8b", M: 16, gbps: 100 },
       { ...base, suite: "kernels", test: "gemv", shape: "llama-3.2-1b", M: 1, gbps: 10 },
-      { ...base, suite: "e2e", test: "single_stream", shape: "llama-3.1-8b", decode_tok_s: 150 },
+      { ...base, suite: "e2e", test: "single_stream", shape: "llama-3.1-8b", lookahead: 4, decode_tok_s: 150 },
+      // a deeper lookahead than the engine serves with is not the headline
+      { ...base, suite: "e2e", test: "single_stream", shape: "llama-3.1-8b", lookahead: 16, decode_tok_s: 170 },
+      { ...base, suite: "overhead", test: "compress_overhead", planner: "gpu", compress_overhead_pct: 2 },
+      { ...base, suite: "overhead", test: "compress_overhead", planner: "host", compress_overhead_pct: 40 },
       { ...base, runtime: "deno", suite: "e2e", test: "single_stream", shape: "llama-3.2-1b", decode_tok_s: 1 },
       { ...base, runtime: "pytorch", suite: "hf", test: "generate", shape: "llama-3.2-1b", mode: "eager", batch: 1, decode_tok_s: 80 },
       { ...base, runtime: "pytorch", suite: "hf", test: "generate", shape: "llama-3.2-1b", mode: "eager", batch: 32, decode_tok_s: 900 },
     ]);
     expect(s.decode_gemv_gbps_min).toBe(2500);
     expect(s.decode_8b_tok_s).toBe(150);
+    expect(s.compress_overhead_pct).toBe(2); // the GPU planner's, not the host planner's beside it
     expect(s.decode_1b_tok_s).toBeNull(); // Deno's figure is not Bun's
     expect(s.hf_eager_1b_tok_s).toBe(80);
     expect(s.decode_1b_tok_s_deno).toBe(1);
