@@ -172,7 +172,7 @@ async function runDecode(H: number, KVH: number, D: number, seqs: CaseSeq[], spl
     const out = await zeros(c.M * H * D * 4);
     const sraw = await zeros(Math.max(1, c.slots) * H * c.maxLen * 4), lse = await zeros(Math.max(1, c.slots) * H * 4);
     const defs = { ...shape, SPLIT: ns > 1, SCORES: scoring };
-    const grid = [KVH * shape.NG, c.M, ns];
+    const grid: [number, number, number] = [KVH * shape.NG, c.M, ns];
     if (ns > 1) {
       const ml = await zeros(c.M * H * ns * 8), po = await zeros(c.M * H * ns * D * 4);
       st.dispatch(kc.kernel("attention", defs), scoring ? [...common, ml, po, sraw] : [...common, ml, po], params, grid);

@@ -94,6 +94,7 @@ export function F(x: number): number {
 export class KernelContext {
   readonly device: GPUDevice;
   private pipelines = new Map<string, Kernel>();
+  private fastKernels = new Map<string, Kernel>();
   private bufIds = new WeakMap<GPUBuffer, number>();
   private nextBufId = 1;
   private bindGroups = new Map<string, GPUBindGroup>();
@@ -127,6 +128,18 @@ export class KernelContext {
   }
 
   kernel(name: string, defines: Defines = {}, entry = "main"): Kernel {
+    // called for every dispatch of every step: look up by the defines as given first,
+    // before building the sorted key (a different order only costs one more lookup)
+    let fast = name + ":" + entry;
+    for (const d in defines) fast += "," + d + "=" + defines[d];
+    const hit = this.fastKernels.get(fast);
+    if (hit) return hit;
+    const k = this.buildKernel(name, defines, entry);
+    this.fastKernels.set(fast, k);
+    return k;
+  }
+
+  private buildKernel(name: string, defines: Defines, entry: string): Kernel {
     const all = { ...this.baseDefines(), ...defines };
     const key = name + ":" + entry + ":" + Object.keys(all).sort().map((k) => `${k}=${all[k]}`).join(",");
     let k = this.pipelines.get(key);
