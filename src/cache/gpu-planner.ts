@@ -34,6 +34,40 @@ export class GpuPlanner {
     return o.method === "kvcompress" || o.method === "snapkv";
   }
 
+  /** Scratch bytes a request takes in one rank() (its sort arrays; one storage binding holds them all). */
+  static scratchBytes(seq: SeqCache): number {
+    let words = 0;
+    for (const len of seq.lengths) words += 4 * nextPow2(len);
+    return 4 * words;
+  }
+
+  /**
+   * The requests cut into groups whose scratch fits one binding of `maxBytes`, in
+   * order; a request too large alone is left out (`tooLarge`: the host plans it).
+   */
+  static groups<T extends { cache: SeqCache }>(reqs: T[], maxBytes: number): { groups: T[][]; tooLarge: T[] } {
+    const groups: T[][] = [];
+    const tooLarge: T[] = [];
+    let cur: T[] = [];
+    let bytes = 0;
+    for (const r of reqs) {
+      const b = GpuPlanner.scratchBytes(r.cache);
+      if (b > maxBytes) {
+        tooLarge.push(r);
+        continue;
+      }
+      if (bytes + b > maxBytes && cur.length) {
+        groups.push(cur);
+        cur = [];
+        bytes = 0;
+      }
+      cur.push(r);
+      bytes += b;
+    }
+    if (cur.length) groups.push(cur);
+    return { groups, tooLarge };
+  }
+
   /** Ranks every head of every request on the GPU; returns what each head reports. */
   async rank(reqs: GpuPlanRequest[]): Promise<HeadChunkSums[][]> {
     const c = this.cache;

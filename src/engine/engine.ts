@@ -302,23 +302,27 @@ export class Engine {
       const keep = keepBudget(ctx);
       if (this.cache.tokensKept(seq.cache) > keep) due.push({ seq, cache: seq.cache, policy, ctx, keep });
     }
-    const onGpu = due.filter((d) => this.opts.gpuPlanner && GpuPlanner.handles(d.ctx.opts));
-    if (onGpu.length) {
-      const reqs = onGpu.map((d) => ({ cache: d.cache, ctx: d.ctx, keep: d.keep }));
+    // the GPU planner's scratch of one pass lives in one storage binding: passes that
+    // would outgrow it run in several groups, and a sequence too large alone plans on the host
+    const { groups } = GpuPlanner.groups(due.filter((d) => this.opts.gpuPlanner && GpuPlanner.handles(d.ctx.opts)), this.gpu.limits.maxStorageBufferBindingSize);
+    for (const group of groups) {
+      const tr = performance.now();
+      const reqs = group.map((d) => ({ cache: d.cache, ctx: d.ctx, keep: d.keep }));
       const ranked = await this.planner.rank(reqs);
       const t1 = performance.now();
       const counts = GpuPlanner.counts(reqs, ranked);
       const t2 = performance.now();
-      this.stats.gatherMs += t1 - t0;
+      this.stats.gatherMs += t1 - tr;
       this.stats.planMs += t2 - t1;
-      const evicted = this.planner.evict(reqs, counts, onGpu.map((d) => d.seq.cache === d.cache)); // cancelled while ranking: skipped
-      onGpu.forEach((d, i) => {
+      const evicted = this.planner.evict(reqs, counts, group.map((d) => d.seq.cache === d.cache)); // cancelled while ranking: skipped
+      group.forEach((d, i) => {
         d.seq.evictedTokens += evicted[i];
         this.stats.evictedTokens += evicted[i];
       });
       this.stats.applyMs += performance.now() - t2;
     }
-    const onHost = due.filter((d) => !onGpu.includes(d));
+    const onGpu = new Set(groups.flat());
+    const onHost = due.filter((d) => !onGpu.has(d));
     if (onHost.length) {
       const tg = performance.now();
       const keys = await this.compactor.gatherMany(onHost.map((d) => d.cache));
