@@ -209,25 +209,25 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
     const stepPlain = plain.decodeMs / plain.steps;
     // the GPU planner (the default) and the host planner, side by side
     for (const planner of ["gpu", "host"] as const) {
-    e.opts.gpuPlanner = planner === "gpu";
-    if (planner === "host") await run({ method: "kvcompress", rate: o.rate, interval: o.interval }, 2, warm, 2 * o.interval + 2);
-    const comp = await run({ method: "kvcompress", rate: o.rate, interval: o.interval });
-    const decodeOnly = comp.decodeMs - comp.compressMs;
-    rep.emit({
-      suite: "overhead", test: "compress_overhead", planner, shape: shape.name, batch: o.batch, prompt_len: o.promptLen, output_len: o.outputLen,
-      rate: o.rate, interval: o.interval, step_ms_plain: round(stepPlain, 3), step_ms_compressing: round(comp.decodeMs / comp.steps, 3),
-      compress_ms_total: round(comp.compressMs, 1), compressions: comp.compressions,
-      compress_ms_per_pass: round(comp.compressMs / Math.max(1, comp.compressions), 3),
-      // where a pass goes: GPU ranking or scores gathered, read back; host planning; compaction submit
-      pass_ms_gather: round(comp.parts.gather / Math.max(1, comp.compressions), 3),
-      pass_ms_plan: round(comp.parts.plan / Math.max(1, comp.compressions), 3),
-      pass_ms_apply: round(comp.parts.apply / Math.max(1, comp.compressions), 3),
-      // time inside compression passes, against the decode time around them
-      compress_overhead_pct: round((100 * comp.compressMs) / decodeOnly, 2),
-      compress_share_pct: round((100 * comp.compressMs) / comp.decodeMs, 2),
-      slowdown_pct: round((100 * (comp.decodeMs / comp.steps - stepPlain)) / stepPlain, 2),
-    });
-    if (!ctx.deadline.fits(comp.decodeMs * 2)) break;
+      e.opts.gpuPlanner = planner === "gpu";
+      if (planner === "host") await run({ method: "kvcompress", rate: o.rate, interval: o.interval }, 2, warm, 2 * o.interval + 2);
+      const comp = await run({ method: "kvcompress", rate: o.rate, interval: o.interval });
+      const decodeOnly = comp.decodeMs - comp.compressMs;
+      rep.emit({
+        suite: "overhead", test: "compress_overhead", planner, shape: shape.name, batch: o.batch, prompt_len: o.promptLen, output_len: o.outputLen,
+        rate: o.rate, interval: o.interval, step_ms_plain: round(stepPlain, 3), step_ms_compressing: round(comp.decodeMs / comp.steps, 3),
+        compress_ms_total: round(comp.compressMs, 1), compressions: comp.compressions,
+        compress_ms_per_pass: round(comp.compressMs / Math.max(1, comp.compressions), 3),
+        // where a pass goes: GPU ranking or scores gathered, read back; host planning; compaction submit
+        pass_ms_gather: round(comp.parts.gather / Math.max(1, comp.compressions), 3),
+        pass_ms_plan: round(comp.parts.plan / Math.max(1, comp.compressions), 3),
+        pass_ms_apply: round(comp.parts.apply / Math.max(1, comp.compressions), 3),
+        // time inside compression passes, against the decode time around them
+        compress_overhead_pct: round((100 * comp.compressMs) / decodeOnly, 2),
+        compress_share_pct: round((100 * comp.compressMs) / comp.decodeMs, 2),
+        slowdown_pct: round((100 * (comp.decodeMs / comp.steps - stepPlain)) / stepPlain, 2),
+      });
+      if (!ctx.deadline.fits(comp.decodeMs * 2)) break;
     }
     e.opts.gpuPlanner = true;
   } finally {

@@ -4,7 +4,7 @@
 // keys each head loses, then kernels/kv_evict.wgsl evicts that prefix of each head's
 // order and compacts it in place. Many sequences share each dispatch and the readback.
 import { GrowableBuffers, readBuffer } from "../gpu/buffers.ts";
-import type { KernelContext } from "../gpu/kernels.ts";
+import { nextPow2, type KernelContext } from "../gpu/kernels.ts";
 import type { CompressionOptions } from "./compression.ts";
 import type { KvCache, SeqCache } from "./kv-cache.ts";
 import { chunkEvictCounts, uniformEvictCounts, type HeadChunkSums, type PlanContext } from "./policies.ts";
@@ -17,7 +17,6 @@ export interface GpuPlanRequest {
 }
 
 const INFO_WORDS = 8; // struct Head in kv_rank.wgsl / kv_evict.wgsl
-const nextPow2 = (n: number) => (n <= 1 ? 1 : 2 ** Math.ceil(Math.log2(n)));
 const MAX_GROUPS_X = 65535;
 
 export class GpuPlanner {
@@ -43,19 +42,15 @@ export class GpuPlanner {
 
   /**
    * The requests cut into groups whose scratch fits one binding of `maxBytes`, in
-   * order; a request too large alone is left out (`tooLarge`: the host plans it).
+   * order; a request too large alone is in no group (the host plans it).
    */
-  static groups<T extends { cache: SeqCache }>(reqs: T[], maxBytes: number): { groups: T[][]; tooLarge: T[] } {
+  static groups<T extends { cache: SeqCache }>(reqs: T[], maxBytes: number): T[][] {
     const groups: T[][] = [];
-    const tooLarge: T[] = [];
     let cur: T[] = [];
     let bytes = 0;
     for (const r of reqs) {
       const b = GpuPlanner.scratchBytes(r.cache);
-      if (b > maxBytes) {
-        tooLarge.push(r);
-        continue;
-      }
+      if (b > maxBytes) continue;
       if (bytes + b > maxBytes && cur.length) {
         groups.push(cur);
         cur = [];
@@ -65,7 +60,7 @@ export class GpuPlanner {
       bytes += b;
     }
     if (cur.length) groups.push(cur);
-    return { groups, tooLarge };
+    return groups;
   }
 
   /** Ranks every head of every request on the GPU; returns what each head reports. */

@@ -304,7 +304,7 @@ export class Engine {
     }
     // the GPU planner's scratch of one pass lives in one storage binding: passes that
     // would outgrow it run in several groups, and a sequence too large alone plans on the host
-    const { groups } = GpuPlanner.groups(due.filter((d) => this.opts.gpuPlanner && GpuPlanner.handles(d.ctx.opts)), this.gpu.limits.maxStorageBufferBindingSize);
+    const groups = GpuPlanner.groups(due.filter((d) => this.opts.gpuPlanner && GpuPlanner.handles(d.ctx.opts)), this.gpu.limits.maxStorageBufferBindingSize);
     for (const group of groups) {
       const tr = performance.now();
       const reqs = group.map((d) => ({ cache: d.cache, ctx: d.ctx, keep: d.keep }));

@@ -283,3 +283,5 @@ export class Step {
 
 /** Workgroup count for n items of `per` each. */
 export const cdiv = (n: number, per: number) => Math.ceil(n / per);
+/** The least power of two >= n (1 for n <= 1). */
+export const nextPow2 = (n: number) => (n <= 1 ? 1 : 2 ** Math.ceil(Math.log2(n)));

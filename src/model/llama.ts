@@ -13,7 +13,7 @@
 import { checkGpuErrors, type Gpu } from "../gpu/device.ts";
 import { GrowableBuffers, readBuffer } from "../gpu/buffers.ts";
 import { Usage } from "../gpu/flags.ts";
-import { cdiv, F, type Binding, type Defines, type KernelContext, type Step } from "../gpu/kernels.ts";
+import { cdiv, F, nextPow2, type Binding, type Defines, type KernelContext, type Step } from "../gpu/kernels.ts";
 import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
 import { pad8, type Matrix, type MatrixShard, type ModelWeights } from "./weights.ts";
@@ -121,7 +121,6 @@ export interface DecodeAttentionShape {
   SCRATCH: number;
 }
 
-const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(n));
 
 /**
  * The decode attention layout for GQA group GQ and head dim D (a multiple of 4) within
