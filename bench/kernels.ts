@@ -12,12 +12,17 @@ import { capture, GpuTimer, grid256, type CapturedDispatch } from "../src/gpu/pr
 import { fillRandom } from "../src/model/weights.ts";
 import { datasheetGbps, GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
 import { configFromShape, shapeByName } from "../src/model/config.ts";
+import { ATTN_WORKGROUPS, decodeAttentionShape, gemvGrid, type DecodeAttentionShape, type GemvTile } from "../src/model/llama.ts";
 import { GEMM_VARIANTS, gemmGrid, gemmKernel, gemmVariant, type GemmVariant } from "../src/model/gemm.ts";
 
 export interface KernelSuiteOptions {
   contexts: number[];
   /** decode batch sizes for the GEMV figures */
   gemvRows: number[];
+  /** decode batch sizes at which every GEMV tile (src/model/llama.ts GemvTile) is timed side by side */
+  gemvTileRows: number[];
+  /** decode attention contexts at which every layout (G, WG, NK) and split target is timed side by side */
+  attnSweepContexts: number[];
   /** rows of the captured prefill step (GEMM figures) */
   prefillRows: number;
   /** prompt lengths for the prefill attention figures: all rows in one step, and the last prefillRows-row chunk */
@@ -33,6 +38,8 @@ export interface KernelSuiteOptions {
 export const KERNEL_DEFAULTS: KernelSuiteOptions = {
   contexts: [256, 1024, 8192, 32768],
   gemvRows: [1, 16],
+  gemvTileRows: [],
+  attnSweepContexts: [],
   prefillRows: 512,
   prefillAttnLens: [512, 2048, 6000],
   gemmVariants: GEMM_VARIANTS.map((v) => v.name),
@@ -97,6 +104,59 @@ function asGemmVariant(e: Engine, d: CapturedDispatch, v: GemmVariant): Captured
   return { ...d, k: gemmKernel(e.kc, v, flag("BIAS"), flag("RESIDUAL")), wg: [...gemmGrid(v, M, N), 1] };
 }
 
+/** The defines a kernel was built with, from its key ("name:entry:A=1,B=true"). */
+function definesOf(d: CapturedDispatch): Record<string, string | number | boolean> {
+  const out: Record<string, string | number | boolean> = {};
+  for (const kv of d.k.key.split(":")[2].split(",")) {
+    const [k, v] = kv.split("=");
+    out[k] = v === "true" ? true : v === "false" ? false : /^-?\d+$/.test(v) ? Number(v) : v;
+  }
+  return out;
+}
+
+/** A captured gemv dispatch run with another tile: same bindings and params, its pipeline and grid. */
+function asGemvTile(e: Engine, d: CapturedDispatch, t: GemvTile): CapturedDispatch {
+  const defs = definesOf(d);
+  const [, cols, M] = d.params;
+  return { ...d, k: e.kc.kernel("gemv", { ...defs, ROWS: t.ROWS, BATCH: t.BATCH }), wg: [...gemvGrid(t, M, cols, defs.SWIGLU === true), 1] };
+}
+
+/** Tiles worth timing at M rows whose reduction scratch fits the workgroup storage limit. */
+function gemvTiles(e: Engine, M: number): GemvTile[] {
+  const slots = 256 / (e.gpu.features.subgroups ? 4 : 2); // kernels/gemv.wgsl SLOTS at WG 256
+  const out: GemvTile[] = [];
+  for (const ROWS of [2, 4, 8]) {
+    for (const BATCH of [1, 2, 4, 8]) {
+      if (BATCH > M || (BATCH === 1 && M > 2)) continue;
+      if ((ROWS * BATCH + BATCH) * slots * 4 > e.gpu.limits.maxComputeWorkgroupStorageSize) continue;
+      out.push({ ROWS, BATCH });
+    }
+  }
+  return out;
+}
+
+/** Decode attention layouts and split targets to time side by side (the model's first). */
+function attentionVariants(e: Engine): { shape: DecodeAttentionShape; target: number }[] {
+  const GQ = e.cfg.heads / e.cfg.kvHeads;
+  const maxBytes = e.gpu.limits.maxComputeWorkgroupStorageSize;
+  const out = [{ shape: e.model.decodeAttention, target: ATTN_WORKGROUPS }];
+  for (let G = 1; G <= Math.min(GQ, 8); G++) {
+    if (GQ % G) continue;
+    for (const WG of [64, 128, 256]) {
+      for (const NK of [1, 2, 4]) {
+        let shape: DecodeAttentionShape;
+        try {
+          shape = decodeAttentionShape(GQ, e.cfg.headDim, maxBytes, { G, WG, NK });
+        } catch {
+          continue; // does not fit
+        }
+        for (const target of [512, 2048]) out.push({ shape, target });
+      }
+    }
+  }
+  return out;
+}
+
 function groupBy(list: CapturedDispatch[], cls: (d: CapturedDispatch) => string): Map<string, CapturedDispatch[]> {
   const out = new Map<string, CapturedDispatch[]>();
   for (const d of list) {
@@ -138,13 +198,25 @@ function captureDecode(e: Engine, seqs: SeqCache[], ctx: number, seed: number): 
   });
 }
 
+/** M sequences of 32 cached tokens and one decode step of all of them, captured. */
+function captureShortDecode(e: Engine, M: number, seed: number): { seqs: SeqCache[]; list: CapturedDispatch[] } {
+  const seqs: SeqCache[] = [];
+  for (let b = 0; b < M; b++) {
+    const s = openAt(e, 32);
+    if (s) seqs.push(s);
+  }
+  if (seqs.length < M) throw new Error(`kv pool holds fewer than ${M} short sequences`);
+  return { seqs, list: captureDecode(e, seqs, 32, seed) };
+}
+
 export async function kernelSuite(ctx: BenchContext, shapeName: string, o: KernelSuiteOptions) {
   const { rep } = ctx;
   const shape = shapeByName(shapeName);
   const cfg0 = configFromShape(shape, 1);
-  const maxCtx = Math.max(...o.contexts, ...o.prefillAttnLens);
-  const kvMemory = Math.max(kvBytesFor(cfg0, 1, maxCtx + 1), kvBytesFor(cfg0, Math.max(...o.gemvRows), 48));
-  const e = await syntheticEngine(ctx, shape, { maxContext: maxCtx + 64, kvMemory, maxSeqs: Math.max(16, ...o.gemvRows) });
+  const maxCtx = Math.max(...o.contexts, ...o.attnSweepContexts, ...o.prefillAttnLens);
+  const maxRows = Math.max(...o.gemvRows, ...o.gemvTileRows);
+  const kvMemory = Math.max(kvBytesFor(cfg0, 1, maxCtx + 1), kvBytesFor(cfg0, maxRows, 48));
+  const e = await syntheticEngine(ctx, shape, { maxContext: maxCtx + 64, kvMemory, maxSeqs: Math.max(16, maxRows) });
   const timer = new GpuTimer(e.kc);
   const dev = e.gpu.device;
   const sheet = datasheetGbps(rep.gpu) ?? datasheetGbps(e.gpu.adapterName);
@@ -191,13 +263,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
     // --- decode GEMVs (and the whole decode step) at each batch size ---
     for (const M of o.gemvRows) {
       if (!ctx.deadline.fits(5000)) break;
-      const seqs: SeqCache[] = [];
-      for (let b = 0; b < M; b++) {
-        const s = openAt(e, 32);
-        if (s) seqs.push(s);
-      }
-      if (seqs.length < M) throw new Error(`kv pool holds fewer than ${M} short sequences`);
-      const list = captureDecode(e, seqs, 32, ctx.seed + M);
+      const { seqs, list } = captureShortDecode(e, M, ctx.seed + M);
       const groups = groupBy(list, cls);
       const step = await timer.time(list, topt);
       const breakdown: Record<string, number> = {};
@@ -224,10 +290,44 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
       for (const s of seqs) e.cache.release(s);
     }
 
+    // --- every GEMV tile side by side on the same captured dispatches ---
+    for (const M of o.gemvTileRows) {
+      if (!ctx.deadline.fits(20000)) break;
+      const { seqs, list } = captureShortDecode(e, M, ctx.seed + M);
+      const mine = e.model.gemvTile(M);
+      const popt = { ...topt, passes: Math.min(3, o.passes) };
+      // batches past the GEMV's rows run the prefill GEMM: its variants instead
+      for (const [name, ds] of groupBy(list.filter((d) => kernelName(d) === "gemm"), cls)) {
+        const cost = ds.map(matmulCost).reduce((a, c) => ({ bytes: a.bytes + c.bytes, flops: a.flops + c.flops }), { bytes: 0, flops: 0 });
+        for (const v of GEMM_VARIANTS) {
+          const r = await timer.time(ds.map((d) => asGemmVariant(e, d, v)), popt);
+          rep.emit({
+            ...common, test: "gemv_tile", name, M, tile: v.name, model_tile: v.name === e.model.gemm.name,
+            ms: round(r.ms, 4), gbps: round(cost.bytes / (r.ms * 1e6), 1), tflops: round(cost.flops / (r.ms * 1e9), 2), reps: r.reps,
+          });
+        }
+      }
+      for (const [name, ds] of groupBy(list.filter((d) => kernelName(d) === "gemv"), cls)) {
+        const matrix = matrixOf(name)!;
+        const cost = ds.map(matmulCost).reduce((a, c) => a + c.bytes, 0);
+        for (const t of gemvTiles(e, M)) {
+          const r = await timer.time(ds.map((d) => asGemvTile(e, d, t)), popt);
+          const gbps = cost / (r.ms * 1e6);
+          rep.emit({
+            ...common, test: "gemv_tile", name: matrix, M, tile: `${t.ROWS}x${t.BATCH}`, ROWS: t.ROWS, BATCH: t.BATCH, model_tile: t.ROWS === mine.ROWS && t.BATCH === mine.BATCH,
+            ms: round(r.ms, 4), gbps: round(gbps, 1), ...pct(gbps), reps: r.reps,
+          });
+        }
+      }
+      for (const s of seqs) e.cache.release(s);
+    }
+
     // --- paged decode attention, one sequence per replay, rotating sequences past L2 ---
     const heads = e.cache.heads;
     const perTokenKV = heads * e.cfg.headDim * 2 * 2; // K + V bytes per token, all layers
-    for (const want of o.contexts) {
+    const shape0 = e.model.decodeAttention;
+    const variants = attentionVariants(e);
+    for (const want of [...new Set([...o.contexts, ...o.attnSweepContexts])].sort((a, b) => a - b)) {
       if (!ctx.deadline.fits(5000)) break;
       const blocksFor = (c: number) => heads * Math.ceil((c + 1) / e.cache.blockSize);
       let c = want;
@@ -243,33 +343,58 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
         continue;
       }
       // each captured step writes the shared per-step head table; keep a copy per sequence
-      const lists: CapturedDispatch[] = [];
       const copies: GPUBuffer[] = [];
-      for (const [r, s] of seqs.entries()) {
-        const list = captureDecode(e, [s], c, ctx.seed + r);
-        const headsBuf = e.model.ws.get("heads", 0);
-        const mine = createStorage(dev, headsBuf.size, `heads-${r}`);
-        const enc = dev.createCommandEncoder();
-        enc.copyBufferToBuffer(headsBuf, 0, mine, 0, headsBuf.size);
-        dev.queue.submit([enc.finish()]);
-        copies.push(mine);
-        for (const d of list) {
-          if (cls(d) !== "attention") continue;
-          lists.push({ ...d, bindings: d.bindings.map((b) => (bufferOf(b) === headsBuf ? mine : b)) });
+      const captureAttention = () => {
+        const lists: CapturedDispatch[] = [];
+        for (const [r, s] of seqs.entries()) {
+          const list = captureDecode(e, [s], c, ctx.seed + r);
+          const headsBuf = e.model.ws.get("heads", 0);
+          const mine = createStorage(dev, headsBuf.size, `heads-${r}`);
+          const enc = dev.createCommandEncoder();
+          enc.copyBufferToBuffer(headsBuf, 0, mine, 0, headsBuf.size);
+          dev.queue.submit([enc.finish()]);
+          copies.push(mine);
+          for (const d of list) {
+            if (cls(d) !== "attention") continue;
+            lists.push({ ...d, bindings: d.bindings.map((b) => (bufferOf(b) === headsBuf ? mine : b)) });
+          }
         }
-      }
-      const t = await timer.time(lists, topt);
+        return lists;
+      };
       const perRep = seqs.length;
       // K and V of every cached token once, plus the queries in and the outputs out (f32)
       const bytes = perRep * (perTokenKV * (c + 1) + e.cfg.layers * e.cfg.heads * e.cfg.headDim * 4 * 2);
-      const gbps = bytes / (t.ms * 1e6);
-      rep.emit({
-        ...common, test: "attention", context: c, context_nominal: want, sequences_rotated: perRep,
-        dispatches: lists.length / perRep, split: lists.some((d) => kernelName(d) === "attn_merge"),
-        splits: Math.max(...lists.filter((d) => kernelName(d) === "attention").map((d) => d.wg[2])),
-        bytes_per_seq: bytes / perRep, ms_per_seq: round(t.ms / perRep, 4), gbps: round(gbps, 1), ...pct(gbps), reps: t.reps,
-        l2_resident_risk: bytes < L2_RISK_BYTES,
-      });
+      const splitsOf = (lists: CapturedDispatch[]) => Math.max(...lists.filter((d) => kernelName(d) === "attention").map((d) => d.wg[2]));
+      if (o.contexts.includes(want)) {
+        const lists = captureAttention();
+        const t = await timer.time(lists, topt);
+        const gbps = bytes / (t.ms * 1e6);
+        rep.emit({
+          ...common, test: "attention", context: c, context_nominal: want, sequences_rotated: perRep,
+          dispatches: lists.length / perRep, split: lists.some((d) => kernelName(d) === "attn_merge"), splits: splitsOf(lists),
+          bytes_per_seq: bytes / perRep, ms_per_seq: round(t.ms / perRep, 4), gbps: round(gbps, 1), ...pct(gbps), reps: t.reps,
+          l2_resident_risk: bytes < L2_RISK_BYTES,
+        });
+      }
+      if (o.attnSweepContexts.includes(want)) {
+        const popt = { ...topt, passes: Math.min(3, o.passes) };
+        for (const v of variants) {
+          if (!ctx.deadline.fits(8000)) break;
+          e.model.decodeAttention = v.shape;
+          e.model.attnWorkgroups = v.target;
+          try {
+            const lists = captureAttention();
+            const t = await timer.time(lists, popt);
+            rep.emit({
+              ...common, test: "attention_variant", context: c, G: v.shape.G, WG: v.shape.WG, NK: v.shape.NK, BK: v.shape.BK, target_workgroups: v.target,
+              model_variant: v.shape === shape0 && v.target === ATTN_WORKGROUPS, splits: splitsOf(lists), ms_per_seq: round(t.ms / perRep, 4), gbps: round(bytes / (t.ms * 1e6), 1),
+            });
+          } finally {
+            e.model.decodeAttention = shape0;
+            e.model.attnWorkgroups = ATTN_WORKGROUPS;
+          }
+        }
+      }
       for (const s of seqs) e.cache.release(s);
       for (const b of copies) b.destroy();
     }

@@ -110,6 +110,14 @@ function table(head: string[], rows: unknown[][]): string {
 }
 
 const by = (recs: Rec[], f: (r: Rec) => boolean) => recs.filter(f);
+
+/** One row per `row` key, one column per `col` key (in first-seen order), cells from `cell`. */
+function pivot(recs: Rec[], row: (r: Rec) => string, col: (r: Rec) => string, cell: (r: Rec) => unknown, corner: string): string {
+  const rows = [...new Set(recs.map(row))];
+  const cols = [...new Set(recs.map(col))];
+  const at = new Map(recs.map((r) => [`${row(r)}|${col(r)}`, cell(r)]));
+  return table([corner, ...cols], rows.map((rk) => [rk, ...cols.map((ck) => at.get(`${rk}|${ck}`) ?? "")]));
+}
 const groups = (recs: Rec[]) => [...new Set(recs.map((r) => `${r.runtime}|${r.shape}`))].map((k) => k.split("|"));
 
 export function markdown(recs: Rec[]): string {
@@ -144,6 +152,8 @@ export function markdown(recs: Rec[]): string {
       out.push(table(["attention context", "split-K", "ms per sequence", "GB/s", "% datasheet", "% of read"], by(g, (r) => r.test === "attention").map((r) => r.skipped ? [r.context, "", r.skipped, "", "", ""] : [r.context, r.split ? String(r.splits ?? "yes") : "no", r.ms_per_seq, r.gbps, r.pct_datasheet, r.pct_read])));
       out.push(table(["prefill GEMM", "variant", "M x N x K", "ms (all layers)", "TFLOP/s"], by(g, (r) => r.test === "gemm").map((r) => [r.name, r.variant ?? "", `${r.M} x ${r.N} x ${r.K}`, r.ms, r.tflops])));
       out.push(table(["prefill attention", "rows", "keys before", "ms (all layers)", "TFLOP/s", "speedup"], by(g, (r) => r.test === "prefill_attention").map((r) => r.skipped ? [r.kernel ?? "", r.rows, r.context_before, r.skipped, "", ""] : [r.kernel, r.rows, r.context_before, r.ms, r.tflops, r.speedup ?? ""])));
+      out.push(pivot(by(g, (r) => r.test === "gemv_tile"), (r) => `${r.name} M=${r.M}`, (r) => r.tile, (r) => (r.model_tile ? `**${r.gbps}**` : r.gbps), "decode matmul GB/s by GEMV tile ROWSxBATCH or GEMM variant (bold: the model's)"));
+      out.push(pivot(by(g, (r) => r.test === "attention_variant"), (r) => `G${r.G} WG${r.WG} NK${r.NK} T${r.target_workgroups}`, (r) => `ctx ${r.context}`, (r) => (r.model_variant ? `**${r.ms_per_seq}**` : r.ms_per_seq), "decode attention ms per sequence by layout (bold: the model's)"));
       const steps = by(g, (r) => r.test === "decode_step" || r.test === "prefill_step");
       out.push(table(["GPU step", "rows", "ms", "tokens/s (GPU only)", "breakdown (ms)"], steps.map((r) => [r.gemm_variant ? `${r.test} (${r.gemm_variant})` : r.test, r.M, r.ms, r.tok_s, Object.entries(r.breakdown_ms ?? {}).map(([n, v]) => `${n} ${v}`).join(", ")])));
     }

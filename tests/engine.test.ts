@@ -65,6 +65,9 @@ test("EOS stops a sequence unless ignored; abort frees blocks at once", async ()
   const s = await e.generate(ids, { maxTokens: 200, sampling: GREEDY, ignoreEos: false });
   if (s.finishReason === "stop") expect(e.cfg.eosIds).toContain(s.output[s.output.length - 1]);
   else expect(s.output.length).toBe(200);
+  // rounds chained behind the one that ended it wrote past the end: all given back
+  expect(e.stats.chainedSteps).toBeGreaterThan(0);
+  expect(e.cache.pool.numUsedBlocks).toBe(0);
   const long = new Sequence(ids, { maxTokens: 500, sampling: GREEDY, ignoreEos: true });
   e.add(long);
   await e.step();

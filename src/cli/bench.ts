@@ -33,6 +33,9 @@ common:
 kernels:
   --contexts L,...       decode attention contexts (default ${list(K.contexts)}; shrunk to what the KV pool holds)
   --gemv-rows M,...      decode batch sizes for the GEMV figures (default ${list(K.gemvRows)})
+  --gemv-tile-rows M,... decode batch sizes at which every GEMV tile is timed side by side (default none)
+  --attn-sweep-contexts L,...  contexts at which every decode attention layout and split target is timed
+                         side by side (default none)
   --prefill-rows N       rows of the prefill step for GEMM figures (default ${K.prefillRows})
   --gemm-variants V,...  GEMM variants timed side by side on that step (default ${K.gemmVariants.join(",")};
                          the model runs KVC_GEMM, else ${GEMM_DEFAULT})
@@ -76,7 +79,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     options: {
       shape: { type: "string" }, out: { type: "string" }, "deadline-s": { type: "string" }, seed: { type: "string" },
       lookahead: { type: "string" }, "max-binding-mib": { type: "string" }, "ignore-eos": { type: "boolean" },
-      contexts: { type: "string" }, "gemv-rows": { type: "string" }, "prefill-rows": { type: "string" }, "prefill-attn-lens": { type: "string" }, "gemm-variants": { type: "string" }, "copy-mib": { type: "string" },
+      contexts: { type: "string" }, "gemv-rows": { type: "string" }, "gemv-tile-rows": { type: "string" }, "attn-sweep-contexts": { type: "string" }, "prefill-rows": { type: "string" }, "prefill-attn-lens": { type: "string" }, "gemm-variants": { type: "string" }, "copy-mib": { type: "string" },
       "min-pass-ms": { type: "string" }, passes: { type: "string" },
       "prompt-len": { type: "string" }, tokens: { type: "string" }, "prefill-lens": { type: "string" }, batches: { type: "string" },
       "batch-prompt-len": { type: "string" }, "batch-tokens": { type: "string" },
@@ -107,6 +110,8 @@ export async function benchCommand(argv: string[]): Promise<number> {
   const kernels = {
     contexts: parseList(a.contexts, K.contexts, "contexts"),
     gemvRows: parseList(a["gemv-rows"], K.gemvRows, "gemv-rows"),
+    gemvTileRows: parseList(a["gemv-tile-rows"], K.gemvTileRows, "gemv-tile-rows"),
+    attnSweepContexts: parseList(a["attn-sweep-contexts"], K.attnSweepContexts, "attn-sweep-contexts"),
     prefillRows: int(a["prefill-rows"], "prefill-rows", K.prefillRows, 17),
     prefillAttnLens: parseList(a["prefill-attn-lens"], K.prefillAttnLens, "prefill-attn-lens").map(Math.floor),
     gemmVariants: a["gemm-variants"] !== undefined ? a["gemm-variants"].split(",").map((s) => gemmVariant(s.trim()).name) : K.gemmVariants,

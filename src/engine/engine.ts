@@ -3,6 +3,8 @@
 // decode round for every running sequence: `lookahead` decode steps are submitted
 // back to back, each feeding on the previous step's GPU-sampled tokens, and their
 // tokens are read back in one map (Deno's mapAsync costs ~10 ms; this hides it).
+// While one round runs the next is already queued behind it, so the GPU does not
+// wait for the readback or for the host to record the next round.
 import { createGpu, describeGpu, type Gpu } from "../gpu/device.ts";
 import { KernelContext } from "../gpu/kernels.ts";
 import { BlockPool } from "../cache/block-pool.ts";
@@ -37,13 +39,16 @@ export class Engine {
   readonly waiting: Sequence[] = [];
   readonly running: Sequence[] = [];
   private stepping: Promise<void> | null = null;
+  /** a decode round submitted ahead, whose tokens the next decode round reads */
+  private inflight: Round | null = null;
   private compactor: Compactor;
   private planner: GpuPlanner;
   /**
    * For benchmarks: time spent compressing (gather or GPU ranking + readback, host
-   * planning, compaction), and in decode rounds recording steps and waiting for tokens.
+   * planning, compaction), and in decode rounds recording steps and waiting for tokens;
+   * chainedSteps: decode steps submitted while the previous round was still in flight.
    */
-  readonly stats = { compressMs: 0, gatherMs: 0, planMs: 0, applyMs: 0, compressions: 0, evictedTokens: 0, preemptions: 0, decodeSteps: 0, encodeMs: 0, waitMs: 0 };
+  readonly stats = { compressMs: 0, gatherMs: 0, planMs: 0, applyMs: 0, compressions: 0, evictedTokens: 0, preemptions: 0, decodeSteps: 0, chainedSteps: 0, encodeMs: 0, waitMs: 0 };
 
   private constructor(
     readonly gpu: Gpu,
@@ -342,17 +347,41 @@ export class Engine {
     this.stats.compressMs += performance.now() - t0;
   }
 
-  /** Submits up to `lookahead` decode steps for all running sequences, then reads tokens. */
+  /**
+   * Reads the tokens of one decode round (`lookahead` steps of every running sequence),
+   * submitting it first unless it is already in flight. While the GPU runs it, the next
+   * round goes in when nothing can change in between (see `chainable`), so the GPU
+   * never idles through the readback and the host's encoding of the next round.
+   */
   private async decodeRound() {
-    const live = this.running.filter((s) => !s.finished);
-    if (!live.length) return;
-    let k = this.opts.lookahead;
-    for (const s of live) {
-      const left = Math.min(s.opts.maxTokens - s.output.length, this.cfg.maxContext - (s.prompt.length + s.output.length));
-      k = Math.max(1, Math.min(k, left));
-      // a round never runs past a sequence's next compression
-      if (s.continual) k = Math.max(1, Math.min(k, s.compression.interval - s.stepsSinceCompress));
+    let round = this.inflight;
+    this.inflight = null;
+    if (!round) round = await this.freshRound();
+    if (!round) return;
+    const k = this.chainable(round);
+    if (k) {
+      this.inflight = this.submitRound(round.batch, k, round.k);
+      this.stats.chainedSteps += k;
     }
+    const tw = performance.now();
+    const hist = await round.hist;
+    this.stats.waitMs += performance.now() - tw;
+    const B = round.batch.length;
+    for (let b = 0; b < B; b++) {
+      const s = round.batch[b];
+      for (let j = 0; j < round.k && !s.finished; j++) this.accept(s, hist[j * B + b]);
+    }
+    for (const s of round.batch) this.releaseIfDone(s);
+    // a round in flight holds no sequence due to compress (chainable sees to it)
+    if (!this.inflight) await this.compress(round.batch.filter((s) => !s.finished && s.continual && s.stepsSinceCompress >= s.compression.interval));
+  }
+
+  /** A round whose first step takes its tokens from the host, after making room in the pool. */
+  private async freshRound(): Promise<Round | null> {
+    const live = this.running.filter((s) => !s.finished);
+    if (!live.length) return null;
+    let k = this.opts.lookahead;
+    for (const s of live) k = Math.min(k, Math.max(1, this.roundRoom(s, 0)));
     for (const s of live) {
       if (s.finished || !s.cache || this.cache.reserve(s.cache, k)) continue;
       // pool short: compress whoever can shrink before giving anything up
@@ -370,22 +399,59 @@ export class Engine {
       }
     }
     const batch = this.running.filter((s) => !s.finished);
-    if (!batch.length) return;
+    return batch.length ? this.submitRound(batch, k, 0) : null;
+  }
+
+  /**
+   * Steps sequence `s` may still take once `ahead` more are done: up to its token and
+   * context limits, and never past its next compression (continual mode).
+   */
+  private roundRoom(s: Sequence, ahead: number): number {
+    const out = s.output.length + ahead;
+    let room = Math.min(s.opts.maxTokens - out, this.cfg.maxContext - (s.prompt.length + out));
+    if (s.continual) room = Math.min(room, s.compression.interval - s.stepsSinceCompress);
+    return room;
+  }
+
+  /**
+   * Steps of the round that may follow `round` before its tokens are known, or 0: only
+   * while no prompt waits, the GPU's last sampled tokens are still this round's, every
+   * sequence goes on past it (short of EOS, whose overshoot `releaseIfDone` rolls
+   * back) and the pool has room without compressing or preempting.
+   */
+  private chainable(round: Round): number {
+    if (this.waiting.length || this.model.steps !== round.lastStep) return 0;
+    let k = this.opts.lookahead;
+    for (const s of round.batch) {
+      if (s.finished || !s.cache) return 0;
+      k = Math.min(k, this.roundRoom(s, round.k));
+    }
+    if (k < 1) return 0;
+    for (const s of round.batch) if (!this.cache.reserve(s.cache!, k)) return 0;
+    return k;
+  }
+
+  /**
+   * Submits k decode steps of `batch`, each feeding on the previous step's GPU-sampled
+   * tokens (the first too when `ahead` > 0: it follows a round of `ahead` steps still
+   * in flight), and starts their readback.
+   */
+  private submitRound(batch: Sequence[], k: number, ahead: number): Round {
     const B = batch.length;
-    this.model.reserveHistory(k * B);
     const te = performance.now();
+    this.model.reserveHistory(k * B);
     for (let j = 0; j < k; j++) {
       this.model.step({
         seqs: batch.map((s) => ({
           seq: s.cache!,
           tokens: [s.output[s.output.length - 1]],
           n: 1,
-          pos0: s.prompt.length + s.output.length - 1 + j,
+          pos0: s.prompt.length + s.output.length - 1 + ahead + j,
           sampling: s.opts.sampling,
-          counter: s.output.length + j,
+          counter: s.output.length + ahead + j,
           scoreRows: s.continual ? 1 : 0,
         })),
-        tokensFromGpu: j > 0,
+        tokensFromGpu: ahead > 0 || j > 0,
         histOffset: j * B,
       });
     }
@@ -393,17 +459,12 @@ export class Engine {
       s.fed += k;
       s.stepsSinceCompress += k;
     }
-    const tw = performance.now();
-    const hist = await this.model.readHistory(k * B);
-    this.stats.encodeMs += tw - te;
-    this.stats.waitMs += performance.now() - tw;
+    // the copy is queued now, before any later step can overwrite the history
+    const hist = this.model.readHistory(k * B);
+    hist.catch(() => {}); // a round nobody reads any more (its sequences all ended) must not raise
+    this.stats.encodeMs += performance.now() - te;
     this.stats.decodeSteps += k;
-    for (let b = 0; b < B; b++) {
-      const s = batch[b];
-      for (let j = 0; j < k && !s.finished; j++) this.accept(s, hist[j * B + b]);
-    }
-    for (const s of batch) this.releaseIfDone(s);
-    await this.compress(batch.filter((s) => !s.finished && s.continual && s.stepsSinceCompress >= s.compression.interval));
+    return { batch, k, hist, lastStep: this.model.steps };
   }
 
   /** Gives a sequence's blocks back; it waits at the front of the queue to be recomputed. */
@@ -468,6 +529,15 @@ export class Engine {
     destroyWeights(this.weights);
     this.gpu.device.destroy();
   }
+}
+
+/** Decode steps on the GPU whose sampled tokens are not read yet. */
+interface Round {
+  batch: Sequence[];
+  k: number;
+  hist: Promise<Uint32Array>;
+  /** the model's step count after the round's last step */
+  lastStep: number;
 }
 
 function lastOf<T>(xs: T[], ok: (x: T) => boolean): T | undefined {

@@ -90,7 +90,7 @@ export async function createGpu(): Promise<Gpu> {
   if (features.f16) requiredFeatures.push("shader-f16");
   if (features.subgroups) requiredFeatures.push("subgroups" as GPUFeatureName);
   if (features.timestamps) requiredFeatures.push("timestamp-query");
-  const device = await requestDevice(adapter, { requiredLimits, requiredFeatures });
+  const device = await requestDevice(gpu, adapter, { requiredLimits, requiredFeatures });
   const g: Gpu = { device, runtime: isBun ? "bun" : "deno", adapterName, features, limits, errors: [] };
   // Validation errors (a bad shader, a bad binding) are kept and raised at the next
   // readback, so a broken step fails loudly instead of returning stale numbers.
@@ -103,12 +103,17 @@ export async function createGpu(): Promise<Gpu> {
 /**
  * bun-webgpu 0.1.7 now and then hands Dawn a garbage feature name ("Value 1269 is
  * invalid for WGPUFeatureName": the packed feature list read after it was collected);
- * the same request succeeds when made again, so such a refusal is retried.
+ * the same request succeeds when made again, so such a refusal is retried (as is a
+ * request that resolves to no device at all, on a fresh adapter).
  */
-async function requestDevice(adapter: GPUAdapter, desc: GPUDeviceDescriptor): Promise<GPUDevice> {
+async function requestDevice(gpu: GPU, adapter: GPUAdapter, desc: GPUDeviceDescriptor): Promise<GPUDevice> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await adapter.requestDevice(desc);
+      const device = await adapter.requestDevice(desc);
+      if (device) return device;
+      // it also resolves to null now and then; an adapter hands out one device, so ask a fresh one
+      if (attempt >= 4) throw new Error("the WebGPU adapter returned no device (4 attempts)");
+      adapter = (await gpu.requestAdapter({ powerPreference: "high-performance" })) ?? adapter;
     } catch (e) {
       if (attempt >= 4 || !/is invalid for WGPUFeatureName/.test(String((e as Error)?.message ?? e))) throw e;
     }

@@ -122,43 +122,51 @@ export interface DecodeAttentionShape {
 }
 
 
+/** Choices a benchmark may force on decodeAttentionShape (each must fit, or it throws). */
+export interface DecodeAttentionChoice {
+  G?: number;
+  WG?: number;
+  NK?: number;
+}
+
 /**
  * The decode attention layout for GQA group GQ and head dim D (a multiple of 4) within
  * `maxBytes` of workgroup memory: groups of more than 8 heads take several workgroups
  * (each re-reads K/V) so registers stay bounded; 128 threads up to 32 query floats per
  * lane (G * CW), else 64; up to 4 keys per thread and tile (tiles of at most 128 keys).
  */
-export function decodeAttentionShape(GQ: number, D: number, maxBytes = 16384): DecodeAttentionShape {
+export function decodeAttentionShape(GQ: number, D: number, maxBytes = 16384, choice: DecodeAttentionChoice = {}): DecodeAttentionShape {
   if (D % 4 !== 0) throw new Error(`head dim ${D} is not a multiple of 4`);
-  let G = Math.min(GQ, 8);
-  while (GQ % G) G--;
+  let G = choice.G ?? Math.min(GQ, 8);
+  if (choice.G === undefined) while (GQ % G) G--;
+  if (G < 1 || GQ % G) throw new Error(`${G} query heads per workgroup do not divide a GQA group of ${GQ}`);
   const CW = D % 8 === 0 ? 8 : 4;
   const LANES = nextPow2(D / CW);
-  let WG = G * CW <= 32 ? 128 : 64;
-  WG = Math.max(WG, LANES);
+  const WG = Math.max(choice.WG ?? (G * CW <= 32 ? 128 : 64), LANES);
   const KPP = WG / LANES;
-  for (let NK = Math.min(4, Math.max(1, 128 / KPP)); NK >= 1; NK /= 2) {
+  const nk0 = choice.NK ?? Math.min(4, Math.max(1, 128 / KPP));
+  for (let NK = nk0; NK >= 1; NK /= 2) {
     const BK = KPP * NK;
     // dot partials of a tile (without subgroups), or PG heads of every slot's output
     const SCRATCH = Math.max(BK * G * (LANES + 1), WG * CW);
     let PG = G;
     while (G % PG || WG * PG * CW > SCRATCH) PG--;
-    if (4 * (2 * G * BK + SCRATCH + KPP * G) + 16 <= maxBytes || NK === 1) {
-      return { WG, G, NG: GQ / G, D, CW, WIDE: CW === 8, LANES, NK, BK, PG, SCRATCH };
-    }
+    const fits = 4 * (2 * G * BK + SCRATCH + KPP * G) + 16 <= maxBytes;
+    if (choice.NK !== undefined && !fits) throw new Error(`decode attention G ${G} WG ${WG} NK ${NK} needs more than ${maxBytes} bytes of workgroup memory`);
+    if (fits || NK === 1) return { WG, G, NG: GQ / G, D, CW, WIDE: CW === 8, LANES, NK, BK, PG, SCRATCH };
   }
   throw new Error("unreachable");
 }
 
 /** Decode attention splits until about this many workgroups run (an H200 has 132 SMs). */
-const ATTN_WORKGROUPS = 512;
+export const ATTN_WORKGROUPS = 512;
 
 /**
  * Split-K of kernels/attention.wgsl: splits of at least one tile (BK keys) until about
- * ATTN_WORKGROUPS workgroups run; a batch that fills the GPU alone runs unsplit.
+ * `target` workgroups run; a batch that fills the GPU alone runs unsplit.
  */
-export function decodeAttentionPlan(groups: number, maxLen: number, BK: number): { nsplit: number; splitLen: number } {
-  let nsplit = Math.min(cdiv(ATTN_WORKGROUPS, groups), Math.floor(maxLen / BK));
+export function decodeAttentionPlan(groups: number, maxLen: number, BK: number, target = ATTN_WORKGROUPS): { nsplit: number; splitLen: number } {
+  let nsplit = Math.min(cdiv(target, groups), Math.floor(maxLen / BK));
   if (nsplit <= 1) return { nsplit: 1, splitLen: Math.max(maxLen, 1) };
   const splitLen = cdiv(cdiv(maxLen, nsplit), 16) * 16;
   nsplit = cdiv(maxLen, splitLen);
@@ -247,7 +255,9 @@ export class LlamaModel {
   prefillAttentionMinRows = GEMV_MAX_ROWS + 1;
   readonly prefillTiling: PrefillTiling | null;
   /** layout of kernels/attention.wgsl (decode, and steps without a prefill tile) */
-  readonly decodeAttention: DecodeAttentionShape;
+  decodeAttention: DecodeAttentionShape;
+  /** decode attention splits until about this many workgroups run */
+  attnWorkgroups = ATTN_WORKGROUPS;
   /** the prefill GEMM variant (src/model/gemm.ts) */
   readonly gemm = modelGemm();
   /** a uniform (see kernels/rope_append.wgsl), padded to whole vec4s */
@@ -278,9 +288,16 @@ export class LlamaModel {
     return this.ws.get("hist", this.histCapacity * 4);
   }
 
+  /** GEMV tile by decode rows (benchmarks time others on the same dispatches) */
+  gemvTile = gemvTileFor;
+
+  /** steps submitted so far (a step feeding on GPU-sampled tokens needs the previous step to be the last) */
+  steps = 0;
+
   /** Records and submits one forward step; returns the number of rows (tokens) processed. */
   step(input: StepInput): number {
     const { cfg, cache, kc } = this;
+    this.steps++;
     const dev = this.gpu.device;
     const B = input.seqs.length;
     const M = input.seqs.reduce((a, s) => a + s.n, 0);
@@ -355,7 +372,7 @@ export class LlamaModel {
 
     const st = kc.step();
     this.embed(st, bTok, x, M);
-    const attnPlan = decodeAttentionPlan(M * cfg.kvHeads * this.decodeAttention.NG, maxLen, this.decodeAttention.BK);
+    const attnPlan = decodeAttentionPlan(M * cfg.kvHeads * this.decodeAttention.NG, maxLen, this.decodeAttention.BK, this.attnWorkgroups);
     for (let l = 0; l < L; l++) {
       const lw = this.w.layers[l];
       this.normMatmul(st, lw.qkv, x, lw.ln1, hbuf, qkv, M, this.qkvWidth, { bias: lw.qkvBias });
@@ -433,13 +450,13 @@ export class LlamaModel {
     for (const s of m.shards) {
       const bindings: Binding[] = [s.buffer, X, Y];
       if (o.bias) bindings.push(o.bias);
-      const wg: [number, number] = gemv ? [cdiv(s.rows, 4), gemvBatches(M)] : gemmGrid(this.gemm, M, s.rows);
+      const wg: [number, number] = gemv ? gemvGrid(this.gemvTile(M), M, s.rows, false) : gemmGrid(this.gemm, M, s.rows);
       st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart], wg);
     }
   }
 
   private gemv(M: number, defs: Defines) {
-    return this.kc.kernel("gemv", { BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false, WG: 256, ROWS: 4, BATCH: M === 1 ? 1 : 4, ...defs });
+    return this.kc.kernel("gemv", { BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false, WG: GEMV_WG, ...this.gemvTile(M), ...defs });
   }
 
   /**
@@ -458,7 +475,7 @@ export class LlamaModel {
       if (o.bias) bindings.push(o.bias);
       bindings.push(g);
       if (o.gather) bindings.push(o.gather);
-      st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart, F(this.cfg.normEps)], [cdiv(s.rows, 4), gemvBatches(M)]);
+      st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart, F(this.cfg.normEps)], gemvGrid(this.gemvTile(M), M, s.rows, false));
     }
   }
 
@@ -466,9 +483,8 @@ export class LlamaModel {
   private gateUpSwiglu(st: Step, runs: SwigluRun[], K: number, X: GPUBuffer, g: GPUBuffer, act: GPUBuffer, M: number) {
     const k = this.gemv(M, { NORM: true, SWIGLU: true });
     for (const r of runs) {
-      // ROWS 4 = 2 gate + 2 up rows: 2 output columns per workgroup
       st.dispatch(k, [r.gate.buffer, X, act, g, r.up.buffer],
-        [K, r.n, M, this.ffnPad, r.col, F(this.cfg.normEps), r.nW, r.col - r.gate.rowStart, this.cfg.ffn + r.col - r.up.rowStart], [cdiv(r.n, 2), gemvBatches(M)]);
+        [K, r.n, M, this.ffnPad, r.col, F(this.cfg.normEps), r.nW, r.col - r.gate.rowStart, this.cfg.ffn + r.col - r.up.rowStart], gemvGrid(this.gemvTile(M), M, r.n, true));
     }
   }
 
@@ -525,5 +541,31 @@ export class LlamaModel {
   }
 }
 
-/** Workgroups along M of the GEMV: 1 row at M = 1, else BATCH 4. */
-const gemvBatches = (M: number) => (M === 1 ? 1 : cdiv(M, 4));
+/**
+ * Threads per kernels/gemv.wgsl workgroup, one value at every M: each thread sums its
+ * own stride of K and the workgroup reduces the threads' partials, so a fixed WG makes
+ * every output the same sum in the same order whatever the tile (batch invariance).
+ */
+const GEMV_WG = 256;
+
+/**
+ * A GEMV tile: ROWS weight rows (SWIGLU: half gate, half up) by BATCH activation rows
+ * per workgroup; W is read once per BATCH rows, X once per ROWS rows.
+ */
+export interface GemvTile {
+  ROWS: number;
+  BATCH: number;
+}
+
+/** The tile for M decode rows (the first entry whose `upTo` >= M). */
+export const GEMV_TILES: readonly (GemvTile & { upTo: number })[] = [
+  { upTo: 1, ROWS: 4, BATCH: 1 },
+  { upTo: GEMV_MAX_ROWS, ROWS: 4, BATCH: 4 },
+];
+
+export const gemvTileFor = (M: number): GemvTile => GEMV_TILES.find((t) => M <= t.upTo) ?? GEMV_TILES[GEMV_TILES.length - 1];
+
+/** Workgroups of a GEMV writing `cols` output columns of M rows. */
+export function gemvGrid(t: GemvTile, M: number, cols: number, swiglu: boolean): [number, number] {
+  return [cdiv(cols, swiglu ? t.ROWS / 2 : t.ROWS), cdiv(M, t.BATCH)];
+}
