@@ -294,7 +294,6 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
     for (const M of o.gemvTileRows) {
       if (!ctx.deadline.fits(20000)) break;
       const { seqs, list } = captureShortDecode(e, M, ctx.seed + M);
-      const mine = e.model.gemvTile(M);
       const popt = { ...topt, passes: Math.min(3, o.passes) };
       // batches past the GEMV's rows run the prefill GEMM: its variants instead
       for (const [name, ds] of groupBy(list.filter((d) => kernelName(d) === "gemm"), cls)) {
@@ -302,7 +301,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
         for (const v of GEMM_VARIANTS) {
           const r = await timer.time(ds.map((d) => asGemmVariant(e, d, v)), popt);
           rep.emit({
-            ...common, test: "gemv_tile", name, M, tile: v.name, model_tile: v.name === e.model.gemm.name,
+            ...common, test: "gemv_tile", name, M, tile: v.name, model_tile: v.name === e.model.gemmFor(M).name,
             ms: round(r.ms, 4), gbps: round(cost.bytes / (r.ms * 1e6), 1), tflops: round(cost.flops / (r.ms * 1e9), 2), reps: r.reps,
           });
         }
@@ -310,6 +309,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
       for (const [name, ds] of groupBy(list.filter((d) => kernelName(d) === "gemv"), cls)) {
         const matrix = matrixOf(name)!;
         const cost = ds.map(matmulCost).reduce((a, c) => a + c.bytes, 0);
+        const mine = e.model.gemvTile(M, defined(ds[0], "NORM"));
         for (const t of gemvTiles(e, M)) {
           const r = await timer.time(ds.map((d) => asGemvTile(e, d, t)), popt);
           const gbps = cost / (r.ms * 1e6);

@@ -93,73 +93,100 @@ fn lastRow() -> u32 {
 #endif
 }
 
+// activation row b of the workgroup's BATCH rows: 8 consecutive X values from 8*k8
+fn xRow(b: u32, m0: u32, k8: u32) -> array<vec4<f32>, 2> {
+  let mb = min(m0 + b, P.M - 1u);
+#if GATHER
+  let m = R[mb];
+#else
+  let m = mb;
+#endif
+  let xi = m * (P.K / 4u) + 2u * k8;
+  return array<vec4<f32>, 2>(X[xi], X[xi + 1u]);
+}
+
+// one thread's partial v of value j into the reduction slots: a subgroup sum, or
+// (without subgroups) phase 0 stores the upper half's, phase 1 adds the lower half's
+fn stash(j: u32, v: f32, phase: u32, t: u32, sgs: u32, sgi: u32) {
+#if SUBGROUPS
+  let s = subgroupAdd(v);
+  if (sgi == 0u) { red[j * SLOTS + t / sgs] = s; }
+#else
+  if (phase == 0u && t >= SLOTS) { red[j * SLOTS + t - SLOTS] = v; }
+  if (phase == 1u && t < SLOTS) { red[j * SLOTS + t] += v; }
+#endif
+}
+
+// Every loop over rows (r), batch rows (b) or values is unrolled, so acc and the x
+// rows index only by constants and stay in registers.
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32
 #if SUBGROUPS
   , @builtin(subgroup_size) sgs: u32, @builtin(subgroup_invocation_id) sgi: u32
 #endif
 ) {
+#if !SUBGROUPS
+  let sgs = 1u;
+  let sgi = 0u;
+#endif
   let n0 = wid.x * OUT;
   let m0 = wid.y * BATCH;
   let K8 = P.K / 8u;
   var acc: array<f32, NR>;
   for (var k8 = t; k8 < K8; k8 += WG) {
-    var xs: array<array<vec4<f32>, 2>, BATCH>;
 #if NORM
     let g0 = G[2u * k8];
     let g1 = G[2u * k8 + 1u];
 #endif
-    for (var b = 0u; b < BATCH; b++) {
-      let mb = min(m0 + b, P.M - 1u);
-#if GATHER
-      let m = R[mb];
-#else
-      let m = mb;
-#endif
-      let xi = m * (P.K / 4u) + 2u * k8;
-      xs[b] = array<vec4<f32>, 2>(X[xi], X[xi + 1u]);
+#unroll b BATCH
+    var x{{b}} = xRow({{b}}u, m0, k8);
 #if NORM
-      acc[RB + b] += dot(xs[b][0], xs[b][0]) + dot(xs[b][1], xs[b][1]);
-      xs[b][0] *= g0;
-      xs[b][1] *= g1;
+    acc[RB + {{b}}u] += dot(x{{b}}[0], x{{b}}[0]) + dot(x{{b}}[1], x{{b}}[1]);
+    x{{b}}[0] *= g0;
+    x{{b}}[1] *= g1;
 #endif
-    }
-    for (var r = 0u; r < OUT; r++) {
+#endunroll
 #if SWIGLU
-      let w = load8((P.gRow + min(n0 + r, lastRow())) * K8 + k8);
+#unroll r ROWS/2
+    {
+      let w = load8((P.gRow + min(n0 + {{r}}u, lastRow())) * K8 + k8);
+      let u = load8up((P.uRow + min(n0 + {{r}}u, lastRow())) * K8 + k8);
+#unroll b BATCH
+      acc[{{r}}u * BATCH + {{b}}u] += dot(w[0], x{{b}}[0]) + dot(w[1], x{{b}}[1]);
+      acc[(OUT + {{r}}u) * BATCH + {{b}}u] += dot(u[0], x{{b}}[0]) + dot(u[1], x{{b}}[1]);
+#endunroll
+    }
+#endunroll
 #else
-      let w = load8(min(n0 + r, lastRow()) * K8 + k8);
-#endif
-      for (var b = 0u; b < BATCH; b++) {
-        acc[r * BATCH + b] += dot(w[0], xs[b][0]) + dot(w[1], xs[b][1]);
-      }
+#unroll r ROWS
+    {
+      let w = load8(min(n0 + {{r}}u, lastRow()) * K8 + k8);
+#unroll b BATCH
+      acc[{{r}}u * BATCH + {{b}}u] += dot(w[0], x{{b}}[0]) + dot(w[1], x{{b}}[1]);
+#endunroll
     }
-#if SWIGLU
-    for (var r = 0u; r < OUT; r++) {
-      let w = load8up((P.uRow + min(n0 + r, lastRow())) * K8 + k8);
-      for (var b = 0u; b < BATCH; b++) {
-        acc[(OUT + r) * BATCH + b] += dot(w[0], xs[b][0]) + dot(w[1], xs[b][1]);
-      }
-    }
+#endunroll
 #endif
   }
 #if SUBGROUPS
   let nsg = WG / sgs;
-  for (var j = 0u; j < NR; j++) {
-    let s = subgroupAdd(acc[j]);
-    if (sgi == 0u) { red[j * SLOTS + t / sgs] = s; }
-  }
-  workgroupBarrier();
+  let phases = 1u;
 #else
   let nsg = 1u;
-  if (t >= SLOTS) {
-    for (var j = 0u; j < NR; j++) { red[j * SLOTS + t - SLOTS] = acc[j]; }
+  let phases = 2u;
+#endif
+  for (var ph = 0u; ph < phases; ph++) {
+#unroll j ROWS*BATCH
+    stash({{j}}u, acc[{{j}}u], ph, t, sgs, sgi);
+#endunroll
+#if NORM
+#unroll b BATCH
+    stash(RB + {{b}}u, acc[RB + {{b}}u], ph, t, sgs, sgi);
+#endunroll
+#endif
+    workgroupBarrier();
   }
-  workgroupBarrier();
-  if (t < SLOTS) {
-    for (var j = 0u; j < NR; j++) { red[j * SLOTS + t] += acc[j]; }
-  }
-  workgroupBarrier();
+#if !SUBGROUPS
   for (var s = SLOTS / 2u; s > 0u; s >>= 1u) {
     if (t < s) {
       for (var j = 0u; j < NR; j++) { red[j * SLOTS + t] += red[j * SLOTS + t + s]; }

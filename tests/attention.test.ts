@@ -3,7 +3,7 @@
 // KV-Compress metric (squared attention summed over queries and the GQA group) too.
 import { expect, test } from "bun:test";
 import { cdiv, F, KernelContext } from "../src/gpu/kernels.ts";
-import { decodeAttentionPlan, decodeAttentionShape, prefillTiles, prefillTiling } from "../src/model/llama.ts";
+import { ATTN_WORKGROUPS, decodeAttentionPlan, decodeAttentionShape, prefillTiles, prefillTiling, type DecodeAttentionChoice } from "../src/model/llama.ts";
 import * as ref from "./reference.ts";
 import { getGpu, maxAbsDiff, rand, readF32, up, variants, zeros } from "./gpu-helpers.ts";
 
@@ -159,9 +159,9 @@ function srawMask(H: number, KVH: number, seqs: CaseSeq[], maxLen: number): bool
  * sraw, lse (attn_merge's when split) and the summed KV-Compress scores. `splitLen`:
  * keys per split (one split when unset).
  */
-async function runDecode(H: number, KVH: number, D: number, seqs: CaseSeq[], splitLen?: number) {
+async function runDecode(H: number, KVH: number, D: number, seqs: CaseSeq[], splitLen?: number, choice: DecodeAttentionChoice = {}) {
   const c = buildCase(H, KVH, D, seqs);
-  const shape = decodeAttentionShape(H / KVH, D);
+  const shape = decodeAttentionShape(H / KVH, D, undefined, choice);
   const sl = splitLen ?? c.maxLen;
   const ns = Math.ceil(c.maxLen / sl);
   const scoring = c.slots > 0;
@@ -196,7 +196,7 @@ async function runDecode(H: number, KVH: number, D: number, seqs: CaseSeq[], spl
 }
 
 test("prefill: causal GQA over several tiles", () => runDecode(4, 2, 32, [{ lens0: [0, 0], n: 150 }]), 120_000);
-test("decode: one token, per-head lengths differ (D 64, G 3)", () => runDecode(6, 2, 64, [{ lens0: [70, 133], n: 1 }]), 120_000);
+test("decode: one token, per-head lengths differ (D 64, G 3)", () => runDecode(6, 2, 64, [{ lens0: [70, 133], n: 1 }], undefined, { G: 3 }), 120_000);
 test("decode split-K with merge (D 16)", () => runDecode(8, 2, 16, [{ lens0: [300, 517], n: 1 }], 130), 120_000);
 test("chunked prefill on top of a cache (D 8, G 1)", () => runDecode(4, 4, 8, [{ lens0: [40, 17, 90, 3], n: 33 }]), 120_000);
 test("a tile of one key after a full tile", () => runDecode(4, 2, 32, [{ lens0: [128, 64], n: 1 }]), 120_000);
@@ -205,34 +205,35 @@ test("decode scores through split-K", () => runDecode(8, 2, 16, [{ lens0: [300, 
 test("decode D 4 mod 8 (vec2 loads, 3 of 4 lanes live)", () => runDecode(4, 2, 12, [{ lens0: [50, 9], n: 2, scoreRows: 1 }], 20), 120_000);
 test("decode D 128, G 1..4, one sequence, unsplit and split past the tile size", async () => {
   for (const G of [1, 2, 3, 4]) {
-    await runDecode(2 * G, 2, 128, [{ lens0: [203, 77], n: 1 }]);
-    await runDecode(2 * G, 2, 128, [{ lens0: [203, 77], n: 1 }], 48);
+    await runDecode(2 * G, 2, 128, [{ lens0: [203, 77], n: 1 }], undefined, { G });
+    await runDecode(2 * G, 2, 128, [{ lens0: [203, 77], n: 1 }], 48, { G });
   }
 }, 300_000);
 test("decode D 64, G 1..4, split into many short splits, empty ones past the shorter heads", async () => {
-  for (const G of [1, 2, 3, 4]) await runDecode(2 * G, 2, 64, [{ lens0: [333, 21], n: 1 }], 19);
+  for (const G of [1, 2, 3, 4]) await runDecode(2 * G, 2, 64, [{ lens0: [333, 21], n: 1 }], 19, { G });
 }, 300_000);
 test("batched decode: several sequences with their own per-head lengths, split, scores on some (D 128, G 4)", () =>
-  runDecode(8, 2, 128, [{ lens0: [100, 37], n: 1, scoreRows: 1 }, { lens0: [5, 260], n: 1 }, { lens0: [64, 64], n: 1, scoreRows: 1 }, { lens0: [0, 1], n: 1 }], 40), 120_000);
+  runDecode(8, 2, 128, [{ lens0: [100, 37], n: 1, scoreRows: 1 }, { lens0: [5, 260], n: 1 }, { lens0: [64, 64], n: 1, scoreRows: 1 }, { lens0: [0, 1], n: 1 }], 40, { G: 4 }), 120_000);
 test("batched decode: lookahead rows (several rows per sequence), scores, D 64 G 4, unsplit and split", async () => {
   const seqs = [{ lens0: [90, 31], n: 7, scoreRows: 7 }, { lens0: [17, 170], n: 3, scoreRows: 1 }, { lens0: [1, 2], n: 2 }];
-  await runDecode(8, 2, 64, seqs);
+  await runDecode(8, 2, 64, seqs, undefined, { G: 4 });
+  await runDecode(8, 2, 64, seqs, 33, { G: 4 });
   await runDecode(8, 2, 64, seqs, 33);
 }, 120_000);
-test("decode: a GQA group of 16 takes two workgroups of 8 heads", () => runDecode(16, 1, 32, [{ lens0: [150], n: 1, scoreRows: 1 }], 64), 120_000);
+test("decode: a GQA group of 16 takes two workgroups of 8 heads", () => runDecode(16, 1, 32, [{ lens0: [150], n: 1, scoreRows: 1 }], 64, { G: 8 }), 120_000);
 
 test("decode split plan: tiles of keys until the GPU fills, one split once the batch does", () => {
   const { BK } = decodeAttentionShape(4, 128);
-  expect(decodeAttentionPlan(8, 40, BK)).toEqual({ nsplit: 1, splitLen: 40 });
+  expect(decodeAttentionPlan(8, BK + 7, BK)).toEqual({ nsplit: 1, splitLen: BK + 7 });
   const p = decodeAttentionPlan(8, 8193, BK);
   expect(p.nsplit * 8).toBeGreaterThanOrEqual(256);
   expect(p.splitLen).toBeGreaterThanOrEqual(BK);
   expect(p.nsplit * p.splitLen).toBeGreaterThanOrEqual(8193);
   expect(decodeAttentionPlan(8, 256, BK).nsplit).toBe(256 / BK);
-  expect(decodeAttentionPlan(256 * 8, 8193, BK)).toEqual({ nsplit: 1, splitLen: 8193 });
+  expect(decodeAttentionPlan(ATTN_WORKGROUPS, 8193, BK)).toEqual({ nsplit: 1, splitLen: 8193 });
   for (let groups = 8; groups < 4096; groups *= 2) {
     const q = decodeAttentionPlan(groups, 4096, BK);
-    expect(q.nsplit === 1 || q.nsplit * groups <= 2 * 512).toBe(true);
+    expect(q.nsplit === 1 || q.nsplit * groups <= 2 * ATTN_WORKGROUPS).toBe(true);
   }
 });
 

@@ -6,13 +6,16 @@ import { Usage } from "../src/gpu/flags.ts";
 import { f16BitsToF32, toF16Bytes } from "../src/model/f16.ts";
 import { ropeInvFreq } from "../src/model/config.ts";
 import { GEMM_VARIANTS, gemmGrid, gemmKernel } from "../src/model/gemm.ts";
-import { swigluRuns } from "../src/model/llama.ts";
+import { gemvGrid, gemvTileFor, swigluRuns, type GemvTile } from "../src/model/llama.ts";
 import type { Matrix } from "../src/model/weights.ts";
 import * as ref from "./reference.ts";
 import { getGpu, maxAbsDiff, rand, readF32, readU32, up, variants, zeros } from "./gpu-helpers.ts";
 
 const f16round = (x: Float32Array) => x.map(ref.roundF16);
-const GEMV = { WG: 256, ROWS: 4, BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false };
+const GEMV = { WG: 256, BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false };
+/** The model's GEMV tile at M rows and one other shape (odd tails of N and M included). */
+const tilesFor = (M: number, norm: boolean): GemvTile[] => [gemvTileFor(M, norm), M === 1 ? { ROWS: 8, BATCH: 1 } : { ROWS: 2, BATCH: 8 }];
+const tileName = (t: GemvTile) => `tile ${t.ROWS}x${t.BATCH}`;
 /** max |got - want| over max |want| */
 const relErr = (got: ArrayLike<number>, want: ArrayLike<number>) => maxAbsDiff(got, want) / Math.max(...Array.from(want, Math.abs));
 const poisoned = (n: number) => up(new Float32Array(n).fill(NaN));
@@ -26,15 +29,17 @@ describe("matmul", async () => {
           const x = rand(M * K, 2);
           const bias = rand(N, 3);
           const res = rand(M * N, 4);
-          const Y = await up(fused ? res : new Float32Array(M * N));
-          const k = kc.kernel(kind, { ...GEMV, BATCH: M === 1 ? 1 : 4, BIAS: fused, RESIDUAL: fused });
-          const st = kc.step();
-          const bindings = [await up(toF16Bytes(w)), await up(x), Y];
-          if (fused) bindings.push(await up(bias));
-          st.dispatch(k, bindings, [K, N, M, N, 0], [cdiv(N, 4), cdiv(M, M === 1 ? 1 : 4)]);
-          st.submit();
           const want = ref.matmul(x, w, M, N, K, fused ? bias : undefined, fused ? res : undefined);
-          expect(maxAbsDiff(await readF32(Y, M * N), want)).toBeLessThan(1e-3);
+          for (const tile of tilesFor(M, false)) {
+            const Y = await up(fused ? res : new Float32Array(M * N));
+            const k = kc.kernel(kind, { ...GEMV, ...tile, BIAS: fused, RESIDUAL: fused });
+            const st = kc.step();
+            const bindings = [await up(toF16Bytes(w)), await up(x), Y];
+            if (fused) bindings.push(await up(bias));
+            st.dispatch(k, bindings, [K, N, M, N, 0], gemvGrid(tile, M, N, false));
+            st.submit();
+            expect(maxAbsDiff(await readF32(Y, M * N), want), tileName(tile)).toBeLessThan(1e-3);
+          }
         });
       }
     }
@@ -81,9 +86,10 @@ describe("matmul", async () => {
       const x = rand(M * K, 6);
       const Y = await zeros(M * N * 4);
       const st = kc.step();
-      const k = kc.kernel("gemv", { ...GEMV, BATCH: 4 });
+      const tile = gemvTileFor(M, false);
+      const k = kc.kernel("gemv", { ...GEMV, ...tile });
       for (const [r0, n] of [[0, 24], [24, 16]]) {
-        st.dispatch(k, [await up(toF16Bytes(w.slice(r0 * K, (r0 + n) * K))), await up(x), Y], [K, n, M, N, r0], [cdiv(n, 4), 1]);
+        st.dispatch(k, [await up(toF16Bytes(w.slice(r0 * K, (r0 + n) * K))), await up(x), Y], [K, n, M, N, r0], gemvGrid(tile, M, n, false));
       }
       st.submit();
       expect(maxAbsDiff(await readF32(Y, M * N), ref.matmul(x, w, M, N, K))).toBeLessThan(1e-3);
@@ -100,18 +106,20 @@ describe("matmul", async () => {
           const w = f16round(rand(N * K, 22, 0.5));
           const bias = rand(N, 23);
           const pick = Array.from({ length: M }, (_, j) => (j * 7 + 2) % rows); // gathered rows, out of order
-          const Y = await poisoned(M * N);
-          const bindings = [await up(toF16Bytes(w)), await up(x), Y];
-          if (extra === "bias") bindings.push(await up(bias));
-          bindings.push(await up(g));
-          if (extra === "gather") bindings.push(await up(new Uint32Array(pick)));
-          const k = kc.kernel("gemv", { ...GEMV, BATCH: M === 1 ? 1 : 4, NORM: true, BIAS: extra === "bias", GATHER: extra === "gather" });
-          const st = kc.step();
-          st.dispatch(k, bindings, [K, N, M, N, 0, F(eps)], [cdiv(N, 4), cdiv(M, M === 1 ? 1 : 4)]);
-          st.submit();
           const xs = extra === "gather" ? new Float32Array(pick.flatMap((r) => [...x.subarray(r * K, (r + 1) * K)])) : x;
           const want = ref.matmul(ref.rmsnorm(xs, g, M, K, eps), w, M, N, K, extra === "bias" ? bias : undefined);
-          expect(relErr(await readF32(Y, M * N), want)).toBeLessThan(1e-4);
+          for (const tile of tilesFor(M, true)) {
+            const Y = await poisoned(M * N);
+            const bindings = [await up(toF16Bytes(w)), await up(x), Y];
+            if (extra === "bias") bindings.push(await up(bias));
+            bindings.push(await up(g));
+            if (extra === "gather") bindings.push(await up(new Uint32Array(pick)));
+            const k = kc.kernel("gemv", { ...GEMV, ...tile, NORM: true, BIAS: extra === "bias", GATHER: extra === "gather" });
+            const st = kc.step();
+            st.dispatch(k, bindings, [K, N, M, N, 0, F(eps)], gemvGrid(tile, M, N, false));
+            st.submit();
+            expect(relErr(await readF32(Y, M * N), want), tileName(tile)).toBeLessThan(1e-4);
+          }
         });
       }
     }
@@ -132,20 +140,22 @@ describe("matmul", async () => {
         }
         const runs = swigluRuns({ N: 2 * Fn, K, shards } as Matrix, Fn, Fp);
         expect(runs.length).toBe(nRuns);
-        const act = await poisoned(M * Fp);
         const bx = await up(x), bg = await up(g);
-        const k = kc.kernel("gemv", { ...GEMV, BATCH: M === 1 ? 1 : 4, NORM: true, SWIGLU: true });
-        const st = kc.step();
-        for (const r of runs) {
-          st.dispatch(k, [r.gate.buffer, bx, act, bg, r.up.buffer],
-            [K, r.n, M, Fp, r.col, F(eps), r.nW, r.col - r.gate.rowStart, Fn + r.col - r.up.rowStart], [cdiv(r.n, 2), cdiv(M, M === 1 ? 1 : 4)]);
-        }
-        st.submit();
         const gu = ref.matmul(ref.rmsnorm(x, g, M, K, eps), w, M, 2 * Fn, K);
         const want = ref.swiglu(gu, M, Fn, Fp);
-        const got = await readF32(act, M * Fp);
-        expect(relErr(got, want)).toBeLessThan(1e-4);
-        for (let m = 0; m < M; m++) expect([...got.subarray(m * Fp + Fn, (m + 1) * Fp)]).toEqual([0, 0, 0, 0]);
+        for (const tile of tilesFor(M, true)) {
+          const act = await poisoned(M * Fp);
+          const k = kc.kernel("gemv", { ...GEMV, ...tile, NORM: true, SWIGLU: true });
+          const st = kc.step();
+          for (const r of runs) {
+            st.dispatch(k, [r.gate.buffer, bx, act, bg, r.up.buffer],
+              [K, r.n, M, Fp, r.col, F(eps), r.nW, r.col - r.gate.rowStart, Fn + r.col - r.up.rowStart], gemvGrid(tile, M, r.n, true));
+          }
+          st.submit();
+          const got = await readF32(act, M * Fp);
+          expect(relErr(got, want), tileName(tile)).toBeLessThan(1e-4);
+          for (let m = 0; m < M; m++) expect([...got.subarray(m * Fp + Fn, (m + 1) * Fp)]).toEqual([0, 0, 0, 0]);
+        }
       });
     }
   }

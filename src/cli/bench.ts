@@ -5,7 +5,7 @@ import { createGpu, describeGpu } from "../gpu/device.ts";
 import { Deadline, parseList, Reporter, sourceDigest, type BenchContext } from "../../bench/common.ts";
 import { KERNEL_DEFAULTS, kernelSuite } from "../../bench/kernels.ts";
 import { E2E_DEFAULTS, e2eSuite } from "../../bench/e2e.ts";
-import { GEMM_DEFAULT, gemmVariant } from "../model/gemm.ts";
+import { GEMM_DEFAULT, GEMM_SMALL, GEMM_SMALL_ROWS, gemmVariant } from "../model/gemm.ts";
 import { COMPRESS_DEFAULTS, compressSuite, OVERHEAD_DEFAULTS, overheadSuite } from "../../bench/compress.ts";
 
 const K = KERNEL_DEFAULTS, E = E2E_DEFAULTS, C = COMPRESS_DEFAULTS, O = OVERHEAD_DEFAULTS;
@@ -38,7 +38,7 @@ kernels:
                          side by side (default none)
   --prefill-rows N       rows of the prefill step for GEMM figures (default ${K.prefillRows})
   --gemm-variants V,...  GEMM variants timed side by side on that step (default ${K.gemmVariants.join(",")};
-                         the model runs KVC_GEMM, else ${GEMM_DEFAULT})
+                         the model runs KVC_GEMM, else ${GEMM_SMALL} up to ${GEMM_SMALL_ROWS} rows, ${GEMM_DEFAULT} past)
   --prefill-attn-lens L,...  prompt lengths for prefill attention, tiled kernel beside attention.wgsl: all rows
                          in one step, and the last --prefill-rows chunk (default ${list(K.prefillAttnLens)})
   --copy-mib N           copy-ceiling buffer size (default ${K.copyBytes / 2 ** 20}, capped by the binding limit)

@@ -22,7 +22,10 @@ export function registerKernelSource(name: string, code: string) {
 }
 
 /**
- * `#if NAME` / `#if !NAME` / `#else` / `#endif` on boolean defines, then `{{NAME}}`
+ * `#if NAME` / `#if !NAME` / `#else` / `#endif` on boolean defines; then `#unroll VAR
+ * COUNT` ... `#endunroll` repeats its lines COUNT times with `{{VAR}}` = 0, 1, ...
+ * (COUNT: numbers and defines joined by * and /, e.g. ROWS/2; unrolls nest), so
+ * private arrays index only by constants and stay in registers; then `{{NAME}}`
  * replaced by the define's value. Unknown names are an error, not a silent blank.
  * `@binding(#)` numbers the bindings that survive the `#if`s in order (a Step binds
  * buffers 0, 1, ... and the params uniform last), so optional bindings need no arithmetic.
@@ -58,10 +61,50 @@ export function preprocess(src: string, defines: Defines): string {
   }
   if (stack.length) throw new Error("WGSL #if without #endif");
   let binding = 0;
-  return out.join("\n").replace(/@binding\(#\)/g, () => `@binding(${binding++})`).replace(/\{\{(\w+)\}\}/g, (_, k) => {
+  return unroll(out, defines).join("\n").replace(/@binding\(#\)/g, () => `@binding(${binding++})`).replace(/\{\{(\w+)\}\}/g, (_, k) => {
     if (!(k in defines)) throw new Error(`WGSL template name ${k} has no define`);
     return String(defines[k]);
   });
+}
+
+/** Expands the `#unroll` blocks of `lines` (see preprocess). */
+function unroll(lines: string[], defines: Defines): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const t = lines[i].trim();
+    if (t === "#endunroll") throw new Error("WGSL #endunroll without #unroll");
+    const m = /^#unroll\s+(\w+)\s+(\S+)$/.exec(t);
+    if (!m) {
+      out.push(lines[i]);
+      continue;
+    }
+    let depth = 1;
+    let j = i + 1;
+    for (; j < lines.length; j++) {
+      const u = lines[j].trim();
+      if (u.startsWith("#unroll ")) depth++;
+      else if (u === "#endunroll" && --depth === 0) break;
+    }
+    if (j === lines.length) throw new Error(`WGSL #unroll ${m[1]} without #endunroll`);
+    const n = unrollCount(m[2], defines);
+    const body = unroll(lines.slice(i + 1, j), defines);
+    const mark = `{{${m[1]}}}`;
+    for (let k = 0; k < n; k++) for (const l of body) out.push(l.replaceAll(mark, String(k)));
+    i = j;
+  }
+  return out;
+}
+
+function unrollCount(expr: string, defines: Defines): number {
+  const parts = expr.split(/([*/])/);
+  const value = (p: string) => {
+    const v = /^\d+$/.test(p) ? Number(p) : Number(defines[p]);
+    if (!Number.isInteger(v) || v < 0) throw new Error(`WGSL #unroll count ${expr}: ${p} is not a whole number`);
+    return v;
+  };
+  let n = value(parts[0]);
+  for (let i = 1; i < parts.length; i += 2) n = parts[i] === "*" ? n * value(parts[i + 1]) : Math.floor(n / value(parts[i + 1]));
+  return n;
 }
 
 export interface Kernel {

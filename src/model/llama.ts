@@ -13,7 +13,7 @@
 import { checkGpuErrors, type Gpu } from "../gpu/device.ts";
 import { GrowableBuffers, readBuffer } from "../gpu/buffers.ts";
 import { Usage } from "../gpu/flags.ts";
-import { cdiv, F, nextPow2, type Binding, type Defines, type KernelContext, type Step } from "../gpu/kernels.ts";
+import { cdiv, F, nextPow2, type Binding, type Defines, type Kernel, type KernelContext, type Step } from "../gpu/kernels.ts";
 import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
 import { pad8, type Matrix, type MatrixShard, type ModelWeights } from "./weights.ts";
@@ -131,20 +131,21 @@ export interface DecodeAttentionChoice {
 
 /**
  * The decode attention layout for GQA group GQ and head dim D (a multiple of 4) within
- * `maxBytes` of workgroup memory: groups of more than 8 heads take several workgroups
- * (each re-reads K/V) so registers stay bounded; 128 threads up to 32 query floats per
- * lane (G * CW), else 64; up to 4 keys per thread and tile (tiles of at most 128 keys).
+ * `maxBytes` of workgroup memory. By default one query head per workgroup, 128
+ * threads, 2 keys per thread and tile: on an H200 (bench/results, 8B and 1B shapes,
+ * contexts 64 to 8192) that beat every grouped layout (G = 2, 4 heads sharing each K/V
+ * read) by 1.6-2.3x: more workgroups and fewer registers outweigh re-reading K/V, which
+ * mostly comes from L2. Groups of G heads (at most 8) stay available as a choice.
  */
 export function decodeAttentionShape(GQ: number, D: number, maxBytes = 16384, choice: DecodeAttentionChoice = {}): DecodeAttentionShape {
   if (D % 4 !== 0) throw new Error(`head dim ${D} is not a multiple of 4`);
-  let G = choice.G ?? Math.min(GQ, 8);
-  if (choice.G === undefined) while (GQ % G) G--;
-  if (G < 1 || GQ % G) throw new Error(`${G} query heads per workgroup do not divide a GQA group of ${GQ}`);
+  const G = choice.G ?? 1;
+  if (G < 1 || G > 8 || GQ % G) throw new Error(`${G} query heads per workgroup do not divide a GQA group of ${GQ} (at most 8)`);
   const CW = D % 8 === 0 ? 8 : 4;
   const LANES = nextPow2(D / CW);
   const WG = Math.max(choice.WG ?? (G * CW <= 32 ? 128 : 64), LANES);
   const KPP = WG / LANES;
-  const nk0 = choice.NK ?? Math.min(4, Math.max(1, 128 / KPP));
+  const nk0 = choice.NK ?? Math.min(2, Math.max(1, 128 / KPP));
   for (let NK = nk0; NK >= 1; NK /= 2) {
     const BK = KPP * NK;
     // dot partials of a tile (without subgroups), or PG heads of every slot's output
@@ -158,8 +159,11 @@ export function decodeAttentionShape(GQ: number, D: number, maxBytes = 16384, ch
   throw new Error("unreachable");
 }
 
-/** Decode attention splits until about this many workgroups run (an H200 has 132 SMs). */
-export const ATTN_WORKGROUPS = 512;
+/**
+ * Decode attention splits until about this many workgroups run: on an H200 (132 SMs)
+ * one sequence's attention at 1k-8k context ran 1.1-1.3x faster at 2048 than at 512.
+ */
+export const ATTN_WORKGROUPS = 2048;
 
 /**
  * Split-K of kernels/attention.wgsl: splits of at least one tile (BK keys) until about
@@ -258,8 +262,8 @@ export class LlamaModel {
   decodeAttention: DecodeAttentionShape;
   /** decode attention splits until about this many workgroups run */
   attnWorkgroups = ATTN_WORKGROUPS;
-  /** the prefill GEMM variant (src/model/gemm.ts) */
-  readonly gemm = modelGemm();
+  /** the GEMM variant at M rows (src/model/gemm.ts) */
+  readonly gemmFor = memoByRows(modelGemm);
   /** a uniform (see kernels/rope_append.wgsl), padded to whole vec4s */
   private invFreq: GPUBuffer;
   private freq4: number;
@@ -443,20 +447,20 @@ export class LlamaModel {
   /** Y[M, ldy] (+)= X[M, m.K] W^T over every row shard of W. */
   matmul(st: Step, m: Matrix, X: GPUBuffer, Y: GPUBuffer, M: number, ldy: number, o: { bias?: GPUBuffer | null; residual?: boolean } = {}) {
     const bias = !!o.bias;
-    const gemv = M <= GEMV_MAX_ROWS;
-    const k = gemv
-      ? this.gemv(M, { BIAS: bias, RESIDUAL: !!o.residual })
-      : gemmKernel(this.kc, this.gemm, bias, !!o.residual);
+    const gemv = M <= GEMV_MAX_ROWS ? this.gemv(M, { BIAS: bias, RESIDUAL: !!o.residual }) : null;
+    const gemm = this.gemmFor(M);
+    const k = gemv ? gemv.k : gemmKernel(this.kc, gemm, bias, !!o.residual);
     for (const s of m.shards) {
       const bindings: Binding[] = [s.buffer, X, Y];
       if (o.bias) bindings.push(o.bias);
-      const wg: [number, number] = gemv ? gemvGrid(this.gemvTile(M), M, s.rows, false) : gemmGrid(this.gemm, M, s.rows);
+      const wg: [number, number] = gemv ? gemvGrid(gemv.tile, M, s.rows, false) : gemmGrid(gemm, M, s.rows);
       st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart], wg);
     }
   }
 
-  private gemv(M: number, defs: Defines) {
-    return this.kc.kernel("gemv", { BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false, WG: GEMV_WG, ...this.gemvTile(M), ...defs });
+  private gemv(M: number, defs: Defines): { k: Kernel; tile: GemvTile } {
+    const tile = this.gemvTile(M, !!defs.NORM);
+    return { k: this.kc.kernel("gemv", { BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false, WG: GEMV_WG, ...tile, ...defs }), tile };
   }
 
   /**
@@ -469,22 +473,22 @@ export class LlamaModel {
       this.matmul(st, m, h, Y, M, ldy, { bias: o.bias });
       return;
     }
-    const k = this.gemv(M, { BIAS: !!o.bias, NORM: true, GATHER: !!o.gather });
+    const { k, tile } = this.gemv(M, { BIAS: !!o.bias, NORM: true, GATHER: !!o.gather });
     for (const s of m.shards) {
       const bindings: Binding[] = [s.buffer, X, Y];
       if (o.bias) bindings.push(o.bias);
       bindings.push(g);
       if (o.gather) bindings.push(o.gather);
-      st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart, F(this.cfg.normEps)], gemvGrid(this.gemvTile(M), M, s.rows, false));
+      st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart, F(this.cfg.normEps)], gemvGrid(tile, M, s.rows, false));
     }
   }
 
   /** act = swiglu(rmsnorm(X, g) Wgate, rmsnorm(X, g) Wup), zero padded to ffnPad, for a few rows. */
   private gateUpSwiglu(st: Step, runs: SwigluRun[], K: number, X: GPUBuffer, g: GPUBuffer, act: GPUBuffer, M: number) {
-    const k = this.gemv(M, { NORM: true, SWIGLU: true });
+    const { k, tile } = this.gemv(M, { NORM: true, SWIGLU: true });
     for (const r of runs) {
       st.dispatch(k, [r.gate.buffer, X, act, g, r.up.buffer],
-        [K, r.n, M, this.ffnPad, r.col, F(this.cfg.normEps), r.nW, r.col - r.gate.rowStart, this.cfg.ffn + r.col - r.up.rowStart], gemvGrid(this.gemvTile(M), M, r.n, true));
+        [K, r.n, M, this.ffnPad, r.col, F(this.cfg.normEps), r.nW, r.col - r.gate.rowStart, this.cfg.ffn + r.col - r.up.rowStart], gemvGrid(tile, M, r.n, true));
     }
   }
 
@@ -541,6 +545,16 @@ export class LlamaModel {
   }
 }
 
+/** f(M) computed once per M: the environment lookup stays out of every dispatch. */
+function memoByRows<T>(f: (M: number) => T): (M: number) => T {
+  const seen = new Map<number, T>();
+  return (M) => {
+    let v = seen.get(M);
+    if (v === undefined) seen.set(M, (v = f(M)));
+    return v;
+  };
+}
+
 /**
  * Threads per kernels/gemv.wgsl workgroup, one value at every M: each thread sums its
  * own stride of K and the workgroup reduces the threads' partials, so a fixed WG makes
@@ -557,13 +571,17 @@ export interface GemvTile {
   BATCH: number;
 }
 
-/** The tile for M decode rows (the first entry whose `upTo` >= M). */
-export const GEMV_TILES: readonly (GemvTile & { upTo: number })[] = [
-  { upTo: 1, ROWS: 4, BATCH: 1 },
-  { upTo: GEMV_MAX_ROWS, ROWS: 4, BATCH: 4 },
-];
-
-export const gemvTileFor = (M: number): GemvTile => GEMV_TILES.find((t) => M <= t.upTo) ?? GEMV_TILES[GEMV_TILES.length - 1];
+/**
+ * The tile for M decode rows, `norm` when the GEMV folds in RMSNorm (it then re-sums
+ * X^2 in every workgroup, which more rows per workgroup amortize). Measured side by
+ * side on an H200 (bench/results): at M = 1, 4 rows for the normed GEMVs and 2 for
+ * the plain ones (o, down) were the fastest on both the 8B and 1B shapes; at 2 to 16
+ * rows, 4 x 2 beat the 4 x 4 tile by 1.1-1.3x.
+ */
+export function gemvTileFor(M: number, norm: boolean): GemvTile {
+  if (M === 1) return { ROWS: norm ? 4 : 2, BATCH: 1 };
+  return { ROWS: 4, BATCH: 2 };
+}
 
 /** Workgroups of a GEMV writing `cols` output columns of M rows. */
 export function gemvGrid(t: GemvTile, M: number, cols: number, swiglu: boolean): [number, number] {
