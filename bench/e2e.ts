@@ -2,6 +2,7 @@
 // decode tokens/s, prefill tokens/s and time to first token, and batched decode
 // tokens/s over a sweep of batch sizes. Output lengths are fixed (ignore EOS).
 import type { Engine } from "../src/engine/engine.ts";
+import { GEMM_SMALL_ROWS } from "../src/model/gemm.ts";
 import { Sequence } from "../src/engine/sequence.ts";
 import { shapeByName, configFromShape } from "../src/model/config.ts";
 import { GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
@@ -81,9 +82,11 @@ async function runTimed(e: Engine, seqs: Sequence[]) {
 }
 
 async function warmUp(e: Engine, ctx: BenchContext) {
-  // compiles the prefill GEMM path, both GEMV batch variants and split/unsplit attention
+  // compiles both prefill GEMM variants (short and long steps), both GEMV batch variants
+  // and split/unsplit attention
   const v = e.cfg.vocab;
   await runTimed(e, [seqOf(e, randomIds(40, ctx.seed, v), 8)]);
+  await runTimed(e, [seqOf(e, randomIds(GEMM_SMALL_ROWS + 8, ctx.seed + 3, v), 2)]);
   await runTimed(e, [seqOf(e, randomIds(24, ctx.seed + 1, v), 8), seqOf(e, randomIds(20, ctx.seed + 2, v), 8)]);
 }
 

@@ -34,11 +34,12 @@ export function gemmVariant(name: string): GemmVariant {
 }
 
 /**
- * Decode batches up to this many rows (past the GEMV's 16) run GEMM_SMALL: on an H200
- * at 32 and 64 rows its 64 x 64 tiles ran the 8B and 1B matrices 1.5-2x faster than
- * t84's 128-row tiles, most of which such a batch leaves empty.
+ * Steps up to this many rows (decode batches past the GEMV's 16, short prefills) run
+ * GEMM_SMALL: on an H200 at 32 and 64 rows its 64 x 64 tiles ran the 8B and 1B
+ * matrices 1.5-2x faster than t84's 128-row tiles, most of which such a step leaves
+ * empty; at 128 rows a whole 8B layer still ran 1.17x faster, at 256 t84 was ahead.
  */
-export const GEMM_SMALL_ROWS = 64;
+export const GEMM_SMALL_ROWS = 128;
 export const GEMM_SMALL = "t44";
 
 /** The variant the model runs at M rows: KVC_GEMM if set, else GEMM_SMALL up to GEMM_SMALL_ROWS rows, else GEMM_DEFAULT. */

@@ -576,11 +576,13 @@ export interface GemvTile {
  * X^2 in every workgroup, which more rows per workgroup amortize). Measured side by
  * side on an H200 (bench/results): at M = 1, 4 rows for the normed GEMVs and 2 for
  * the plain ones (o, down) were the fastest on both the 8B and 1B shapes; at 2 to 16
- * rows, 4 x 2 beat the 4 x 4 tile by 1.1-1.3x.
+ * rows 8 x 2 was the fastest for all but down (which gains from bigger batches) and
+ * beat the former 4 x 4 by 1.1-1.5x. Wider tiles run out of registers: X is f32, and
+ * every workgroup reads all of it, so W is re-read M / BATCH times.
  */
 export function gemvTileFor(M: number, norm: boolean): GemvTile {
   if (M === 1) return { ROWS: norm ? 4 : 2, BATCH: 1 };
-  return { ROWS: 4, BATCH: 2 };
+  return { ROWS: 8, BATCH: 2 };
 }
 
 /** Workgroups of a GEMV writing `cols` output columns of M rows. */
