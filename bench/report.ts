@@ -50,6 +50,20 @@ const last = <T>(xs: T[]): T | undefined => xs[xs.length - 1];
 const num = (x: unknown): number | null => (typeof x === "number" && Number.isFinite(x) ? x : null);
 
 /** The headline figures; kvc's from `runtime` (Bun first), the baseline's from PyTorch eager at batch 1. */
+/**
+ * Throughput records with their ratio to rate 1 filled in where they were measured
+ * before the rate-1 run of the same experiment (same commit, runtime and sizes).
+ */
+function withRatios(recs: Rec[]): Rec[] {
+  const key = (r: Rec) => [r.commit, r.runtime, r.shape, r.prompts, r.prompt_len, r.output_len, r.kv_seqs, r.interval].join("|");
+  const base = new Map(recs.filter((r) => r.suite === "compress" && r.test === "rate" && r.rate === 1 && num(r.total_tok_s) !== null).map((r) => [key(r), r.total_tok_s as number]));
+  return recs.map((r) => {
+    if (r.suite !== "compress" || r.test !== "rate" || r.throughput_ratio != null || num(r.total_tok_s) === null) return r;
+    const b = base.get(key(r));
+    return b ? { ...r, throughput_ratio: Math.round((1000 * (r.total_tok_s as number)) / b) / 1000 } : r;
+  });
+}
+
 export function summarize(recs: Rec[]): Summary {
   const ours = recs.filter((r) => r.runtime === "bun" || r.runtime === "deno");
   const runtime = ours.some((r) => r.runtime === "bun" && r.suite !== "env") ? "bun" : ours.find((r) => r.suite !== "env")?.runtime ?? null;
@@ -64,7 +78,7 @@ export function summarize(recs: Rec[]): Summary {
   };
   const single = (shape: string) => singleOf(mine, shape);
   const hf = (shape: string) => num(last(recs.filter((r) => r.suite === "hf" && r.shape === shape && r.batch === 1 && r.mode === "eager" && !r.error))?.decode_tok_s);
-  const r64 = last(mine.filter((r) => r.suite === "compress" && r.test === "rate" && r.rate === 64 && r.throughput_ratio != null));
+  const r64 = last(withRatios(mine).filter((r) => r.suite === "compress" && r.test === "rate" && r.rate === 64 && r.throughput_ratio != null));
   const head = last(mine) ?? last(recs);
   const deno = runtime === "deno" ? [] : ours.filter((r) => r.runtime === "deno" && !r.error && !r.skipped);
   const denoFigures = deno.some((r) => r.test === "single_stream")
@@ -174,7 +188,7 @@ export function markdown(recs: Rec[]): string {
     out.push(table(["shape", "mode", "batch", "prompt", "new tokens", "decode tok/s", "prefill ms", "note"], hf.map((r) => [r.shape, r.mode, r.batch, r.prompt_len, r.new_tokens, r.decode_tok_s, r.prefill_ms, r.error ? String(r.error).slice(0, 120) : ""])));
   }
 
-  const c = by(recs, (r) => r.suite === "compress" && r.test === "rate");
+  const c = by(withRatios(recs), (r) => r.suite === "compress" && r.test === "rate");
   if (c.length) {
     out.push("## KV-Compress throughput experiment\n");
     const f = c[0];
@@ -200,7 +214,7 @@ const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"
 
 /** Throughput against compression rate, total and output tokens/s per runtime. */
 export function throughputSvg(recs: Rec[]): string | null {
-  const c = recs.filter((r) => r.suite === "compress" && r.test === "rate" && !r.skipped && num(r.total_tok_s) !== null);
+  const c = withRatios(recs).filter((r) => r.suite === "compress" && r.test === "rate" && !r.skipped && num(r.total_tok_s) !== null);
   if (!c.length) return null;
   const series: Series[] = [];
   for (const rt of [...new Set(c.map((r) => r.runtime))]) {

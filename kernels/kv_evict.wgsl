@@ -3,9 +3,11 @@
 // the new length move, in slot order, into the evicted slots before it, in slot order
 // (the same moves as compactionMoves on the host), with their K, V, position and score.
 // A destination is always below the new length and a source at or above it, so the
-// moves run in parallel. Scratch layout as in kv_rank.wgsl.
+// moves run in parallel. Scratch layout as in kv_rank.wgsl. Keys appended after the
+// ranking (slots len..lenNow-1: the decode round that ran meanwhile) are kept and
+// compacted with the rest.
 struct Params { BS: u32, nHeads: u32, half: u32, }
-struct Head { tableOffset: u32, len: u32, protectFrom: u32, radius: u32, chunk: u32, base: u32, outBase: u32, evict: u32, }
+struct Head { tableOffset: u32, len: u32, protectFrom: u32, radius: u32, chunk: u32, base: u32, outBase: u32, evict: u32, lenNow: u32, }
 @group(0) @binding(0) var<storage, read> info: array<Head>;
 @group(0) @binding(1) var<storage, read> blockIds: array<u32>;
 @group(0) @binding(2) var<storage, read_write> scratch: array<u32>;
@@ -45,7 +47,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let A = hd.base;
   let order = hd.base + 2u * N2;
   let gone = hd.base + 3u * N2; // kv_rank's raw scores are no longer needed
-  let keep = n - e;
+  let now = hd.lenNow;
+  let keep = now - e;
 
   for (var i = t; i < n; i += WG) { scratch[gone + i] = 0u; }
   storageBarrier();
@@ -56,11 +59,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   // order, listed into the sort pairs: hole k -> A[2k], survivor k -> A[2k + 1]
   var holes = 0u;
   var movers = 0u;
-  for (var base = 0u; base < n; base += WG) {
+  for (var base = 0u; base < now; base += WG) {
     let i = base + t;
     var flag = 0u;
-    if (i < n) {
-      let g = scratch[gone + i] == 1u;
+    if (i < now) {
+      let g = i < n && scratch[gone + i] == 1u;
       if (i < keep && g) { flag = 1u; }
       if (i >= keep && !g) { flag = 1u << 16u; }
     }

@@ -11,7 +11,7 @@
 //   [0, 2 N2) sort pairs (key, rank) · [2 N2, 3 N2) slot of each position rank · [3 N2, 4 N2) raw scores by rank
 // Pooled scores are sums of squares (>= 0), so their f32 bit patterns sort as they do.
 struct Params { BS: u32, nHeads: u32, }
-struct Head { tableOffset: u32, len: u32, protectFrom: u32, radius: u32, chunk: u32, base: u32, outBase: u32, evict: u32, }
+struct Head { tableOffset: u32, len: u32, protectFrom: u32, radius: u32, chunk: u32, base: u32, outBase: u32, evict: u32, lenNow: u32, }
 @group(0) @binding(0) var<storage, read> info: array<Head>;
 @group(0) @binding(1) var<storage, read> blockIds: array<u32>;
 @group(0) @binding(2) var<storage, read> scores: array<f32>;

@@ -3,6 +3,7 @@
 // reproducible, and every block returns to the pool.
 import { expect, test } from "bun:test";
 import { Sequence } from "../src/engine/sequence.ts";
+import { readBuffer } from "../src/gpu/buffers.ts";
 import { engineFor, GREEDY, ROOT } from "./helpers.ts";
 
 const NANO = `${ROOT}/models/kvc-nano`;
@@ -77,6 +78,27 @@ test("EOS stops a sequence unless ignored; abort frees blocks at once", async ()
   expect(long.finishReason).toBe("abort");
   expect(e.cache.pool.numUsedBlocks).toBe(0);
   await e.runUntilIdle();
+});
+
+test("continual compression: the next round decodes behind the ranking; every head keeps distinct positions, the newest whole", async () => {
+  const e = await engineFor(NANO, { lookahead: 4 });
+  const pw = 8, bs = e.cache.blockSize;
+  const s = new Sequence(e.tokenizer.encode(prompts[2]), { maxTokens: 60, sampling: GREEDY, ignoreEos: true, compression: { method: "kvcompress", rate: 4, interval: 8, protectedWindow: pw } });
+  e.add(s);
+  while (s.output.length < 45) await e.step();
+  expect(e.stats.compressOverlapped).toBeGreaterThan(0);
+  expect(s.evictedTokens).toBeGreaterThan(0);
+  // read behind whatever is in flight: the host's lengths already count it
+  const pos = new Uint32Array(await readBuffer(e.gpu.device, e.cache.pool.pos, 0, e.cache.pool.pos.size));
+  for (let h = 0; h < e.cache.heads; h++) {
+    const got = Array.from({ length: s.cache!.lengths[h] }, (_, i) => pos[s.cache!.blocks[h][Math.floor(i / bs)] * bs + (i % bs)]);
+    expect(new Set(got).size).toBe(got.length);
+    for (let p = s.fed - pw; p < s.fed; p++) expect(got).toContain(p);
+    expect(Math.max(...got)).toBe(s.fed - 1);
+  }
+  await e.runUntilIdle();
+  expect(s.output.length).toBe(60);
+  expect(e.cache.pool.numUsedBlocks).toBe(0);
 });
 
 test("bad prompts are refused with a clear message", async () => {

@@ -1,6 +1,7 @@
 // GPU eviction planning (kv_rank + kv_evict) against the host policies: for the same
 // cache contents, every head keeps exactly the positions the host plan keeps, with
-// their own K, V and scores, and emptied blocks return to the pool. Scores are
+// their own K, V and scores (and keys appended between ranking and eviction stay),
+// and emptied blocks return to the pool. Scores are
 // multiples of 1/64 so chunk sums are exact in f32 and ties (many) are real ties.
 import { expect, test } from "bun:test";
 import { KvCache, type SeqCache } from "../src/cache/kv-cache.ts";
@@ -21,7 +22,8 @@ function xorshift(seed: number) {
   };
 }
 
-interface Case { name: string; lens: number[]; pre: number; o: Partial<CompressionOptions> }
+/** appended: keys each head gains between the ranking and the eviction (a decode round meanwhile) */
+interface Case { name: string; lens: number[]; pre: number; o: Partial<CompressionOptions>; appended?: number }
 
 /** A sequence of `len` tokens, thinned by a random first eviction (positions out of slot order). */
 async function fill(cache: KvCache, compactor: Compactor, len: number, pre: number, seed: number): Promise<SeqCache> {
@@ -60,6 +62,33 @@ async function fill(cache: KvCache, compactor: Compactor, len: number, pre: numb
   return seq;
 }
 
+/** Appends n keys at positions from..from+n-1 to every head, random K/V and scores; returns them per head as `contents` does. */
+async function append(cache: KvCache, seq: SeqCache, from: number, n: number, seed: number) {
+  const gpu = await getGpu();
+  const before = seq.lengths.slice();
+  expect(cache.reserve(seq, n)).toBe(true);
+  cache.commit(seq, n);
+  cache.flush();
+  const rnd = xorshift(seed);
+  const size = opts.numBlocks * opts.blockSize;
+  const [pos, scores, k, v] = [await readU32(cache.pool.pos, size), await readF32(cache.pool.scores, size), await readU32(cache.pool.k, size * HALF), await readU32(cache.pool.v, size * HALF)];
+  for (let h = 0; h < cache.heads; h++) {
+    for (let j = 0; j < n; j++) {
+      const i = before[h] + j;
+      const p = seq.blocks[h][Math.floor(i / opts.blockSize)] * opts.blockSize + (i % opts.blockSize);
+      pos[p] = from + j;
+      scores[p] = (rnd() % 64) / 64;
+      for (let w = 0; w < HALF; w++) {
+        k[p * HALF + w] = rnd();
+        v[p * HALF + w] = rnd();
+      }
+    }
+  }
+  for (const [b, d] of [[cache.pool.k, k], [cache.pool.v, v], [cache.pool.pos, pos], [cache.pool.scores, scores]] as const) gpu.device.queue.writeBuffer(b, 0, d as Uint32Array<ArrayBuffer>);
+  const all = await contents(cache, seq);
+  return all.map((m) => new Map([...m].filter(([p]) => p >= from)));
+}
+
 /** Per head: position -> (K words, V words, score) of every kept key. */
 async function contents(cache: KvCache, seq: SeqCache) {
   const n = opts.numBlocks * opts.blockSize;
@@ -77,9 +106,10 @@ async function contents(cache: KvCache, seq: SeqCache) {
 const cases: Case[] = [
   { name: "kvcompress rate 2, fresh prefill", lens: [157, 96], pre: 0, o: { method: "kvcompress", rate: 2, protectedWindow: 8 } },
   { name: "kvcompress rate 4 after earlier evictions", lens: [300, 211], pre: 120, o: { method: "kvcompress", rate: 4, protectedWindow: 16 } },
+  { name: "kvcompress rate 8, keys appended between ranking and eviction", lens: [203, 150], pre: 50, o: { method: "kvcompress", rate: 8, protectedWindow: 8 }, appended: 6 },
   { name: "kvcompress rate 16, chunk 4, pool 1, even layers", lens: [260, 77], pre: 40, o: { method: "kvcompress", rate: 16, chunkSize: 4, poolKernel: 1, evenLayerSplit: true } },
   { name: "kvcompress max_cache_tokens, protected window larger than some heads", lens: [520, 64], pre: 200, o: { method: "kvcompress", maxCacheTokens: 40, protectedWindow: 48 } },
-  { name: "snapkv rate 3", lens: [190, 133], pre: 60, o: { method: "snapkv", rate: 3, protectedWindow: 4 } },
+  { name: "snapkv rate 3", lens: [190, 133], pre: 60, o: { method: "snapkv", rate: 3, protectedWindow: 4 }, appended: 3 },
 ];
 
 test("GPU planning keeps exactly what the host policy keeps, with its K/V; blocks go back", async () => {
@@ -107,8 +137,14 @@ test("GPU planning keeps exactly what the host policy keeps, with its K/V; block
         return new Map([...m].filter(([p]) => !gone.has(p)));
       }));
     }
-    const held = seqs.map((s) => cache.tokensKept(s));
+    const held = seqs.map((s) => cache.tokensKept(s) + cache.heads * (c.appended ?? 0));
     const ranked = await planner.rank(reqs);
+    if (c.appended) {
+      for (const [i, s] of seqs.entries()) {
+        const added = await append(cache, s, c.lens[i], c.appended, 99 + i);
+        want[i].forEach((m, h) => added[h].forEach((kv, p) => m.set(p, kv)));
+      }
+    }
     const counts = GpuPlanner.counts(reqs, ranked);
     const evicted = planner.evict(reqs, counts, reqs.map(() => true));
     let blocks = 0;
@@ -122,7 +158,7 @@ test("GPU planning keeps exactly what the host policy keeps, with its K/V; block
         blocks += seqs[i].blocks[h].length;
       }
       expect(evicted[i]).toBe(held[i] - cache.tokensKept(seqs[i]));
-      expect(cache.tokensKept(seqs[i])).toBeLessThanOrEqual(Math.max(reqs[i].keep, cache.heads * Math.min(c.lens[i], co.protectedWindow)));
+      expect(cache.tokensKept(seqs[i])).toBeLessThanOrEqual(Math.max(reqs[i].keep, cache.heads * Math.min(c.lens[i], co.protectedWindow)) + cache.heads * (c.appended ?? 0));
     }
     expect(cache.pool.numUsedBlocks, c.name).toBe(blocks);
     expect(evicted.reduce((a, b) => a + b, 0), c.name).toBeGreaterThan(0);

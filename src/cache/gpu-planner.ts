@@ -16,7 +16,7 @@ export interface GpuPlanRequest {
   keep: number;
 }
 
-const INFO_WORDS = 8; // struct Head in kv_rank.wgsl / kv_evict.wgsl
+const INFO_WORDS = 9; // struct Head in kv_rank.wgsl / kv_evict.wgsl
 const MAX_GROUPS_X = 65535;
 
 export class GpuPlanner {
@@ -77,7 +77,7 @@ export class GpuPlanner {
       const protectFrom = Math.max(0, r.ctx.lastPos - o.protectedWindow + 1);
       for (let h = 0; h < c.heads; h++) {
         const len = heads[2 * h + 1];
-        info.set([heads[2 * h], len, protectFrom, Math.floor(o.poolKernel / 2), o.chunkSize, base, outBase, 0], (i * c.heads + h) * INFO_WORDS);
+        info.set([heads[2 * h], len, protectFrom, Math.floor(o.poolKernel / 2), o.chunkSize, base, outBase, 0, len], (i * c.heads + h) * INFO_WORDS);
         base += 4 * nextPow2(len);
         outBase += Math.ceil(len / o.chunkSize);
       }
@@ -114,6 +114,7 @@ export class GpuPlanner {
   /**
    * Evicts `counts[i][h]` keys from each head of the requests last ranked and
    * compacts them; `live[i]` false skips a request (its sequence went away meanwhile).
+   * Keys appended since the ranking (a decode round that ran in between) are kept.
    * Returns the K/V entries evicted per request.
    */
   evict(reqs: GpuPlanRequest[], counts: Int32Array[], live: boolean[]): number[] {
@@ -122,10 +123,13 @@ export class GpuPlanner {
     const info = this.info;
     if (info.length !== n * INFO_WORDS) throw new Error("evict() must follow rank() of the same requests");
     let any = false;
-    reqs.forEach((_, i) => {
+    reqs.forEach((r, i) => {
       for (let h = 0; h < c.heads; h++) {
         const e = live[i] ? counts[i][h] : 0;
-        info[(i * c.heads + h) * INFO_WORDS + 7] = e;
+        const at = (i * c.heads + h) * INFO_WORDS;
+        info[at + 7] = e;
+        // keys appended since the ranking stay; the compaction moves them too
+        if (live[i]) info[at + 8] = r.cache.lengths[h];
         any ||= e > 0;
       }
     });

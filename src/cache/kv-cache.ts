@@ -46,6 +46,11 @@ export class KvCache {
     return this.opts.blockSize;
   }
 
+  /** Table slots free for new sequences. */
+  get freeSeqSlots(): number {
+    return this.freeSlots.length;
+  }
+
   /** A new, empty sequence, or null when every table slot is taken. */
   open(): SeqCache | null {
     const slot = this.freeSlots.pop();

@@ -46,9 +46,10 @@ export class Engine {
   /**
    * For benchmarks: time spent compressing (gather or GPU ranking + readback, host
    * planning, compaction), and in decode rounds recording steps and waiting for tokens;
-   * chainedSteps: decode steps submitted while the previous round was still in flight.
+   * chainedSteps: decode steps submitted while the previous round was still in flight;
+   * compressOverlapped: compression passes that had the next round decode behind their ranking.
    */
-  readonly stats = { compressMs: 0, gatherMs: 0, planMs: 0, applyMs: 0, compressions: 0, evictedTokens: 0, preemptions: 0, decodeSteps: 0, chainedSteps: 0, encodeMs: 0, waitMs: 0 };
+  readonly stats = { compressMs: 0, gatherMs: 0, planMs: 0, applyMs: 0, compressions: 0, evictedTokens: 0, preemptions: 0, decodeSteps: 0, chainedSteps: 0, compressOverlapped: 0, encodeMs: 0, waitMs: 0 };
 
   private constructor(
     readonly gpu: Gpu,
@@ -199,6 +200,22 @@ export class Engine {
     }
   }
 
+  /**
+   * Admission by free blocks: a new sequence starts only when its whole prefill fits
+   * beside a block per head for every running sequence (it compresses only once the
+   * prefill ends), unless nothing else runs.
+   */
+  private admits(seq: Sequence): boolean {
+    return this.cache.pool.numFreeBlocks >= this.cache.heads * (Math.ceil(seq.input.length / this.cache.blockSize) + this.running.length);
+  }
+
+  /** Whether a prefill step would start or go on with a waiting sequence now. */
+  private prefillReady(): boolean {
+    const seq = this.waiting.find((s) => !s.finished);
+    if (!seq) return false;
+    return seq.cache !== null || this.running.length === 0 || (this.cache.freeSeqSlots > 0 && this.admits(seq));
+  }
+
   /** Prefills up to `prefillChunk` prompt tokens of the first waiting sequence(s). */
   private async prefillStep() {
     const batch: StepSeq[] = [];
@@ -211,10 +228,7 @@ export class Engine {
         continue;
       }
       const alone = this.running.length === 0 && batch.length === 0;
-      // admission by free blocks: a new sequence starts only when its whole prefill
-      // fits beside a block per head for every running sequence (it compresses only
-      // once the prefill ends), unless nothing else runs
-      if (!seq.cache && !alone && this.cache.pool.numFreeBlocks < this.cache.heads * (Math.ceil(seq.input.length / this.cache.blockSize) + this.running.length)) break;
+      if (!seq.cache && !alone && !this.admits(seq)) break;
       if (!seq.cache) {
         seq.cache = this.cache.open();
         if (!seq.cache) break; // every table slot is taken
@@ -287,7 +301,7 @@ export class Engine {
    * Scores -> plan -> compaction for each sequence, per its own options. The scores and
    * positions of all of them come back in one readback (Deno pays ~10 ms per map).
    */
-  private async compress(seqs: Sequence[]) {
+  private async compress(seqs: Sequence[], overlap = false) {
     const t0 = performance.now();
     const due: { seq: Sequence; cache: SeqCache; policy: CompressionPolicy; ctx: PlanContext; keep: number }[] = [];
     for (const seq of seqs) {
@@ -310,14 +324,26 @@ export class Engine {
     // the GPU planner's scratch of one pass lives in one storage binding: passes that
     // would outgrow it run in several groups, and a sequence too large alone plans on the host
     const groups = GpuPlanner.groups(due.filter((d) => this.opts.gpuPlanner && GpuPlanner.handles(d.ctx.opts)), this.gpu.limits.maxStorageBufferBindingSize);
+    const onGpu = new Set(groups.flat());
+    const onHost = due.filter((d) => !onGpu.has(d));
+    let roundMs = 0;
     for (const group of groups) {
       const tr = performance.now();
       const reqs = group.map((d) => ({ cache: d.cache, ctx: d.ctx, keep: d.keep }));
-      const ranked = await this.planner.rank(reqs);
+      const ranking = this.planner.rank(reqs);
+      if (overlap && groups.length === 1 && !onHost.length) {
+        // the next round decodes on the GPU behind the ranking while the host plans;
+        // its keys land past the ranked ones, and the eviction keeps and moves them
+        const tb = performance.now();
+        this.inflight = this.roundBehind();
+        roundMs = performance.now() - tb;
+        if (this.inflight) this.stats.compressOverlapped++;
+      }
+      const ranked = await ranking;
       const t1 = performance.now();
       const counts = GpuPlanner.counts(reqs, ranked);
       const t2 = performance.now();
-      this.stats.gatherMs += t1 - tr;
+      this.stats.gatherMs += t1 - tr - roundMs;
       this.stats.planMs += t2 - t1;
       const evicted = this.planner.evict(reqs, counts, group.map((d) => d.seq.cache === d.cache)); // cancelled while ranking: skipped
       group.forEach((d, i) => {
@@ -326,8 +352,6 @@ export class Engine {
       });
       this.stats.applyMs += performance.now() - t2;
     }
-    const onGpu = new Set(groups.flat());
-    const onHost = due.filter((d) => !onGpu.has(d));
     if (onHost.length) {
       const tg = performance.now();
       const keys = await this.compactor.gatherMany(onHost.map((d) => d.cache));
@@ -344,7 +368,7 @@ export class Engine {
         this.stats.applyMs += performance.now() - t2;
       });
     }
-    this.stats.compressMs += performance.now() - t0;
+    this.stats.compressMs += performance.now() - t0 - roundMs;
   }
 
   /**
@@ -372,8 +396,9 @@ export class Engine {
       for (let j = 0; j < round.k && !s.finished; j++) this.accept(s, hist[j * B + b]);
     }
     for (const s of round.batch) this.releaseIfDone(s);
-    // a round in flight holds no sequence due to compress (chainable sees to it)
-    if (!this.inflight) await this.compress(round.batch.filter((s) => !s.finished && s.continual && s.stepsSinceCompress >= s.compression.interval));
+    // a round in flight holds no sequence due to compress (chainable sees to it); the
+    // compression may queue the next round itself, behind its ranking
+    if (!this.inflight) await this.compress(round.batch.filter((s) => !s.finished && s.continual && s.stepsSinceCompress >= s.compression.interval), true);
   }
 
   /** A round whose first step takes its tokens from the host, after making room in the pool. */
@@ -403,6 +428,20 @@ export class Engine {
   }
 
   /**
+   * A round submitted now, behind whatever the GPU is doing, if it needs no prefill
+   * first and the pool has room without compressing or preempting; else null.
+   */
+  private roundBehind(): Round | null {
+    if (this.prefillReady()) return null;
+    const batch = this.running.filter((s) => !s.finished && s.cache);
+    if (!batch.length) return null;
+    let k = this.opts.lookahead;
+    for (const s of batch) k = Math.min(k, Math.max(1, this.roundRoom(s, 0)));
+    for (const s of batch) if (!this.cache.reserve(s.cache!, k)) return null;
+    return this.submitRound(batch, k, 0);
+  }
+
+  /**
    * Steps sequence `s` may still take once `ahead` more are done: up to its token and
    * context limits, and never past its next compression (continual mode).
    */
@@ -415,12 +454,12 @@ export class Engine {
 
   /**
    * Steps of the round that may follow `round` before its tokens are known, or 0: only
-   * while no prompt waits, the GPU's last sampled tokens are still this round's, every
-   * sequence goes on past it (short of EOS, whose overshoot `releaseIfDone` rolls
-   * back) and the pool has room without compressing or preempting.
+   * while no waiting prompt could start its prefill, the GPU's last sampled tokens are
+   * still this round's, every sequence goes on past it (short of EOS, whose overshoot
+   * `releaseIfDone` rolls back) and the pool has room without compressing or preempting.
    */
   private chainable(round: Round): number {
-    if (this.waiting.length || this.model.steps !== round.lastStep) return 0;
+    if (this.prefillReady() || this.model.steps !== round.lastStep) return 0;
     let k = this.opts.lookahead;
     for (const s of round.batch) {
       if (s.finished || !s.cache) return 0;
