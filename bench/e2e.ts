@@ -86,7 +86,8 @@ async function warmUp(e: Engine, ctx: BenchContext) {
   // and split/unsplit attention
   const v = e.cfg.vocab;
   await runTimed(e, [seqOf(e, randomIds(40, ctx.seed, v), 8)]);
-  await runTimed(e, [seqOf(e, randomIds(GEMM_SMALL_ROWS + 8, ctx.seed + 3, v), 2)]);
+  const long = GEMM_SMALL_ROWS + 8;
+  if (long + 4 <= e.cfg.maxContext) await runTimed(e, [seqOf(e, randomIds(long, ctx.seed + 3, v), 2)]);
   await runTimed(e, [seqOf(e, randomIds(24, ctx.seed + 1, v), 8), seqOf(e, randomIds(20, ctx.seed + 2, v), 8)]);
 }
 

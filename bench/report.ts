@@ -206,6 +206,9 @@ export function markdown(recs: Rec[]): string {
     out.push("## Compression pass cost\n");
     out.push(table(["runtime", "planner", "shape", "batch", "prompt", "rate", "interval", "step ms plain", "step ms compressing", "ms per pass", "rank/gather ms", "plan ms", "apply ms", "overhead %", "slowdown %"],
       o.map((r) => [r.runtime, r.planner ?? "host", r.shape, r.batch, r.prompt_len, r.rate, r.interval, r.step_ms_plain, r.step_ms_compressing, r.compress_ms_per_pass, r.pass_ms_gather, r.pass_ms_plan, r.pass_ms_apply, r.compress_overhead_pct, r.slowdown_pct])));
+    const eq = by(recs, (r) => r.test === "compress_slowdown_equal_cache");
+    out.push(table(["runtime", "shape", "batch", "prompt", "rate (caches ~uncompressed)", "interval", "step ms plain", "step ms compressing", "passes overlapping decode", "slowdown %"],
+      eq.map((r) => [r.runtime, r.shape, r.batch, r.prompt_len, r.rate, r.interval, r.step_ms_plain, r.step_ms_compressing, `${r.overlapped_passes} of ${Math.round(r.compressions / r.batch)}`, r.slowdown_pct])));
   }
   return out.join("\n");
 }
