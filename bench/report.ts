@@ -108,6 +108,11 @@ function sameGpu(a: string, b: string): boolean {
 /** A newer summary over an older one: figures the new run did not measure keep their old value. */
 export function mergeSummary(old: Partial<Summary> | null, next: Summary): Summary {
   if (!old || (old.gpu && next.gpu && !sameGpu(old.gpu, next.gpu))) return next;
+  if (next.runtime === "deno" && old.runtime === "bun") {
+    // a Deno-only run: its figures go beside the Bun headline, not over it
+    const d = next as Summary & Record<string, unknown>;
+    return { ...(old as Summary), decode_8b_tok_s_deno: d.decode_8b_tok_s ?? old.decode_8b_tok_s_deno, decode_1b_tok_s_deno: d.decode_1b_tok_s ?? old.decode_1b_tok_s_deno, deno_commit: d.commit } as Summary;
+  }
   const out = { ...next } as Record<string, unknown>;
   for (const [k, v] of Object.entries(old)) if (out[k] === null || out[k] === undefined) out[k] = v;
   return out as unknown as Summary;

@@ -126,6 +126,9 @@ describe("kvc bench --shape tiny", () => {
     // figures of the same GPU under another name survive a run that lacks them
     expect(mergeSummary({ ...s, gpu: "NVIDIA H200 (nvidia-smi)", hf_eager_8b_tok_s: 7 }, { ...s, gpu: "NVIDIA H200" }).hf_eager_8b_tok_s).toBe(7);
     expect(mergeSummary({ ...s, gpu: "NVIDIA H100", hf_eager_8b_tok_s: 7 }, { ...s, gpu: "NVIDIA H200" }).hf_eager_8b_tok_s).toBeNull();
+    // a Deno-only run fills the Deno figures and leaves the Bun headline alone
+    const denoOnly = mergeSummary(s, { ...s, runtime: "deno", commit: "d", decode_8b_tok_s: 99, decode_1b_tok_s: 300 });
+    expect([denoOnly.runtime, denoOnly.decode_8b_tok_s, denoOnly.decode_8b_tok_s_deno, denoOnly.decode_1b_tok_s_deno, denoOnly.deno_commit]).toEqual(["bun", 150, 99, 300, "d"]);
   });
 
   test("KVC_GPU_NAME names the GPU where the adapter names only its driver", () => {
