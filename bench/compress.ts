@@ -211,27 +211,33 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
     await run({ method: "kvcompress", rate: o.rate, interval: o.interval }, 2, warm, 2 * o.interval + 2);
     const plain = await run({ method: "none" });
     const stepPlain = plain.decodeMs / plain.steps;
+    const common = { suite: "overhead", shape: shape.name, batch: o.batch, prompt_len: o.promptLen, output_len: o.outputLen, interval: o.interval, step_ms_plain: round(stepPlain, 3) };
+    /** What every compressing run reports: its step time, passes (those that overlapped decoding) and slowdown. */
+    const figures = (r: Awaited<ReturnType<typeof run>>) => ({
+      step_ms_compressing: round(r.decodeMs / r.steps, 3),
+      compressions: r.compressions,
+      // passes (all sequences due at once) whose host time ran while the next round decoded
+      overlapped_passes: r.overlapped,
+      compress_ms_per_pass: round(r.compressMs / Math.max(1, r.compressions), 3),
+      slowdown_pct: round((100 * (r.decodeMs / r.steps - stepPlain)) / stepPlain, 2),
+    });
     // the GPU planner (the default) and the host planner, side by side
     for (const planner of ["gpu", "host"] as const) {
       e.opts.gpuPlanner = planner === "gpu";
       if (planner === "host") await run({ method: "kvcompress", rate: o.rate, interval: o.interval }, 2, warm, 2 * o.interval + 2);
       const comp = await run({ method: "kvcompress", rate: o.rate, interval: o.interval });
       const decodeOnly = comp.decodeMs - comp.compressMs;
+      const perPass = (ms: number) => round(ms / Math.max(1, comp.compressions), 3);
       rep.emit({
-        suite: "overhead", test: "compress_overhead", planner, shape: shape.name, batch: o.batch, prompt_len: o.promptLen, output_len: o.outputLen,
-        rate: o.rate, interval: o.interval, step_ms_plain: round(stepPlain, 3), step_ms_compressing: round(comp.decodeMs / comp.steps, 3),
-        compress_ms_total: round(comp.compressMs, 1), compressions: comp.compressions,
-        compress_ms_per_pass: round(comp.compressMs / Math.max(1, comp.compressions), 3),
+        ...common, test: "compress_overhead", planner, rate: o.rate, ...figures(comp),
+        compress_ms_total: round(comp.compressMs, 1),
         // where a pass goes: GPU ranking or scores gathered, read back; host planning; compaction submit
-        pass_ms_gather: round(comp.parts.gather / Math.max(1, comp.compressions), 3),
-        pass_ms_plan: round(comp.parts.plan / Math.max(1, comp.compressions), 3),
-        pass_ms_apply: round(comp.parts.apply / Math.max(1, comp.compressions), 3),
+        pass_ms_gather: perPass(comp.parts.gather),
+        pass_ms_plan: perPass(comp.parts.plan),
+        pass_ms_apply: perPass(comp.parts.apply),
         // time inside compression passes, against the decode time around them
         compress_overhead_pct: round((100 * comp.compressMs) / decodeOnly, 2),
-        // passes (all sequences due at once) whose host time ran while the next round decoded
-        overlapped_passes: comp.overlapped,
         compress_share_pct: round((100 * comp.compressMs) / comp.decodeMs, 2),
-        slowdown_pct: round((100 * (comp.decodeMs / comp.steps - stepPlain)) / stepPlain, 2),
       });
       if (!ctx.deadline.fits(comp.decodeMs * 2)) break;
     }
@@ -241,12 +247,7 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
     // is the passes' GPU work, the time the GPU waits on them, and the attention scoring
     if (ctx.deadline.fits(plain.decodeMs * 2)) {
       const eq = await run({ method: "kvcompress", rate: EQUAL_CACHE_RATE, interval: o.interval });
-      rep.emit({
-        suite: "overhead", test: "compress_slowdown_equal_cache", planner: "gpu", shape: shape.name, batch: o.batch, prompt_len: o.promptLen, output_len: o.outputLen,
-        rate: EQUAL_CACHE_RATE, interval: o.interval, step_ms_plain: round(stepPlain, 3), step_ms_compressing: round(eq.decodeMs / eq.steps, 3),
-        compressions: eq.compressions, overlapped_passes: eq.overlapped, compress_ms_per_pass: round(eq.compressMs / Math.max(1, eq.compressions), 3),
-        slowdown_pct: round((100 * (eq.decodeMs / eq.steps - stepPlain)) / stepPlain, 2),
-      });
+      rep.emit({ ...common, test: "compress_slowdown_equal_cache", planner: "gpu", rate: EQUAL_CACHE_RATE, ...figures(eq) });
     }
   } finally {
     e.destroy();

@@ -12,7 +12,7 @@ import { capture, GpuTimer, grid256, type CapturedDispatch } from "../src/gpu/pr
 import { fillRandom } from "../src/model/weights.ts";
 import { datasheetGbps, GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
 import { configFromShape, shapeByName } from "../src/model/config.ts";
-import { ATTN_WORKGROUPS, decodeAttentionShape, gemvGrid, type DecodeAttentionShape, type GemvTile } from "../src/model/llama.ts";
+import { ATTN_WORKGROUPS, decodeAttentionShape, gemvGrid, gemvTileFor, type DecodeAttentionShape, type GemvTile } from "../src/model/llama.ts";
 import { GEMM_VARIANTS, gemmGrid, gemmKernel, gemmVariant, type GemmVariant } from "../src/model/gemm.ts";
 
 export interface KernelSuiteOptions {
@@ -55,7 +55,17 @@ const MATRICES = ["qkv", "o", "gate_up", "down", "lm_head"] as const;
 const bufferOf = (b: CapturedDispatch["bindings"][number]): GPUBuffer => ("mapAsync" in b ? b : b.buffer);
 const kernelName = (d: CapturedDispatch) => d.k.key.split(":")[0];
 
-const defined = (d: CapturedDispatch, name: string) => d.k.key.includes(`${name}=true`);
+/** The defines a kernel was built with, from its key ("name:entry:A=1,B=true"). */
+function definesOf(d: CapturedDispatch): Record<string, string | number | boolean> {
+  const out: Record<string, string | number | boolean> = {};
+  for (const kv of d.k.key.split(":")[2].split(",")) {
+    const [k, v] = kv.split("=");
+    out[k] = v === "true" ? true : v === "false" ? false : /^-?\d+$/.test(v) ? Number(v) : v;
+  }
+  return out;
+}
+
+const defined = (d: CapturedDispatch, name: string) => definesOf(d)[name] === true;
 
 /** What a GEMV folds in besides its matrix (kernels/gemv.wgsl NORM, SWIGLU), as a name suffix. */
 const fusedSuffix = (d: CapturedDispatch) => (defined(d, "SWIGLU") ? "+swiglu" : defined(d, "NORM") ? "+norm" : "");
@@ -100,18 +110,7 @@ const matrixOf = (name: string) => MATRICES.find((m) => name === m || name.start
 function asGemmVariant(e: Engine, d: CapturedDispatch, v: GemmVariant): CapturedDispatch {
   if (kernelName(d) !== "gemm") return d;
   const [, N, M] = d.params;
-  const flag = (n: string) => new RegExp(`[:,]${n}=true(,|$)`).test(d.k.key);
-  return { ...d, k: gemmKernel(e.kc, v, flag("BIAS"), flag("RESIDUAL")), wg: [...gemmGrid(v, M, N), 1] };
-}
-
-/** The defines a kernel was built with, from its key ("name:entry:A=1,B=true"). */
-function definesOf(d: CapturedDispatch): Record<string, string | number | boolean> {
-  const out: Record<string, string | number | boolean> = {};
-  for (const kv of d.k.key.split(":")[2].split(",")) {
-    const [k, v] = kv.split("=");
-    out[k] = v === "true" ? true : v === "false" ? false : /^-?\d+$/.test(v) ? Number(v) : v;
-  }
-  return out;
+  return { ...d, k: gemmKernel(e.kc, v, defined(d, "BIAS"), defined(d, "RESIDUAL")), wg: [...gemmGrid(v, M, N), 1] };
 }
 
 /** A captured gemv dispatch run with another tile: same bindings and params, its pipeline and grid. */
@@ -309,7 +308,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
       for (const [name, ds] of groupBy(list.filter((d) => kernelName(d) === "gemv"), cls)) {
         const matrix = matrixOf(name)!;
         const cost = ds.map(matmulCost).reduce((a, c) => a + c.bytes, 0);
-        const mine = e.model.gemvTile(M, defined(ds[0], "NORM"));
+        const mine = gemvTileFor(M, defined(ds[0], "NORM"));
         for (const t of gemvTiles(e, M)) {
           const r = await timer.time(ds.map((d) => asGemvTile(e, d, t)), popt);
           const gbps = cost / (r.ms * 1e6);

@@ -326,12 +326,14 @@ export class Engine {
     const groups = GpuPlanner.groups(due.filter((d) => this.opts.gpuPlanner && GpuPlanner.handles(d.ctx.opts)), this.gpu.limits.maxStorageBufferBindingSize);
     const onGpu = new Set(groups.flat());
     const onHost = due.filter((d) => !onGpu.has(d));
+    // one GPU pass and nothing planned on the host: the next round can go in behind it
+    const behind = overlap && groups.length === 1 && !onHost.length;
     let roundMs = 0;
     for (const group of groups) {
       const tr = performance.now();
       const reqs = group.map((d) => ({ cache: d.cache, ctx: d.ctx, keep: d.keep }));
       const ranking = this.planner.rank(reqs);
-      if (overlap && groups.length === 1 && !onHost.length) {
+      if (behind) {
         // the next round decodes on the GPU behind the ranking while the host plans;
         // its keys land past the ranked ones, and the eviction keeps and moves them
         const tb = performance.now();
@@ -405,8 +407,7 @@ export class Engine {
   private async freshRound(): Promise<Round | null> {
     const live = this.running.filter((s) => !s.finished);
     if (!live.length) return null;
-    let k = this.opts.lookahead;
-    for (const s of live) k = Math.min(k, Math.max(1, this.roundRoom(s, 0)));
+    const k = Math.max(1, this.roundSteps(live, 0));
     for (const s of live) {
       if (s.finished || !s.cache || this.cache.reserve(s.cache, k)) continue;
       // pool short: compress whoever can shrink before giving anything up
@@ -435,21 +436,28 @@ export class Engine {
     if (this.prefillReady()) return null;
     const batch = this.running.filter((s) => !s.finished && s.cache);
     if (!batch.length) return null;
-    let k = this.opts.lookahead;
-    for (const s of batch) k = Math.min(k, Math.max(1, this.roundRoom(s, 0)));
-    for (const s of batch) if (!this.cache.reserve(s.cache!, k)) return null;
-    return this.submitRound(batch, k, 0);
+    const k = Math.max(1, this.roundSteps(batch, 0));
+    return this.reserveAll(batch, k) ? this.submitRound(batch, k, 0) : null;
   }
 
   /**
-   * Steps sequence `s` may still take once `ahead` more are done: up to its token and
-   * context limits, and never past its next compression (continual mode).
+   * Steps a round of `batch` may take once `ahead` more are done (at most `lookahead`,
+   * 0 or less when one of them is done): up to each sequence's token and context
+   * limits, and never past its next compression (continual mode).
    */
-  private roundRoom(s: Sequence, ahead: number): number {
-    const out = s.output.length + ahead;
-    let room = Math.min(s.opts.maxTokens - out, this.cfg.maxContext - (s.prompt.length + out));
-    if (s.continual) room = Math.min(room, s.compression.interval - s.stepsSinceCompress);
-    return room;
+  private roundSteps(batch: Sequence[], ahead: number): number {
+    let k = this.opts.lookahead;
+    for (const s of batch) {
+      const out = s.output.length + ahead;
+      k = Math.min(k, s.opts.maxTokens - out, this.cfg.maxContext - (s.prompt.length + out));
+      if (s.continual) k = Math.min(k, s.compression.interval - s.stepsSinceCompress);
+    }
+    return k;
+  }
+
+  /** Room for k more tokens in every sequence of `batch` (reservations made stay). */
+  private reserveAll(batch: Sequence[], k: number): boolean {
+    return batch.every((s) => this.cache.reserve(s.cache!, k));
   }
 
   /**
@@ -460,14 +468,9 @@ export class Engine {
    */
   private chainable(round: Round): number {
     if (this.prefillReady() || this.model.steps !== round.lastStep) return 0;
-    let k = this.opts.lookahead;
-    for (const s of round.batch) {
-      if (s.finished || !s.cache) return 0;
-      k = Math.min(k, this.roundRoom(s, round.k));
-    }
-    if (k < 1) return 0;
-    for (const s of round.batch) if (!this.cache.reserve(s.cache!, k)) return 0;
-    return k;
+    if (round.batch.some((s) => s.finished || !s.cache)) return 0;
+    const k = this.roundSteps(round.batch, round.k);
+    return k >= 1 && this.reserveAll(round.batch, k) ? k : 0;
   }
 
   /**

@@ -42,10 +42,15 @@ export function gemmVariant(name: string): GemmVariant {
 export const GEMM_SMALL_ROWS = 128;
 export const GEMM_SMALL = "t44";
 
-/** The variant the model runs at M rows: KVC_GEMM if set, else GEMM_SMALL up to GEMM_SMALL_ROWS rows, else GEMM_DEFAULT. */
-export function modelGemm(M: number): GemmVariant {
+/**
+ * The model's choice of variant by rows: KVC_GEMM at every M if set (read, and checked,
+ * once here), else GEMM_SMALL up to GEMM_SMALL_ROWS rows and GEMM_DEFAULT past them.
+ */
+export function modelGemm(): (M: number) => GemmVariant {
   const env = (globalThis as any).process?.env?.KVC_GEMM ?? (globalThis as any).Deno?.env?.get("KVC_GEMM");
-  return gemmVariant(env || (M <= GEMM_SMALL_ROWS ? GEMM_SMALL : GEMM_DEFAULT));
+  const forced = env ? gemmVariant(env) : null;
+  const small = gemmVariant(GEMM_SMALL), large = gemmVariant(GEMM_DEFAULT);
+  return (M) => forced ?? (M <= GEMM_SMALL_ROWS ? small : large);
 }
 
 export function gemmKernel(kc: KernelContext, v: GemmVariant, bias: boolean, residual: boolean): Kernel {

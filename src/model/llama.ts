@@ -264,7 +264,7 @@ export class LlamaModel {
   /** decode attention splits until about this many workgroups run */
   attnWorkgroups = ATTN_WORKGROUPS;
   /** the GEMM variant at M rows (src/model/gemm.ts) */
-  readonly gemmFor = memoByRows(modelGemm);
+  readonly gemmFor = modelGemm();
   /** a uniform (see kernels/rope_append.wgsl), padded to whole vec4s */
   private invFreq: GPUBuffer;
   private freq4: number;
@@ -292,9 +292,6 @@ export class LlamaModel {
     this.histCapacity = Math.max(this.histCapacity, rows);
     return this.ws.get("hist", this.histCapacity * 4);
   }
-
-  /** GEMV tile by decode rows (benchmarks time others on the same dispatches) */
-  gemvTile = gemvTileFor;
 
   /** steps submitted so far (a step feeding on GPU-sampled tokens needs the previous step to be the last) */
   steps = 0;
@@ -460,7 +457,7 @@ export class LlamaModel {
   }
 
   private gemv(M: number, defs: Defines): { k: Kernel; tile: GemvTile } {
-    const tile = this.gemvTile(M, !!defs.NORM);
+    const tile = gemvTileFor(M, !!defs.NORM);
     return { k: this.kc.kernel("gemv", { BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false, WG: GEMV_WG, ...tile, ...defs }), tile };
   }
 
@@ -544,16 +541,6 @@ export class LlamaModel {
     this.ws.destroy();
     this.invFreq.destroy();
   }
-}
-
-/** f(M) computed once per M: the environment lookup stays out of every dispatch. */
-function memoByRows<T>(f: (M: number) => T): (M: number) => T {
-  const seen = new Map<number, T>();
-  return (M) => {
-    let v = seen.get(M);
-    if (v === undefined) seen.set(M, (v = f(M)));
-    return v;
-  };
 }
 
 /**
