@@ -27,17 +27,11 @@ fn load4w(i: u32) -> vec4<f32> {
 #endif
 }
 
+#include matmul_out
+
 /** One output: Y[m, colOff + n] (+)= v (+ B[colOff + n]). */
 fn store(m: u32, n: u32, v: f32) {
-  let yi = m * P.ldy + P.colOff + n;
-  var out = v;
-#if BIAS
-  out += B[P.colOff + n];
-#endif
-#if RESIDUAL
-  out += Y[yi];
-#endif
-  Y[yi] = out;
+  storeOut(m * P.ldy + P.colOff + n, n, v);
 }
 
 #if !TILED

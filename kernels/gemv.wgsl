@@ -216,20 +216,15 @@ fn total(j: u32, nsg: u32) -> f32 {
   return s;
 }
 
+#include matmul_out
+
 fn store(j: u32, n0: u32, m0: u32, v: f32) {
   let n = n0 + j / BATCH;
   let m = m0 + j % BATCH;
   if (n >= P.N || m >= P.M) { return; }
-  let yi = m * P.ldy + P.colOff + n;
   var out = v;
 #if SWIGLU
   if (n >= P.nW) { out = 0.0; }
 #endif
-#if BIAS
-  out += B[P.colOff + n];
-#endif
-#if RESIDUAL
-  out += Y[yi];
-#endif
-  Y[yi] = out;
+  storeOut(m * P.ldy + P.colOff + n, n, out);
 }

@@ -7,7 +7,7 @@
 // ranking (slots len..lenNow-1: the decode round that ran meanwhile) are kept and
 // compacted with the rest.
 struct Params { BS: u32, nHeads: u32, half: u32, }
-struct Head { tableOffset: u32, len: u32, protectFrom: u32, radius: u32, chunk: u32, base: u32, outBase: u32, evict: u32, lenNow: u32, }
+#include kv_plan_head
 @group(0) @binding(0) var<storage, read> info: array<Head>;
 @group(0) @binding(1) var<storage, read> blockIds: array<u32>;
 @group(0) @binding(2) var<storage, read_write> scratch: array<u32>;
@@ -21,15 +21,6 @@ const WG = 256u;
 var<workgroup> wLen: u32;
 var<workgroup> wEvict: u32;
 var<workgroup> scan: array<u32, WG>;
-
-fn nextPow2(n: u32) -> u32 {
-  if (n <= 1u) { return 1u; }
-  return 1u << (32u - countLeadingZeros(n - 1u));
-}
-
-fn phys(hd: Head, i: u32) -> u32 {
-  return blockIds[hd.tableOffset + i / P.BS] * P.BS + i % P.BS;
-}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) t: u32) {

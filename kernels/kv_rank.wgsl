@@ -11,7 +11,7 @@
 //   [0, 2 N2) sort pairs (key, rank) · [2 N2, 3 N2) slot of each position rank · [3 N2, 4 N2) raw scores by rank
 // Pooled scores are sums of squares (>= 0), so their f32 bit patterns sort as they do.
 struct Params { BS: u32, nHeads: u32, }
-struct Head { tableOffset: u32, len: u32, protectFrom: u32, radius: u32, chunk: u32, base: u32, outBase: u32, evict: u32, lenNow: u32, }
+#include kv_plan_head
 @group(0) @binding(0) var<storage, read> info: array<Head>;
 @group(0) @binding(1) var<storage, read> blockIds: array<u32>;
 @group(0) @binding(2) var<storage, read> scores: array<f32>;
@@ -57,11 +57,6 @@ fn bitonic(base: u32, N2: u32, t: u32) {
   }
 }
 
-fn nextPow2(n: u32) -> u32 {
-  if (n <= 1u) { return 1u; }
-  return 1u << (32u - countLeadingZeros(n - 1u));
-}
-
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let hi = wid.x + wid.y * nwg.x;
@@ -81,8 +76,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var i = t; i < N2; i += WG) {
     var v = vec2<u32>(LAST, LAST);
     if (i < n) {
-      let phys = blockIds[hd.tableOffset + i / P.BS] * P.BS + i % P.BS;
-      v = vec2<u32>(posPool[phys], i);
+      v = vec2<u32>(posPool[phys(hd, i)], i);
     }
     setPair(A, i, v);
   }
@@ -91,8 +85,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var r = t; r < n; r += WG) {
     let slot = scratch[A + 2u * r + 1u];
     scratch[order + r] = slot;
-    let phys = blockIds[hd.tableOffset + slot / P.BS] * P.BS + slot % P.BS;
-    scratch[raw + r] = bitcast<u32>(scores[phys]);
+    scratch[raw + r] = bitcast<u32>(scores[phys(hd, slot)]);
   }
   storageBarrier();
 

@@ -1,7 +1,10 @@
 // RoPE and the cache append of one layer in one pass over a fused QKV row:
 // - q heads are rotated in place (attention reads them from QKV);
 // - k heads are rotated in registers and written, with v, into the paged pool
-//   (the layout of kernels/kv_append.wgsl; QKV's k and v are left as they came).
+//   (QKV's k and v are left as they came). A block holds BS tokens of ONE (layer, KV
+//   head); the slot of new token i of a sequence's head is lenBefore + i, found through
+//   that head's block list. K/V pools: f16 pairs packed in u32, [block][slot][D/2];
+//   posPool: original positions; scorePool: the eviction metric, zero for a new token.
 // RoPE is Hugging Face rotate_half: (x1, x2) = (x[i], x[i + D/2]) -> (x1 c - x2 s,
 // x2 c + x1 s), angle = pos * invFreq[i] (invFreq carries any llama3 scaling, made on
 // the host). One thread takes dims 2p, 2p + 1 and their partners 2p + D/2, 2p + 1 + D/2:

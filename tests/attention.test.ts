@@ -1,8 +1,10 @@
-// kv_append + paged attention (and the split-K merge) against the CPU reference,
+// The cache append (rope_append, its frequencies zero so nothing rotates) + paged
+// attention (and the split-K merge) against the CPU reference,
 // with scattered blocks and different lengths per KV head; with scoring rows, the
 // KV-Compress metric (squared attention summed over queries and the GQA group) too.
 import { expect, test } from "bun:test";
-import { cdiv, F, KernelContext } from "../src/gpu/kernels.ts";
+import { cdiv, F, KernelContext, type Step } from "../src/gpu/kernels.ts";
+import { Usage } from "../src/gpu/flags.ts";
 import { ATTN_WORKGROUPS, decodeAttentionPlan, decodeAttentionShape, prefillTiles, prefillTiling, type DecodeAttentionChoice } from "../src/model/llama.ts";
 import * as ref from "./reference.ts";
 import { getGpu, maxAbsDiff, rand, readF32, up, variants, zeros } from "./gpu-helpers.ts";
@@ -34,7 +36,7 @@ interface CaseSeq {
 
 /**
  * Inputs of one step over several sequences: each sequence's context written by
- * kv_append in a first step (every head gets max(lens0) keys; shorter heads report
+ * rope_append in a first step (every head gets max(lens0) keys; shorter heads report
  * fewer), its new rows appended by the second; block lists of every (sequence, head)
  * reversed and interleaved. Also the CPU reference: outputs, scaled logits and
  * log-sum-exp of the scoring rows (slot order), and the KV-Compress scores.
@@ -106,7 +108,7 @@ function buildCase(H: number, KVH: number, D: number, seqs: CaseSeq[], BS = 16) 
     }
   }
 
-  /** GPU buffers of the case, the second step's kv_append recorded on `st`. */
+  /** GPU buffers of the case, the second step's cache append recorded on `st`. */
   const upload = async (kc: KernelContext, rowsExtra?: Uint32Array) => {
     const kPool = await zeros(numBlocks * BS * D * 2), vPool = await zeros(numBlocks * BS * D * 2);
     const posPool = await zeros(numBlocks * BS * 4), scorePool = await zeros(numBlocks * BS * 4);
@@ -116,11 +118,16 @@ function buildCase(H: number, KVH: number, D: number, seqs: CaseSeq[], BS = 16) 
     rowsAll.set(rows2);
     if (rowsExtra) rowsAll.set(rowsExtra, rows2.length);
     const bQkv2 = await up(qkv2), bRows2 = await up(rowsAll);
+    // the model's append kernel, every frequency 0: K and V go in as they are, q stays
+    const freq4 = cdiv(D / 2, 4);
+    const noRope = kc.device.createBuffer({ label: "zero-freq", size: freq4 * 16, usage: Usage.UNIFORM });
+    const append = (st: Step, qkv: GPUBuffer, rows: GPUBuffer, heads: GPUBuffer, m: number) =>
+      st.dispatch(kc.kernel("rope_append", { FREQ4: freq4 }), [qkv, rows, heads, bTable, kPool, vPool, posPool, scorePool, noRope], [m, D, H, KVH, L, layer, BS, W], [cdiv((H + KVH) * (D / 4), 64), m]);
     let st = kc.step();
-    if (M1) st.dispatch(kc.kernel("kv_append"), [await up(qkv1), await up(rows1), await up(headsFor(() => 0)), bTable, kPool, vPool, posPool, scorePool], [M1, D, H, KVH, L, layer, BS, W], [cdiv(KVH * D / 2, 64), M1]);
+    if (M1) append(st, await up(qkv1), await up(rows1), await up(headsFor(() => 0)), M1);
     st.submit();
     st = kc.step();
-    st.dispatch(kc.kernel("kv_append"), [bQkv2, bRows2, bHeads2, bTable, kPool, vPool, posPool, scorePool], [M, D, H, KVH, L, layer, BS, W], [cdiv(KVH * D / 2, 64), M]);
+    append(st, bQkv2, bRows2, bHeads2, M);
     return { st, bTable, bHeads2, bQkv2, bRows2, scorePool, common: [bQkv2, bRows2, bHeads2, bTable, kPool, vPool] };
   };
 

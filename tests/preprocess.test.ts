@@ -1,7 +1,7 @@
-// The WGSL preprocessor: #if / #else, #unroll (nested, counts from defines), binding
+// The WGSL preprocessor: #include, #if / #else, #unroll (nested, counts from defines), binding
 // numbering and {{NAME}} templates, and the errors a broken kernel source gets.
 import { expect, test } from "bun:test";
-import { preprocess } from "../src/gpu/kernels.ts";
+import { preprocess, registerKernelSource } from "../src/gpu/kernels.ts";
 
 test("#if keeps one branch; @binding(#) numbers what survives", () => {
   const src = ["@group(0) @binding(#) var<storage> a: f32;", "#if B", "@group(0) @binding(#) var<storage> b: f32;", "#else", "no b", "#endif", "@group(0) @binding(#) var<storage> c: f32;"].join("\n");
@@ -17,6 +17,14 @@ test("#unroll repeats its lines with the index, nests, and takes counts like ROW
   // an #if inside an #unroll is decided once, before the unrolling
   expect(preprocess(["#unroll i 2", "#if A", "a{{i}}", "#else", "z{{i}}", "#endif", "#endunroll"].join("\n"), { A: false })).toBe("z0\nz1");
   expect(preprocess("#unroll i 0\nnever\n#endunroll\nafter", {})).toBe("after");
+});
+
+test("#include pastes a shared source, whose #ifs and templates then apply", () => {
+  registerKernelSource("test_shared", ["#if A", "fn a() -> u32 { return {{N}}u; }", "#endif", "struct S { x: u32, }"].join("\n"));
+  expect(preprocess("#include test_shared\nmain", { A: true, N: 7 })).toBe("fn a() -> u32 { return 7u; }\nstruct S { x: u32, }\nmain");
+  expect(preprocess("#include test_shared", { A: false, N: 7 })).toBe("struct S { x: u32, }");
+  registerKernelSource("test_loop", "#include test_loop");
+  expect(() => preprocess("#include test_loop", {})).toThrow(/nest deeper than 4/);
 });
 
 test("broken sources name what is wrong", () => {

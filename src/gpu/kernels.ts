@@ -22,7 +22,8 @@ export function registerKernelSource(name: string, code: string) {
 }
 
 /**
- * `#if NAME` / `#if !NAME` / `#else` / `#endif` on boolean defines; then `#unroll VAR
+ * `#include NAME` pastes kernel source NAME (shared structs and helpers, no entry
+ * point); `#if NAME` / `#if !NAME` / `#else` / `#endif` on boolean defines; then `#unroll VAR
  * COUNT` ... `#endunroll` repeats its lines COUNT times with `{{VAR}}` = 0, 1, ...
  * (COUNT: numbers and defines joined by * and /, e.g. ROWS/2; unrolls nest), so
  * private arrays index only by constants and stay in registers; then `{{NAME}}`
@@ -34,7 +35,7 @@ export function preprocess(src: string, defines: Defines): string {
   const out: string[] = [];
   const stack: { on: boolean; parentOn: boolean }[] = [];
   let on = true;
-  for (const line of src.split("\n")) {
+  for (const line of withIncludes(src, 0)) {
     const t = line.trim();
     const m = /^#if\s+(!?)(\w+)$/.exec(t);
     if (m) {
@@ -64,6 +65,16 @@ export function preprocess(src: string, defines: Defines): string {
   return unroll(out, defines).join("\n").replace(/@binding\(#\)/g, () => `@binding(${binding++})`).replace(/\{\{(\w+)\}\}/g, (_, k) => {
     if (!(k in defines)) throw new Error(`WGSL template name ${k} has no define`);
     return String(defines[k]);
+  });
+}
+
+/** The lines of `src` with each `#include NAME` replaced by the lines of kernel source NAME (nested up to 4 deep). */
+function withIncludes(src: string, depth: number): string[] {
+  return src.split("\n").flatMap((line) => {
+    const m = /^#include\s+(\w+)$/.exec(line.trim());
+    if (!m) return [line];
+    if (depth >= 4) throw new Error(`WGSL #include ${m[1]}: includes nest deeper than 4`);
+    return withIncludes(kernelSource(m[1]), depth + 1);
   });
 }
 

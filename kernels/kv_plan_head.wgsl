@@ -1,0 +1,16 @@
+// Included by kv_rank.wgsl and kv_evict.wgsl (not a kernel of its own): one head of a
+// GPU eviction pass as src/cache/gpu-planner.ts writes it (INFO_WORDS u32 words), and
+// the helpers both passes use. Needs `blockIds` and `P.BS` in the including kernel.
+// len: keys at ranking; lenNow: keys at eviction (a decode round may have appended);
+// base / outBase: the head's scratch and chunk-sum offsets (layout in kv_rank.wgsl).
+struct Head { tableOffset: u32, len: u32, protectFrom: u32, radius: u32, chunk: u32, base: u32, outBase: u32, evict: u32, lenNow: u32, }
+
+fn nextPow2(n: u32) -> u32 {
+  if (n <= 1u) { return 1u; }
+  return 1u << (32u - countLeadingZeros(n - 1u));
+}
+
+// pool index of slot i of the head, through its block list
+fn phys(hd: Head, i: u32) -> u32 {
+  return blockIds[hd.tableOffset + i / P.BS] * P.BS + i % P.BS;
+}
