@@ -12,7 +12,7 @@ import { capture, GpuTimer, grid256, type CapturedDispatch } from "../src/gpu/pr
 import { fillRandom } from "../src/model/weights.ts";
 import { datasheetGbps, GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
 import { configFromShape, shapeByName } from "../src/model/config.ts";
-import { ATTN_WORKGROUPS, decodeAttentionShape, gemvGrid, gemvTileFor, type DecodeAttentionShape, type GemvTile } from "../src/model/llama.ts";
+import { ATTN_WORKGROUPS, decodeAttentionShape, gemvGrid, gemvTileFor, gemvTileName, type DecodeAttentionShape, type GemvTile } from "../src/model/llama.ts";
 import { GEMM_VARIANTS, gemmGrid, gemmKernel, gemmVariant, type GemmVariant } from "../src/model/gemm.ts";
 
 export interface KernelSuiteOptions {
@@ -113,25 +113,30 @@ function asGemmVariant(e: Engine, d: CapturedDispatch, v: GemmVariant): Captured
   return { ...d, k: gemmKernel(e.kc, v, defined(d, "BIAS"), defined(d, "RESIDUAL")), wg: [...gemmGrid(v, M, N), 1] };
 }
 
-/** A captured gemv dispatch run with another tile: same bindings and params, its pipeline and grid. */
+/**
+ * A captured gemv dispatch run with another tile: same bindings and params, its
+ * pipeline and grid. A gemm dispatch (a batch past the GEMV's rows) runs as a plain GEMV.
+ */
 function asGemvTile(e: Engine, d: CapturedDispatch, t: GemvTile): CapturedDispatch {
-  const defs = definesOf(d);
+  const defs = kernelName(d) === "gemm"
+    ? { WG: 256, BIAS: defined(d, "BIAS"), RESIDUAL: defined(d, "RESIDUAL"), NORM: false, GATHER: false, SWIGLU: false }
+    : definesOf(d);
   const [, cols, M] = d.params;
-  return { ...d, k: e.kc.kernel("gemv", { ...defs, ROWS: t.ROWS, BATCH: t.BATCH }), wg: [...gemvGrid(t, M, cols, defs.SWIGLU === true), 1] };
+  return { ...d, k: e.kc.kernel("gemv", { ...defs, ROWS: t.ROWS, BATCH: t.BATCH, LANES: t.LANES }), wg: [...gemvGrid(t, M, cols, defs.SWIGLU === true), 1] };
 }
 
-/** Tiles worth timing at M rows whose reduction scratch fits the workgroup storage limit. */
-function gemvTiles(e: Engine, M: number): GemvTile[] {
+/**
+ * Tiles worth timing at M rows whose reduction scratch fits the workgroup storage
+ * limit: the whole workgroup on one row group (LANES 256), and groups of 32 or 64
+ * lanes with every batch row in one tile.
+ */
+function gemvTiles(e: Engine, M: number, norm: boolean, swiglu = false): GemvTile[] {
   const slots = 256 / (e.gpu.features.subgroups ? 4 : 2); // kernels/gemv.wgsl SLOTS at WG 256
-  const out: GemvTile[] = [];
-  for (const ROWS of [2, 4, 8]) {
-    for (const BATCH of [1, 2, 4, 8]) {
-      if (BATCH > M || (BATCH === 1 && M > 2)) continue;
-      if ((ROWS * BATCH + BATCH) * slots * 4 > e.gpu.limits.maxComputeWorkgroupStorageSize) continue;
-      out.push({ ROWS, BATCH });
-    }
-  }
-  return out;
+  const batch = Math.min(16, 2 ** Math.ceil(Math.log2(M)));
+  const cands: GemvTile[] = [];
+  for (const ROWS of [2, 4, 8]) for (const BATCH of M === 1 ? [1] : [2, 4]) cands.push({ ROWS, BATCH, LANES: 256 });
+  for (const LANES of [32, 64]) for (const ROWS of [1, 2, 4]) cands.push({ ROWS, BATCH: batch, LANES });
+  return cands.filter((t) => t.BATCH <= Math.max(M, 1) && (!swiglu || t.ROWS % 2 === 0) && (t.ROWS * t.BATCH + (norm ? t.BATCH : 0)) * slots * 4 <= e.gpu.limits.maxComputeWorkgroupStorageSize);
 }
 
 /** Decode attention layouts and split targets to time side by side (the model's first). */
@@ -304,16 +309,24 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
             ms: round(r.ms, 4), gbps: round(cost.bytes / (r.ms * 1e6), 1), tflops: round(cost.flops / (r.ms * 1e9), 2), reps: r.reps,
           });
         }
+        // and the GEMV's row-group tiles on the same matrices, 16 batch rows per tile
+        for (const t of gemvTiles(e, M, false).filter((t) => t.LANES !== 256)) {
+          const r = await timer.time(ds.map((d) => asGemvTile(e, d, t)), popt);
+          rep.emit({
+            ...common, test: "gemv_tile", name, M, tile: gemvTileName(t), ROWS: t.ROWS, BATCH: t.BATCH, LANES: t.LANES, model_tile: false,
+            ms: round(r.ms, 4), gbps: round(cost.bytes / (r.ms * 1e6), 1), tflops: round(cost.flops / (r.ms * 1e9), 2), reps: r.reps,
+          });
+        }
       }
       for (const [name, ds] of groupBy(list.filter((d) => kernelName(d) === "gemv"), cls)) {
         const matrix = matrixOf(name)!;
         const cost = ds.map(matmulCost).reduce((a, c) => a + c.bytes, 0);
         const mine = gemvTileFor(M, defined(ds[0], "NORM"));
-        for (const t of gemvTiles(e, M)) {
+        for (const t of gemvTiles(e, M, defined(ds[0], "NORM"), defined(ds[0], "SWIGLU"))) {
           const r = await timer.time(ds.map((d) => asGemvTile(e, d, t)), popt);
           const gbps = cost / (r.ms * 1e6);
           rep.emit({
-            ...common, test: "gemv_tile", name: matrix, M, tile: `${t.ROWS}x${t.BATCH}`, ROWS: t.ROWS, BATCH: t.BATCH, model_tile: t.ROWS === mine.ROWS && t.BATCH === mine.BATCH,
+            ...common, test: "gemv_tile", name: matrix, M, tile: gemvTileName(t), ROWS: t.ROWS, BATCH: t.BATCH, LANES: t.LANES, model_tile: gemvTileName(t) === gemvTileName(mine),
             ms: round(r.ms, 4), gbps: round(gbps, 1), ...pct(gbps), reps: r.reps,
           });
         }

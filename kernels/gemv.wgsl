@@ -1,7 +1,10 @@
 // Decode GEMV: Y[m, colOff + n] (+)= sum_k X[m, k] * W[n, k] (+ B[colOff + n]).
 // W: f16 [N, K] (native f16 or packed u32 pairs), X: f32 [M, K], K % 8 == 0.
-// One workgroup: ROWS weight rows x BATCH activation rows; each thread strides K in
-// 16-byte weight loads, so W is read once per BATCH activation rows. f32 accumulators.
+// One workgroup: WG / LANES row groups, each ROWS weight rows x BATCH activation rows.
+// The LANES threads of a group stride K in 16-byte weight loads and then sum their
+// partials, in an order fixed by LANES alone: so a tile's BATCH and ROWS never change an
+// output's value (batch invariance). W is read once per BATCH activation rows, X once
+// per ROWS rows. f32 accumulators.
 //
 // Fusions (decode only; prefill keeps the separate kernels):
 // NORM: RMSNorm of X folded in: Y = inv_rms(X[m]) * sum_k W[n, k] G[k] X[m, k]. Every
@@ -41,12 +44,15 @@ struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, eps: f32, nW: u32
 const WG = {{WG}}u;
 const ROWS = {{ROWS}}u;
 const BATCH = {{BATCH}}u;
+const LANES = {{LANES}}u;
+const NG = WG / LANES; // row groups per workgroup
 const RB = ROWS * BATCH;
 #if SWIGLU
-const OUT = ROWS / 2u; // output columns per workgroup
+const OUTG = ROWS / 2u; // output columns per group
 #else
-const OUT = ROWS;
+const OUTG = ROWS;
 #endif
+const OUT = NG * OUTG; // output columns per workgroup
 #if NORM
 const NR = RB + BATCH; // the sums of squares ride along with the dot products
 #else
@@ -54,10 +60,10 @@ const NR = RB;
 #endif
 
 #if SUBGROUPS
-// one partial per (value, subgroup); subgroups are at least 4 wide
+// one partial per (value, block of min(subgroup size, LANES) lanes); blocks are >= 4 lanes
 const SLOTS = WG / 4u;
 #else
-// tree over WG / 2 slots: the upper half adds into the lower half first
+// a tree per group over LANES / 2 slots: the upper half adds into the lower half first
 const SLOTS = WG / 2u;
 #endif
 var<workgroup> red: array<f32, NR * SLOTS>;
@@ -105,15 +111,31 @@ fn xRow(b: u32, m0: u32, k8: u32) -> array<vec4<f32>, 2> {
   return array<vec4<f32>, 2>(X[xi], X[xi + 1u]);
 }
 
-// one thread's partial v of value j into the reduction slots: a subgroup sum, or
-// (without subgroups) phase 0 stores the upper half's, phase 1 adds the lower half's
-fn stash(j: u32, v: f32, phase: u32, t: u32, sgs: u32, sgi: u32) {
+// one thread's partial v of value j into the reduction slots: a butterfly over its block
+// of bl lanes, or (without subgroups) phase 0 stores the upper half of the group's
+// lanes, phase 1 adds the lower half's
+fn stash(j: u32, v: f32, phase: u32, t: u32, bl: u32) {
 #if SUBGROUPS
-  let s = subgroupAdd(v);
-  if (sgi == 0u) { red[j * SLOTS + t / sgs] = s; }
+  var s = v;
+  for (var o = bl / 2u; o > 0u; o >>= 1u) { s += subgroupShuffleXor(s, o); }
+  if (t % bl == 0u) { red[j * SLOTS + t / bl] = s; }
 #else
-  if (phase == 0u && t >= SLOTS) { red[j * SLOTS + t - SLOTS] = v; }
-  if (phase == 1u && t < SLOTS) { red[j * SLOTS + t] += v; }
+  let l = t % LANES;
+  let base = j * SLOTS + (t / LANES) * (LANES / 2u);
+  if (phase == 0u && l >= LANES / 2u) { red[base + l - LANES / 2u] = v; }
+  if (phase == 1u && l < LANES / 2u) { red[base + l] += v; }
+#endif
+}
+
+// value j of group g: the sum of its lanes' partials
+fn total(j: u32, g: u32, bl: u32) -> f32 {
+#if SUBGROUPS
+  let nb = LANES / bl;
+  var s = 0.0;
+  for (var i = 0u; i < nb; i++) { s += red[j * SLOTS + g * nb + i]; }
+  return s;
+#else
+  return red[j * SLOTS + g * (LANES / 2u)];
 #endif
 }
 
@@ -122,18 +144,21 @@ fn stash(j: u32, v: f32, phase: u32, t: u32, sgs: u32, sgi: u32) {
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32
 #if SUBGROUPS
-  , @builtin(subgroup_size) sgs: u32, @builtin(subgroup_invocation_id) sgi: u32
+  , @builtin(subgroup_size) sgs: u32
 #endif
 ) {
-#if !SUBGROUPS
-  let sgs = 1u;
-  let sgi = 0u;
+#if SUBGROUPS
+  let bl = min(sgs, LANES);
+#else
+  let bl = 1u;
 #endif
-  let n0 = wid.x * OUT;
+  let g = t / LANES;
+  let c0 = wid.x * OUT; // the workgroup's first output column
+  let n0 = c0 + g * OUTG; // the group's
   let m0 = wid.y * BATCH;
   let K8 = P.K / 8u;
   var acc: array<f32, NR>;
-  for (var k8 = t; k8 < K8; k8 += WG) {
+  for (var k8 = t % LANES; k8 < K8; k8 += LANES) {
 #if NORM
     let g0 = G[2u * k8];
     let g1 = G[2u * k8 + 1u];
@@ -153,7 +178,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let u = load8up((P.uRow + min(n0 + {{r}}u, lastRow())) * K8 + k8);
 #unroll b BATCH
       acc[{{r}}u * BATCH + {{b}}u] += dot(w[0], x{{b}}[0]) + dot(w[1], x{{b}}[1]);
-      acc[(OUT + {{r}}u) * BATCH + {{b}}u] += dot(u[0], x{{b}}[0]) + dot(u[1], x{{b}}[1]);
+      acc[(OUTG + {{r}}u) * BATCH + {{b}}u] += dot(u[0], x{{b}}[0]) + dot(u[1], x{{b}}[1]);
 #endunroll
     }
 #endunroll
@@ -169,51 +194,47 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #endif
   }
 #if SUBGROUPS
-  let nsg = WG / sgs;
   let phases = 1u;
 #else
-  let nsg = 1u;
   let phases = 2u;
 #endif
   for (var ph = 0u; ph < phases; ph++) {
 #unroll j ROWS*BATCH
-    stash({{j}}u, acc[{{j}}u], ph, t, sgs, sgi);
+    stash({{j}}u, acc[{{j}}u], ph, t, bl);
 #endunroll
 #if NORM
 #unroll b BATCH
-    stash(RB + {{b}}u, acc[RB + {{b}}u], ph, t, sgs, sgi);
+    stash(RB + {{b}}u, acc[RB + {{b}}u], ph, t, bl);
 #endunroll
 #endif
     workgroupBarrier();
   }
 #if !SUBGROUPS
-  for (var s = SLOTS / 2u; s > 0u; s >>= 1u) {
-    if (t < s) {
-      for (var j = 0u; j < NR; j++) { red[j * SLOTS + t] += red[j * SLOTS + t + s]; }
+  let l = t % LANES;
+  let base = g * (LANES / 2u);
+  for (var s = LANES / 4u; s > 0u; s >>= 1u) {
+    if (l < s) {
+      for (var j = 0u; j < NR; j++) { red[j * SLOTS + base + l] += red[j * SLOTS + base + l + s]; }
     }
     workgroupBarrier();
   }
 #endif
-  // value j of the workgroup: the sum of its nsg partials
-  if (t < OUT * BATCH) {
+  // output o of the workgroup: column c0 + o / BATCH (group o / (OUTG * BATCH)), row m0 + o % BATCH
+  for (var o = t; o < OUT * BATCH; o += WG) {
+    let og = o / (OUTG * BATCH);
+    let j = o % (OUTG * BATCH);
     var inv = 1.0;
 #if NORM
-    inv = inverseSqrt(total(RB + t % BATCH, nsg) / f32(P.K) + P.eps);
+    inv = inverseSqrt(total(RB + j % BATCH, og, bl) / f32(P.K) + P.eps);
 #endif
 #if SWIGLU
-    let g = total(t, nsg) * inv;
-    let u = total(OUT * BATCH + t, nsg) * inv;
-    store(t, n0, m0, g / (1.0 + exp(-g)) * u);
+    let gv = total(j, og, bl) * inv;
+    let u = total(OUTG * BATCH + j, og, bl) * inv;
+    store(o, c0, m0, gv / (1.0 + exp(-gv)) * u);
 #else
-    store(t, n0, m0, total(t, nsg) * inv);
+    store(o, c0, m0, total(j, og, bl) * inv);
 #endif
   }
-}
-
-fn total(j: u32, nsg: u32) -> f32 {
-  var s = 0.0;
-  for (var i = 0u; i < nsg; i++) { s += red[j * SLOTS + i]; }
-  return s;
 }
 
 #include matmul_out

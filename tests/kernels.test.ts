@@ -6,7 +6,7 @@ import { Usage } from "../src/gpu/flags.ts";
 import { f16BitsToF32, toF16Bytes } from "../src/model/f16.ts";
 import { ropeInvFreq } from "../src/model/config.ts";
 import { GEMM_VARIANTS, gemmGrid, gemmKernel } from "../src/model/gemm.ts";
-import { gemvGrid, gemvTileFor, swigluRuns, type GemvTile } from "../src/model/llama.ts";
+import { gemvGrid, gemvTileFor, gemvTileName, swigluRuns, type GemvTile } from "../src/model/llama.ts";
 import type { Matrix } from "../src/model/weights.ts";
 import * as ref from "./reference.ts";
 import { getGpu, maxAbsDiff, rand, readF32, readU32, up, variants, zeros } from "./gpu-helpers.ts";
@@ -14,8 +14,14 @@ import { getGpu, maxAbsDiff, rand, readF32, readU32, up, variants, zeros } from 
 const f16round = (x: Float32Array) => x.map(ref.roundF16);
 const GEMV = { WG: 256, BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false };
 /** The model's GEMV tile at M rows and one other shape (odd tails of N and M included). */
-const tilesFor = (M: number, norm: boolean): GemvTile[] => [gemvTileFor(M, norm), M === 1 ? { ROWS: 8, BATCH: 1 } : { ROWS: 2, BATCH: 8 }];
-const tileName = (t: GemvTile) => `tile ${t.ROWS}x${t.BATCH}`;
+/** The model's GEMV tile at M rows and other shapes (odd tails of N and M, row groups of 32 and 8 lanes). */
+const tilesFor = (M: number, norm: boolean): GemvTile[] => [
+  gemvTileFor(M, norm),
+  M === 1 ? { ROWS: 8, BATCH: 1, LANES: 256 } : { ROWS: 2, BATCH: 8, LANES: 256 },
+  { ROWS: 2, BATCH: 4, LANES: 32 },
+  { ROWS: 4, BATCH: 2, LANES: 8 },
+];
+const tileName = (t: GemvTile) => `tile ${gemvTileName(t)}`;
 /** max |got - want| over max |want| */
 const relErr = (got: ArrayLike<number>, want: ArrayLike<number>) => maxAbsDiff(got, want) / Math.max(...Array.from(want, Math.abs));
 const poisoned = (n: number) => up(new Float32Array(n).fill(NaN));
@@ -94,6 +100,28 @@ describe("matmul", async () => {
       st.submit();
       expect(maxAbsDiff(await readF32(Y, M * N), ref.matmul(x, w, M, N, K))).toBeLessThan(1e-3);
     });
+
+    // an output's value depends on LANES alone: any ROWS x BATCH, and any M, give the same bits
+    for (const LANES of [256, 32]) {
+      test(`${name} gemv with ${LANES} lanes: every tile and batch size gives the same bits`, async () => {
+        const M = 6, N = 21, K = 2056;
+        const w = await up(toF16Bytes(f16round(rand(N * K, 7, 0.5))));
+        const x = rand(M * K, 8);
+        const run = async (tile: GemvTile, rows: number, xs: Float32Array) => {
+          const Y = await zeros(rows * N * 4);
+          const st = kc.step();
+          st.dispatch(kc.kernel("gemv", { ...GEMV, ...tile }), [w, await up(xs), Y], [K, N, rows, N, 0], gemvGrid(tile, rows, N, false));
+          st.submit();
+          return readF32(Y, rows * N);
+        };
+        const want = await run({ ROWS: 1, BATCH: 1, LANES }, M, x);
+        for (const tile of [{ ROWS: 4, BATCH: 2, LANES }, { ROWS: 2, BATCH: 8, LANES }]) {
+          expect(Array.from(await run(tile, M, x)), tileName(tile)).toEqual(Array.from(want));
+        }
+        const alone = await run({ ROWS: 2, BATCH: 1, LANES }, 1, x.slice(3 * K, 4 * K));
+        expect(Array.from(alone)).toEqual(Array.from(want.slice(3 * N, 4 * N)));
+      });
+    }
 
     // K = 2056 has each thread take 1 or 2 steps of 8; K = 136 leaves most threads idle
     for (const [M, N, K] of [[1, 37, 2056], [5, 66, 136], [16, 9, 2056]] as const) {

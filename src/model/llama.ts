@@ -543,20 +543,20 @@ export class LlamaModel {
   }
 }
 
-/**
- * Threads per kernels/gemv.wgsl workgroup, one value at every M: each thread sums its
- * own stride of K and the workgroup reduces the threads' partials, so a fixed WG makes
- * every output the same sum in the same order whatever the tile (batch invariance).
- */
+/** Threads per kernels/gemv.wgsl workgroup. */
 const GEMV_WG = 256;
 
 /**
- * A GEMV tile: ROWS weight rows (SWIGLU: half gate, half up) by BATCH activation rows
- * per workgroup; W is read once per BATCH rows, X once per ROWS rows.
+ * A GEMV tile: GEMV_WG / LANES row groups per workgroup, each ROWS weight rows (SWIGLU:
+ * half gate, half up) by BATCH activation rows; the LANES threads of a group split K.
+ * W is read once per BATCH rows, X once per ROWS rows. An output's value depends on
+ * LANES alone (each lane sums its own stride of K, then the lanes' partials are summed
+ * in a fixed order), so tiles of one LANES agree bit for bit (batch invariance).
  */
 export interface GemvTile {
   ROWS: number;
   BATCH: number;
+  LANES: number;
 }
 
 /**
@@ -569,11 +569,14 @@ export interface GemvTile {
  * and every workgroup reads all of it, so W is re-read M / BATCH times.
  */
 export function gemvTileFor(M: number, norm: boolean): GemvTile {
-  if (M === 1) return { ROWS: norm ? 4 : 2, BATCH: 1 };
-  return { ROWS: 8, BATCH: 2 };
+  if (M === 1) return { ROWS: norm ? 4 : 2, BATCH: 1, LANES: GEMV_WG };
+  return { ROWS: 8, BATCH: 2, LANES: GEMV_WG };
 }
+
+/** "ROWSxBATCH", with "/LANES" where the lanes of a group are not the whole workgroup. */
+export const gemvTileName = (t: GemvTile) => `${t.ROWS}x${t.BATCH}${t.LANES === GEMV_WG ? "" : "/" + t.LANES}`;
 
 /** Workgroups of a GEMV writing `cols` output columns of M rows. */
 export function gemvGrid(t: GemvTile, M: number, cols: number, swiglu: boolean): [number, number] {
-  return [cdiv(cols, swiglu ? t.ROWS / 2 : t.ROWS), cdiv(M, t.BATCH)];
+  return [cdiv(cols, (GEMV_WG / t.LANES) * (swiglu ? t.ROWS / 2 : t.ROWS)), cdiv(M, t.BATCH)];
 }
