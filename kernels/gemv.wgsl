@@ -111,13 +111,18 @@ fn xRow(b: u32, m0: u32, k8: u32) -> array<vec4<f32>, 2> {
   return array<vec4<f32>, 2>(X[xi], X[xi + 1u]);
 }
 
-// one thread's partial v of value j into the reduction slots: a butterfly over its block
-// of bl lanes, or (without subgroups) phase 0 stores the upper half of the group's
+// one thread's partial v of value j into the reduction slots: a sum over its block of
+// bl lanes, or (without subgroups) phase 0 stores the upper half of the group's
 // lanes, phase 1 adds the lower half's
-fn stash(j: u32, v: f32, phase: u32, t: u32, bl: u32) {
+fn stash(j: u32, v: f32, phase: u32, t: u32, bl: u32, sgs: u32) {
 #if SUBGROUPS
-  var s = v;
-  for (var o = bl / 2u; o > 0u; o >>= 1u) { s += subgroupShuffleXor(s, o); }
+  var s = 0.0;
+  if (bl == sgs) {
+    s = subgroupAdd(v);
+  } else { // subgroups wider than a group: a butterfly within the group's lanes
+    s = v;
+    for (var o = bl / 2u; o > 0u; o >>= 1u) { s += subgroupShuffleXor(s, o); }
+  }
   if (t % bl == 0u) { red[j * SLOTS + t / bl] = s; }
 #else
   let l = t % LANES;
@@ -150,6 +155,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #if SUBGROUPS
   let bl = min(sgs, LANES);
 #else
+  let sgs = 1u;
   let bl = 1u;
 #endif
   let g = t / LANES;
@@ -163,35 +169,38 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let g0 = G[2u * k8];
     let g1 = G[2u * k8 + 1u];
 #endif
-#unroll b BATCH
-    var x{{b}} = xRow({{b}}u, m0, k8);
-#if NORM
-    acc[RB + {{b}}u] += dot(x{{b}}[0], x{{b}}[0]) + dot(x{{b}}[1], x{{b}}[1]);
-    x{{b}}[0] *= g0;
-    x{{b}}[1] *= g1;
-#endif
-#endunroll
+    // the weights first (all loads in flight), then one activation row at a time: only
+    // the accumulators, ROWS weight chunks and one x chunk are live
 #if SWIGLU
 #unroll r ROWS/2
-    {
-      let w = load8((P.gRow + min(n0 + {{r}}u, lastRow())) * K8 + k8);
-      let u = load8up((P.uRow + min(n0 + {{r}}u, lastRow())) * K8 + k8);
-#unroll b BATCH
-      acc[{{r}}u * BATCH + {{b}}u] += dot(w[0], x{{b}}[0]) + dot(w[1], x{{b}}[1]);
-      acc[(OUTG + {{r}}u) * BATCH + {{b}}u] += dot(u[0], x{{b}}[0]) + dot(u[1], x{{b}}[1]);
-#endunroll
-    }
+    let w{{r}} = load8((P.gRow + min(n0 + {{r}}u, lastRow())) * K8 + k8);
+    let u{{r}} = load8up((P.uRow + min(n0 + {{r}}u, lastRow())) * K8 + k8);
 #endunroll
 #else
 #unroll r ROWS
-    {
-      let w = load8(min(n0 + {{r}}u, lastRow()) * K8 + k8);
-#unroll b BATCH
-      acc[{{r}}u * BATCH + {{b}}u] += dot(w[0], x{{b}}[0]) + dot(w[1], x{{b}}[1]);
-#endunroll
-    }
+    let w{{r}} = load8(min(n0 + {{r}}u, lastRow()) * K8 + k8);
 #endunroll
 #endif
+#unroll b BATCH
+    {
+      var x = xRow({{b}}u, m0, k8);
+#if NORM
+      acc[RB + {{b}}u] += dot(x[0], x[0]) + dot(x[1], x[1]);
+      x[0] *= g0;
+      x[1] *= g1;
+#endif
+#if SWIGLU
+#unroll r ROWS/2
+      acc[{{r}}u * BATCH + {{b}}u] += dot(w{{r}}[0], x[0]) + dot(w{{r}}[1], x[1]);
+      acc[(OUTG + {{r}}u) * BATCH + {{b}}u] += dot(u{{r}}[0], x[0]) + dot(u{{r}}[1], x[1]);
+#endunroll
+#else
+#unroll r ROWS
+      acc[{{r}}u * BATCH + {{b}}u] += dot(w{{r}}[0], x[0]) + dot(w{{r}}[1], x[1]);
+#endunroll
+#endif
+    }
+#endunroll
   }
 #if SUBGROUPS
   let phases = 1u;
@@ -200,11 +209,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #endif
   for (var ph = 0u; ph < phases; ph++) {
 #unroll j ROWS*BATCH
-    stash({{j}}u, acc[{{j}}u], ph, t, bl);
+    stash({{j}}u, acc[{{j}}u], ph, t, bl, sgs);
 #endunroll
 #if NORM
 #unroll b BATCH
-    stash(RB + {{b}}u, acc[RB + {{b}}u], ph, t, bl);
+    stash(RB + {{b}}u, acc[RB + {{b}}u], ph, t, bl, sgs);
 #endunroll
 #endif
     workgroupBarrier();
