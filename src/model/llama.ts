@@ -96,8 +96,12 @@ export function swigluRuns(m: Matrix, F: number, Fp: number): SwigluRun[] {
   return runs;
 }
 
-/** Matmuls with at most this many rows use the GEMV kernel; more use the tiled GEMM. */
-const GEMV_MAX_ROWS = 16;
+/**
+ * Matmuls with at most this many rows use the GEMV kernel; more use the tiled GEMM. On
+ * an H200 the GEMV's 16-row tiles ran the 8B layer's matrices 1.55x faster than the
+ * GEMM's 64 x 64 tiles at 32 rows, and fell behind at 64 (bench/results).
+ */
+const GEMV_MAX_ROWS = 32;
 
 /** Shape of kernels/attention.wgsl (its defines, less SPLIT and SCORES). */
 export interface DecodeAttentionShape {
@@ -257,7 +261,7 @@ export class LlamaModel {
   private qkvWidth: number;
   private histCapacity = 0;
   /** attention_prefill.wgsl serves a step once a sequence brings this many rows (decode keeps attention.wgsl) */
-  prefillAttentionMinRows = GEMV_MAX_ROWS + 1;
+  prefillAttentionMinRows = 17;
   readonly prefillTiling: PrefillTiling | null;
   /** layout of kernels/attention.wgsl (decode, and steps without a prefill tile) */
   decodeAttention: DecodeAttentionShape;
@@ -457,7 +461,7 @@ export class LlamaModel {
   }
 
   private gemv(M: number, defs: Defines): { k: Kernel; tile: GemvTile } {
-    const tile = gemvTileFor(M, !!defs.NORM);
+    const tile = gemvTileFor(M, !!defs.NORM, this.gpu.limits.maxComputeWorkgroupStorageSize, this.gpu.features.subgroups);
     return { k: this.kc.kernel("gemv", { BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false, WG: GEMV_WG, ...tile, ...defs }), tile };
   }
 
@@ -559,18 +563,26 @@ export interface GemvTile {
   LANES: number;
 }
 
+/** Bytes of kernels/gemv.wgsl's reduction scratch for a tile: NR values x SLOTS. */
+export function gemvScratchBytes(t: GemvTile, norm: boolean, subgroups: boolean): number {
+  return (t.ROWS * t.BATCH + (norm ? t.BATCH : 0)) * (GEMV_WG / (subgroups ? 4 : 2)) * 4;
+}
+
+/** Lanes per GEMV row group at every M, so that no output depends on the batch. */
+const GEMV_LANES = 64;
+
 /**
- * The tile for M decode rows, `norm` when the GEMV folds in RMSNorm (it then re-sums
- * X^2 in every workgroup, which more rows per workgroup amortize). Measured side by
- * side on an H200 (bench/results): at M = 1, 4 rows for the normed GEMVs and 2 for
- * the plain ones (o, down) were the fastest on both the 8B and 1B shapes; at 2 to 16
- * rows 8 x 2 (loops unrolled) ran 1.3-1.5x the GB/s of the former 4 x 4 for all but
- * down, which gains from bigger batches. Wider tiles run out of registers: X is f32,
- * and every workgroup reads all of it, so W is re-read M / BATCH times.
+ * The tile for M decode rows, `norm` when the GEMV folds in RMSNorm, within `maxStorage`
+ * bytes of workgroup memory. Measured side by side on an H200 (bench/results): groups of
+ * 64 lanes beat whole-workgroup rows at M = 1 (8B: qkv 2955 against 2847 GB/s, lm_head
+ * 4427 against 4312) and by 1.3-2x at 2 to 32 rows, where all the batch rows (up to 16)
+ * share one tile so W is read once: 4 rows per group, 1 or 2 for the plain GEMVs (o,
+ * down) at 1 to 4 batch rows. Halving BATCH to fit the storage keeps every value.
  */
-export function gemvTileFor(M: number, norm: boolean): GemvTile {
-  if (M === 1) return { ROWS: norm ? 4 : 2, BATCH: 1, LANES: GEMV_WG };
-  return { ROWS: 8, BATCH: 2, LANES: GEMV_WG };
+export function gemvTileFor(M: number, norm: boolean, maxStorage = 16384, subgroups = true): GemvTile {
+  const t: GemvTile = { ROWS: norm || M > 4 ? 4 : M === 1 ? 1 : 2, BATCH: Math.min(16, 2 ** Math.ceil(Math.log2(Math.max(M, 1)))), LANES: GEMV_LANES };
+  while (t.BATCH > 1 && gemvScratchBytes(t, norm, subgroups) > maxStorage) t.BATCH /= 2;
+  return t;
 }
 
 /** "ROWSxBATCH", with "/LANES" where the lanes of a group are not the whole workgroup. */
