@@ -122,7 +122,7 @@ function asGemvTile(e: Engine, d: CapturedDispatch, t: GemvTile): CapturedDispat
     ? { WG: 256, BIAS: defined(d, "BIAS"), RESIDUAL: defined(d, "RESIDUAL"), NORM: false, GATHER: false, SWIGLU: false }
     : definesOf(d);
   const [, cols, M] = d.params;
-  return { ...d, k: e.kc.kernel("gemv", { ...defs, ROWS: t.ROWS, BATCH: t.BATCH, LANES: t.LANES }), wg: [...gemvGrid(t, M, cols, defs.SWIGLU === true), 1] };
+  return { ...d, k: e.kc.kernel("gemv", { ...defs, ROWS: t.ROWS, BATCH: t.BATCH, LANES: t.LANES, KU: t.KU }), wg: [...gemvGrid(t, M, cols, defs.SWIGLU === true), 1] };
 }
 
 /**
@@ -134,8 +134,13 @@ function gemvTiles(e: Engine, M: number, norm: boolean, swiglu = false): GemvTil
   const slots = 256 / (e.gpu.features.subgroups ? 4 : 2); // kernels/gemv.wgsl SLOTS at WG 256
   const batch = Math.min(16, 2 ** Math.ceil(Math.log2(M)));
   const cands: GemvTile[] = [];
-  for (const ROWS of [2, 4, 8]) for (const BATCH of M === 1 ? [1] : [2, 4]) cands.push({ ROWS, BATCH, LANES: 256 });
-  for (const LANES of [32, 64]) for (const ROWS of [1, 2, 4]) cands.push({ ROWS, BATCH: batch, LANES });
+  for (const ROWS of [2, 4, 8]) for (const BATCH of M === 1 ? [1] : [2, 4]) cands.push({ ROWS, BATCH, LANES: 256, KU: 1 });
+  for (const LANES of [32, 64]) for (const ROWS of [1, 2, 4]) cands.push({ ROWS, BATCH: batch, LANES, KU: 1 });
+  // the model's 64 lanes: more K chunks per trip, and smaller batch tiles past 8 rows
+  for (const ROWS of [1, 2, 4]) {
+    for (const KU of [2, 4]) cands.push({ ROWS, BATCH: Math.min(batch, 8), LANES: 64, KU });
+    for (const BATCH of [4, 8]) if (BATCH < batch) cands.push({ ROWS, BATCH, LANES: 64, KU: 1 });
+  }
   return cands.filter((t) => t.BATCH <= Math.max(M, 1) && (!swiglu || t.ROWS % 2 === 0) && (t.ROWS * t.BATCH + (norm ? t.BATCH : 0)) * slots * 4 <= e.gpu.limits.maxComputeWorkgroupStorageSize);
 }
 
@@ -313,7 +318,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
         for (const t of gemvTiles(e, M, false).filter((t) => t.LANES !== 256)) {
           const r = await timer.time(ds.map((d) => asGemvTile(e, d, t)), popt);
           rep.emit({
-            ...common, test: "gemv_tile", name, M, tile: gemvTileName(t), ROWS: t.ROWS, BATCH: t.BATCH, LANES: t.LANES, model_tile: false,
+            ...common, test: "gemv_tile", name, M, tile: gemvTileName(t), ROWS: t.ROWS, BATCH: t.BATCH, LANES: t.LANES, KU: t.KU, model_tile: false,
             ms: round(r.ms, 4), gbps: round(cost.bytes / (r.ms * 1e6), 1), tflops: round(cost.flops / (r.ms * 1e9), 2), reps: r.reps,
           });
         }
@@ -326,7 +331,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
           const r = await timer.time(ds.map((d) => asGemvTile(e, d, t)), popt);
           const gbps = cost / (r.ms * 1e6);
           rep.emit({
-            ...common, test: "gemv_tile", name: matrix, M, tile: gemvTileName(t), ROWS: t.ROWS, BATCH: t.BATCH, LANES: t.LANES, model_tile: gemvTileName(t) === gemvTileName(mine),
+            ...common, test: "gemv_tile", name: matrix, M, tile: gemvTileName(t), ROWS: t.ROWS, BATCH: t.BATCH, LANES: t.LANES, KU: t.KU, model_tile: gemvTileName(t) === gemvTileName(mine),
             ms: round(r.ms, 4), gbps: round(gbps, 1), ...pct(gbps), reps: r.reps,
           });
         }

@@ -45,6 +45,7 @@ const WG = {{WG}}u;
 const ROWS = {{ROWS}}u;
 const BATCH = {{BATCH}}u;
 const LANES = {{LANES}}u;
+const KU = {{KU}}u; // chunks of K per loop trip
 const NG = WG / LANES; // row groups per workgroup
 const RB = ROWS * BATCH;
 #if SWIGLU
@@ -147,7 +148,7 @@ fn total(j: u32, g: u32, bl: u32) -> f32 {
 // Every loop over rows (r), batch rows (b) or values is unrolled, so acc and the x
 // rows index only by constants and stay in registers.
 @compute @workgroup_size({{WG}})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) t: u32
 #if SUBGROUPS
   , @builtin(subgroup_size) sgs: u32
 #endif
@@ -159,46 +160,61 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let bl = 1u;
 #endif
   let g = t / LANES;
-  let c0 = wid.x * OUT; // the workgroup's first output column
+  // batch tiles of one column tile are neighbours in dispatch order, so a batch past
+  // BATCH rows re-reads each weight row from L2 rather than HBM
+  let nb = (P.M + BATCH - 1u) / BATCH;
+  let id = wid.x + wid.y * nwg.x;
+  let c0 = (id / nb) * OUT; // the workgroup's first output column
   let n0 = c0 + g * OUTG; // the group's
-  let m0 = wid.y * BATCH;
+  let m0 = (id % nb) * BATCH;
   let K8 = P.K / 8u;
   var acc: array<f32, NR>;
-  for (var k8 = t % LANES; k8 < K8; k8 += LANES) {
-#if NORM
-    let g0 = G[2u * k8];
-    let g1 = G[2u * k8 + 1u];
-#endif
-    // the weights first (all loads in flight), then one activation row at a time: only
-    // the accumulators, ROWS weight chunks and one x chunk are live
+  // KU chunks of K per trip, each LANES x 8 weights apart: all their weight loads go
+  // out first, then one activation row at a time meets them (only the accumulators,
+  // the weight chunks and one x chunk are live). A chunk past K reads the last one and
+  // zeroes its x, adding exact zeros: sums and their order are those of KU = 1.
+  for (var k8 = t % LANES; k8 < K8; k8 += KU * LANES) {
+#unroll u KU
+    let in{{u}} = k8 + {{u}}u * LANES < K8;
+    let k{{u}} = min(k8 + {{u}}u * LANES, K8 - 1u);
 #if SWIGLU
 #unroll r ROWS/2
-    let w{{r}} = load8((P.gRow + min(n0 + {{r}}u, lastRow())) * K8 + k8);
-    let u{{r}} = load8up((P.uRow + min(n0 + {{r}}u, lastRow())) * K8 + k8);
+    let w{{u}}_{{r}} = load8((P.gRow + min(n0 + {{r}}u, lastRow())) * K8 + k{{u}});
+    let u{{u}}_{{r}} = load8up((P.uRow + min(n0 + {{r}}u, lastRow())) * K8 + k{{u}});
 #endunroll
 #else
 #unroll r ROWS
-    let w{{r}} = load8(min(n0 + {{r}}u, lastRow()) * K8 + k8);
+    let w{{u}}_{{r}} = load8(min(n0 + {{r}}u, lastRow()) * K8 + k{{u}});
 #endunroll
+#endif
+#endunroll
+#unroll u KU
+    {
+#if NORM
+      let g0 = G[2u * k{{u}}];
+      let g1 = G[2u * k{{u}} + 1u];
 #endif
 #unroll b BATCH
-    {
-      var x = xRow({{b}}u, m0, k8);
+      {
+        var x = xRow({{b}}u, m0, k{{u}});
+        if (!in{{u}}) { x = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0)); }
 #if NORM
-      acc[RB + {{b}}u] += dot(x[0], x[0]) + dot(x[1], x[1]);
-      x[0] *= g0;
-      x[1] *= g1;
+        acc[RB + {{b}}u] += dot(x[0], x[0]) + dot(x[1], x[1]);
+        x[0] *= g0;
+        x[1] *= g1;
 #endif
 #if SWIGLU
 #unroll r ROWS/2
-      acc[{{r}}u * BATCH + {{b}}u] += dot(w{{r}}[0], x[0]) + dot(w{{r}}[1], x[1]);
-      acc[(OUTG + {{r}}u) * BATCH + {{b}}u] += dot(u{{r}}[0], x[0]) + dot(u{{r}}[1], x[1]);
+        acc[{{r}}u * BATCH + {{b}}u] += dot(w{{u}}_{{r}}[0], x[0]) + dot(w{{u}}_{{r}}[1], x[1]);
+        acc[(OUTG + {{r}}u) * BATCH + {{b}}u] += dot(u{{u}}_{{r}}[0], x[0]) + dot(u{{u}}_{{r}}[1], x[1]);
 #endunroll
 #else
 #unroll r ROWS
-      acc[{{r}}u * BATCH + {{b}}u] += dot(w{{r}}[0], x[0]) + dot(w{{r}}[1], x[1]);
+        acc[{{r}}u * BATCH + {{b}}u] += dot(w{{u}}_{{r}}[0], x[0]) + dot(w{{u}}_{{r}}[1], x[1]);
 #endunroll
 #endif
+      }
+#endunroll
     }
 #endunroll
   }

@@ -17,9 +17,9 @@ const GEMV = { WG: 256, BIAS: false, RESIDUAL: false, NORM: false, GATHER: false
 /** The model's GEMV tile at M rows and other shapes (odd tails of N and M, row groups of 32 and 8 lanes). */
 const tilesFor = (M: number, norm: boolean): GemvTile[] => [
   gemvTileFor(M, norm),
-  M === 1 ? { ROWS: 8, BATCH: 1, LANES: 256 } : { ROWS: 2, BATCH: 8, LANES: 256 },
-  { ROWS: 2, BATCH: 4, LANES: 32 },
-  { ROWS: 4, BATCH: 2, LANES: 8 },
+  M === 1 ? { ROWS: 8, BATCH: 1, LANES: 256, KU: 1 } : { ROWS: 2, BATCH: 8, LANES: 256, KU: 1 },
+  { ROWS: 2, BATCH: 4, LANES: 32, KU: 2 },
+  { ROWS: 4, BATCH: 2, LANES: 8, KU: 3 },
 ];
 const tileName = (t: GemvTile) => `tile ${gemvTileName(t)}`;
 /** max |got - want| over max |want| */
@@ -101,7 +101,7 @@ describe("matmul", async () => {
       expect(maxAbsDiff(await readF32(Y, M * N), ref.matmul(x, w, M, N, K))).toBeLessThan(1e-3);
     });
 
-    // an output's value depends on LANES alone: any ROWS x BATCH, and any M, give the same bits
+    // an output's value depends on LANES alone: any ROWS x BATCH x KU, and any M, give the same bits
     for (const LANES of [256, 32]) {
       test(`${name} gemv with ${LANES} lanes: every tile and batch size gives the same bits`, async () => {
         const M = 6, N = 21, K = 2056;
@@ -114,11 +114,11 @@ describe("matmul", async () => {
           st.submit();
           return readF32(Y, rows * N);
         };
-        const want = await run({ ROWS: 1, BATCH: 1, LANES }, M, x);
-        for (const tile of [{ ROWS: 4, BATCH: 2, LANES }, { ROWS: 2, BATCH: 8, LANES }]) {
+        const want = await run({ ROWS: 1, BATCH: 1, LANES, KU: 1 }, M, x);
+        for (const tile of [{ ROWS: 4, BATCH: 2, LANES, KU: 1 }, { ROWS: 2, BATCH: 8, LANES, KU: 2 }, { ROWS: 1, BATCH: 4, LANES, KU: 3 }]) {
           expect(Array.from(await run(tile, M, x)), tileName(tile)).toEqual(Array.from(want));
         }
-        const alone = await run({ ROWS: 2, BATCH: 1, LANES }, 1, x.slice(3 * K, 4 * K));
+        const alone = await run({ ROWS: 2, BATCH: 1, LANES, KU: 1 }, 1, x.slice(3 * K, 4 * K));
         expect(Array.from(alone)).toEqual(Array.from(want.slice(3 * N, 4 * N)));
       });
     }

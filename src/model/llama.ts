@@ -561,6 +561,8 @@ export interface GemvTile {
   ROWS: number;
   BATCH: number;
   LANES: number;
+  /** chunks of K a lane loads per loop trip (more loads in flight; same sums) */
+  KU: number;
 }
 
 /** Bytes of kernels/gemv.wgsl's reduction scratch for a tile: NR values x SLOTS. */
@@ -580,13 +582,13 @@ const GEMV_LANES = 64;
  * down) at 1 to 4 batch rows. Halving BATCH to fit the storage keeps every value.
  */
 export function gemvTileFor(M: number, norm: boolean, maxStorage = 16384, subgroups = true): GemvTile {
-  const t: GemvTile = { ROWS: norm || M > 4 ? 4 : M === 1 ? 1 : 2, BATCH: Math.min(16, 2 ** Math.ceil(Math.log2(Math.max(M, 1)))), LANES: GEMV_LANES };
+  const t: GemvTile = { ROWS: norm || M > 4 ? 4 : M === 1 ? 1 : 2, BATCH: Math.min(16, 2 ** Math.ceil(Math.log2(Math.max(M, 1)))), LANES: GEMV_LANES, KU: 1 };
   while (t.BATCH > 1 && gemvScratchBytes(t, norm, subgroups) > maxStorage) t.BATCH /= 2;
   return t;
 }
 
-/** "ROWSxBATCH", with "/LANES" where the lanes of a group are not the whole workgroup. */
-export const gemvTileName = (t: GemvTile) => `${t.ROWS}x${t.BATCH}${t.LANES === GEMV_WG ? "" : "/" + t.LANES}`;
+/** "ROWSxBATCH", "kKU" where KU > 1, with "/LANES" where the lanes of a group are not the whole workgroup. */
+export const gemvTileName = (t: GemvTile) => `${t.ROWS}x${t.BATCH}${t.LANES === GEMV_WG ? "" : "/" + t.LANES}${t.KU > 1 ? "k" + t.KU : ""}`;
 
 /** Workgroups of a GEMV writing `cols` output columns of M rows. */
 export function gemvGrid(t: GemvTile, M: number, cols: number, swiglu: boolean): [number, number] {
