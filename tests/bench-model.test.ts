@@ -14,6 +14,8 @@ import { maxAbsDiff } from "./gpu-helpers.ts";
 import { GREEDY } from "./helpers.ts";
 
 const ids = [1, 45, 300, 7, 99, 12, 260, 3, 511, 0, 77, 18, 200, 5, 6, 150, 42, 43];
+/** a prompt past the GEMV's 32 rows, so that its prefill runs the GEMM */
+const longIds = [...ids, ...ids, ...ids].slice(0, 40);
 
 async function randomEngine(s: ModelShape, seed: number, maxBindingBytes?: number) {
   const cfg = configFromShape(s, 256);
@@ -72,9 +74,9 @@ describe("random weights built on the GPU", () => {
     const timer = new GpuTimer(e.kc);
     try {
       const seq = e.cache.open()!;
-      e.cache.reserve(seq, ids.length);
+      e.cache.reserve(seq, longIds.length);
       e.model.reserveHistory(1);
-      const list = capture(e.kc, () => e.model.step({ seqs: [{ seq, tokens: ids, n: ids.length, pos0: 0, sampling: GREEDY, counter: 0 }], tokensFromGpu: false, histOffset: 0 }));
+      const list = capture(e.kc, () => e.model.step({ seqs: [{ seq, tokens: longIds, n: longIds.length, pos0: 0, sampling: GREEDY, counter: 0 }], tokensFromGpu: false, histOffset: 0 }));
       // prefill: embed, per layer 9 (rmsnorm, qkv, rope_append, attention, o, rmsnorm, gate_up, swiglu, down),
       // lm_head+norm (one row per sequence: the GEMV), sample
       expect(list.length).toBe(1 + 9 * SHAPES.tiny.layers + 2);

@@ -575,14 +575,24 @@ const GEMV_LANES = 64;
 
 /**
  * The tile for M decode rows, `norm` when the GEMV folds in RMSNorm, within `maxStorage`
- * bytes of workgroup memory. Measured side by side on an H200 (bench/results): groups of
- * 64 lanes beat whole-workgroup rows at M = 1 (8B: qkv 2955 against 2847 GB/s, lm_head
- * 4427 against 4312) and by 1.3-2x at 2 to 32 rows, where all the batch rows (up to 16)
- * share one tile so W is read once: 4 rows per group, 1 or 2 for the plain GEMVs (o,
- * down) at 1 to 4 batch rows. Halving BATCH to fit the storage keeps every value.
+ * bytes of workgroup memory. Measured side by side on an H200 (bench/results):
+ * - M = 1: 2 rows per group and 4 K chunks per trip for the normed GEMVs (8B qkv 3310
+ *   GB/s against 2847 for the former whole-workgroup rows), 1 row and 2 chunks for o
+ *   and down (2851, 3814).
+ * - M = 2 to 4: all the rows in one batch tile, 4 weight rows per group (2 for o, down).
+ * - M >= 8: batch tiles of 4 rows (normed) or 8 rows and 2 chunks (o, down), neighbours
+ *   in dispatch order so that the tiles after the first read W from L2: at 16 rows
+ *   810-1270 GB/s on the 8B matrices against 446-561 for the former 8 x 2 tiles.
+ *   Wider batch tiles ran out of registers.
+ * Halving BATCH to fit the storage keeps every value.
  */
 export function gemvTileFor(M: number, norm: boolean, maxStorage = 16384, subgroups = true): GemvTile {
-  const t: GemvTile = { ROWS: norm || M > 4 ? 4 : M === 1 ? 1 : 2, BATCH: Math.min(16, 2 ** Math.ceil(Math.log2(Math.max(M, 1)))), LANES: GEMV_LANES, KU: 1 };
+  const pow2 = 2 ** Math.ceil(Math.log2(Math.max(M, 1)));
+  const t: GemvTile = M === 1
+    ? { ROWS: norm ? 2 : 1, BATCH: 1, LANES: GEMV_LANES, KU: norm ? 4 : 2 }
+    : M <= 4 ? { ROWS: norm ? 4 : 2, BATCH: pow2, LANES: GEMV_LANES, KU: 1 }
+    : norm ? { ROWS: 4, BATCH: 4, LANES: GEMV_LANES, KU: 1 }
+    : { ROWS: 4, BATCH: 8, LANES: GEMV_LANES, KU: 2 };
   while (t.BATCH > 1 && gemvScratchBytes(t, norm, subgroups) > maxStorage) t.BATCH /= 2;
   return t;
 }
