@@ -22,6 +22,8 @@ export interface Summary {
   hf_eager_8b_tok_s: number | null;
   hf_eager_1b_tok_s: number | null;
   compress_overhead_pct: number | null;
+  /** decode step time the passes add at interval 16, caches about uncompressed (scoring excluded) */
+  compress_pass_cost_pct?: number | null;
   /** Deno's single-stream figures beside Bun's headline, when a Deno run is in the records */
   decode_8b_tok_s_deno?: number | null;
   decode_1b_tok_s_deno?: number | null;
@@ -95,6 +97,7 @@ export function summarize(recs: Rec[]): Summary {
     hf_eager_8b_tok_s: hf(S8),
     hf_eager_1b_tok_s: hf(S1),
     compress_overhead_pct: num(last(mine.filter((r) => r.test === "compress_overhead" && (r.planner ?? "gpu") === "gpu"))?.compress_overhead_pct),
+    compress_pass_cost_pct: num(last(mine.filter((r) => r.test === "compress_slowdown_equal_cache" && r.pass_cost_pct != null))?.pass_cost_pct),
     ...denoFigures,
   };
 }
@@ -212,8 +215,8 @@ export function markdown(recs: Rec[]): string {
     out.push(table(["runtime", "planner", "shape", "batch", "prompt", "rate", "interval", "step ms plain", "step ms compressing", "ms per pass", "rank/gather ms", "plan ms", "apply ms", "overhead %", "slowdown %"],
       o.map((r) => [r.runtime, r.planner ?? "host", r.shape, r.batch, r.prompt_len, r.rate, r.interval, r.step_ms_plain, r.step_ms_compressing, r.compress_ms_per_pass, r.pass_ms_gather, r.pass_ms_plan, r.pass_ms_apply, r.compress_overhead_pct, r.slowdown_pct])));
     const eq = by(recs, (r) => r.test === "compress_slowdown_equal_cache");
-    out.push(table(["runtime", "shape", "batch", "prompt", "rate (caches ~uncompressed)", "interval", "step ms plain", "step ms compressing", "passes overlapping decode", "slowdown %"],
-      eq.map((r) => [r.runtime, r.shape, r.batch, r.prompt_len, r.rate, r.interval, r.step_ms_plain, r.step_ms_compressing, `${r.overlapped_passes} of ${Math.round(r.compressions / r.batch)}`, r.slowdown_pct])));
+    out.push(table(["runtime", "shape", "batch", "prompt", "rate (caches ~uncompressed)", "interval", "step ms plain", "step ms scoring only", "step ms compressing", "passes overlapping decode", "slowdown %", "of it: scoring %", "passes %"],
+      eq.map((r) => [r.runtime, r.shape, r.batch, r.prompt_len, r.rate, r.interval, r.step_ms_plain, r.step_ms_scoring_only, r.step_ms_compressing, `${r.overlapped_passes} of ${Math.round(r.compressions / r.batch)}`, r.slowdown_pct, r.scoring_pct, r.pass_cost_pct])));
   }
   return out.join("\n");
 }

@@ -1,6 +1,6 @@
 // Eviction planning on the GPU, part 1: ranks every key of one (sequence, layer, KV
 // head) per workgroup, so the host reads back chunk sums instead of every score.
-//   1. sort the head's slots by original position (bitonic, in `scratch`);
+//   1. sort the head's slots by original position (bitonic, in workgroup memory or `scratch`);
 //   2. max-pool each key's score over its POOL neighbours in position order;
 //   3. sort the keys by (pooled score bits, position rank): lowest first, older first on
 //      ties; keys in the protected window (position >= protectFrom) sort last;
@@ -36,7 +36,39 @@ fn setPair(base: u32, i: u32, v: vec2<u32>) {
   scratch[base + 2u * i + 1u] = v.y;
 }
 
+// A head of up to SORT_PAIRS keys sorts in workgroup memory (one read and one write
+// of scratch instead of one per bitonic pass); a longer one sorts in scratch.
+const SORT_PAIRS = {{SORT_PAIRS}}u;
+var<workgroup> sp: array<vec2<u32>, SORT_PAIRS>;
+
 // Ascending bitonic sort of the N2 pairs at `base`; N2 is workgroup-uniform.
+fn sortPairs(base: u32, N2: u32, t: u32) {
+  if (N2 > SORT_PAIRS) {
+    bitonic(base, N2, t);
+    return;
+  }
+  for (var i = t; i < N2; i += WG) { sp[i] = pairAt(base, i); }
+  workgroupBarrier();
+  for (var k = 2u; k <= N2; k <<= 1u) {
+    for (var j = k >> 1u; j > 0u; j >>= 1u) {
+      for (var i = t; i < N2; i += WG) {
+        let l = i ^ j;
+        if (l > i) {
+          let a = sp[i];
+          let b = sp[l];
+          if (less(b, a) == ((i & k) == 0u)) {
+            sp[i] = b;
+            sp[l] = a;
+          }
+        }
+      }
+      workgroupBarrier();
+    }
+  }
+  for (var i = t; i < N2; i += WG) { setPair(base, i, sp[i]); }
+  storageBarrier();
+}
+
 fn bitonic(base: u32, N2: u32, t: u32) {
   for (var k = 2u; k <= N2; k <<= 1u) {
     for (var j = k >> 1u; j > 0u; j >>= 1u) {
@@ -81,7 +113,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     setPair(A, i, v);
   }
   storageBarrier();
-  bitonic(A, N2, t);
+  sortPairs(A, N2, t);
   for (var r = t; r < n; r += WG) {
     let slot = scratch[A + 2u * r + 1u];
     scratch[order + r] = slot;
@@ -108,7 +140,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     setPair(A, r, v);
   }
   storageBarrier();
-  bitonic(A, N2, t);
+  sortPairs(A, N2, t);
 
   // 4. evictable count and chunk sums
   workgroupBarrier();

@@ -16,7 +16,7 @@ const TINY = {
   compress: ["--compress-shape", "tiny", "--prompts", "6", "--compress-prompt-len", "96", "--output-len", "24", "--rates", "1,2,64", "--kv-seqs", "2"],
   overhead: ["--overhead-batch", "2", "--overhead-prompt-len", "64", "--overhead-output-len", "40"],
 };
-const SUMMARY_KEYS = ["gpu", "runtime", "commit", "decode_gemv_gbps_min", "decode_8b_tok_s", "decode_1b_tok_s", "throughput_ratio_64x", "hf_eager_8b_tok_s", "hf_eager_1b_tok_s", "compress_overhead_pct"];
+const SUMMARY_KEYS = ["gpu", "runtime", "commit", "decode_gemv_gbps_min", "decode_8b_tok_s", "decode_1b_tok_s", "throughput_ratio_64x", "hf_eager_8b_tok_s", "hf_eager_1b_tok_s", "compress_overhead_pct", "compress_pass_cost_pct"];
 
 function bench(cmd: string[], args: string[]) {
   const r = spawnSync(cmd[0], [...cmd.slice(1), "src/main.ts", "bench", ...args], { cwd: ROOT, encoding: "utf8", timeout: 300_000 });
@@ -77,6 +77,7 @@ describe("kvc bench --shape tiny", () => {
     expect(rates[2].max_decode_batch).toBeGreaterThanOrEqual(rates[0].max_decode_batch);
     expect(rates[2].compressions).toBeGreaterThan(0);
     expect(isNum(of("overhead", "compress_overhead")[0].compress_overhead_pct)).toBe(true);
+    for (const r of of("overhead", "compress_slowdown_equal_cache")) expect(isNum(r.pass_cost_pct) && isNum(r.scoring_pct)).toBe(true);
   });
 
   test("the report: tables, an SVG plot and summary.json with the headline keys", () => {

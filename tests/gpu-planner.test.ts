@@ -112,13 +112,15 @@ const cases: Case[] = [
   { name: "snapkv rate 3", lens: [190, 133], pre: 60, o: { method: "snapkv", rate: 3, protectedWindow: 4 }, appended: 3 },
 ];
 
-test("GPU planning keeps exactly what the host policy keeps, with its K/V; blocks go back", async () => {
+// heads sorted in workgroup memory (the adapter's limit), or in scratch (a limit of 16 keys)
+for (const sortIn of ["workgroup memory", "scratch"] as const) test(`GPU planning (sorts in ${sortIn}) keeps exactly what the host policy keeps, with its K/V; blocks go back`, async () => {
   const gpu = await getGpu();
   const [{ kc }] = await variants();
+  const wgBytes = sortIn === "scratch" ? 64 + 8 * 16 : gpu.limits.maxComputeWorkgroupStorageSize;
   for (const c of cases) {
     const cache = new KvCache(gpu.device, opts);
     const compactor = new Compactor(kc, cache);
-    const planner = new GpuPlanner(kc, cache);
+    const planner = new GpuPlanner(kc, cache, wgBytes);
     const seqs: SeqCache[] = [];
     for (let i = 0; i < c.lens.length; i++) seqs.push(await fill(cache, compactor, c.lens[i], c.pre, 17 + 31 * i + c.lens[i]));
     const co: CompressionOptions = { ...DEFAULT_COMPRESSION, ...c.o };
@@ -173,7 +175,7 @@ test("a request marked gone is ranked but not evicted", async () => {
   const [{ kc }] = await variants();
   const cache = new KvCache(gpu.device, opts);
   const compactor = new Compactor(kc, cache);
-  const planner = new GpuPlanner(kc, cache);
+  const planner = new GpuPlanner(kc, cache, gpu.limits.maxComputeWorkgroupStorageSize);
   const seq = await fill(cache, compactor, 120, 0, 5);
   const co: CompressionOptions = { ...DEFAULT_COMPRESSION, method: "kvcompress", rate: 4 };
   const ctx: PlanContext = { layers: opts.layers, kvHeads: opts.kvHeads, lastPos: 119, logicalLen: 120, opts: co };

@@ -24,8 +24,12 @@ export class GpuPlanner {
   private info = new Uint32Array(0);
   private scratchBytes = 0;
 
-  constructor(private kc: KernelContext, private cache: KvCache) {
+  /** keys a head may have to sort in workgroup memory (8 bytes each, a power of two, at most 4096) */
+  private sortPairs: number;
+
+  constructor(private kc: KernelContext, private cache: KvCache, maxWorkgroupBytes: number) {
     this.ws = new GrowableBuffers(kc.device, () => kc.forgetBindGroups());
+    this.sortPairs = Math.min(4096, 2 ** Math.floor(Math.log2((maxWorkgroupBytes - 64) / 8)));
   }
 
   /** The policies this planner runs; the others plan on the host from gathered keys. */
@@ -90,7 +94,7 @@ export class GpuPlanner {
     this.kc.device.queue.writeBuffer(bInfo, 0, info);
     c.flush();
     const st = this.kc.step();
-    st.dispatch(this.kc.kernel("kv_rank"), [bInfo, c.table, c.pool.scores, c.pool.pos, scratch, out], [c.blockSize, n], grid(n));
+    st.dispatch(this.kc.kernel("kv_rank", { SORT_PAIRS: this.sortPairs }), [bInfo, c.table, c.pool.scores, c.pool.pos, scratch, out], [c.blockSize, n], grid(n));
     st.submit();
     const words = new Uint32Array(await readBuffer(this.kc.device, out, 0, outBase * 4));
     const sums = new Float32Array(words.buffer);

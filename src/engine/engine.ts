@@ -62,7 +62,7 @@ export class Engine {
     readonly opts: Required<Omit<EngineOptions, "log" | "kvMemory" | "maxBindingBytes">>,
   ) {
     this.compactor = new Compactor(kc, cache);
-    this.planner = new GpuPlanner(kc, cache);
+    this.planner = new GpuPlanner(kc, cache, this.gpu.limits.maxComputeWorkgroupStorageSize);
   }
 
   static async load(dir: string, o: EngineOptions = {}): Promise<Engine> {
