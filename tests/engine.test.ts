@@ -86,6 +86,8 @@ test("continual compression: the next round decodes behind the ranking; every he
   const s = new Sequence(e.tokenizer.encode(prompts[2]), { maxTokens: 60, sampling: GREEDY, ignoreEos: true, compression: { method: "kvcompress", rate: 4, interval: 8, protectedWindow: pw } });
   e.add(s);
   while (s.output.length < 45) await e.step();
+  // passes ranked behind the round still in flight, and the next round behind them
+  expect(e.stats.compressAhead).toBeGreaterThan(0);
   expect(e.stats.compressOverlapped).toBeGreaterThan(0);
   expect(s.evictedTokens).toBeGreaterThan(0);
   // read behind whatever is in flight: the host's lengths already count it

@@ -49,7 +49,7 @@ export class Engine {
    * chainedSteps: decode steps submitted while the previous round was still in flight;
    * compressOverlapped: compression passes that had the next round decode behind their ranking.
    */
-  readonly stats = { compressMs: 0, gatherMs: 0, planMs: 0, applyMs: 0, compressions: 0, evictedTokens: 0, preemptions: 0, decodeSteps: 0, chainedSteps: 0, compressOverlapped: 0, encodeMs: 0, waitMs: 0 };
+  readonly stats = { compressMs: 0, gatherMs: 0, planMs: 0, applyMs: 0, compressions: 0, evictedTokens: 0, preemptions: 0, decodeSteps: 0, chainedSteps: 0, compressOverlapped: 0, compressAhead: 0, encodeMs: 0, waitMs: 0 };
 
   private constructor(
     readonly gpu: Gpu,
@@ -300,8 +300,10 @@ export class Engine {
   /**
    * Scores -> plan -> compaction for each sequence, per its own options. The scores and
    * positions of all of them come back in one readback (Deno pays ~10 ms per map).
+   * `overlap`: the next round of `overlap.batch` may go in behind the ranking, following
+   * `overlap.ahead` steps still in flight (whose tokens only the GPU has yet).
    */
-  private async compress(seqs: Sequence[], overlap = false) {
+  private async compress(seqs: Sequence[], overlap: { batch: Sequence[]; ahead: number } | null = null) {
     const t0 = performance.now();
     const due: { seq: Sequence; cache: SeqCache; policy: CompressionPolicy; ctx: PlanContext; keep: number }[] = [];
     for (const seq of seqs) {
@@ -327,7 +329,7 @@ export class Engine {
     const onGpu = new Set(groups.flat());
     const onHost = due.filter((d) => !onGpu.has(d));
     // one GPU pass and nothing planned on the host: the next round can go in behind it
-    const behind = overlap && groups.length === 1 && !onHost.length;
+    const behind = overlap !== null && groups.length === 1 && !onHost.length;
     let roundMs = 0;
     for (const group of groups) {
       const tr = performance.now();
@@ -337,7 +339,7 @@ export class Engine {
         // the next round decodes on the GPU behind the ranking while the host plans;
         // its keys land past the ranked ones, and the eviction keeps and moves them
         const tb = performance.now();
-        this.inflight = this.roundBehind();
+        this.inflight = this.roundBehind(overlap!.batch, overlap!.ahead);
         roundMs = performance.now() - tb;
         if (this.inflight) this.stats.compressOverlapped++;
       }
@@ -389,6 +391,14 @@ export class Engine {
       this.inflight = this.submitRound(round.batch, k, round.k);
       this.stats.chainedSteps += k;
     }
+    // sequences due to compress after this round: their pass ranks behind the round on
+    // the GPU, and the next round goes in behind the ranking, so the GPU never waits
+    // for this round's tokens, the host's setup of the pass, or the encoding of the next
+    const due = !k && this.followable(round) ? this.dueToCompress(round.batch) : [];
+    if (due.length) {
+      this.stats.compressAhead++;
+      await this.compress(due, { batch: round.batch, ahead: round.k });
+    }
     const tw = performance.now();
     const hist = await round.hist;
     this.stats.waitMs += performance.now() - tw;
@@ -400,7 +410,11 @@ export class Engine {
     for (const s of round.batch) this.releaseIfDone(s);
     // a round in flight holds no sequence due to compress (chainable sees to it); the
     // compression may queue the next round itself, behind its ranking
-    if (!this.inflight) await this.compress(round.batch.filter((s) => !s.finished && s.continual && s.stepsSinceCompress >= s.compression.interval), true);
+    if (!this.inflight && !due.length) await this.compress(this.dueToCompress(round.batch), { batch: this.running.filter((s) => !s.finished && s.cache), ahead: 0 });
+  }
+
+  private dueToCompress(batch: Sequence[]): Sequence[] {
+    return batch.filter((s) => !s.finished && s.continual && s.stepsSinceCompress >= s.compression.interval);
   }
 
   /** A round whose first step takes its tokens from the host, after making room in the pool. */
@@ -429,15 +443,14 @@ export class Engine {
   }
 
   /**
-   * A round submitted now, behind whatever the GPU is doing, if it needs no prefill
-   * first and the pool has room without compressing or preempting; else null.
+   * A round of `batch` submitted now, behind whatever the GPU is doing and `ahead` steps
+   * of it still in flight, if it needs no prefill first and the pool has room without
+   * compressing or preempting; else null.
    */
-  private roundBehind(): Round | null {
-    if (this.prefillReady()) return null;
-    const batch = this.running.filter((s) => !s.finished && s.cache);
-    if (!batch.length) return null;
-    const k = Math.max(1, this.roundSteps(batch, 0));
-    return this.reserveAll(batch, k) ? this.submitRound(batch, k, 0) : null;
+  private roundBehind(batch: Sequence[], ahead: number): Round | null {
+    if (this.prefillReady() || !batch.length) return null;
+    const k = this.roundSteps(batch, ahead);
+    return k >= 1 && this.reserveAll(batch, k) ? this.submitRound(batch, k, ahead) : null;
   }
 
   /**
@@ -467,8 +480,7 @@ export class Engine {
    * `releaseIfDone` rolls back) and the pool has room without compressing or preempting.
    */
   private chainable(round: Round): number {
-    if (this.prefillReady() || this.model.steps !== round.lastStep) return 0;
-    if (round.batch.some((s) => s.finished || !s.cache)) return 0;
+    if (!this.followable(round)) return 0;
     const k = this.roundSteps(round.batch, round.k);
     return k >= 1 && this.reserveAll(round.batch, k) ? k : 0;
   }
@@ -507,6 +519,11 @@ export class Engine {
     this.stats.encodeMs += performance.now() - te;
     this.stats.decodeSteps += k;
     return { batch, k, hist, lastStep: this.model.steps };
+  }
+
+  /** Whether a round may follow `round` before its tokens are known (see `chainable`). */
+  private followable(round: Round): boolean {
+    return !this.prefillReady() && this.model.steps === round.lastStep && round.batch.every((s) => !s.finished && s.cache);
   }
 
   /** Gives a sequence's blocks back; it waits at the front of the queue to be recomputed. */
