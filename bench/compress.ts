@@ -205,10 +205,11 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
       const parts = { gather: e.stats.gatherMs - parts0.gather, plan: e.stats.planMs - parts0.plan, apply: e.stats.applyMs - parts0.apply };
       return { decodeMs, compressMs: e.stats.compressMs - c0, compressions: e.stats.compressions - n0, overlapped: e.stats.compressOverlapped - ov0, steps: steps / batch, parts };
     };
-    // warm-up, small: the pipelines of both paths compile here
+    // warm-up, short but at the full batch: the pipelines of both paths compile here
+    // (the GEMV's tiles depend on the batch)
     const warm = Math.min(o.promptLen, 96);
-    await run({ method: "none" }, 2, warm, 2 * o.interval + 2);
-    await run({ method: "kvcompress", rate: o.rate, interval: o.interval }, 2, warm, 2 * o.interval + 2);
+    await run({ method: "none" }, o.batch, warm, 2 * o.interval + 2);
+    await run({ method: "kvcompress", rate: o.rate, interval: o.interval }, o.batch, warm, 2 * o.interval + 2);
     const plain = await run({ method: "none" });
     const stepPlain = plain.decodeMs / plain.steps;
     const common = { suite: "overhead", shape: shape.name, batch: o.batch, prompt_len: o.promptLen, output_len: o.outputLen, interval: o.interval, step_ms_plain: round(stepPlain, 3) };
@@ -224,7 +225,7 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
     // the GPU planner (the default) and the host planner, side by side
     for (const planner of ["gpu", "host"] as const) {
       e.opts.gpuPlanner = planner === "gpu";
-      if (planner === "host") await run({ method: "kvcompress", rate: o.rate, interval: o.interval }, 2, warm, 2 * o.interval + 2);
+      if (planner === "host") await run({ method: "kvcompress", rate: o.rate, interval: o.interval }, o.batch, warm, 2 * o.interval + 2);
       const comp = await run({ method: "kvcompress", rate: o.rate, interval: o.interval });
       const decodeOnly = comp.decodeMs - comp.compressMs;
       const perPass = (ms: number) => round(ms / Math.max(1, comp.compressions), 3);
