@@ -2,7 +2,7 @@
 // W: f16 [N, K] (native f16 or packed u32 pairs), X: f32 [M, K], K % 8 == 0.
 // One workgroup: WG / LANES row groups, each ROWS weight rows x BATCH activation rows.
 // The LANES threads of a group stride K in 16-byte weight loads and then sum their
-// partials, in an order fixed by LANES alone: so a tile's BATCH and ROWS never change an
+// partials, in an order fixed by LANES alone: so a tile's BATCH, ROWS and KU never change an
 // output's value (batch invariance). W is read once per BATCH activation rows, X once
 // per ROWS rows. f32 accumulators.
 //

@@ -34,7 +34,7 @@ export function gemmVariant(name: string): GemmVariant {
 }
 
 /**
- * Steps up to this many rows (decode batches past the GEMV's 16, short prefills) run
+ * Steps up to this many rows (decode batches past the GEMV's 32, short prefills) run
  * GEMM_SMALL: on an H200 at 32 and 64 rows its 64 x 64 tiles ran the 8B and 1B
  * matrices 1.45-1.8x faster than t84's 128-row tiles, most of which such a step leaves
  * empty; at 128 rows a whole 8B layer still ran 1.17x faster, at 256 t84 was ahead.
