@@ -9,6 +9,7 @@ import { Sequence } from "../src/engine/sequence.ts";
 import type { CompressionOptions } from "../src/cache/compression.ts";
 import { configFromShape, shapeByName } from "../src/model/config.ts";
 import { GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
+import { PassTimer } from "../src/gpu/profile.ts";
 
 export interface CompressOptions {
   shape: string;
@@ -189,7 +190,7 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
   const seqLen = o.promptLen + o.outputLen;
   const e = await syntheticEngine(ctx, shape, { maxContext: seqLen + 64, kvMemory: kvBytesFor(cfg0, o.batch, seqLen + 32), maxSeqs: o.batch });
   try {
-    const run = async (compression: Partial<CompressionOptions>, batch = o.batch, promptLen = o.promptLen, outputLen = o.outputLen) => {
+    const run = async (compression: Partial<CompressionOptions>, batch = o.batch, promptLen = o.promptLen, outputLen = o.outputLen, timed = false) => {
       const seqs = Array.from({ length: batch }, (_, i) => new Sequence(randomIds(promptLen, ctx.seed * 31 + i, e.cfg.vocab), {
         maxTokens: outputLen, sampling: GREEDY, ignoreEos: true, compression,
       }));
@@ -199,11 +200,15 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
       const parts0 = { gather: e.stats.gatherMs, plan: e.stats.planMs, apply: e.stats.applyMs };
       const t0 = performance.now();
       const tok0 = seqs.reduce((a, s) => a + s.output.length, 0);
-      await e.runUntilIdle();
+      const timer = timed && e.gpu.features.timestamps ? new PassTimer(e.gpu.device, 2048) : null;
+      e.kc.passTimer = timer;
+      await e.runUntilIdle().finally(() => (e.kc.passTimer = null));
       const decodeMs = performance.now() - t0;
       const steps = seqs.reduce((a, s) => a + s.output.length, 0) - tok0;
       const parts = { gather: e.stats.gatherMs - parts0.gather, plan: e.stats.planMs - parts0.plan, apply: e.stats.applyMs - parts0.apply };
-      return { decodeMs, compressMs: e.stats.compressMs - c0, compressions: e.stats.compressions - n0, overlapped: e.stats.compressOverlapped - ov0, steps: steps / batch, parts };
+      const gpu = timer ? gpuTimeline(timer.labels, await timer.read()) : null;
+      timer?.destroy();
+      return { decodeMs, compressMs: e.stats.compressMs - c0, compressions: e.stats.compressions - n0, overlapped: e.stats.compressOverlapped - ov0, steps: steps / batch, parts, gpu };
     };
     // warm-up, short but at the full batch: the pipelines of both paths compile here
     // (the GEMV's tiles depend on the batch)
@@ -248,17 +253,41 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
     // The same run with no pass after the first (interval past the output) scores
     // alone: the difference of the two is what the passes cost the decode loop.
     if (ctx.deadline.fits(plain.decodeMs * 3)) {
-      const eq = await run({ method: "kvcompress", rate: EQUAL_CACHE_RATE, interval: o.interval });
-      const scoring = await run({ method: "kvcompress", rate: EQUAL_CACHE_RATE, interval: 1_000_000 });
+      const eq = await run({ method: "kvcompress", rate: EQUAL_CACHE_RATE, interval: o.interval }, o.batch, o.promptLen, o.outputLen, true);
+      const scoring = await run({ method: "kvcompress", rate: EQUAL_CACHE_RATE, interval: 1_000_000 }, o.batch, o.promptLen, o.outputLen, true);
       const [stepEq, stepScoring] = [eq.decodeMs / eq.steps, scoring.decodeMs / scoring.steps];
+      const per = (ms: number | undefined, n: number) => (ms === undefined ? null : round(ms / Math.max(1, n), 3));
       rep.emit({
         ...common, test: "compress_slowdown_equal_cache", planner: "gpu", rate: EQUAL_CACHE_RATE, ...figures(eq),
         step_ms_scoring_only: round(stepScoring, 3),
         scoring_pct: round((100 * (stepScoring - stepPlain)) / stepPlain, 2),
         pass_cost_pct: round((100 * (stepEq - stepScoring)) / stepScoring, 2),
+        // timestamps around every pass of both runs: where the passes' time goes on the GPU
+        gpu_ms_per_rank: per(eq.gpu?.busy.kv_rank, eq.gpu?.count.kv_rank ?? 0),
+        gpu_ms_per_evict: per(eq.gpu?.busy.kv_evict, eq.gpu?.count.kv_evict ?? 0),
+        gpu_step_ms: per(eq.gpu?.busy.embed, eq.steps),
+        gpu_step_ms_scoring_only: per(scoring.gpu?.busy.embed, scoring.steps),
+        gpu_idle_ms_per_step: per(eq.gpu?.idleMs, eq.steps),
+        gpu_idle_ms_per_step_scoring_only: per(scoring.gpu?.idleMs, scoring.steps),
       });
     }
   } finally {
     e.destroy();
   }
+}
+
+/**
+ * A run's timestamped passes summed by name (a model step's first kernel is "embed"),
+ * and the GPU's idle time between passes.
+ */
+function gpuTimeline(labels: string[], t: { busyMs: number[]; gapMs: number[] }) {
+  const busy: Record<string, number> = {}, count: Record<string, number> = {};
+  let idleMs = 0;
+  t.busyMs.forEach((ms, i) => {
+    const l = labels[i] ?? "";
+    busy[l] = (busy[l] ?? 0) + ms;
+    count[l] = (count[l] ?? 0) + 1;
+    if (Number.isFinite(t.gapMs[i])) idleMs += Math.max(0, t.gapMs[i]);
+  });
+  return { busy, count, idleMs };
 }

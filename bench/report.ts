@@ -220,6 +220,11 @@ export function markdown(recs: Rec[]): string {
     const eq = by(recs, (r) => r.test === "compress_slowdown_equal_cache");
     out.push(table(["runtime", "shape", "batch", "prompt", "rate (caches ~uncompressed)", "interval", "step ms plain", "step ms scoring only", "step ms compressing", "passes overlapping decode", "slowdown %", "of it: scoring %", "passes %"],
       eq.map((r) => [r.runtime, r.shape, r.batch, r.prompt_len, r.rate, r.interval, r.step_ms_plain, r.step_ms_scoring_only, r.step_ms_compressing, `${r.overlapped_passes} of ${Math.round(r.compressions / r.batch)}`, r.slowdown_pct, r.scoring_pct, r.pass_cost_pct])));
+    const tl = eq.filter((r) => r.gpu_step_ms != null);
+    if (tl.length) {
+      out.push(table(["runtime", "shape", "GPU ms per step, scoring only / with passes", "GPU idle ms per step, scoring only / with passes", "kv_rank GPU ms per pass", "kv_evict GPU ms per pass"],
+        tl.map((r) => [r.runtime, r.shape, `${r.gpu_step_ms_scoring_only} / ${r.gpu_step_ms}`, `${r.gpu_idle_ms_per_step_scoring_only} / ${r.gpu_idle_ms_per_step}`, r.gpu_ms_per_rank, r.gpu_ms_per_evict])));
+    }
   }
   return out.join("\n");
 }

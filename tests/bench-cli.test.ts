@@ -77,7 +77,8 @@ describe("kvc bench --shape tiny", () => {
     expect(rates[2].max_decode_batch).toBeGreaterThanOrEqual(rates[0].max_decode_batch);
     expect(rates[2].compressions).toBeGreaterThan(0);
     expect(isNum(of("overhead", "compress_overhead")[0].compress_overhead_pct)).toBe(true);
-    for (const r of of("overhead", "compress_slowdown_equal_cache")) expect(isNum(r.pass_cost_pct) && isNum(r.scoring_pct)).toBe(true);
+    const eq = of("overhead", "compress_slowdown_equal_cache");
+    for (const r of eq) expect(isNum(r.pass_cost_pct) && isNum(r.scoring_pct) && isNum(r.gpu_step_ms) && isNum(r.gpu_ms_per_rank)).toBe(true);
   });
 
   test("the report: tables, an SVG plot and summary.json with the headline keys", () => {

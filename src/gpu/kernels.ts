@@ -158,7 +158,7 @@ export class KernelContext {
   /** while set, steps record their dispatches here and submit nothing (profiling) */
   captured: CapturedDispatch[] | null = null;
   /** while set, every compute pass a step records is timestamped (benchmarks) */
-  passTimer: { used: number; next(): GPUComputePassTimestampWrites | undefined; resolve(enc: GPUCommandEncoder, from: number): void } | null = null;
+  passTimer: { used: number; next(label: string): GPUComputePassTimestampWrites | undefined; resolve(enc: GPUCommandEncoder, from: number): void } | null = null;
 
   constructor(readonly gpu: Gpu) {
     this.device = gpu.device;
@@ -303,7 +303,8 @@ export class Step {
     if (!this.pending.length) return;
     // Bind groups are made after all slots are reserved, so an arena growth can't stale them.
     if (!this.pass) {
-      const timestampWrites = this.ctx.passTimer?.next();
+      // a pass is named by its first kernel ("embed" for a model step, "kv_rank", ...)
+      const timestampWrites = this.ctx.passTimer?.next(this.pending[0].k.key.split(":")[0]);
       this.pass = this.encoder.beginComputePass(timestampWrites ? { timestampWrites } : {});
     }
     for (const p of this.pending) {

@@ -174,6 +174,8 @@ export class PassTimer {
   private querySet: GPUQuerySet;
   private resolveBuf: GPUBuffer;
   used = 0;
+  /** each pass's name: its first kernel */
+  readonly labels: string[] = [];
 
   constructor(private device: GPUDevice, readonly capacity = 1024) {
     this.querySet = device.createQuerySet({ type: "timestamp", count: 2 * capacity });
@@ -182,9 +184,10 @@ export class PassTimer {
   }
 
   /** Timestamp writes for the next pass, or none once full. */
-  next(): GPUComputePassTimestampWrites | undefined {
+  next(label = ""): GPUComputePassTimestampWrites | undefined {
     if (this.used >= this.capacity) return undefined;
     const i = this.used++;
+    this.labels.push(label);
     return { querySet: this.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
   }
 
