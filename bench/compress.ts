@@ -249,7 +249,8 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
     }
     e.opts.gpuPlanner = true;
     // what compressing costs the decode loop once passes overlap decoding: a rate that
-    // evicts ~2% keeps the caches about as long as uncompressed ones, so the slowdown, the time the GPU waits on them, and the attention scoring.
+    // evicts ~2% keeps the caches about as long as uncompressed ones, so the slowdown
+    // is the passes' GPU work, the time the GPU waits on them, and the attention scoring.
     // The same run with no pass after the first (interval past the output) scores
     // alone: the difference of the two is what the passes cost the decode loop.
     if (ctx.deadline.fits(plain.decodeMs * 3)) {

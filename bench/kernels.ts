@@ -9,10 +9,11 @@ import type { Engine } from "../src/engine/engine.ts";
 import type { SeqCache } from "../src/cache/kv-cache.ts";
 import { createStorage } from "../src/gpu/buffers.ts";
 import { capture, GpuTimer, grid256, type CapturedDispatch } from "../src/gpu/profile.ts";
+import { nextPow2 } from "../src/gpu/kernels.ts";
 import { fillRandom } from "../src/model/weights.ts";
 import { datasheetGbps, GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
 import { configFromShape, shapeByName } from "../src/model/config.ts";
-import { ATTN_WORKGROUPS, decodeAttentionShape, gemvGrid, gemvTileFor, gemvTileName, type DecodeAttentionShape, type GemvTile } from "../src/model/llama.ts";
+import { ATTN_WORKGROUPS, decodeAttentionShape, gemvGrid, gemvScratchBytes, gemvTileFor, gemvTileName, type DecodeAttentionShape, type GemvTile } from "../src/model/llama.ts";
 import { GEMM_VARIANTS, gemmGrid, gemmKernel, gemmVariant, type GemmVariant } from "../src/model/gemm.ts";
 
 export interface KernelSuiteOptions {
@@ -131,8 +132,7 @@ function asGemvTile(e: Engine, d: CapturedDispatch, t: GemvTile): CapturedDispat
  * lanes with every batch row in one tile.
  */
 function gemvTiles(e: Engine, M: number, norm: boolean, swiglu = false): GemvTile[] {
-  const slots = 256 / (e.gpu.features.subgroups ? 4 : 2); // kernels/gemv.wgsl SLOTS at WG 256
-  const batch = Math.min(16, 2 ** Math.ceil(Math.log2(M)));
+  const batch = Math.min(16, nextPow2(M));
   const cands: GemvTile[] = [];
   for (const ROWS of [2, 4, 8]) for (const BATCH of M === 1 ? [1] : [2, 4]) cands.push({ ROWS, BATCH, LANES: 256, KU: 1 });
   for (const LANES of [32, 64]) for (const ROWS of [1, 2, 4]) cands.push({ ROWS, BATCH: batch, LANES, KU: 1 });
@@ -141,7 +141,8 @@ function gemvTiles(e: Engine, M: number, norm: boolean, swiglu = false): GemvTil
     for (const KU of [2, 4]) cands.push({ ROWS, BATCH: Math.min(batch, 8), LANES: 64, KU });
     for (const BATCH of [4, 8]) if (BATCH < batch) cands.push({ ROWS, BATCH, LANES: 64, KU: 1 });
   }
-  return cands.filter((t) => t.BATCH <= Math.max(M, 1) && (!swiglu || t.ROWS % 2 === 0) && (t.ROWS * t.BATCH + (norm ? t.BATCH : 0)) * slots * 4 <= e.gpu.limits.maxComputeWorkgroupStorageSize);
+  return cands.filter((t) => t.BATCH <= Math.max(M, 1) && (!swiglu || t.ROWS % 2 === 0) &&
+    gemvScratchBytes(t, norm, e.gpu.features.subgroups) <= e.gpu.limits.maxComputeWorkgroupStorageSize);
 }
 
 /** Decode attention layouts and split targets to time side by side (the model's first). */

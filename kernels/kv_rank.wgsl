@@ -41,51 +41,41 @@ fn setPair(base: u32, i: u32, v: vec2<u32>) {
 const SORT_PAIRS = {{SORT_PAIRS}}u;
 var<workgroup> sp: array<vec2<u32>, SORT_PAIRS>;
 
-// Ascending bitonic sort of the N2 pairs at `base`; N2 is workgroup-uniform.
-fn sortPairs(base: u32, N2: u32, t: u32) {
-  if (N2 > SORT_PAIRS) {
-    bitonic(base, N2, t);
-    return;
-  }
-  for (var i = t; i < N2; i += WG) { sp[i] = pairAt(base, i); }
-  workgroupBarrier();
-  for (var k = 2u; k <= N2; k <<= 1u) {
-    for (var j = k >> 1u; j > 0u; j >>= 1u) {
-      for (var i = t; i < N2; i += WG) {
-        let l = i ^ j;
-        if (l > i) {
-          let a = sp[i];
-          let b = sp[l];
-          if (less(b, a) == ((i & k) == 0u)) {
-            sp[i] = b;
-            sp[l] = a;
-          }
-        }
-      }
-      workgroupBarrier();
-    }
-  }
-  for (var i = t; i < N2; i += WG) { setPair(base, i, sp[i]); }
-  storageBarrier();
+// pair i of a sort in workgroup memory (local) or in scratch at `base`
+fn getPair(base: u32, i: u32, local: bool) -> vec2<u32> {
+  if (local) { return sp[i]; }
+  return pairAt(base, i);
+}
+fn putPair(base: u32, i: u32, v: vec2<u32>, local: bool) {
+  if (local) { sp[i] = v; } else { setPair(base, i, v); }
 }
 
-fn bitonic(base: u32, N2: u32, t: u32) {
+// Ascending bitonic sort of the N2 pairs at `base`; N2 is workgroup-uniform.
+fn sortPairs(base: u32, N2: u32, t: u32) {
+  let local = N2 <= SORT_PAIRS;
+  if (local) {
+    for (var i = t; i < N2; i += WG) { sp[i] = pairAt(base, i); }
+    workgroupBarrier();
+  }
   for (var k = 2u; k <= N2; k <<= 1u) {
     for (var j = k >> 1u; j > 0u; j >>= 1u) {
       for (var i = t; i < N2; i += WG) {
         let l = i ^ j;
         if (l > i) {
-          let a = pairAt(base, i);
-          let b = pairAt(base, l);
-          let up = (i & k) == 0u;
-          if (less(b, a) == up) {
-            setPair(base, i, b);
-            setPair(base, l, a);
+          let a = getPair(base, i, local);
+          let b = getPair(base, l, local);
+          if (less(b, a) == ((i & k) == 0u)) {
+            putPair(base, i, b, local);
+            putPair(base, l, a, local);
           }
         }
       }
-      storageBarrier();
+      if (local) { workgroupBarrier(); } else { storageBarrier(); }
     }
+  }
+  if (local) {
+    for (var i = t; i < N2; i += WG) { setPair(base, i, sp[i]); }
+    storageBarrier();
   }
 }
 

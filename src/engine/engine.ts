@@ -47,7 +47,8 @@ export class Engine {
    * For benchmarks: time spent compressing (gather or GPU ranking + readback, host
    * planning, compaction), and in decode rounds recording steps and waiting for tokens;
    * chainedSteps: decode steps submitted while the previous round was still in flight;
-   * compressOverlapped: compression passes that had the next round decode behind their ranking.
+   * compressOverlapped: compression passes that had the next round decode behind their ranking;
+   * compressAhead: passes ranked behind the round still in flight (before its tokens were read).
    */
   readonly stats = { compressMs: 0, gatherMs: 0, planMs: 0, applyMs: 0, compressions: 0, evictedTokens: 0, preemptions: 0, decodeSteps: 0, chainedSteps: 0, compressOverlapped: 0, compressAhead: 0, encodeMs: 0, waitMs: 0 };
 

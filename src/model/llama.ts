@@ -587,10 +587,9 @@ const GEMV_LANES = 64;
  * Halving BATCH to fit the storage keeps every value.
  */
 export function gemvTileFor(M: number, norm: boolean, maxStorage = 16384, subgroups = true): GemvTile {
-  const pow2 = 2 ** Math.ceil(Math.log2(Math.max(M, 1)));
   const t: GemvTile = M === 1
     ? { ROWS: norm ? 2 : 1, BATCH: 1, LANES: GEMV_LANES, KU: norm ? 4 : 2 }
-    : M <= 4 ? { ROWS: norm ? 4 : 2, BATCH: pow2, LANES: GEMV_LANES, KU: 1 }
+    : M <= 4 ? { ROWS: norm ? 4 : 2, BATCH: nextPow2(M), LANES: GEMV_LANES, KU: 1 }
     : norm ? { ROWS: 4, BATCH: 4, LANES: GEMV_LANES, KU: 1 }
     : { ROWS: 4, BATCH: 8, LANES: GEMV_LANES, KU: 2 };
   while (t.BATCH > 1 && gemvScratchBytes(t, norm, subgroups) > maxStorage) t.BATCH /= 2;
