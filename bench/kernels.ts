@@ -14,6 +14,7 @@ import { fillRandom } from "../src/model/weights.ts";
 import { datasheetGbps, GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
 import { configFromShape, shapeByName } from "../src/model/config.ts";
 import { ATTN_WORKGROUPS, decodeAttentionShape, gemvGrid, gemvScratchBytes, gemvTileFor, gemvTileName, type DecodeAttentionShape, type GemvTile } from "../src/model/llama.ts";
+import { rankFigures } from "./rank.ts";
 import { GEMM_VARIANTS, gemmGrid, gemmKernel, gemmVariant, type GemmVariant } from "../src/model/gemm.ts";
 
 export interface KernelSuiteOptions {
@@ -30,6 +31,9 @@ export interface KernelSuiteOptions {
   prefillAttnLens: number[];
   /** GEMM variants (src/model/gemm.ts) to time on the prefill step, side by side */
   gemmVariants: string[];
+  /** sequences of one kv_rank pass (bench/rank.ts), and the keys per head at which it is timed */
+  rankBatch: number;
+  rankLens: number[];
   /** size of the copy-ceiling buffers, bytes (capped by the adapter's binding size) */
   copyBytes: number;
   minPassMs: number;
@@ -44,6 +48,8 @@ export const KERNEL_DEFAULTS: KernelSuiteOptions = {
   prefillRows: 512,
   prefillAttnLens: [512, 2048, 6000],
   gemmVariants: GEMM_VARIANTS.map((v) => v.name),
+  rankBatch: 16,
+  rankLens: [2048, 4096, 6000],
   copyBytes: 2 ** 30,
   minPassMs: 20,
   passes: 5,
@@ -507,6 +513,9 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
         e.cache.release(s);
       }
     }
+
+    // --- kv_rank, each path side by side ---
+    await rankFigures(ctx, e, timer, topt, common, o.rankBatch, o.rankLens);
 
     done();
   } finally {

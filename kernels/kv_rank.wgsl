@@ -1,6 +1,8 @@
 // Eviction planning on the GPU, part 1: ranks every key of one (sequence, layer, KV
 // head) per workgroup, so the host reads back chunk sums instead of every score.
-//   1. sort the head's slots by original position (bitonic, in workgroup memory or `scratch`);
+//   1. rank the head's slots by original position: a bitmap of the positions in
+//      workgroup memory and prefix popcounts (positions are distinct and below
+//      32 POS_WORDS); otherwise (a duplicate or a later position) a bitonic sort in scratch;
 //   2. max-pool each key's score over its POOL neighbours in position order;
 //   3. sort the keys by (pooled score bits, position rank): lowest first, older first on
 //      ties; keys in the protected window (position >= protectFrom) sort last;
@@ -24,6 +26,8 @@ const WG = 256u;
 const LAST = 0xffffffffu;
 var<workgroup> wLen: u32;
 var<workgroup> wProtected: atomic<u32>;
+var<workgroup> wBad: atomic<u32>;
+var<workgroup> wBadOnce: u32;
 
 fn less(a: vec2<u32>, b: vec2<u32>) -> bool {
   return a.x < b.x || (a.x == b.x && a.y < b.y);
@@ -36,47 +40,186 @@ fn setPair(base: u32, i: u32, v: vec2<u32>) {
   scratch[base + 2u * i + 1u] = v.y;
 }
 
-// A head of up to SORT_PAIRS keys sorts in workgroup memory (one read and one write
-// of scratch instead of one per bitonic pass); a longer one sorts in scratch.
-const SORT_PAIRS = {{SORT_PAIRS}}u;
-var<workgroup> sp: array<vec2<u32>, SORT_PAIRS>;
-
-// pair i of a sort in workgroup memory (local) or in scratch at `base`
-fn getPair(base: u32, i: u32, local: bool) -> vec2<u32> {
-  if (local) { return sp[i]; }
-  return pairAt(base, i);
-}
-fn putPair(base: u32, i: u32, v: vec2<u32>, local: bool) {
-  if (local) { sp[i] = v; } else { setPair(base, i, v); }
-}
-
-// Ascending bitonic sort of the N2 pairs at `base`; N2 is workgroup-uniform.
-fn sortPairs(base: u32, N2: u32, t: u32) {
-  let local = N2 <= SORT_PAIRS;
-  if (local) {
-    for (var i = t; i < N2; i += WG) { sp[i] = pairAt(base, i); }
-    workgroupBarrier();
-  }
+// Ascending bitonic sort of the N2 pairs at `base` in scratch (heads longer than
+// SORT_PAIRS, and the position sort when the bitmap cannot rank); N2 is workgroup-uniform.
+fn sortScratch(base: u32, N2: u32, t: u32) {
   for (var k = 2u; k <= N2; k <<= 1u) {
     for (var j = k >> 1u; j > 0u; j >>= 1u) {
       for (var i = t; i < N2; i += WG) {
         let l = i ^ j;
         if (l > i) {
-          let a = getPair(base, i, local);
-          let b = getPair(base, l, local);
+          let a = pairAt(base, i);
+          let b = pairAt(base, l);
           if (less(b, a) == ((i & k) == 0u)) {
-            putPair(base, i, b, local);
-            putPair(base, l, a, local);
+            setPair(base, i, b);
+            setPair(base, l, a);
           }
         }
       }
-      if (local) { workgroupBarrier(); } else { storageBarrier(); }
+      storageBarrier();
     }
   }
-  if (local) {
-    for (var i = t; i < N2; i += WG) { setPair(base, i, sp[i]); }
-    storageBarrier();
+}
+
+// A head of up to SORT_PAIRS keys sorts in workgroup memory. Each thread sorts and
+// merges runs of 16 keys in registers (the bitonic passes of stride < 16: one load and
+// store of the run, no barrier between them); the passes of stride >= 16 go through
+// workgroup memory. Pair i lives at pad(i): one spare pair per 16 puts the 16 lanes of
+// a half-warp's 8-byte run loads on distinct banks.
+const SORT_PAIRS = {{SORT_PAIRS}}u;
+var<workgroup> sp: array<vec2<u32>, SORT_PAIRS + SORT_PAIRS / 16u>;
+fn pad(i: u32) -> u32 { return i + (i >> 4u); }
+
+// insert a zero bit at stride j into c: the lower index of compare-exchange c
+fn lower(c: u32, j: u32) -> u32 { return ((c & ~(j - 1u)) << 1u) | (c & (j - 1u)); }
+
+// one bitonic pass of stride j (< 16) of block size k over the run at `first` in r;
+// a key's direction follows its global index, as in the sort over workgroup memory
+fn runPass(r: ptr<function, array<vec2<u32>, 16>>, first: u32, k: u32, j: u32) {
+#unroll c 8
+  {
+    let m = lower({{c}}u, j);
+    let a = (*r)[m];
+    let b = (*r)[m | j];
+    if (less(b, a) == (((first + m) & k) == 0u)) {
+      (*r)[m] = b;
+      (*r)[m | j] = a;
+    }
   }
+#endunroll
+}
+
+// Ascending sort of the NS pairs in sp (a power of two, 16..SORT_PAIRS; workgroup-uniform).
+fn sortLocal(NS: u32, t: u32) {
+  let runs = NS / 16u;
+  var r: array<vec2<u32>, 16>;
+  if (t < runs) {
+    let first = 16u * t;
+#unroll m 16
+    r[{{m}}] = sp[17u * t + {{m}}u];
+#endunroll
+    runPass(&r, first, 2u, 1u);
+    runPass(&r, first, 4u, 2u);
+    runPass(&r, first, 4u, 1u);
+    runPass(&r, first, 8u, 4u);
+    runPass(&r, first, 8u, 2u);
+    runPass(&r, first, 8u, 1u);
+    runPass(&r, first, 16u, 8u);
+    runPass(&r, first, 16u, 4u);
+    runPass(&r, first, 16u, 2u);
+    runPass(&r, first, 16u, 1u);
+#unroll m 16
+    sp[17u * t + {{m}}u] = r[{{m}}];
+#endunroll
+  }
+  workgroupBarrier();
+  for (var k = 32u; k <= NS; k <<= 1u) {
+    for (var j = k >> 1u; j >= 16u; j >>= 1u) {
+      for (var c = t; c < NS / 2u; c += WG) {
+        let i = lower(c, j);
+        let a = sp[pad(i)];
+        let b = sp[pad(i | j)];
+        if (less(b, a) == ((i & k) == 0u)) {
+          sp[pad(i)] = b;
+          sp[pad(i | j)] = a;
+        }
+      }
+      workgroupBarrier();
+    }
+    if (t < runs) {
+      let first = 16u * t;
+#unroll m 16
+      r[{{m}}] = sp[17u * t + {{m}}u];
+#endunroll
+      runPass(&r, first, k, 8u);
+      runPass(&r, first, k, 4u);
+      runPass(&r, first, k, 2u);
+      runPass(&r, first, k, 1u);
+#unroll m 16
+      sp[17u * t + {{m}}u] = r[{{m}}];
+#endunroll
+    }
+    workgroupBarrier();
+  }
+}
+
+// Position bitmap: bit p set for each key at position p. Thread t owns words
+// [t POS_PER, (t + 1) POS_PER) and `before[t]` counts the set bits below them.
+const POS_WORDS = {{POS_WORDS}}u;
+const POS_PER = (POS_WORDS + WG - 1u) / WG;
+var<workgroup> bits: array<atomic<u32>, POS_WORDS>;
+var<workgroup> before: array<u32, WG>;
+
+// keys at positions below p (p < 32 POS_WORDS, after the prefix counts)
+fn rankOf(p: u32) -> u32 {
+  let w = p >> 5u;
+  var r = before[w / POS_PER] + countOneBits(atomicLoad(&bits[w]) & ((1u << (p & 31u)) - 1u));
+  for (var v = w - w % POS_PER; v < w; v++) { r += countOneBits(atomicLoad(&bits[v])); }
+  return r;
+}
+
+// Fills order (slot by rank), raw (score by rank) and the position of each rank at A
+// (the even words) through the bitmap; false (nothing written) when it cannot rank:
+// a position past the bitmap or one held twice. Workgroup-uniform.
+fn rankByBitmap(hd: Head, n: u32, A: u32, order: u32, raw: u32, t: u32) -> bool {
+  for (var w = t; w < POS_WORDS; w += WG) { atomicStore(&bits[w], 0u); }
+  if (t == 0u) { atomicStore(&wBad, 0u); }
+  workgroupBarrier();
+  for (var i = t; i < n; i += WG) {
+    let p = posPool[phys(hd, i)];
+    if (p >= 32u * POS_WORDS) {
+      atomicStore(&wBad, 1u);
+    } else {
+      let bit = 1u << (p & 31u);
+      if ((atomicOr(&bits[p >> 5u], bit) & bit) != 0u) { atomicStore(&wBad, 1u); }
+    }
+  }
+  workgroupBarrier();
+  if (t == 0u) { wBadOnce = atomicLoad(&wBad); }
+  if (workgroupUniformLoad(&wBadOnce) != 0u) { return false; }
+  // exclusive scan of each thread's set bits
+  var mine = 0u;
+  for (var v = t * POS_PER; v < min((t + 1u) * POS_PER, POS_WORDS); v++) { mine += countOneBits(atomicLoad(&bits[v])); }
+  before[t] = mine;
+  workgroupBarrier();
+  for (var d = 1u; d < WG; d <<= 1u) {
+    var s = before[t];
+    if (t >= d) { s += before[t - d]; }
+    workgroupBarrier();
+    before[t] = s;
+    workgroupBarrier();
+  }
+  before[t] -= mine;
+  workgroupBarrier();
+  for (var i = t; i < n; i += WG) {
+    let q = phys(hd, i);
+    let p = posPool[q];
+    let r = rankOf(p);
+    scratch[order + r] = i;
+    scratch[raw + r] = bitcast<u32>(scores[q]);
+    scratch[A + 2u * r] = p;
+  }
+  storageBarrier();
+  return true;
+}
+
+// the same by sorting (position, slot) pairs in scratch
+fn rankBySort(hd: Head, n: u32, N2: u32, A: u32, order: u32, raw: u32, t: u32) {
+  for (var i = t; i < N2; i += WG) {
+    var v = vec2<u32>(LAST, LAST);
+    if (i < n) {
+      v = vec2<u32>(posPool[phys(hd, i)], i);
+    }
+    setPair(A, i, v);
+  }
+  storageBarrier();
+  sortScratch(A, N2, t);
+  for (var r = t; r < n; r += WG) {
+    let slot = scratch[A + 2u * r + 1u];
+    scratch[order + r] = slot;
+    scratch[raw + r] = bitcast<u32>(scores[phys(hd, slot)]);
+  }
+  storageBarrier();
 }
 
 @compute @workgroup_size(256)
@@ -93,26 +236,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let A = hd.base;
   let order = hd.base + 2u * N2;
   let raw = hd.base + 3u * N2;
+  let NS = max(N2, 16u);
+  let local = NS <= SORT_PAIRS;
 
-  // 1. (position, slot) pairs sorted by position
-  for (var i = t; i < N2; i += WG) {
-    var v = vec2<u32>(LAST, LAST);
-    if (i < n) {
-      v = vec2<u32>(posPool[phys(hd, i)], i);
-    }
-    setPair(A, i, v);
+  // 1. order, raw and the position of each rank
+  if (!rankByBitmap(hd, n, A, order, raw, t)) {
+    rankBySort(hd, n, N2, A, order, raw, t);
   }
-  storageBarrier();
-  sortPairs(A, N2, t);
-  for (var r = t; r < n; r += WG) {
-    let slot = scratch[A + 2u * r + 1u];
-    scratch[order + r] = slot;
-    scratch[raw + r] = bitcast<u32>(scores[phys(hd, slot)]);
-  }
-  storageBarrier();
 
   // 2-3. (pooled score bits, rank) for evictable keys, LAST for protected ones
-  for (var r = t; r < N2; r += WG) {
+  for (var r = t; r < NS; r += WG) {
     var v = vec2<u32>(LAST, LAST);
     if (r < n) {
       let pos = scratch[A + 2u * r];
@@ -127,10 +260,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
     }
     // every thread read its own pair's position above before overwriting it
-    setPair(A, r, v);
+    if (local) { sp[pad(r)] = v; } else if (r < N2) { setPair(A, r, v); }
   }
-  storageBarrier();
-  sortPairs(A, N2, t);
+  if (local) {
+    workgroupBarrier();
+    sortLocal(NS, t);
+    // kv_evict reads the ranks of the sorted order
+    for (var j = t; j < n; j += WG) { scratch[A + 2u * j + 1u] = sp[pad(j)].y; }
+  } else {
+    storageBarrier();
+    sortScratch(A, N2, t);
+  }
 
   // 4. evictable count and chunk sums
   workgroupBarrier();
@@ -140,7 +280,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var c = t; c < chunks; c += WG) {
     var s = 0.0;
     let end = min(nc, (c + 1u) * hd.chunk);
-    for (var j = c * hd.chunk; j < end; j++) { s += bitcast<f32>(scratch[A + 2u * j]); }
+    for (var j = c * hd.chunk; j < end; j++) {
+      var key = 0u;
+      if (local) { key = sp[pad(j)].x; } else { key = scratch[A + 2u * j]; }
+      s += bitcast<f32>(key);
+    }
     out[hd.outBase + c] = bitcast<u32>(s);
   }
 }

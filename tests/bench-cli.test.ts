@@ -11,7 +11,7 @@ import { archive, mergeSummary, readRecords, summarize, writeReport } from "../b
 import { GEMM_VARIANTS } from "../src/model/gemm.ts";
 
 const TINY = {
-  kernels: ["--contexts", "64,256", "--copy-mib", "4", "--min-pass-ms", "2", "--passes", "2", "--prefill-rows", "64", "--prefill-attn-lens", "40,100"],
+  kernels: ["--contexts", "64,256", "--copy-mib", "4", "--min-pass-ms", "2", "--passes", "2", "--prefill-rows", "64", "--prefill-attn-lens", "40,100", "--rank-batch", "2", "--rank-lens", "20,300"],
   e2e: ["--prompt-len", "16", "--tokens", "12", "--prefill-lens", "16,64", "--batches", "1,2,4", "--batch-prompt-len", "8", "--batch-tokens", "8"],
   compress: ["--compress-shape", "tiny", "--prompts", "6", "--compress-prompt-len", "96", "--output-len", "24", "--rates", "1,2,64", "--kv-seqs", "2"],
   overhead: ["--overhead-batch", "2", "--overhead-prompt-len", "64", "--overhead-output-len", "40"],
@@ -58,6 +58,10 @@ describe("kvc bench --shape tiny", () => {
     expect(pa.map((x) => `${x.kernel} ${x.rows} ${x.context_before}`)).toEqual(["40 0", "100 0", "64 36"].flatMap((c) => [`attention ${c}`, `attention_prefill ${c}`]));
     for (const x of pa) expect(x.ms > 0 && isNum(x.tflops) && x.keys_seen === x.rows * x.context_before + (x.rows * (x.rows + 1)) / 2).toBe(true);
     for (const x of pa.filter((x) => x.kernel === "attention_prefill")) expect(x.speedup).toBeGreaterThan(0);
+    // kv_rank: each path at each length (300 keys per head: the position sort and the scratch sort run)
+    const kr = of("kernels", "kv_rank");
+    expect(kr.map((x) => `${x.keys_per_head} ${x.sort_pairs === 16 ? "scratch" : x.pos_words === 8 ? "positions" : "bitmap"}`)).toEqual(["20", "300"].flatMap((n) => [`${n} bitmap`, `${n} positions`, `${n} scratch`]));
+    for (const x of kr) expect(x.ms > 0 && x.heads > 0 && x.heads % 2 === 0 && isNum(x.us_per_head)).toBe(true);
     expect(isNum(of("e2e", "single_stream")[0].decode_tok_s)).toBe(true);
     expect(of("e2e", "prefill").map((x) => x.prompt_len)).toEqual([16, 64]);
     const batches = of("e2e", "batch_decode");

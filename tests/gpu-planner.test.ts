@@ -6,7 +6,7 @@
 import { expect, test } from "bun:test";
 import { KvCache, type SeqCache } from "../src/cache/kv-cache.ts";
 import { Compactor } from "../src/cache/compaction.ts";
-import { GpuPlanner } from "../src/cache/gpu-planner.ts";
+import { GpuPlanner, type RankSizes } from "../src/cache/gpu-planner.ts";
 import { DEFAULT_COMPRESSION, type CompressionOptions } from "../src/cache/compression.ts";
 import { keepBudget, policyFor, type PlanContext } from "../src/cache/policies.ts";
 import { getGpu, readF32, readU32, variants } from "./gpu-helpers.ts";
@@ -112,15 +112,21 @@ const cases: Case[] = [
   { name: "snapkv rate 3", lens: [190, 133], pre: 60, o: { method: "snapkv", rate: 3, protectedWindow: 4 }, appended: 3 },
 ];
 
-// heads sorted in workgroup memory (the adapter's limit), or in scratch (a limit of 16 keys)
-for (const sortIn of ["workgroup memory", "scratch"] as const) test(`GPU planning (sorts in ${sortIn}) keeps exactly what the host policy keeps, with its K/V; blocks go back`, async () => {
+// kv_rank's paths: positions ranked by the bitmap or (positions past a bitmap of 8 words)
+// by a sort in scratch; scores sorted in workgroup memory or (a limit of 16 keys) in scratch
+const paths: [string, Partial<RankSizes>][] = [
+  ["bitmap ranks, sort in workgroup memory", {}],
+  ["bitmap ranks, sort in scratch", { sortPairs: 16 }],
+  ["positions sorted, sort in workgroup memory", { posWords: 8 }],
+  ["positions sorted, sort in scratch", { sortPairs: 16, posWords: 8 }],
+];
+for (const [path, sizes] of paths) test(`GPU planning (${path}) keeps exactly what the host policy keeps, with its K/V; blocks go back`, async () => {
   const gpu = await getGpu();
   const [{ kc }] = await variants();
-  const wgBytes = sortIn === "scratch" ? 64 + 8 * 16 : gpu.limits.maxComputeWorkgroupStorageSize;
   for (const c of cases) {
     const cache = new KvCache(gpu.device, opts);
     const compactor = new Compactor(kc, cache);
-    const planner = new GpuPlanner(kc, cache, wgBytes);
+    const planner = new GpuPlanner(kc, cache, gpu.limits.maxComputeWorkgroupStorageSize, sizes);
     const seqs: SeqCache[] = [];
     for (let i = 0; i < c.lens.length; i++) seqs.push(await fill(cache, compactor, c.lens[i], c.pre, 17 + 31 * i + c.lens[i]));
     const co: CompressionOptions = { ...DEFAULT_COMPRESSION, ...c.o };

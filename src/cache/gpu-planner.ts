@@ -24,12 +24,12 @@ export class GpuPlanner {
   private info = new Uint32Array(0);
   private scratchBytes = 0;
 
-  /** keys a head may have to sort in workgroup memory (8 bytes each, a power of two, at most 4096) */
-  private sortPairs: number;
+  /** kv_rank's workgroup arrays: keys a head may have to sort there, and bitmap words of positions it can rank */
+  readonly sizes: RankSizes;
 
-  constructor(private kc: KernelContext, private cache: KvCache, maxWorkgroupBytes: number) {
+  constructor(private kc: KernelContext, private cache: KvCache, maxWorkgroupBytes: number, sizes: Partial<RankSizes> = {}) {
     this.ws = new GrowableBuffers(kc.device, () => kc.forgetBindGroups());
-    this.sortPairs = Math.min(4096, 2 ** Math.floor(Math.log2((maxWorkgroupBytes - 64) / 8)));
+    this.sizes = { ...rankSizes(maxWorkgroupBytes), ...sizes };
   }
 
   /** The policies this planner runs; the others plan on the host from gathered keys. */
@@ -70,6 +70,27 @@ export class GpuPlanner {
   /** Ranks every head of every request on the GPU; returns what each head reports. */
   async rank(reqs: GpuPlanRequest[]): Promise<HeadChunkSums[][]> {
     const c = this.cache;
+    const { info, outBase, out } = this.encodeRank(reqs);
+    const words = new Uint32Array(await readBuffer(this.kc.device, out, 0, outBase * 4));
+    const sums = new Float32Array(words.buffer);
+    return reqs.map((r, i) => {
+      const ranked: HeadChunkSums[] = [];
+      for (let h = 0; h < c.heads; h++) {
+        const at = (i * c.heads + h) * INFO_WORDS;
+        const evictable = words[i * c.heads + h];
+        const from = info[at + 6];
+        ranked.push({ len: info[at + 1], evictable, sums: sums.subarray(from, from + Math.ceil(evictable / r.ctx.opts.chunkSize)) });
+      }
+      return ranked;
+    });
+  }
+
+  /**
+   * Writes the heads of `reqs` and submits kv_rank over them (one workgroup a head);
+   * `out` receives the evictable counts and, from word `nHeads`, the chunk sums.
+   */
+  encodeRank(reqs: GpuPlanRequest[]): { info: Uint32Array; outBase: number; out: GPUBuffer } {
+    const c = this.cache;
     const n = reqs.length * c.heads;
     const info = new Uint32Array(n * INFO_WORDS);
     const heads = new Uint32Array(2 * c.heads);
@@ -94,20 +115,9 @@ export class GpuPlanner {
     this.kc.device.queue.writeBuffer(bInfo, 0, info);
     c.flush();
     const st = this.kc.step();
-    st.dispatch(this.kc.kernel("kv_rank", { SORT_PAIRS: this.sortPairs }), [bInfo, c.table, c.pool.scores, c.pool.pos, scratch, out], [c.blockSize, n], grid(n));
+    st.dispatch(this.kc.kernel("kv_rank", { SORT_PAIRS: this.sizes.sortPairs, POS_WORDS: this.sizes.posWords }), [bInfo, c.table, c.pool.scores, c.pool.pos, scratch, out], [c.blockSize, n], grid(n));
     st.submit();
-    const words = new Uint32Array(await readBuffer(this.kc.device, out, 0, outBase * 4));
-    const sums = new Float32Array(words.buffer);
-    return reqs.map((r, i) => {
-      const ranked: HeadChunkSums[] = [];
-      for (let h = 0; h < c.heads; h++) {
-        const at = (i * c.heads + h) * INFO_WORDS;
-        const evictable = words[i * c.heads + h];
-        const from = info[at + 6];
-        ranked.push({ len: info[at + 1], evictable, sums: sums.subarray(from, from + Math.ceil(evictable / r.ctx.opts.chunkSize)) });
-      }
-      return ranked;
-    });
+    return { info, outBase, out };
   }
 
   /** Per-head eviction counts of each request, from its ranking (host, cheap). */
@@ -162,6 +172,27 @@ export class GpuPlanner {
   destroy() {
     this.ws.destroy();
   }
+}
+
+export interface RankSizes {
+  /** keys a head may have to sort in workgroup memory (a power of two, 16..4096) */
+  sortPairs: number;
+  /** u32 words of kv_rank's position bitmap: it ranks heads whose positions are all below 32 posWords */
+  posWords: number;
+}
+
+const floorPow2 = (x: number) => 2 ** Math.floor(Math.log2(Math.max(1, x)));
+
+/**
+ * kv_rank's workgroup arrays within `maxWorkgroupBytes`: the sort takes 8.5 bytes a key
+ * (pairs and their padding) with 4 KiB left for the bitmap, which takes the rest (up to
+ * 2048 words, positions below 65536); 1 KiB of prefix counts and a few words besides.
+ */
+export function rankSizes(maxWorkgroupBytes: number): RankSizes {
+  const budget = maxWorkgroupBytes - 1024 - 64;
+  const sortPairs = Math.min(4096, Math.max(16, floorPow2((budget - 4096) / 8.5)));
+  const posWords = Math.min(2048, Math.max(8, floorPow2((budget - 8.5 * sortPairs) / 4)));
+  return { sortPairs, posWords };
 }
 
 /** One workgroup per listed head, in a 2D grid past 65535. */
