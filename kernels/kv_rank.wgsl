@@ -158,26 +158,29 @@ fn rankOf(p: u32) -> u32 {
   return r;
 }
 
-// Fills order (slot by rank), raw (score by rank) and the position of each rank at A
-// (the even words) through the bitmap; false (nothing written) when it cannot rank:
-// a position past the bitmap or one held twice. Workgroup-uniform.
-fn rankByBitmap(hd: Head, n: u32, A: u32, order: u32, raw: u32, t: u32) -> bool {
+// Marks position p in the bitmap; a position past it or one held twice makes the
+// bitmap unable to rank (the head then ranks by sorting).
+fn mark(p: u32) {
+  if (p >= 32u * POS_WORDS) {
+    atomicStore(&wBad, 1u);
+  } else {
+    let bit = 1u << (p & 31u);
+    if ((atomicOr(&bits[p >> 5u], bit) & bit) != 0u) { atomicStore(&wBad, 1u); }
+  }
+}
+
+fn clearBits(t: u32) {
   for (var w = t; w < POS_WORDS; w += WG) { atomicStore(&bits[w], 0u); }
   if (t == 0u) { atomicStore(&wBad, 0u); }
   workgroupBarrier();
-  for (var i = t; i < n; i += WG) {
-    let p = posPool[phys(hd, i)];
-    if (p >= 32u * POS_WORDS) {
-      atomicStore(&wBad, 1u);
-    } else {
-      let bit = 1u << (p & 31u);
-      if ((atomicOr(&bits[p >> 5u], bit) & bit) != 0u) { atomicStore(&wBad, 1u); }
-    }
-  }
+}
+
+// After every position is marked: false when the bitmap cannot rank, else the prefix
+// counts `before` (workgroup-uniform).
+fn countBits(t: u32) -> bool {
   workgroupBarrier();
   if (t == 0u) { wBadOnce = atomicLoad(&wBad); }
   if (workgroupUniformLoad(&wBadOnce) != 0u) { return false; }
-  // exclusive scan of each thread's set bits
   var mine = 0u;
   for (var v = t * POS_PER; v < min((t + 1u) * POS_PER, POS_WORDS); v++) { mine += countOneBits(atomicLoad(&bits[v])); }
   before[t] = mine;
@@ -191,19 +194,11 @@ fn rankByBitmap(hd: Head, n: u32, A: u32, order: u32, raw: u32, t: u32) -> bool 
   }
   before[t] -= mine;
   workgroupBarrier();
-  for (var i = t; i < n; i += WG) {
-    let q = phys(hd, i);
-    let p = posPool[q];
-    let r = rankOf(p);
-    scratch[order + r] = i;
-    scratch[raw + r] = bitcast<u32>(scores[q]);
-    scratch[A + 2u * r] = p;
-  }
-  storageBarrier();
   return true;
 }
 
-// the same by sorting (position, slot) pairs in scratch
+// order (slot by rank), raw (score by rank) and the position of each rank at A (the
+// even words), by sorting (position, slot) pairs in scratch
 fn rankBySort(hd: Head, n: u32, N2: u32, A: u32, order: u32, raw: u32, t: u32) {
   for (var i = t; i < N2; i += WG) {
     var v = vec2<u32>(LAST, LAST);
@@ -222,6 +217,29 @@ fn rankBySort(hd: Head, n: u32, N2: u32, A: u32, order: u32, raw: u32, t: u32) {
   storageBarrier();
 }
 
+// A key's (pooled score bits, rank), or LAST for a protected one (counted). The raw
+// score and position of rank r are at sp[pad(r)] (local) or raw and A in scratch.
+fn pooled(hd: Head, r: u32, n: u32, A: u32, raw: u32, local: bool) -> vec2<u32> {
+  var pos = 0u;
+  if (local) { pos = sp[pad(r)].y; } else { pos = scratch[A + 2u * r]; }
+  if (pos >= hd.protectFrom) {
+    atomicAdd(&wProtected, 1u);
+    return vec2<u32>(LAST, LAST);
+  }
+  var m = 0.0;
+  let lo = select(0u, r - hd.radius, r >= hd.radius);
+  let hiR = min(n - 1u, r + hd.radius);
+  for (var j = lo; j <= hiR; j++) {
+    var b = 0u;
+    if (local) { b = sp[pad(j)].x; } else { b = scratch[raw + j]; }
+    m = max(m, bitcast<f32>(b));
+  }
+  return vec2<u32>(bitcast<u32>(m), r);
+}
+
+// keys a thread holds in registers on the workgroup-memory path: i = t + WG u
+const KPT = {{KPT}}u;
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let hi = wid.x + wid.y * nwg.x;
@@ -239,35 +257,75 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let NS = max(N2, 16u);
   let local = NS <= SORT_PAIRS;
 
-  // 1. order, raw and the position of each rank
-  if (!rankByBitmap(hd, n, A, order, raw, t)) {
-    rankBySort(hd, n, N2, A, order, raw, t);
-  }
-
-  // 2-3. (pooled score bits, rank) for evictable keys, LAST for protected ones
-  for (var r = t; r < NS; r += WG) {
-    var v = vec2<u32>(LAST, LAST);
-    if (r < n) {
-      let pos = scratch[A + 2u * r];
-      if (pos >= hd.protectFrom) {
-        atomicAdd(&wProtected, 1u);
-      } else {
-        var m = 0.0;
-        let lo = select(0u, r - hd.radius, r >= hd.radius);
-        let hiR = min(n - 1u, r + hd.radius);
-        for (var j = lo; j <= hiR; j++) { m = max(m, bitcast<f32>(scratch[raw + j])); }
-        v = vec2<u32>(bitcast<u32>(m), r);
+  clearBits(t);
+  if (local) {
+    // 1. (raw score, position) of each rank into sp, through registers: every key is
+    //    read from the pool once
+    var kp: array<vec2<u32>, KPT>;
+#unroll u KPT
+    {
+      let i = t + {{u}}u * WG;
+      if (i < n) {
+        let q = phys(hd, i);
+        kp[{{u}}] = vec2<u32>(bitcast<u32>(scores[q]), posPool[q]);
+        mark(kp[{{u}}].y);
       }
     }
-    // every thread read its own pair's position above before overwriting it
-    if (local) { sp[pad(r)] = v; } else if (r < N2) { setPair(A, r, v); }
-  }
-  if (local) {
+#endunroll
+    if (countBits(t)) {
+#unroll u KPT
+      {
+        let i = t + {{u}}u * WG;
+        if (i < n) {
+          let r = rankOf(kp[{{u}}].y);
+          scratch[order + r] = i;
+          sp[pad(r)] = kp[{{u}}];
+        }
+      }
+#endunroll
+    } else {
+      rankBySort(hd, n, N2, A, order, raw, t);
+      for (var r = t; r < n; r += WG) { sp[pad(r)] = vec2<u32>(scratch[raw + r], scratch[A + 2u * r]); }
+    }
+    workgroupBarrier();
+    // 2-3. pooled in registers (neighbours are read from sp), then sorted in sp
+#unroll u KPT
+    {
+      let r = t + {{u}}u * WG;
+      kp[{{u}}] = vec2<u32>(LAST, LAST);
+      if (r < n) { kp[{{u}}] = pooled(hd, r, n, A, raw, true); }
+    }
+#endunroll
+    workgroupBarrier();
+#unroll u KPT
+    if (t + {{u}}u * WG < NS) { sp[pad(t + {{u}}u * WG)] = kp[{{u}}]; }
+#endunroll
     workgroupBarrier();
     sortLocal(NS, t);
     // kv_evict reads the ranks of the sorted order
     for (var j = t; j < n; j += WG) { scratch[A + 2u * j + 1u] = sp[pad(j)].y; }
   } else {
+    // 1. into scratch
+    for (var i = t; i < n; i += WG) { mark(posPool[phys(hd, i)]); }
+    if (countBits(t)) {
+      for (var i = t; i < n; i += WG) {
+        let q = phys(hd, i);
+        let p = posPool[q];
+        let r = rankOf(p);
+        scratch[order + r] = i;
+        scratch[raw + r] = bitcast<u32>(scores[q]);
+        scratch[A + 2u * r] = p;
+      }
+      storageBarrier();
+    } else {
+      rankBySort(hd, n, N2, A, order, raw, t);
+    }
+    // 2-3. in place: each thread reads its own rank's position before overwriting it
+    for (var r = t; r < N2; r += WG) {
+      var v = vec2<u32>(LAST, LAST);
+      if (r < n) { v = pooled(hd, r, n, A, raw, false); }
+      setPair(A, r, v);
+    }
     storageBarrier();
     sortScratch(A, N2, t);
   }

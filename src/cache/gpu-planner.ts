@@ -115,7 +115,7 @@ export class GpuPlanner {
     this.kc.device.queue.writeBuffer(bInfo, 0, info);
     c.flush();
     const st = this.kc.step();
-    st.dispatch(this.kc.kernel("kv_rank", { SORT_PAIRS: this.sizes.sortPairs, POS_WORDS: this.sizes.posWords }), [bInfo, c.table, c.pool.scores, c.pool.pos, scratch, out], [c.blockSize, n], grid(n));
+    st.dispatch(this.kc.kernel("kv_rank", { SORT_PAIRS: this.sizes.sortPairs, POS_WORDS: this.sizes.posWords, KPT: Math.max(1, this.sizes.sortPairs / 256) }), [bInfo, c.table, c.pool.scores, c.pool.pos, scratch, out], [c.blockSize, n], grid(n));
     st.submit();
     return { info, outBase, out };
   }
