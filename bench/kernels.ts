@@ -13,7 +13,7 @@ import { nextPow2 } from "../src/gpu/kernels.ts";
 import { fillRandom } from "../src/model/weights.ts";
 import { datasheetGbps, GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
 import { configFromShape, shapeByName } from "../src/model/config.ts";
-import { ATTN_WORKGROUPS, decodeAttentionShape, gemvGrid, gemvScratchBytes, gemvTileFor, gemvTileName, type DecodeAttentionShape, type GemvTile } from "../src/model/llama.ts";
+import { ATTN_WORKGROUPS, decodeAttentionShape, prefillTileName, prefillTilingBytes, prefillTilings, gemvGrid, gemvScratchBytes, gemvTileFor, gemvTileName, type DecodeAttentionShape, type GemvTile } from "../src/model/llama.ts";
 import { rankFigures } from "./rank.ts";
 import { GEMM_VARIANTS, gemmGrid, gemmKernel, gemmVariant, type GemmVariant } from "../src/model/gemm.ts";
 
@@ -29,6 +29,8 @@ export interface KernelSuiteOptions {
   prefillRows: number;
   /** prompt lengths for the prefill attention figures: all rows in one step, and the last prefillRows-row chunk */
   prefillAttnLens: number[];
+  /** time every prefill attention tiling (src/model/llama.ts prefillTilings) beside the model's */
+  prefillAttnTiles: boolean;
   /** GEMM variants (src/model/gemm.ts) to time on the prefill step, side by side */
   gemmVariants: string[];
   /** sequences of one kv_rank pass (bench/rank.ts), and the keys per head at which it is timed */
@@ -47,6 +49,7 @@ export const KERNEL_DEFAULTS: KernelSuiteOptions = {
   attnSweepContexts: [],
   prefillRows: 512,
   prefillAttnLens: [512, 2048, 6000],
+  prefillAttnTiles: false,
   gemmVariants: GEMM_VARIANTS.map((v) => v.name),
   rankBatch: 16,
   rankLens: [2048, 4096, 6000],
@@ -480,9 +483,10 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
         const ids = randomIds(rows, ctx.seed + before, e.cfg.vocab);
         // the step commits its rows: roll them back so the second capture sees the same cache
         // (same table slot and lengths; both lists then read the same blocks)
-        const attnOf = (minRows: number) => {
-          const keep = e.model.prefillAttentionMinRows;
+        const attnOf = (minRows: number, tiling = e.model.prefillTiling) => {
+          const keep = e.model.prefillAttentionMinRows, keepTiling = e.model.prefillTiling;
           e.model.prefillAttentionMinRows = minRows;
+          e.model.prefillTiling = tiling;
           try {
             const list = capture(e.kc, () => {
               e.model.step({ seqs: [{ seq: s, tokens: ids, n: rows, pos0: before, sampling: GREEDY, counter: 0 }], tokensFromGpu: false, histOffset: 0 });
@@ -492,6 +496,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
             return list.filter((d) => cls(d) === "attention");
           } finally {
             e.model.prefillAttentionMinRows = keep;
+            e.model.prefillTiling = keepTiling;
           }
         };
         // tiled first: its rows table (rows, then tiles) is the larger, so the second capture reuses the buffer
@@ -510,6 +515,20 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
         rec("attention", tp, paged);
         if (tt) rec("attention_prefill", tt, tiled);
         else rep.emit({ ...common, test: "prefill_attention", kernel: "attention_prefill", rows, context_before: before, skipped: "no tile shape for this head dim and group" });
+        // every tiling of 64+ threads that fits the adapter, on the same step, each captured and timed in turn
+        // (a capture rewrites the step's rows table)
+        if (o.prefillAttnTiles && tt) {
+          const mine = e.model.prefillTiling!;
+          for (const t of prefillTilings(mine.G, mine.D, e.gpu.limits.maxComputeWorkgroupStorageSize).filter((t) => t.WG >= 64)) {
+            if (!ctx.deadline.fits(5000)) break;
+            const list = attnOf(e.model.prefillAttentionMinRows, t);
+            const tm = await timer.time(list, popt);
+            rep.emit({
+              ...common, test: "prefill_attention_tile", tile: prefillTileName(t), model_tile: prefillTileName(mine), rows, context_before: before,
+              ms: round(tm.ms, 4), tflops: round(flops / (tm.ms * 1e9), 2), speedup: round(tt.ms / tm.ms, 2), bytes: prefillTilingBytes(t), reps: tm.reps,
+            });
+          }
+        }
         e.cache.release(s);
       }
     }

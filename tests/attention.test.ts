@@ -5,7 +5,7 @@
 import { expect, test } from "bun:test";
 import { cdiv, F, KernelContext, type Step } from "../src/gpu/kernels.ts";
 import { Usage } from "../src/gpu/flags.ts";
-import { ATTN_WORKGROUPS, decodeAttentionPlan, decodeAttentionShape, prefillTiles, prefillTiling, type DecodeAttentionChoice } from "../src/model/llama.ts";
+import { ATTN_WORKGROUPS, decodeAttentionPlan, decodeAttentionShape, prefillTileName, prefillTiles, prefillTiling, prefillTilings, type DecodeAttentionChoice, type PrefillTiling } from "../src/model/llama.ts";
 import * as ref from "./reference.ts";
 import { getGpu, maxAbsDiff, rand, readF32, up, variants, zeros } from "./gpu-helpers.ts";
 
@@ -250,8 +250,8 @@ test("decode split plan: tiles of keys until the GPU fills, one split once the b
 // output against the CPU reference, and with scoring rows sraw / lse against
 // attention.wgsl on the same inputs and the summed scores against the reference.
 
-async function runTiled(H: number, KVH: number, D: number, seqs: CaseSeq[], nsplit = 1) {
-  const tiling = prefillTiling(H / KVH, D);
+async function runTiled(H: number, KVH: number, D: number, seqs: CaseSeq[], nsplit = 1, tile?: PrefillTiling) {
+  const tiling = tile ?? prefillTiling(H / KVH, D);
   if (!tiling) throw new Error(`no tiling for G=${H / KVH} D=${D}`);
   const c = buildCase(H, KVH, D, seqs);
   const { M, maxLen, slots } = c;
@@ -304,6 +304,20 @@ test("tiled prefill split-K: splits past some tiles' last key write neutral part
 test("tiled prefill split-K: D 128, two splits", () => runTiled(8, 2, 128, [{ lens0: [0, 0], n: 100 }], 2), 120_000);
 test("tiled prefill: scoring rows (window, whole chunk, none) match attention.wgsl's sraw and lse", () =>
   runTiled(4, 2, 64, [{ lens0: [37, 90], n: 20, scoreRows: 8 }, { lens0: [0, 0], n: 30, scoreRows: 30 }, { lens0: [5, 64], n: 19 }]), 120_000);
+
+// the larger tilings the benchmark compares (where the adapter's workgroup storage holds them)
+test("tiled prefill: larger tiles (4 query vectors a thread, 32-key tiles, 128 and 256 threads) agree too", async () => {
+  const gpu = await getGpu();
+  for (const [H, KVH, D] of [[8, 2, 64], [8, 2, 128]]) {
+    const all = prefillTilings(H / KVH, D, gpu.limits.maxComputeWorkgroupStorageSize);
+    const picks = ["128t/4q/32k", "256t/2q/16k", "64t/4q/16k"].map((n) => all.find((t) => prefillTileName(t) === n)).filter((t) => t !== undefined);
+    expect(picks.length, `D=${D}`).toBeGreaterThan(0);
+    for (const t of picks) {
+      await runTiled(H, KVH, D, [{ lens0: [40, 17], n: 37 }, { lens0: [0, 0], n: 21 }, { lens0: [90, 133], n: 5 }], 1, t);
+      await runTiled(H, KVH, D, [{ lens0: [300, 20], n: 70 }, { lens0: [0, 0], n: 9 }], 3, t);
+    }
+  }
+}, 300_000);
 
 test("tiled prefill: the real shapes' tiles fit the default 16 KiB of workgroup storage", async () => {
   const gpu = await getGpu();

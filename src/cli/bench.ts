@@ -41,6 +41,7 @@ kernels:
                          the model runs KVC_GEMM, else ${GEMM_SMALL} up to ${GEMM_SMALL_ROWS} rows, ${GEMM_DEFAULT} past)
   --prefill-attn-lens L,...  prompt lengths for prefill attention, tiled kernel beside attention.wgsl: all rows
                          in one step, and the last --prefill-rows chunk (default ${list(K.prefillAttnLens)})
+  --prefill-attn-tiles   also every tiling of the prefill attention kernel on those steps, side by side
   --rank-batch N --rank-lens L,...  one kv_rank pass over N sequences at L keys per head, each path
                          side by side (default ${K.rankBatch}; ${list(K.rankLens)})
   --copy-mib N           copy-ceiling buffer size (default ${K.copyBytes / 2 ** 20}, capped by the binding limit)
@@ -81,7 +82,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     options: {
       shape: { type: "string" }, out: { type: "string" }, "deadline-s": { type: "string" }, seed: { type: "string" },
       lookahead: { type: "string" }, "max-binding-mib": { type: "string" }, "ignore-eos": { type: "boolean" },
-      contexts: { type: "string" }, "gemv-rows": { type: "string" }, "gemv-tile-rows": { type: "string" }, "attn-sweep-contexts": { type: "string" }, "prefill-rows": { type: "string" }, "prefill-attn-lens": { type: "string" }, "rank-batch": { type: "string" }, "rank-lens": { type: "string" }, "gemm-variants": { type: "string" }, "copy-mib": { type: "string" },
+      contexts: { type: "string" }, "gemv-rows": { type: "string" }, "gemv-tile-rows": { type: "string" }, "attn-sweep-contexts": { type: "string" }, "prefill-rows": { type: "string" }, "prefill-attn-lens": { type: "string" }, "rank-batch": { type: "string" }, "prefill-attn-tiles": { type: "boolean" }, "rank-lens": { type: "string" }, "gemm-variants": { type: "string" }, "copy-mib": { type: "string" },
       "min-pass-ms": { type: "string" }, passes: { type: "string" },
       "prompt-len": { type: "string" }, tokens: { type: "string" }, "prefill-lens": { type: "string" }, batches: { type: "string" },
       "batch-prompt-len": { type: "string" }, "batch-tokens": { type: "string" },
@@ -116,6 +117,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     attnSweepContexts: parseList(a["attn-sweep-contexts"], K.attnSweepContexts, "attn-sweep-contexts"),
     prefillRows: int(a["prefill-rows"], "prefill-rows", K.prefillRows, 17),
     prefillAttnLens: parseList(a["prefill-attn-lens"], K.prefillAttnLens, "prefill-attn-lens").map(Math.floor),
+    prefillAttnTiles: a["prefill-attn-tiles"] ?? K.prefillAttnTiles,
     rankBatch: int(a["rank-batch"], "rank-batch", K.rankBatch),
     rankLens: parseList(a["rank-lens"], K.rankLens, "rank-lens").map(Math.floor),
     gemmVariants: a["gemm-variants"] !== undefined ? a["gemm-variants"].split(",").map((s) => gemmVariant(s.trim()).name) : K.gemmVariants,

@@ -197,27 +197,46 @@ export interface PrefillTiling {
   QPT: number;
 }
 
+/** e.g. "64t/2q/16k": threads, query vectors a thread, keys a tile */
+export const prefillTileName = (t: PrefillTiling) => `${t.WG}t/${t.QPT}q/${t.BK}k`;
+
+/** Workgroup bytes of a prefill tiling: queries (f32), one K/V tile (f16), probabilities, partial maxima. */
+export function prefillTilingBytes(t: PrefillTiling): number {
+  const NQP = (t.WG / t.KG) * t.QPT;
+  return 16 * NQP * (t.D / 4 + 1) + 16 * t.BK * (t.D / 8 + 1) + 4 * t.BK * NQP + 4 * NQP * t.KG + 4;
+}
+
 /**
- * The largest prefill tile that fits `maxBytes` of workgroup memory (16 KiB: the
- * default limit) for GQA group G and head dim D, or null where the kernel cannot serve
- * the shape. Each thread owns 2 query vectors and 16 output dims (8 where D / 8 is odd);
- * a tile is 64 threads where memory allows: the queries (f32) take most of it, so
- * D = 128 gets 16 query vectors (4 rows at G = 4), D = 64 gets 32.
+ * Every prefill tiling for GQA group G and head dim D within `maxBytes` of workgroup
+ * memory, largest first: KG threads share a query group (they split a tile's keys and
+ * the output dims: 16 dims each, 8 where D / 8 is odd), each owns QPT query vectors;
+ * BK keys a tile; 64 to 256 threads. Empty where the kernel cannot serve the shape.
  */
-export function prefillTiling(G: number, D: number, maxBytes = 16384): PrefillTiling | null {
-  if (D % 8 !== 0) return null;
+export function prefillTilings(G: number, D: number, maxBytes: number): PrefillTiling[] {
+  if (D % 8 !== 0) return [];
   const D8 = D / 8;
   const KG = D8 % 2 === 0 ? D8 / 2 : D8;
-  const BK = KG * Math.max(1, Math.round(16 / KG));
-  const QPT = 2;
-  for (let groups = Math.max(1, Math.floor(64 / KG)); groups >= 1; groups = Math.floor(groups / 2)) {
-    const NQP = groups * QPT;
-    const BQ = Math.floor(NQP / G);
-    if (BQ < 1) return null;
-    const bytes = 16 * NQP * (D / 4 + 1) + 16 * BK * (D8 + 1) + 4 * BK * NQP + 4 * NQP * KG + 4;
-    if (bytes <= maxBytes) return { WG: groups * KG, G, D, BQ, BK, KG, QPT };
+  const out: PrefillTiling[] = [];
+  for (const QPT of [2, 4]) {
+    for (const bk of [16, 32]) {
+      const BK = KG * Math.max(1, Math.round(bk / KG));
+      for (let groups = Math.max(1, Math.floor(256 / KG)); groups >= 1; groups = Math.floor(groups / 2)) {
+        const BQ = Math.floor((groups * QPT) / G);
+        const t = { WG: groups * KG, G, D, BQ, BK, KG, QPT };
+        if (BQ >= 1 && prefillTilingBytes(t) <= maxBytes && !out.some((o) => JSON.stringify(o) === JSON.stringify(t))) out.push(t);
+      }
+    }
   }
-  return null;
+  return out;
+}
+
+/**
+ * The model's prefill tiling: 2 query vectors a thread, 16 keys a tile, up to 64
+ * threads within `maxBytes` (16 KiB: the default limit). The queries (f32) take most
+ * of the memory, so D = 128 gets 16 query vectors (4 rows at G = 4), D = 64 gets 32.
+ */
+export function prefillTiling(G: number, D: number, maxBytes = 16384): PrefillTiling | null {
+  return prefillTilings(G, D, maxBytes).find((t) => t.QPT === 2 && t.BK === t.KG * Math.max(1, Math.round(16 / t.KG)) && t.WG / t.KG <= Math.max(1, Math.floor(64 / t.KG))) ?? null;
 }
 
 /**
@@ -262,7 +281,8 @@ export class LlamaModel {
   private histCapacity = 0;
   /** attention_prefill.wgsl serves a step once a sequence brings this many rows (decode keeps attention.wgsl) */
   prefillAttentionMinRows = 17;
-  readonly prefillTiling: PrefillTiling | null;
+  /** the tiled prefill kernel's tile (null: the shape has none); benchmarks swap it to compare */
+  prefillTiling: PrefillTiling | null;
   /** layout of kernels/attention.wgsl (decode, and steps without a prefill tile) */
   decodeAttention: DecodeAttentionShape;
   /** decode attention splits until about this many workgroups run */
