@@ -231,12 +231,14 @@ export function prefillTilings(G: number, D: number, maxBytes: number): PrefillT
 }
 
 /**
- * The model's prefill tiling: 2 query vectors a thread, 16 keys a tile, up to 64
- * threads within `maxBytes` (16 KiB: the default limit). The queries (f32) take most
- * of the memory, so D = 128 gets 16 query vectors (4 rows at G = 4), D = 64 gets 32.
+ * The model's prefill tiling: 2 query vectors a thread, 16 keys a tile, as many threads
+ * (up to 256) as `maxBytes` of workgroup memory hold (16 KiB, the default limit, holds
+ * 64: the queries (f32) take most of it). Measured on the H200 (bench/results), 256
+ * threads ran 1.1-1.3x the 64-thread tile at the 1B shape and 1.4-1.6x at 8B; more
+ * query vectors a thread or 32-key tiles ran slower.
  */
 export function prefillTiling(G: number, D: number, maxBytes = 16384): PrefillTiling | null {
-  return prefillTilings(G, D, maxBytes).find((t) => t.QPT === 2 && t.BK === t.KG * Math.max(1, Math.round(16 / t.KG)) && t.WG / t.KG <= Math.max(1, Math.floor(64 / t.KG))) ?? null;
+  return prefillTilings(G, D, maxBytes).find((t) => t.QPT === 2 && t.BK === t.KG * Math.max(1, Math.round(16 / t.KG))) ?? null;
 }
 
 /**
@@ -298,7 +300,7 @@ export class LlamaModel {
     this.ws = new GrowableBuffers(gpu.device, () => kc.forgetBindGroups());
     this.ffnPad = pad8(cfg.ffn);
     this.qkvWidth = (cfg.heads + 2 * cfg.kvHeads) * cfg.headDim;
-    this.prefillTiling = prefillTiling(cfg.heads / cfg.kvHeads, cfg.headDim);
+    this.prefillTiling = prefillTiling(cfg.heads / cfg.kvHeads, cfg.headDim, gpu.limits.maxComputeWorkgroupStorageSize);
     this.decodeAttention = decodeAttentionShape(cfg.heads / cfg.kvHeads, cfg.headDim);
     this.freq4 = cdiv(cfg.invFreq.length, 4);
     const freqs = new Float32Array(this.freq4 * 4);
