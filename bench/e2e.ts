@@ -83,11 +83,13 @@ async function runTimed(e: Engine, seqs: Sequence[]) {
 
 async function warmUp(e: Engine, ctx: BenchContext) {
   // compiles both prefill GEMM variants (short and long steps), both GEMV batch variants
-  // and split/unsplit attention
+  // and split/unsplit attention; a whole prefill chunk grows the step's buffers to full
+  // size (first-time allocations once cost a timed 2048-token prefill ~200 ms)
   const v = e.cfg.vocab;
   await runTimed(e, [seqOf(e, randomIds(40, ctx.seed, v), 8)]);
-  const long = GEMM_SMALL_ROWS + 8;
-  if (long + 4 <= e.cfg.maxContext) await runTimed(e, [seqOf(e, randomIds(long, ctx.seed + 3, v), 2)]);
+  const long = Math.max(GEMM_SMALL_ROWS, e.opts.prefillChunk) + 8;
+  const fits = [long, GEMM_SMALL_ROWS + 8].find((n) => n + 4 <= e.cfg.maxContext);
+  if (fits) await runTimed(e, [seqOf(e, randomIds(fits, ctx.seed + 3, v), 2)]);
   await runTimed(e, [seqOf(e, randomIds(24, ctx.seed + 1, v), 8), seqOf(e, randomIds(20, ctx.seed + 2, v), 8)]);
 }
 
