@@ -8,6 +8,9 @@
 //      ties; keys in the protected window (position >= protectFrom) sort last;
 //   4. write the number of evictable keys and the sum of each `chunk` consecutive
 //      evictable keys' pooled scores (the host turns sums into chunk means).
+// A head of up to SORT_PAIRS keys runs 1-3 in registers and workgroup memory: scratch
+// then gets only the slot of each rank and the sorted order's ranks (what kv_evict
+// reads); a longer head runs them through scratch, which the evict pass reuses.
 // The sorted order stays in `scratch` for kv_evict, which evicts a prefix of it.
 // Scratch per head at `base` (u32 words, N2 = next power of two >= len):
 //   [0, 2 N2) sort pairs (key, rank) · [2 N2, 3 N2) slot of each position rank · [3 N2, 4 N2) raw scores by rank
