@@ -4,12 +4,14 @@
 // and emptied blocks return to the pool. Scores are
 // multiples of 1/64 so chunk sums are exact in f32 and ties (many) are real ties.
 import { expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
 import { KvCache, type SeqCache } from "../src/cache/kv-cache.ts";
 import { Compactor } from "../src/cache/compaction.ts";
 import { GpuPlanner, type RankSizes } from "../src/cache/gpu-planner.ts";
 import { DEFAULT_COMPRESSION, type CompressionOptions } from "../src/cache/compression.ts";
 import { keepBudget, policyFor, type PlanContext } from "../src/cache/policies.ts";
 import { getGpu, readF32, readU32, variants } from "./gpu-helpers.ts";
+import { ROOT } from "./helpers.ts";
 
 const opts = { layers: 2, kvHeads: 3, headDim: 8, blockSize: 4, numBlocks: 1024, maxSeqLen: 600, maxSeqs: 3 };
 const HALF = opts.headDim / 2;
@@ -204,3 +206,12 @@ test("passes are grouped so each group's scratch fits one binding; a sequence to
   // c alone needs 64 KiB: in no group
   expect(GpuPlanner.groups([a, b, c, d], 4096)).toEqual([[a], [b, d]]);
 });
+
+test("under Deno (wgpu) kv_rank's paths plan what the host policy plans", () => {
+  const r = spawnSync("deno", ["run", "-A", "tests/deno/gpu-planner-parity.ts"], { cwd: ROOT, encoding: "utf8", timeout: 300_000 });
+  expect(r.stderr).not.toContain("error");
+  const out = JSON.parse(r.stdout.trim().split("\n").pop()!);
+  expect(out.mismatches).toEqual([]);
+  expect(out.heads).toBe(54);
+  expect(r.status).toBe(0);
+}, 300_000);
