@@ -15,7 +15,7 @@ import { datasheetGbps, GREEDY, kvBytesFor, randomIds, round, syntheticEngine, t
 import { configFromShape, shapeByName } from "../src/model/config.ts";
 import { ATTN_WORKGROUPS, decodeAttentionShape, prefillTileName, prefillTilingBytes, prefillTilings, gemvGrid, gemvScratchBytes, gemvTileFor, gemvTileName, type DecodeAttentionShape, type GemvTile } from "../src/model/llama.ts";
 import { rankFigures } from "./rank.ts";
-import { GEMM_VARIANTS, gemmGrid, gemmKernel, gemmVariant, type GemmVariant } from "../src/model/gemm.ts";
+import { GEMM_VARIANTS, gemmBytes, gemmGrid, gemmKernel, gemmVariant, type GemmVariant } from "../src/model/gemm.ts";
 
 export interface KernelSuiteOptions {
   contexts: number[];
@@ -241,6 +241,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
   const sheet = datasheetGbps(rep.gpu) ?? datasheetGbps(e.gpu.adapterName);
   const topt = { minPassMs: o.minPassMs, passes: o.passes };
   const cls = classifier(e);
+  const fitsGemm = (v: GemmVariant) => gemmBytes(v) <= e.gpu.limits.maxComputeWorkgroupStorageSize;
   const common = { suite: "kernels", shape: shape.name, timing: timer.source, hbm_datasheet_gbps: sheet };
   let ceiling: number | null = null;
   let readCeiling: number | null = null;
@@ -317,7 +318,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
       // batches past the GEMV's rows run the prefill GEMM: its variants instead
       for (const [name, ds] of groupBy(list.filter((d) => kernelName(d) === "gemm"), cls)) {
         const cost = ds.map(matmulCost).reduce((a, c) => ({ bytes: a.bytes + c.bytes, flops: a.flops + c.flops }), { bytes: 0, flops: 0 });
-        for (const v of GEMM_VARIANTS) {
+        for (const v of GEMM_VARIANTS.filter(fitsGemm)) {
           const r = await timer.time(ds.map((d) => asGemmVariant(e, d, v)), popt);
           rep.emit({
             ...common, test: "gemv_tile", name, M, tile: v.name, model_tile: v.name === e.model.gemmFor(M).name,
@@ -439,7 +440,10 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
       // other kernels are timed once, under the first variant
       const popt = { ...topt, passes: Math.min(3, o.passes) };
       const others: Record<string, number> = {};
-      for (const [vi, v] of o.gemmVariants.map(gemmVariant).entries()) {
+      for (const v of o.gemmVariants.map(gemmVariant).filter((v) => !fitsGemm(v))) {
+        rep.emit({ ...common, test: "gemm", variant: v.name, skipped: `needs ${gemmBytes(v)} bytes of workgroup storage; the adapter has ${e.gpu.limits.maxComputeWorkgroupStorageSize}` });
+      }
+      for (const [vi, v] of o.gemmVariants.map(gemmVariant).filter(fitsGemm).entries()) {
         const vlist = list.map((d) => asGemmVariant(e, d, v));
         const step = await timer.time(vlist, popt);
         const breakdown: Record<string, number> = {};

@@ -1,7 +1,8 @@
 // Prefill GEMM: Y[m, colOff + n] (+)= sum_k X[m, k] * W[n, k] (+ B[colOff + n]).
 // W: f16 [N, K] (native f16 or packed u32 pairs), X: f32 [M, K], K % 8 == 0.
 // f32 accumulators. Two designs (src/model/gemm.ts names the variants): !TILED, the
-// first one, and TILED, register tiles of 4 or 8 per side with vec4 workgroup reads.
+// first one, and TILED, register tiles of 4 or 8 per side with vec4 workgroup reads
+// (DB: with double-buffered workgroup tiles).
 struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, }
 
 #if F16
@@ -113,9 +114,16 @@ const BN = 64u;
 const BK = 16u;
 const SA = (BM + {{PAD}}u) / 4u; // k-row strides, in vec4s
 const SB = (BN + {{PAD}}u) / 4u;
+// DB: two tiles of each in workgroup memory; the next k-step's tile is stored into the
+// other while this one is read, so a k-step needs one barrier instead of two
+#if DB
+const NBUF = 2u;
+#else
+const NBUF = 1u;
+#endif
 
-var<workgroup> As: array<vec4<f32>, BK * SA>;
-var<workgroup> Bs: array<vec4<f32>, BK * SB>;
+var<workgroup> As: array<vec4<f32>, NBUF * BK * SA>;
+var<workgroup> Bs: array<vec4<f32>, NBUF * BK * SB>;
 
 // Loader slot e (0..rows*4): 16 rows x 2 k-groups of 4 per 32 lanes, so a warp's
 // transposing stores hit 32 distinct banks (PAD 4) and its global reads 32-byte runs.
@@ -136,16 +144,28 @@ fn loadB(n0: u32, k0: u32, e: u32) -> vec4<f32> {
   return vec4<f32>(0.0);
 }
 
-fn storeA(e: u32, v: vec4<f32>) {
+fn storeA(e: u32, v: vec4<f32>, buf: u32) {
   let r = slotRow(e);
-  let base = 4u * slotGroup(e) * SA + r / 4u;
+  let base = buf * BK * SA + 4u * slotGroup(e) * SA + r / 4u;
   for (var i = 0u; i < 4u; i++) { As[base + i * SA][r % 4u] = v[i]; }
 }
 
-fn storeB(e: u32, v: vec4<f32>) {
+fn storeB(e: u32, v: vec4<f32>, buf: u32) {
   let r = slotRow(e);
-  let base = 4u * slotGroup(e) * SB + r / 4u;
+  let base = buf * BK * SB + 4u * slotGroup(e) * SB + r / 4u;
   for (var i = 0u; i < 4u; i++) { Bs[base + i * SB][r % 4u] = v[i]; }
+}
+
+// the prefetched tiles into buffer `buf`
+fn storeTiles(t: u32, buf: u32, ga0: vec4<f32>, ga1: vec4<f32>, gb0: vec4<f32>, gb1: vec4<f32>) {
+  storeA(t, ga0, buf);
+  storeB(t, gb0, buf);
+#if TM8
+  storeA(t + 256u, ga1, buf);
+#endif
+#if TN8
+  storeB(t + 256u, gb1, buf);
+#endif
 }
 
 fn put(m: u32, n: u32, v: vec4<f32>) {
@@ -170,22 +190,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // 64 rows x 4 k-groups per 256 slots: BM / 64 (BN / 64) loads per thread per tile
   var ga0 = loadA(m0, 0u, t);
   var gb0 = loadB(n0, 0u, t);
+  var ga1 = vec4<f32>(0.0);
+  var gb1 = vec4<f32>(0.0);
 #if TM8
-  var ga1 = loadA(m0, 0u, t + 256u);
+  ga1 = loadA(m0, 0u, t + 256u);
 #endif
 #if TN8
-  var gb1 = loadB(n0, 0u, t + 256u);
+  gb1 = loadB(n0, 0u, t + 256u);
+#endif
+  var cur = 0u; // the buffer this k-step reads
+#if DB
+  storeTiles(t, 0u, ga0, ga1, gb0, gb1);
+  workgroupBarrier();
 #endif
   for (var k0 = 0u; k0 < P.K; k0 += BK) {
-    storeA(t, ga0);
-    storeB(t, gb0);
-#if TM8
-    storeA(t + 256u, ga1);
-#endif
-#if TN8
-    storeB(t + 256u, gb1);
-#endif
+#if !DB
+    storeTiles(t, 0u, ga0, ga1, gb0, gb1);
     workgroupBarrier();
+#endif
     let kn = k0 + BK;
     ga0 = loadA(m0, kn, t);
     gb0 = loadB(n0, kn, t);
@@ -195,22 +217,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #if TN8
     gb1 = loadB(n0, kn, t + 256u);
 #endif
+    let oa = cur * BK * SA;
+    let ob = cur * BK * SB;
     for (var kk = 0u; kk < BK; kk++) {
-      let a0 = As[kk * SA + ty];
-      let b0 = Bs[kk * SB + tx];
+      let a0 = As[oa + kk * SA + ty];
+      let b0 = Bs[ob + kk * SB + tx];
       c0 = fma(vec4<f32>(a0.x), b0, c0);
       c1 = fma(vec4<f32>(a0.y), b0, c1);
       c2 = fma(vec4<f32>(a0.z), b0, c2);
       c3 = fma(vec4<f32>(a0.w), b0, c3);
 #if TN8
-      let b1 = Bs[kk * SB + 16u + tx];
+      let b1 = Bs[ob + kk * SB + 16u + tx];
       d0 = fma(vec4<f32>(a0.x), b1, d0);
       d1 = fma(vec4<f32>(a0.y), b1, d1);
       d2 = fma(vec4<f32>(a0.z), b1, d2);
       d3 = fma(vec4<f32>(a0.w), b1, d3);
 #endif
 #if TM8
-      let a1 = As[kk * SA + 16u + ty];
+      let a1 = As[oa + kk * SA + 16u + ty];
       c4 = fma(vec4<f32>(a1.x), b0, c4);
       c5 = fma(vec4<f32>(a1.y), b0, c5);
       c6 = fma(vec4<f32>(a1.z), b0, c6);
@@ -223,6 +247,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #endif
 #endif
     }
+#if DB
+    // the other buffer was last read before the previous barrier
+    if (kn < P.K) { storeTiles(t, cur ^ 1u, ga0, ga1, gb0, gb1); }
+    cur ^= 1u;
+#endif
     workgroupBarrier();
   }
   let m = m0 + 4u * ty;

@@ -13,16 +13,24 @@ export interface GemmVariant {
   mFirst: boolean;
 }
 
-const tiled = (name: string, tm8: boolean, tn8: boolean, pad: number): GemmVariant =>
-  ({ name, defines: { TILED: true, TM8: tm8, TN8: tn8, PAD: pad }, bm: tm8 ? 128 : 64, bn: tn8 ? 128 : 64, mFirst: true });
+const tiled = (name: string, tm8: boolean, tn8: boolean, pad: number, db = false): GemmVariant =>
+  ({ name, defines: { TILED: true, TM8: tm8, TN8: tn8, PAD: pad, DB: db }, bm: tm8 ? 128 : 64, bn: tn8 ? 128 : 64, mFirst: true });
 
-// Workgroup storage: 16 x (BM + PAD + BN + PAD) floats, at most the default 16 KiB.
+// Workgroup storage: 16 x (BM + PAD + BN + PAD) floats, twice with DB (see gemmBytes);
+// all but the double-buffered t84d fit the default 16 KiB.
 export const GEMM_VARIANTS: readonly GemmVariant[] = [
-  { name: "base", defines: { TILED: false, TM8: false, TN8: false, PAD: 0 }, bm: 64, bn: 64, mFirst: false },
+  { name: "base", defines: { TILED: false, TM8: false, TN8: false, PAD: 0, DB: false }, bm: 64, bn: 64, mFirst: false },
   tiled("t44", false, false, 4),
   tiled("t84", true, false, 4),
   tiled("t88", true, true, 0),
+  tiled("t84d", true, false, 4, true),
 ];
+
+/** Workgroup storage bytes of a variant (the adapter's limit must hold them). */
+export function gemmBytes(v: GemmVariant): number {
+  const pad = Number(v.defines.PAD);
+  return (v.defines.DB ? 2 : 1) * 16 * (v.bm + pad + v.bn + pad) * 4;
+}
 
 /** 8x4 per thread: vec4 reads feed 32 FMAs, and 128 x 64 tiles still give 128 workgroups for an N = 2048 matrix at 512 rows. */
 export const GEMM_DEFAULT = "t84";
