@@ -20,7 +20,6 @@ struct Params { BS: u32, nHeads: u32, half: u32, }
 const WG = 256u;
 var<workgroup> wLen: u32;
 var<workgroup> wEvict: u32;
-var<workgroup> scan: array<u32, WG>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
@@ -59,16 +58,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       if (i >= keep && !g) { flag = 1u << 16u; }
     }
     // inclusive scan of (hole, survivor) counts packed in one word (a tile counts <= 256)
-    scan[t] = flag;
-    workgroupBarrier();
-    for (var d = 1u; d < WG; d <<= 1u) {
-      var v = scan[t];
-      if (t >= d) { v += scan[t - d]; }
-      workgroupBarrier();
-      scan[t] = v;
-      workgroupBarrier();
-    }
-    let before = scan[t] - flag;
+    let before = workgroupScan(t, flag) - flag;
     if ((flag & 0xffffu) != 0u) { scratch[A + 2u * (holes + (before & 0xffffu))] = i; }
     if ((flag >> 16u) != 0u) { scratch[A + 2u * (movers + (before >> 16u)) + 1u] = i; }
     let total = scan[WG - 1u];

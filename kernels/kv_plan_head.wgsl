@@ -1,6 +1,7 @@
 // Included by kv_rank.wgsl and kv_evict.wgsl (not a kernel of its own): one head of a
 // GPU eviction pass as src/cache/gpu-planner.ts writes it (INFO_WORDS u32 words), and
-// the helpers both passes use. Needs `blockIds` and `P.BS` in the including kernel.
+// the helpers both passes use. Needs `blockIds`, `P.BS` and the workgroup size `WG` in
+// the including kernel; declares the workgroup array `scan` (WG words).
 // len: keys at ranking; lenNow: keys at eviction (a decode round may have appended);
 // base / outBase: the head's scratch and chunk-sum offsets (layout in kv_rank.wgsl).
 struct Head { tableOffset: u32, len: u32, protectFrom: u32, radius: u32, chunk: u32, base: u32, outBase: u32, evict: u32, lenNow: u32, }
@@ -13,4 +14,21 @@ fn nextPow2(n: u32) -> u32 {
 // pool index of slot i of the head, through its block list
 fn phys(hd: Head, i: u32) -> u32 {
   return blockIds[hd.tableOffset + i / P.BS] * P.BS + i % P.BS;
+}
+
+var<workgroup> scan: array<u32, WG>;
+
+// Inclusive prefix sums of v over the workgroup's threads (Hillis-Steele in `scan`,
+// which holds them all on return); every thread of the workgroup calls it.
+fn workgroupScan(t: u32, v: u32) -> u32 {
+  scan[t] = v;
+  workgroupBarrier();
+  for (var d = 1u; d < WG; d <<= 1u) {
+    var s = scan[t];
+    if (t >= d) { s += scan[t - d]; }
+    workgroupBarrier();
+    scan[t] = s;
+    workgroupBarrier();
+  }
+  return scan[t];
 }

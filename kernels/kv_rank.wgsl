@@ -147,16 +147,18 @@ fn sortLocal(NS: u32, t: u32) {
 }
 
 // Position bitmap: bit p set for each key at position p. Thread t owns words
-// [t POS_PER, (t + 1) POS_PER) and `before[t]` counts the set bits below them.
+// [t POS_PER, (t + 1) POS_PER); after countBits `scan[t]` counts the set bits of
+// threads 0..t (kv_plan_head's workgroupScan).
 const POS_WORDS = {{POS_WORDS}}u;
 const POS_PER = (POS_WORDS + WG - 1u) / WG;
 var<workgroup> bits: array<atomic<u32>, POS_WORDS>;
-var<workgroup> before: array<u32, WG>;
 
 // keys at positions below p (p < 32 POS_WORDS, after the prefix counts)
 fn rankOf(p: u32) -> u32 {
   let w = p >> 5u;
-  var r = before[w / POS_PER] + countOneBits(atomicLoad(&bits[w]) & ((1u << (p & 31u)) - 1u));
+  let owner = w / POS_PER;
+  var r = countOneBits(atomicLoad(&bits[w]) & ((1u << (p & 31u)) - 1u));
+  if (owner > 0u) { r += scan[owner - 1u]; }
   for (var v = w - w % POS_PER; v < w; v++) { r += countOneBits(atomicLoad(&bits[v])); }
   return r;
 }
@@ -179,24 +181,14 @@ fn clearBits(t: u32) {
 }
 
 // After every position is marked: false when the bitmap cannot rank, else the prefix
-// counts `before` (workgroup-uniform).
+// counts in `scan` (workgroup-uniform).
 fn countBits(t: u32) -> bool {
   workgroupBarrier();
   if (t == 0u) { wBadOnce = atomicLoad(&wBad); }
   if (workgroupUniformLoad(&wBadOnce) != 0u) { return false; }
   var mine = 0u;
   for (var v = t * POS_PER; v < min((t + 1u) * POS_PER, POS_WORDS); v++) { mine += countOneBits(atomicLoad(&bits[v])); }
-  before[t] = mine;
-  workgroupBarrier();
-  for (var d = 1u; d < WG; d <<= 1u) {
-    var s = before[t];
-    if (t >= d) { s += before[t - d]; }
-    workgroupBarrier();
-    before[t] = s;
-    workgroupBarrier();
-  }
-  before[t] -= mine;
-  workgroupBarrier();
+  workgroupScan(t, mine);
   return true;
 }
 
