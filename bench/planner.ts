@@ -11,20 +11,17 @@ import { cpus } from "node:os";
 import { DEFAULT_COMPRESSION } from "../src/cache/compression.ts";
 import { kvCompressPolicy, type HeadKeys, type PlanContext } from "../src/cache/policies.ts";
 import { referenceKvCompress } from "../tests/reference-planner.ts";
+import { swapSlots, uniform } from "./random.ts";
 
 const { values: a } = parseArgs({ options: { lens: { type: "string", default: "256,1000,3000,6000" }, reps: { type: "string", default: "5" }, json: { type: "string" }, md: { type: "string" } } });
 const LAYERS = 16, KVH = 8, HEADS = LAYERS * KVH;
 const reps = Number(a.reps);
 
 function headKeys(n: number, seed: number): HeadKeys[] {
-  let s = seed >>> 0 || 1;
-  const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  const rnd = uniform(seed);
   return Array.from({ length: HEADS }, () => {
     const pos = Uint32Array.from({ length: n }, (_, i) => i);
-    for (let i = 0; i < n; i += 64) { // swap a few slots, as compaction does
-      const j = Math.floor(rnd() * n);
-      [pos[i], pos[j]] = [pos[j], pos[i]];
-    }
+    swapSlots(pos, rnd);
     return { pos, scores: Float32Array.from({ length: n }, () => rnd() ** 4) };
   });
 }

@@ -11,6 +11,7 @@ import { keepBudget, type PlanContext } from "../src/cache/policies.ts";
 import { capture, type GpuTimer, type TimeOptions } from "../src/gpu/profile.ts";
 import type { Engine } from "../src/engine/engine.ts";
 import { round, type BenchContext } from "./common.ts";
+import { swapSlots, uniform } from "./random.ts";
 
 const BLOCK = 16;
 const PATHS: [string, Partial<RankSizes>][] = [
@@ -30,25 +31,21 @@ export async function rankFigures(ctx: BenchContext, e: Engine, timer: GpuTimer,
       const span = Math.ceil(1.25 * len);
       const pos = new Uint32Array(opts.numBlocks * BLOCK);
       const scores = new Float32Array(opts.numBlocks * BLOCK);
-      let s = ctx.seed >>> 0 || 1;
-      const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+      const rnd = uniform(ctx.seed);
       const reqs: GpuPlanRequest[] = [];
       for (let b = 0; b < batch; b++) {
         const seq = cache.open()!;
         if (!cache.reserve(seq, len)) throw new Error("rank figures: the cache cannot hold the batch");
         cache.commit(seq, len);
         for (let h = 0; h < cache.heads; h++) {
-          // len distinct positions of [0, span): a partial Fisher-Yates draw, then a few slots swapped
+          // len distinct positions of [0, span): a partial Fisher-Yates draw, then slots swapped
           const all = Uint32Array.from({ length: span }, (_, i) => i);
           for (let i = 0; i < len; i++) {
             const j = i + Math.floor(rnd() * (span - i));
             [all[i], all[j]] = [all[j], all[i]];
           }
           const mine = all.subarray(0, len).sort();
-          for (let i = 0; i < len; i += 64) {
-            const j = Math.floor(rnd() * len);
-            [mine[i], mine[j]] = [mine[j], mine[i]];
-          }
+          swapSlots(mine, rnd);
           for (let i = 0; i < len; i++) {
             const p = seq.blocks[h][Math.floor(i / BLOCK)] * BLOCK + (i % BLOCK);
             pos[p] = mine[i];
