@@ -82,7 +82,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     options: {
       shape: { type: "string" }, out: { type: "string" }, "deadline-s": { type: "string" }, seed: { type: "string" },
       lookahead: { type: "string" }, "max-binding-mib": { type: "string" }, "ignore-eos": { type: "boolean" },
-      contexts: { type: "string" }, "gemv-rows": { type: "string" }, "gemv-tile-rows": { type: "string" }, "attn-sweep-contexts": { type: "string" }, "prefill-rows": { type: "string" }, "prefill-attn-lens": { type: "string" }, "rank-batch": { type: "string" }, "prefill-attn-tiles": { type: "boolean" }, "rank-lens": { type: "string" }, "gemm-variants": { type: "string" }, "copy-mib": { type: "string" },
+      contexts: { type: "string" }, "gemv-rows": { type: "string" }, "gemv-tile-rows": { type: "string" }, "attn-sweep-contexts": { type: "string" }, "prefill-rows": { type: "string" }, "prefill-attn-lens": { type: "string" }, "prefill-attn-tiles": { type: "boolean" }, "rank-batch": { type: "string" }, "rank-lens": { type: "string" }, "gemm-variants": { type: "string" }, "copy-mib": { type: "string" },
       "min-pass-ms": { type: "string" }, passes: { type: "string" },
       "prompt-len": { type: "string" }, tokens: { type: "string" }, "prefill-lens": { type: "string" }, batches: { type: "string" },
       "batch-prompt-len": { type: "string" }, "batch-tokens": { type: "string" },

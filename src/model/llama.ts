@@ -206,6 +206,9 @@ export function prefillTilingBytes(t: PrefillTiling): number {
   return 16 * NQP * (t.D / 4 + 1) + 16 * t.BK * (t.D / 8 + 1) + 4 * t.BK * NQP + 4 * NQP * t.KG + 4;
 }
 
+/** Keys a tile: about `keys`, a multiple of the KG threads that split them. */
+const keysPerTile = (KG: number, keys: number) => KG * Math.max(1, Math.round(keys / KG));
+
 /**
  * Every prefill tiling for GQA group G and head dim D within `maxBytes` of workgroup
  * memory, largest first: KG threads share a query group (they split a tile's keys and
@@ -219,7 +222,7 @@ export function prefillTilings(G: number, D: number, maxBytes: number): PrefillT
   const out: PrefillTiling[] = [];
   for (const QPT of [2, 4]) {
     for (const bk of [16, 32]) {
-      const BK = KG * Math.max(1, Math.round(bk / KG));
+      const BK = keysPerTile(KG, bk);
       for (let groups = Math.max(1, Math.floor(256 / KG)); groups >= 1; groups = Math.floor(groups / 2)) {
         const BQ = Math.floor((groups * QPT) / G);
         const t = { WG: groups * KG, G, D, BQ, BK, KG, QPT };
@@ -238,7 +241,7 @@ export function prefillTilings(G: number, D: number, maxBytes: number): PrefillT
  * query vectors a thread or 32-key tiles ran slower.
  */
 export function prefillTiling(G: number, D: number, maxBytes = 16384): PrefillTiling | null {
-  return prefillTilings(G, D, maxBytes).find((t) => t.QPT === 2 && t.BK === t.KG * Math.max(1, Math.round(16 / t.KG))) ?? null;
+  return prefillTilings(G, D, maxBytes).find((t) => t.QPT === 2 && t.BK === keysPerTile(t.KG, 16)) ?? null;
 }
 
 /**
