@@ -39,7 +39,7 @@ pack_bin deno
 # production node_modules from the lockfile, installed apart so dev packages stay out
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-cp package.json bun.lock "$tmp/"
+cp -r package.json bun.lock patches "$tmp/"
 (cd "$tmp" && bun install --production --frozen-lockfile >/dev/null)
 tar -C "$tmp" -cf - node_modules | xz -T0 -9 >.dev/nm.tar.xz.part && mv .dev/nm.tar.xz.part .dev/nm.tar.xz
 

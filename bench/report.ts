@@ -128,6 +128,25 @@ export function mergeSummary(old: Partial<Summary> | null, next: Summary): Summa
 
 const fmt = (v: unknown): string => (v === null || v === undefined ? "–" : typeof v === "number" ? String(v) : String(v));
 
+/** Rows of kvc (Bun) beside the transformers figures of the same records, per shape and batch. */
+function sideBySide(recs: Rec[]): (string | number)[][] {
+  const hf = recs.filter((r) => r.suite === "hf" && r.test === "generate" && typeof r.decode_tok_s === "number");
+  const kvc = recs.filter((r) => r.suite === "e2e" && r.runtime === "bun" && !r.error && !r.skipped);
+  const rows: (string | number)[][] = [];
+  const ratio = (a?: number, b?: number) => (a && b ? `${(a / b).toFixed(2)}x` : "");
+  for (const key of [...new Set(hf.map((r) => `${r.shape}|${r.batch}`))]) {
+    const [shape, b] = key.split("|"), batch = Number(b);
+    const mine = batch === 1
+      ? last(kvc.filter((r) => r.test === "single_stream" && r.shape === shape && r.lookahead === 4))?.decode_tok_s
+      : last(kvc.filter((r) => r.test === "batch_decode" && r.shape === shape && r.batch === batch))?.decode_tok_s;
+    const eager = last(hf.filter((r) => r.shape === shape && r.batch === batch && r.mode === "eager"))?.decode_tok_s;
+    const comp = last(hf.filter((r) => r.shape === shape && r.batch === batch && r.mode === "static_compile"))?.decode_tok_s;
+    if (typeof mine !== "number") continue;
+    rows.push([shape, batch, mine, eager ?? "", ratio(mine, eager as number), comp ?? "", ratio(mine, comp as number)]);
+  }
+  return rows;
+}
+
 function table(head: string[], rows: unknown[][]): string {
   if (!rows.length) return "";
   const line = (cells: unknown[]) => `| ${cells.map(fmt).join(" | ")} |`;
@@ -196,7 +215,12 @@ export function markdown(recs: Rec[]): string {
   const hf = by(recs, (r) => r.suite === "hf" && r.test === "generate");
   if (hf.length) {
     out.push("## Hugging Face transformers baseline (PyTorch, same shapes, f16, random init)\n");
-    out.push(table(["shape", "mode", "batch", "prompt", "new tokens", "decode tok/s", "prefill ms", "note"], hf.map((r) => [r.shape, r.mode, r.batch, r.prompt_len, r.new_tokens, r.decode_tok_s, r.prefill_ms, r.error ? String(r.error).slice(0, 120) : ""])));
+    out.push(table(["shape", "mode", "batch", "prompt", "new tokens", "decode tok/s", "prefill ms", "warm-up s", "note"], hf.map((r) => [r.shape, r.mode, r.batch, r.prompt_len, r.new_tokens, r.decode_tok_s ?? "", r.prefill_ms ?? "", r.warm_s ?? "", r.error ? String(r.error).slice(0, 120) : r.skipped ?? ""])));
+    const side = sideBySide(recs);
+    if (side.length) {
+      out.push("kvc beside transformers, decode tokens/s (kvc: Bun, default lookahead; batch 1 is the single stream):\n");
+      out.push(table(["shape", "batch", "kvc", "hf eager", "kvc / eager", "hf static + compile", "kvc / compiled"], side));
+    }
   }
 
   const c = by(withRatios(recs), (r) => r.suite === "compress" && r.test === "rate");

@@ -104,7 +104,7 @@ DENO=(deno run -A src/main.ts bench)
   if [ $HAVE_DENO = 1 ] && { has decode || only deno; }; then
     step decode-deno 200 "${DENO[@]}" e2e --shape "$SHAPES" --batches 1,8,32,128 ${DECODE_ARGS:-}
   fi
-  has hf && ! only deno && step hf 170 python3 bench/hf_baseline.py --shapes "$SHAPES" ${HF_ARGS:-}
+  has hf && ! only deno && step hf 240 python3 bench/hf_baseline.py --shapes "$SHAPES" ${HF_ARGS:-}
   if [ $HAVE_BUN = 1 ] && ! only deno; then
     has overhead && step overhead 90 "${BUN[@]}" overhead ${OVERHEAD_ARGS:-}
     # the experiment at full size (128 x 6000 tokens, 7 rates) takes far longer than one

@@ -1,5 +1,6 @@
 // Adapter and device acquisition for both runtimes: Bun (bun-webgpu, Dawn) and
 // Deno (built-in wgpu). Feature detection picks kernel variants.
+import { dawnTogglesChain, togglesFromEnv } from "./dawn-toggles.ts";
 
 export interface GpuFeatures {
   /** native f16 in WGSL; otherwise weights are read as packed u32 + unpack2x16float */
@@ -14,6 +15,8 @@ export interface Gpu {
   runtime: "bun" | "deno";
   adapterName: string;
   features: GpuFeatures;
+  /** Dawn toggles asked for (KVC_DAWN_TOGGLES; "-name" disabled) */
+  toggles: string[];
   /** uncaptured device errors since the last check */
   errors: string[];
   limits: {
@@ -90,8 +93,14 @@ export async function createGpu(): Promise<Gpu> {
   if (features.f16) requiredFeatures.push("shader-f16");
   if (features.subgroups) requiredFeatures.push("subgroups" as GPUFeatureName);
   if (features.timestamps) requiredFeatures.push("timestamp-query");
-  const device = await requestDevice(gpu, adapter, { requiredLimits, requiredFeatures });
-  const g: Gpu = { device, runtime: isBun ? "bun" : "deno", adapterName, features, limits, errors: [] };
+  const toggles = isBun ? togglesFromEnv() : { enabled: [], disabled: [] };
+  const chain = isBun ? await dawnTogglesChain(toggles) : null;
+  const desc: GPUDeviceDescriptor & { nextInChain?: number } = { requiredLimits, requiredFeatures };
+  if (chain) desc.nextInChain = chain.ptr;
+  const device = await requestDevice(gpu, adapter, desc);
+  chain?.keep.length; // the toggle strings stay alive until the device exists
+  const toggleNames = [...toggles.enabled, ...toggles.disabled.map((n) => "-" + n)];
+  const g: Gpu = { device, runtime: isBun ? "bun" : "deno", adapterName, features, limits, errors: [], toggles: toggleNames };
   // Validation errors (a bad shader, a bad binding) are kept and raised at the next
   // readback, so a broken step fails loudly instead of returning stale numbers.
   device.addEventListener?.("uncapturederror", (e: any) => {
@@ -124,7 +133,8 @@ export function describeGpu(g: Gpu): string {
   const f = g.features;
   return `${g.adapterName} via ${g.runtime === "bun" ? "Dawn (bun-webgpu)" : "wgpu (Deno)"}; ` +
     `f16=${f.f16 ? "native" : "packed-u32"} subgroups=${f.subgroups ? "on" : "off"}; ` +
-    `max binding ${(g.limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB`;
+    `max binding ${(g.limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB` +
+    (g.toggles.length ? `; toggles ${g.toggles.join(",")}` : "");
 }
 
 /** Throws the first device error recorded since the last check. */
