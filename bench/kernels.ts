@@ -337,7 +337,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
       for (const [name, ds] of groupBy(list.filter((d) => kernelName(d) === "gemv"), cls)) {
         const matrix = matrixOf(name)!;
         const cost = ds.map(matmulCost).reduce((a, c) => a + c.bytes, 0);
-        const mine = gemvTileFor(M, defined(ds[0], "NORM"), e.gpu.limits.maxComputeWorkgroupStorageSize, e.gpu.features.subgroups);
+        const mine = gemvTileFor(M, defined(ds[0], "NORM"), e.gpu.limits.maxComputeWorkgroupStorageSize, e.gpu.features.subgroups, defined(ds[0], "SWIGLU"));
         for (const t of gemvTiles(e, M, defined(ds[0], "NORM"), defined(ds[0], "SWIGLU"))) {
           const r = await timer.time(ds.map((d) => asGemvTile(e, d, t)), popt);
           const gbps = cost / (r.ms * 1e6);

@@ -13,10 +13,9 @@ import { getGpu, maxAbsDiff, rand, readF32, readU32, up, variants, zeros } from 
 
 const f16round = (x: Float32Array) => x.map(ref.roundF16);
 const GEMV = { WG: 256, BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false };
-/** The model's GEMV tile at M rows and one other shape (odd tails of N and M included). */
 /** The model's GEMV tile at M rows and other shapes (odd tails of N and M, row groups of 32 and 8 lanes). */
-const tilesFor = (M: number, norm: boolean): GemvTile[] => [
-  gemvTileFor(M, norm),
+const tilesFor = (M: number, norm: boolean, swiglu = false): GemvTile[] => [
+  gemvTileFor(M, norm, undefined, undefined, swiglu),
   M === 1 ? { ROWS: 8, BATCH: 1, LANES: 256, KU: 1 } : { ROWS: 2, BATCH: 8, LANES: 256, KU: 1 },
   { ROWS: 2, BATCH: 4, LANES: 32, KU: 2 },
   { ROWS: 4, BATCH: 2, LANES: 8, KU: 3 },
@@ -171,7 +170,7 @@ describe("matmul", async () => {
         const bx = await up(x), bg = await up(g);
         const gu = ref.matmul(ref.rmsnorm(x, g, M, K, eps), w, M, 2 * Fn, K);
         const want = ref.swiglu(gu, M, Fn, Fp);
-        for (const tile of tilesFor(M, true)) {
+        for (const tile of tilesFor(M, true, true)) {
           const act = await poisoned(M * Fp);
           const k = kc.kernel("gemv", { ...GEMV, ...tile, NORM: true, SWIGLU: true });
           const st = kc.step();

@@ -486,7 +486,7 @@ export class LlamaModel {
   }
 
   private gemv(M: number, defs: Defines): { k: Kernel; tile: GemvTile } {
-    const tile = gemvTileFor(M, !!defs.NORM, this.gpu.limits.maxComputeWorkgroupStorageSize, this.gpu.features.subgroups);
+    const tile = gemvTileFor(M, !!defs.NORM, this.gpu.limits.maxComputeWorkgroupStorageSize, this.gpu.features.subgroups, !!defs.SWIGLU);
     return { k: this.kc.kernel("gemv", { BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false, WG: GEMV_WG, ...tile, ...defs }), tile };
   }
 
@@ -599,24 +599,26 @@ export function gemvScratchBytes(t: GemvTile, norm: boolean, subgroups: boolean)
 const GEMV_LANES = 64;
 
 /**
- * The tile for M decode rows, `norm` when the GEMV folds in RMSNorm, within `maxStorage`
- * bytes of workgroup memory. Measured side by side on an H200 (bench/results):
- * - M = 1: 2 rows per group and 4 K chunks per trip for the normed GEMVs (8B qkv 3310
- *   GB/s against 2847 for the former whole-workgroup rows), 1 row and 2 chunks for o
- *   and down (2851, 3814).
+ * The tile for M decode rows, `norm` when the GEMV folds in RMSNorm (`swiglu` when it
+ * also writes silu(gate) * up), within `maxStorage` bytes of workgroup memory. Measured
+ * side by side on an H200 under the device's toggles (Tint's robustness transform off:
+ * src/gpu/dawn-toggles.ts; bench/results):
+ * - M = 1: 2 rows per group for the normed GEMVs (8B qkv 3322 GB/s; with 4 K chunks per
+ *   trip, the best tile while the transform was on, 2491), 4 rows for gate/up (8B 3824),
+ *   1 row and 2 chunks for o and down (2886, 3888).
  * - M = 2 to 4: all the rows in one batch tile, 4 weight rows per group (2 for o, down).
- * - M >= 8: batch tiles of 4 rows (normed) or 8 rows and 2 chunks (o, down), neighbours
- *   in dispatch order so that the tiles after the first read W from L2: at 16 rows
- *   810-1270 GB/s on the 8B matrices against 446-561 for the former 8 x 2 tiles.
- *   Wider batch tiles ran out of registers.
+ * - M >= 8: batch tiles of 4 rows (normed) or 8 rows and 4 chunks (o, down: 8B at 16
+ *   rows 952 and 1270 GB/s, against 872 and 822 with 2 chunks), neighbours in dispatch
+ *   order so that the tiles after the first read W from L2. Wider batch tiles ran out
+ *   of registers.
  * Halving BATCH to fit the storage keeps every value.
  */
-export function gemvTileFor(M: number, norm: boolean, maxStorage = 16384, subgroups = true): GemvTile {
+export function gemvTileFor(M: number, norm: boolean, maxStorage = 16384, subgroups = true, swiglu = false): GemvTile {
   const t: GemvTile = M === 1
-    ? { ROWS: norm ? 2 : 1, BATCH: 1, LANES: GEMV_LANES, KU: norm ? 4 : 2 }
+    ? (norm ? { ROWS: swiglu ? 4 : 2, BATCH: 1, LANES: GEMV_LANES, KU: 1 } : { ROWS: 1, BATCH: 1, LANES: GEMV_LANES, KU: 2 })
     : M <= 4 ? { ROWS: norm ? 4 : 2, BATCH: nextPow2(M), LANES: GEMV_LANES, KU: 1 }
     : norm ? { ROWS: 4, BATCH: 4, LANES: GEMV_LANES, KU: 1 }
-    : { ROWS: 4, BATCH: 8, LANES: GEMV_LANES, KU: 2 };
+    : { ROWS: 4, BATCH: 8, LANES: GEMV_LANES, KU: 4 };
   while (t.BATCH > 1 && gemvScratchBytes(t, norm, subgroups) > maxStorage) t.BATCH /= 2;
   return t;
 }
