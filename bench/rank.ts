@@ -15,6 +15,7 @@ import { swapSlots, uniform } from "./random.ts";
 
 const BLOCK = 16;
 const PATHS: [string, Partial<RankSizes>][] = [
+  // the planner's own sizes: heads past its workgroup sort go to the scratch-sort pipeline
   ["bitmap ranks, sort in workgroup memory", {}],
   ["positions sorted in scratch, sort in workgroup memory", { posWords: 8 }],
   ["bitmap ranks, sort in scratch", { sortPairs: 16 }],

@@ -260,16 +260,22 @@ export function throughputSvg(recs: Rec[]): string | null {
   const c = withRatios(recs).filter((r) => r.suite === "compress" && r.test === "rate" && !r.skipped && num(r.total_tok_s) !== null);
   if (!c.length) return null;
   const series: Series[] = [];
+  // runs of several commits (a curve filed in parts) plot one total line per commit
+  const commits = [...new Set(c.map((r) => r.commit))];
   for (const rt of [...new Set(c.map((r) => r.runtime))]) {
-    const g = c.filter((r) => r.runtime === rt);
-    const labels = Object.fromEntries(g.filter((r) => r.throughput_ratio != null).map((r) => [r.rate, `x${r.throughput_ratio}`]));
-    series.push({ name: `${rt}: total tok/s`, points: g.map((r) => [r.rate, r.total_tok_s]), color: COLORS[series.length % COLORS.length], labels });
-    series.push({ name: `${rt}: output tok/s`, points: g.map((r) => [r.rate, r.output_tok_s]), color: COLORS[series.length % COLORS.length] });
+    for (const commit of commits) {
+      const g = c.filter((r) => r.runtime === rt && r.commit === commit).sort((a, b) => a.rate - b.rate);
+      if (!g.length) continue;
+      const labels = Object.fromEntries(g.filter((r) => r.throughput_ratio != null).map((r) => [r.rate, `x${r.throughput_ratio}`]));
+      const name = commits.length > 1 ? `${rt} ${commit}` : rt;
+      series.push({ name: `${name}: total tok/s`, points: g.map((r) => [r.rate, r.total_tok_s]), color: COLORS[series.length % COLORS.length], labels });
+      if (commits.length === 1) series.push({ name: `${name}: output tok/s`, points: g.map((r) => [r.rate, r.output_tok_s]), color: COLORS[series.length % COLORS.length] });
+    }
   }
   const f = c[0];
   return lineChart(series, {
     title: `Throughput vs KV compression rate (${f.shape}, ${f.prompts} x ${f.prompt_len} + ${f.output_len} tokens)`,
-    subtitle: `${f.gpu} · commit ${f.commit} · KV budget ${f.kv_seqs} uncompressed sequences`,
+    subtitle: `${f.gpu} · commit ${commits.join(", ")} · KV budget ${f.kv_seqs} uncompressed sequences`,
     xLabel: "compression rate (kvcompress, continual)",
     yLabel: "tokens/s",
     logX: true,

@@ -15,7 +15,10 @@
 // Scratch per head at `base` (u32 words, N2 = next power of two >= len):
 //   [0, 2 N2) sort pairs (key, rank) · [2 N2, 3 N2) slot of each position rank · [3 N2, 4 N2) raw scores by rank
 // Pooled scores are sums of squares (>= 0), so their f32 bit patterns sort as they do.
-struct Params { BS: u32, nHeads: u32, }
+// A dispatch ranks the heads whose sort length NS (below) lies in (minNS, maxNS]: the
+// planner sends heads longer than SORT_PAIRS to a second pipeline with small workgroup
+// arrays, since they sort in scratch either way and more workgroups fit an SM.
+struct Params { BS: u32, nHeads: u32, minNS: u32, maxNS: u32, }
 #include kv_plan_head
 @group(0) @binding(0) var<storage, read> info: array<Head>;
 @group(0) @binding(1) var<storage, read> blockIds: array<u32>;
@@ -243,13 +246,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     atomicStore(&wProtected, 0u);
   }
   let n = workgroupUniformLoad(&wLen);
-  if (hi >= P.nHeads) { return; }
-  let hd = info[hi];
   let N2 = nextPow2(n);
+  let NS = max(N2, 16u);
+  if (hi >= P.nHeads || NS <= P.minNS || NS > P.maxNS) { return; }
+  let hd = info[hi];
   let A = hd.base;
   let order = hd.base + 2u * N2;
   let raw = hd.base + 3u * N2;
-  let NS = max(N2, 16u);
   let local = NS <= SORT_PAIRS;
 
   clearBits(t);

@@ -121,6 +121,8 @@ const paths: [string, Partial<RankSizes>][] = [
   ["bitmap ranks, sort in scratch", { sortPairs: 16 }],
   ["positions sorted, sort in workgroup memory", { posWords: 8 }],
   ["positions sorted, sort in scratch", { sortPairs: 16, posWords: 8 }],
+  // heads past 128 keys go to the second pipeline, the shorter ones sort in workgroup memory
+  ["heads split between a workgroup sort of 128 keys and a scratch sort", { sortPairs: 128 }],
 ];
 for (const [path, sizes] of paths) test(`GPU planning (${path}) keeps exactly what the host policy keeps, with its K/V; blocks go back`, async () => {
   const gpu = await getGpu();

@@ -18,6 +18,9 @@ export interface GpuPlanRequest {
 
 const INFO_WORDS = 9; // struct Head in kv_rank.wgsl / kv_evict.wgsl
 const MAX_GROUPS_X = 65535;
+/** kv_rank's smallest workgroup sort (and the sort length of the shortest head) */
+const MIN_SORT_PAIRS = 16;
+const ALL = 0xffffffff;
 
 export class GpuPlanner {
   private ws: GrowableBuffers;
@@ -96,6 +99,7 @@ export class GpuPlanner {
     const heads = new Uint32Array(2 * c.heads);
     let base = 0;
     let outBase = n;
+    let longestHead = 0;
     reqs.forEach((r, i) => {
       c.writeHeads(r.cache, heads, 0);
       const o = r.ctx.opts;
@@ -104,6 +108,7 @@ export class GpuPlanner {
         const len = heads[2 * h + 1];
         info.set([heads[2 * h], len, protectFrom, Math.floor(o.poolKernel / 2), o.chunkSize, base, outBase, 0, len], (i * c.heads + h) * INFO_WORDS);
         base += 4 * nextPow2(len);
+        longestHead = Math.max(longestHead, nextPow2(len));
         outBase += Math.ceil(len / o.chunkSize);
       }
     });
@@ -115,7 +120,18 @@ export class GpuPlanner {
     this.kc.device.queue.writeBuffer(bInfo, 0, info);
     c.flush();
     const st = this.kc.step();
-    st.dispatch(this.kc.kernel("kv_rank", { SORT_PAIRS: this.sizes.sortPairs, POS_WORDS: this.sizes.posWords, KPT: Math.max(1, this.sizes.sortPairs / 256) }), [bInfo, c.table, c.pool.scores, c.pool.pos, scratch, out], [c.blockSize, n], grid(n));
+    const { sortPairs, posWords } = this.sizes;
+    const rank = (pairs: number, minNS: number, maxNS: number) =>
+      st.dispatch(this.kc.kernel("kv_rank", { SORT_PAIRS: pairs, POS_WORDS: posWords, KPT: Math.max(1, pairs / 256) }),
+        [bInfo, c.table, c.pool.scores, c.pool.pos, scratch, out], [c.blockSize, n, minNS, maxNS], grid(n));
+    // heads past the workgroup sort go through scratch; with the large arrays reserved
+    // anyway they ran 2.7x slower (H200, 6000 keys a head: 12.45 against 4.65 ms for 2048 heads)
+    if (longestHead > sortPairs && sortPairs > MIN_SORT_PAIRS) {
+      rank(sortPairs, 0, sortPairs);
+      rank(MIN_SORT_PAIRS, sortPairs, ALL);
+    } else {
+      rank(sortPairs, 0, ALL);
+    }
     st.submit();
     return { info, outBase, out };
   }
