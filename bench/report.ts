@@ -267,15 +267,16 @@ export function throughputSvg(recs: Rec[]): string | null {
       const g = c.filter((r) => r.runtime === rt && r.commit === commit).sort((a, b) => a.rate - b.rate);
       if (!g.length) continue;
       const labels = Object.fromEntries(g.filter((r) => r.throughput_ratio != null).map((r) => [r.rate, `x${r.throughput_ratio}`]));
-      const name = commits.length > 1 ? `${rt} ${commit}` : rt;
-      series.push({ name: `${name}: total tok/s`, points: g.map((r) => [r.rate, r.total_tok_s]), color: COLORS[series.length % COLORS.length], labels });
-      if (commits.length === 1) series.push({ name: `${name}: output tok/s`, points: g.map((r) => [r.rate, r.output_tok_s]), color: COLORS[series.length % COLORS.length] });
+      // several commits: one total line each, named short enough for the legend
+      const name = commits.length > 1 ? `${rt} ${String(commit).slice(0, 7)} total` : `${rt}: total tok/s`;
+      series.push({ name, points: g.map((r) => [r.rate, r.total_tok_s]), color: COLORS[series.length % COLORS.length], labels });
+      if (commits.length === 1) series.push({ name: `${rt}: output tok/s`, points: g.map((r) => [r.rate, r.output_tok_s]), color: COLORS[series.length % COLORS.length] });
     }
   }
   const f = c[0];
   return lineChart(series, {
     title: `Throughput vs KV compression rate (${f.shape}, ${f.prompts} x ${f.prompt_len} + ${f.output_len} tokens)`,
-    subtitle: `${f.gpu} · commit ${commits.join(", ")} · KV budget ${f.kv_seqs} uncompressed sequences`,
+    subtitle: `${f.gpu} · ${commits.length > 1 ? "commits" : "commit"} ${commits.join(", ")} · KV budget ${f.kv_seqs} uncompressed sequences`,
     xLabel: "compression rate (kvcompress, continual)",
     yLabel: "tokens/s",
     logX: true,

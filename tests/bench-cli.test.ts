@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "./helpers.ts";
-import { archive, mergeSummary, readRecords, summarize, writeReport } from "../bench/report.ts";
+import { archive, markdown, mergeSummary, readRecords, summarize, throughputSvg, writeReport } from "../bench/report.ts";
 import { GEMM_VARIANTS } from "../src/model/gemm.ts";
 
 const TINY = {
@@ -98,6 +98,13 @@ describe("kvc bench --shape tiny", () => {
     expect(svg.startsWith("<svg")).toBe(true);
     expect(svg.trim().endsWith("</svg>")).toBe(true);
     expect((svg.match(/<circle/g) ?? []).length).toBe(6); // total and output tokens/s at 3 rates
+    // a curve filed in parts: one total line per commit, each against its own rate 1
+    const rated = recs.filter((r) => r.suite === "compress" && r.test === "rate");
+    const later = rated.map((r) => ({ ...r, commit: "later", throughput_ratio: undefined, total_tok_s: 2 * r.total_tok_s }));
+    const two = throughputSvg([...rated, ...later])!;
+    expect((two.match(/<circle/g) ?? []).length).toBe(6); // total tokens/s at 3 rates, twice
+    expect(two).toContain(`bun ${String(rated[0].commit).slice(0, 7)} total`);
+    expect(two).toContain("bun later total");
     // archiving folds new figures into the kept summary
     const arch = mkdtempSync(join(tmpdir(), "kvc-archive-"));
     const slug = archive(recs, arch);
@@ -105,6 +112,20 @@ describe("kvc bench --shape tiny", () => {
     const merged = mergeSummary({ ...s, hf_eager_1b_tok_s: 12.5, compress_overhead_pct: 9 }, { ...s, compress_overhead_pct: 3 });
     expect(merged.hf_eager_1b_tok_s).toBe(12.5);
     expect(merged.compress_overhead_pct).toBe(3);
+  });
+
+  test("the report puts kvc beside transformers, eager and compiled, per shape and batch", () => {
+    const base = { gpu: "G", commit: "c" };
+    const md = markdown([
+      { ...base, runtime: "bun", suite: "e2e", test: "single_stream", shape: "llama-3.2-1b", lookahead: 4, decode_tok_s: 700 },
+      { ...base, runtime: "bun", suite: "e2e", test: "batch_decode", shape: "llama-3.2-1b", batch: 32, decode_tok_s: 4000 },
+      { ...base, runtime: "pytorch", suite: "hf", test: "generate", shape: "llama-3.2-1b", mode: "eager", batch: 1, decode_tok_s: 20 },
+      { ...base, runtime: "pytorch", suite: "hf", test: "generate", shape: "llama-3.2-1b", mode: "static_compile", batch: 1, decode_tok_s: 400 },
+      { ...base, runtime: "pytorch", suite: "hf", test: "generate", shape: "llama-3.2-1b", mode: "eager", batch: 32, decode_tok_s: 500 },
+      { ...base, runtime: "pytorch", suite: "hf", test: "generate", shape: "llama-3.2-1b", mode: "static_compile", batch: 32, skipped: "deadline" },
+    ]);
+    expect(md).toContain("| llama-3.2-1b | 1 | 700 | 20 | 35.00x | 400 | 1.75x |");
+    expect(md).toContain("| llama-3.2-1b | 32 | 4000 | 500 | 8.00x |  |  |");
   });
 
   test("summary picks 8B GEMVs, the HF eager batch-1 figures and single-stream decode", () => {
