@@ -69,18 +69,19 @@ function withRatios(recs: Rec[]): Rec[] {
   });
 }
 
+/** Single-stream decode tok/s of a shape as the engine serves: its default lookahead (4 under Bun, 16 under Deno). */
+function singleOf(rs: Rec[], shape: string): number | null {
+  const all = rs.filter((r) => r.test === "single_stream" && r.shape === shape);
+  const byDefault = all.filter((r) => r.lookahead === (r.runtime === "deno" ? 16 : 4));
+  return num(last(byDefault.length ? byDefault : all)?.decode_tok_s);
+}
+
 export function summarize(recs: Rec[]): Summary {
   const ours = recs.filter((r) => r.runtime === "bun" || r.runtime === "deno");
   const runtime = ours.some((r) => r.runtime === "bun" && r.suite !== "env") ? "bun" : ours.find((r) => r.suite !== "env")?.runtime ?? null;
   const mine = ours.filter((r) => r.runtime === runtime && !r.error && !r.skipped);
   const gemvs = (shape: string) => mine.filter((r) => r.test === "gemv" && r.M === 1 && r.shape === shape).map((r) => r.gbps as number);
   const g = gemvs(S8).length ? gemvs(S8) : gemvs(S1);
-  // the headline is the engine as it serves: its default lookahead (4 under Bun, 16 under Deno)
-  const singleOf = (rs: Rec[], shape: string) => {
-    const all = rs.filter((r) => r.test === "single_stream" && r.shape === shape);
-    const byDefault = all.filter((r) => r.lookahead === (r.runtime === "deno" ? 16 : 4));
-    return num(last(byDefault.length ? byDefault : all)?.decode_tok_s);
-  };
   const single = (shape: string) => singleOf(mine, shape);
   const hf = (shape: string) => num(last(recs.filter((r) => r.suite === "hf" && r.shape === shape && r.batch === 1 && r.mode === "eager" && !r.error))?.decode_tok_s);
   const r64 = last(withRatios(mine).filter((r) => r.suite === "compress" && r.test === "rate" && r.rate === 64 && r.throughput_ratio != null));
@@ -137,7 +138,7 @@ function sideBySide(recs: Rec[]): (string | number)[][] {
   for (const key of [...new Set(hf.map((r) => `${r.shape}|${r.batch}`))]) {
     const [shape, b] = key.split("|"), batch = Number(b);
     const mine = batch === 1
-      ? last(kvc.filter((r) => r.test === "single_stream" && r.shape === shape && r.lookahead === 4))?.decode_tok_s
+      ? singleOf(kvc, shape)
       : last(kvc.filter((r) => r.test === "batch_decode" && r.shape === shape && r.batch === batch))?.decode_tok_s;
     const eager = last(hf.filter((r) => r.shape === shape && r.batch === batch && r.mode === "eager"))?.decode_tok_s;
     const comp = last(hf.filter((r) => r.shape === shape && r.batch === batch && r.mode === "static_compile"))?.decode_tok_s;

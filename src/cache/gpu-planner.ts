@@ -206,7 +206,7 @@ const floorPow2 = (x: number) => 2 ** Math.floor(Math.log2(Math.max(1, x)));
  */
 export function rankSizes(maxWorkgroupBytes: number): RankSizes {
   const budget = maxWorkgroupBytes - 1024 - 64;
-  const sortPairs = Math.min(4096, Math.max(16, floorPow2((budget - 4096) / 8.5)));
+  const sortPairs = Math.min(4096, Math.max(MIN_SORT_PAIRS, floorPow2((budget - 4096) / 8.5)));
   const posWords = Math.min(2048, Math.max(8, floorPow2((budget - 8.5 * sortPairs) / 4)));
   return { sortPairs, posWords };
 }

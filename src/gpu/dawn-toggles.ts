@@ -8,9 +8,9 @@ const DAWN_TOGGLES_STYPE = 0x0005000a; // WGPUSType_DawnTogglesDescriptor
  * On by default. Tint's robustness transform clamps every buffer and array index, and
  * Dawn zero-fills each workgroup's shared memory before the kernel runs; the kernels
  * here guard their own bounds (token ids and block tables are checked on the host) and
- * write shared memory before they read it, which the tests check on lavapipe, where
- * stale shared memory shows. Side by side on an H200 (bench/results/README.md): prefill
- * GEMMs 1.17x, prefill attention 1.17x, decode attention at 8k 1.22x.
+ * write shared memory before they read it, and the tests run with both toggles on
+ * lavapipe. Side by side on an H200, 1B shape (bench/results/README.md): prefill GEMMs
+ * 1.14-1.21x, prefill attention 1.16x, decode attention at 8k 1.22x.
  */
 export const DEFAULT_DAWN_TOGGLES = ["disable_robustness", "disable_workgroup_init"];
 

@@ -94,7 +94,7 @@ export async function createGpu(): Promise<Gpu> {
   if (features.subgroups) requiredFeatures.push("subgroups" as GPUFeatureName);
   if (features.timestamps) requiredFeatures.push("timestamp-query");
   const toggles = isBun ? togglesFromEnv() : { enabled: [], disabled: [] };
-  const chain = isBun ? await dawnTogglesChain(toggles) : null;
+  const chain = await dawnTogglesChain(toggles); // null for Deno: no toggles
   const desc: GPUDeviceDescriptor & { nextInChain?: number } = { requiredLimits, requiredFeatures };
   if (chain) desc.nextInChain = chain.ptr;
   const device = await requestDevice(gpu, adapter, desc);
