@@ -20,6 +20,7 @@ COPY patches patches
 RUN bun install --frozen-lockfile --production
 COPY scripts/build.ts scripts/
 COPY src src
+COPY cli cli
 COPY routes routes
 COPY bench/*.ts bench/
 COPY kernels kernels

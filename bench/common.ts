@@ -47,11 +47,11 @@ export function commitId(): string {
   if (e) return e;
   const r = spawnSync("git", ["rev-parse", "--short=12", "HEAD"], { cwd: ROOT, encoding: "utf8" });
   if (r.status !== 0) return "unknown";
-  const dirty = spawnSync("git", ["status", "--porcelain", "--", "src", "kernels", "bench"], { cwd: ROOT, encoding: "utf8" });
+  const dirty = spawnSync("git", ["status", "--porcelain", "--", "src", "cli", "kernels", "bench"], { cwd: ROOT, encoding: "utf8" });
   return r.stdout.trim() + (dirty.stdout?.trim() ? "+dirty" : "");
 }
 
-/** sha256 of every file under src/, kernels/, bench/ (path and bytes, sorted): pins the code a run used. */
+/** sha256 of every file under src/, cli/, kernels/, bench/ (path and bytes, sorted): pins the code a run used. */
 export function sourceDigest(): string {
   const h = createHash("sha256");
   const walk = (rel: string) => {
@@ -63,7 +63,7 @@ export function sourceDigest(): string {
       else h.update(p).update(readFileSync(join(ROOT, p)));
     }
   };
-  for (const d of ["src", "kernels", "bench"]) walk(d);
+  for (const d of ["src", "cli", "kernels", "bench"]) walk(d);
   return h.digest("hex").slice(0, 16);
 }
 

@@ -9,7 +9,7 @@ import { Sequence } from "../src/engine/sequence.ts";
 import type { CompressionOptions } from "../src/cache/compression.ts";
 import { configFromShape, shapeByName } from "../src/model/config.ts";
 import { GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
-import { PassTimer } from "../src/gpu/profile.ts";
+import { PassTimer } from "./profile.ts";
 
 export interface CompressOptions {
   shape: string;

@@ -7,7 +7,7 @@ import { Sequence } from "../src/engine/sequence.ts";
 import { shapeByName, configFromShape } from "../src/model/config.ts";
 import { GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
 import { createStorage, readBuffer } from "../src/gpu/buffers.ts";
-import { median, PassTimer } from "../src/gpu/profile.ts";
+import { median, PassTimer } from "./profile.ts";
 
 /** Median round trip of a 16-byte readback on an idle queue: the floor of each decode round's wait. */
 async function readbackLatencyMs(e: Engine): Promise<number> {

@@ -1,14 +1,14 @@
 // Kernel figures on a synthetic model: the decode GEMVs (qkv, o, gate_up, down,
 // lm_head), paged decode attention at several contexts, the prefill GEMMs, and a
 // device-to-device copy as the practical bandwidth ceiling. Each figure replays the
-// dispatches a real step records (src/gpu/profile.ts), all layers in turn, many times
+// dispatches a real step records (bench/profile.ts), all layers in turn, many times
 // in one timed pass; bytes moved / time gives GB/s, 2 M N K / time gives TFLOP/s. The
 // ceilings: a copy kernel (read + write) and a read-only kernel (what a GEMV can reach).
 // Prefill attention: the tiled kernel beside attention.wgsl on the same step's inputs.
 import type { Engine } from "../src/engine/engine.ts";
 import type { SeqCache } from "../src/cache/kv-cache.ts";
 import { createStorage } from "../src/gpu/buffers.ts";
-import { capture, GpuTimer, grid256, type CapturedDispatch } from "../src/gpu/profile.ts";
+import { capture, GpuTimer, grid256, type CapturedDispatch } from "./profile.ts";
 import { nextPow2 } from "../src/gpu/kernels.ts";
 import { fillRandom } from "../src/model/weights.ts";
 import { datasheetGbps, GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";

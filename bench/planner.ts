@@ -1,5 +1,5 @@
 // Host-side cost of one KV-Compress planning pass, the planner beside the full-sort
-// reference (tests/reference-planner.ts) in one run, at the Llama-3.2-1B cache shape
+// reference (bench/reference-planner.ts) in one run, at the Llama-3.2-1B cache shape
 // (16 layers x 8 KV heads): the pass after a prefill (rate 2 and 8) and a continual
 // pass (16 new tokens per head over budget). Random scores; positions out of slot order
 // as compaction leaves them. Prints JSON lines; with --md FILE also a markdown table.
@@ -10,7 +10,7 @@ import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { DEFAULT_COMPRESSION } from "../src/cache/compression.ts";
 import { kvCompressPolicy, type HeadKeys, type PlanContext } from "../src/cache/policies.ts";
-import { referenceKvCompress } from "../tests/reference-planner.ts";
+import { referenceKvCompress } from "./reference-planner.ts";
 import { swapSlots, uniform } from "./random.ts";
 
 const { values: a } = parseArgs({ options: { lens: { type: "string", default: "256,1000,3000,6000" }, reps: { type: "string", default: "5" }, json: { type: "string" }, md: { type: "string" } } });

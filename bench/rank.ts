@@ -8,7 +8,7 @@ import { KvCache } from "../src/cache/kv-cache.ts";
 import { GpuPlanner, type GpuPlanRequest, type RankSizes } from "../src/cache/gpu-planner.ts";
 import { DEFAULT_COMPRESSION } from "../src/cache/compression.ts";
 import { keepBudget, type PlanContext } from "../src/cache/policies.ts";
-import { capture, type GpuTimer, type TimeOptions } from "../src/gpu/profile.ts";
+import { capture, type GpuTimer, type TimeOptions } from "./profile.ts";
 import type { Engine } from "../src/engine/engine.ts";
 import { round, type BenchContext } from "./common.ts";
 import { swapSlots, uniform } from "./random.ts";

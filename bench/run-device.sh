@@ -78,7 +78,7 @@ step() {
   fi
   local args=("$@")
   case " $* " in
-    *" src/main.ts bench "*) args+=("${extra[@]}" --deadline-s $((t - 8))) ;;
+    *" cli/main.ts bench "*) args+=("${extra[@]}" --deadline-s $((t - 8))) ;;
     *"hf_baseline.py"*) args+=(--deadline-s $((t - 10))) ;;
   esac
   echo "== $name (limit ${t}s): ${args[*]}" >>"$LOG"
@@ -86,8 +86,8 @@ step() {
   timeout -k 5 "$t" "${args[@]}" >>"$JSONL" 2>>"$LOG"
   echo "== $name: exit $? after $(( $(date +%s) - t0 ))s" >>"$LOG"
 }
-BUN=(bun src/main.ts bench)
-DENO=(deno run -A src/main.ts bench)
+BUN=(bun cli/main.ts bench)
+DENO=(deno run -A cli/main.ts bench)
 # the *_ARGS knobs are word-split on purpose
 # shellcheck disable=SC2086
 {

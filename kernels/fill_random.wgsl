@@ -1,7 +1,7 @@
 // Random tensors made on the GPU (benchmarks build real-size models without files).
 // Element e of a tensor gets m(e) = (hash(hash(seed) ^ e) >> 21) - 1024, an integer in
 // [-1024, 1024), and the value m * 2^-(10 + shift): uniform in [-2^-shift, 2^-shift),
-// exact in f16, so a CPU reference reproduces every bit (tests/bench-fill.test.ts).
+// exact in f16, so a CPU reference reproduces every bit (tests/bench/fill.test.ts).
 // PAIRS: word i holds elements 2 (first + i) (low half) and 2 (first + i) + 1 (high half)
 //      as f16 bits built with integer arithmetic (no float rounding, subnormals kept).
 // else: word i holds element first + i as f32: base + m * 2^-(10 + shift).

@@ -2,8 +2,8 @@
 // Bun.serve and Deno.serve both run it. Every error leaves as OpenAI's JSON shape.
 import { Hono, type Context } from "hono";
 import { HTTPException } from "hono/http-exception";
-import type { ServerContext } from "../src/server/context.ts";
-import { ApiError } from "../src/server/api-error.ts";
+import type { ServerContext } from "../src/serving/context.ts";
+import { ApiError } from "../src/serving/api-error.ts";
 import { apiKey } from "./middleware/api-key.ts";
 import { jsonBody } from "./middleware/json-body.ts";
 import { completionsRoute } from "./completions.ts";

@@ -1,15 +1,15 @@
 // POST /v1/chat/completions: messages rendered by the model's chat template,
 // answered as one message or streamed as deltas (the first carries the role).
 import { Hono } from "hono";
-import type { ServerContext } from "../src/server/context.ts";
+import type { ServerContext } from "../src/serving/context.ts";
 import type { ChatMessage } from "../src/model/tokenizer.ts";
-import { ApiError } from "../src/server/api-error.ts";
+import { ApiError } from "../src/serving/api-error.ts";
 import type { JsonBodyEnv } from "./middleware/json-body.ts";
 import { parseBody } from "./validate.ts";
-import { ChatRequestSchema, type ChatMessageInput } from "./schemas.ts";
+import { ChatRequestSchema, type ChatMessageInput } from "./schemas/requests.ts";
 import { checkPromptText, resolveModel, toGenerationParams } from "./generation-params.ts";
 import { newId, streamChunks, usageOf } from "./respond.ts";
-import { streamOptionsOf } from "./stream-options.ts";
+import { streamOptionsOf } from "./schemas/stream-options.ts";
 import { noteRequest } from "./middleware/request-log.ts";
 
 export function chatRoute(ctx: ServerContext) {

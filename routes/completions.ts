@@ -1,12 +1,12 @@
 // POST /v1/completions: a text prompt (or token ids) continued, streamed or whole.
 import { Hono } from "hono";
-import type { ServerContext } from "../src/server/context.ts";
+import type { ServerContext } from "../src/serving/context.ts";
 import type { JsonBodyEnv } from "./middleware/json-body.ts";
 import { parseBody } from "./validate.ts";
-import { CompletionRequestSchema, type CompletionRequest } from "./schemas.ts";
+import { CompletionRequestSchema, type CompletionRequest } from "./schemas/requests.ts";
 import { checkPromptText, resolveModel, toGenerationParams } from "./generation-params.ts";
 import { newId, streamChunks, usageOf } from "./respond.ts";
-import { streamOptionsOf } from "./stream-options.ts";
+import { streamOptionsOf } from "./schemas/stream-options.ts";
 import { noteRequest } from "./middleware/request-log.ts";
 
 /** OpenAI's and vLLM's default for completions */

@@ -1,11 +1,11 @@
 // From a validated OpenAI body and its prompt ids to what the engine runs:
 // the model check, context and cache limits (400s naming both numbers),
 // max_tokens defaults, sampling defaults, stop strings and compression.
-import type { GenerationParams } from "../src/server/generation.ts";
-import type { ServerContext } from "../src/server/context.ts";
-import { ApiError } from "../src/server/api-error.ts";
-import { requestCompression } from "./kv-compression.ts";
-import type { CommonRequest } from "./schemas.ts";
+import type { GenerationParams } from "../src/serving/generation.ts";
+import type { ServerContext } from "../src/serving/context.ts";
+import { ApiError } from "../src/serving/api-error.ts";
+import { requestCompression } from "./schemas/kv-compression.ts";
+import type { CommonRequest } from "./schemas/requests.ts";
 
 /** The served model's id; a missing `model` means it, any other name is a 404. */
 export function resolveModel(ctx: ServerContext, model: string | null | undefined): string {

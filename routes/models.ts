@@ -1,7 +1,7 @@
 // GET /v1/models: the one model this server serves.
 import { Hono } from "hono";
-import type { ServerContext } from "../src/server/context.ts";
-import { ApiError } from "../src/server/api-error.ts";
+import type { ServerContext } from "../src/serving/context.ts";
+import { ApiError } from "../src/serving/api-error.ts";
 
 export function modelsRoute(ctx: ServerContext) {
   const card = () => ({ id: ctx.opts.modelId, object: "model", created: ctx.created, owned_by: "kvc", max_model_len: ctx.engine.cfg.maxContext });

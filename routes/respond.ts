@@ -3,8 +3,8 @@
 // with `choices: []` when stream_options.include_usage asks for it).
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
-import type { Generation, GenerationResult } from "../src/server/generation.ts";
-import { ApiError } from "../src/server/api-error.ts";
+import type { Generation, GenerationResult } from "../src/serving/generation.ts";
+import { ApiError } from "../src/serving/api-error.ts";
 
 export function newId(prefix: "cmpl" | "chatcmpl"): string {
   return `${prefix}-${crypto.randomUUID().replace(/-/g, "")}`;

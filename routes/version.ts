@@ -2,7 +2,7 @@
 // runtime, the WebGPU adapter and the model. Open like /health.
 import { Hono } from "hono";
 import pkg from "../package.json" with { type: "json" };
-import type { ServerContext } from "../src/server/context.ts";
+import type { ServerContext } from "../src/serving/context.ts";
 
 export function versionRoute(ctx: ServerContext) {
   const g = globalThis as { Bun?: { version: string }; Deno?: { version: { deno: string } } };

@@ -5,7 +5,7 @@
 // downloads denort from dl.deno.land, which no npm package carries; where that
 // host cannot be reached (CI here: only package registries are), this builds the
 // same single file another way: a small sh launcher followed by a tar.gz of the
-// deno binary and the app (the modules of src/main.ts, the npm packages they
+// deno binary and the app (the modules of cli/main.ts, the npm packages they
 // import, kernels/ and kvc-nano). The first run unpacks it into the cache folder, every run execs
 // `deno run` on it. KVC_DENO_BUILD=compile or =launcher forces one way.
 import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -41,7 +41,7 @@ rmSync(OUT, { force: true });
 
 if (want !== "launcher") {
   const bunOnly = ["node_modules/bun-webgpu", `node_modules/bun-webgpu-${process.platform}-${process.arch}`].filter((p) => existsSync(join(ROOT, p)));
-  const r = run(["deno", "compile", "-A", "--no-check", "--include", "kernels", "--include", "models/kvc-nano", ...bunOnly.flatMap((p) => ["--exclude", p]), "-o", OUT, "src/main.ts"]);
+  const r = run(["deno", "compile", "-A", "--no-check", "--include", "kernels", "--include", "models/kvc-nano", ...bunOnly.flatMap((p) => ["--exclude", p]), "-o", OUT, "cli/main.ts"]);
   if (r.code === 0) {
     console.log(`build:deno: ${shown(OUT)} (deno compile)`);
     process.exit(0);
@@ -57,12 +57,12 @@ if (deno.code !== 0) fail(`cannot find the deno binary: ${deno.err}`);
 const denoBin = deno.out.trim();
 
 /**
- * What `deno run src/main.ts` loads, from Deno's own module graph: the project's
+ * What `deno run cli/main.ts` loads, from Deno's own module graph: the project's
  * modules and the npm packages they import (whole, as node_modules holds them),
  * less type declarations and the packages only Bun loads.
  */
 function appFiles(): { files: string[]; packages: string[] } {
-  const info = run(["deno", "info", "--json", "src/main.ts"]);
+  const info = run(["deno", "info", "--json", "cli/main.ts"]);
   if (info.code !== 0) fail(`deno info failed: ${info.err}`);
   const files = new Set(RUNTIME_FILES);
   const packages = new Set<string>();
@@ -114,7 +114,7 @@ if [ ! -f "$dir/.complete" ]; then
   if [ -d "$dir" ] && [ ! -f "$dir/.complete" ]; then rm -rf "$dir"; fi
   mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
 fi
-DENO_DIR=$dir/cache DENO_NO_UPDATE_CHECK=1 exec "$dir/deno" run -A --quiet --config "$dir/app/deno.json" "$dir/app/src/main.ts" "$@"
+DENO_DIR=$dir/cache DENO_NO_UPDATE_CHECK=1 exec "$dir/deno" run -A --quiet --config "$dir/app/deno.json" "$dir/app/cli/main.ts" "$@"
 exit 127
 `;
 // the payload starts right after the header, whose length counts its own digits

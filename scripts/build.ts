@@ -3,7 +3,7 @@
 // bun-webgpu and the default model kvc-nano. It writes a generated module
 // (dist/.embed-<pid>/embedded.ts, removed after) that imports each of those files
 // into the bundle (kernels as text, the rest as embedded files) and registers them
-// before src/main.ts runs.
+// before cli/main.ts runs.
 import { createHash } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -36,8 +36,8 @@ const lines = [
   'import { join } from "node:path";',
   `import { registerKernelSource } from ${from(join(ROOT, "src/gpu/kernels.ts"))};`,
   `import { useDawnLibrary } from ${from(join(ROOT, "src/gpu/device.ts"))};`,
-  `import { useEmbeddedModel } from ${from(join(ROOT, "src/cli/model-dir.ts"))};`,
-  `import { writeOut } from ${from(join(ROOT, "src/cli/embedded.ts"))};`,
+  `import { useEmbeddedModel } from ${from(join(ROOT, "cli/model-dir.ts"))};`,
+  `import { writeOut } from ${from(join(ROOT, "cli/embedded.ts"))};`,
   ...kernels.map((k, i) => `import kernel${i} from ${from(join(ROOT, "kernels", k))} with { type: "text" };`),
   ...modelFiles.map((m, i) => `import model${i} from ${from(join(ROOT, MODEL, m))} with { type: "file" };`),
   `import dawn from ${from(dawn)} with { type: "file" };`,
@@ -51,7 +51,7 @@ rmSync(EMBED, { recursive: true, force: true });
 mkdirSync(EMBED, { recursive: true });
 writeFileSync(join(EMBED, "embedded.ts"), lines.join("\n"));
 // sibling imports run in order: the registrations before the CLI
-writeFileSync(join(EMBED, "entry.ts"), `import "./embedded.ts";\nimport ${from(join(ROOT, "src/main.ts"))};\n`);
+writeFileSync(join(EMBED, "entry.ts"), `import "./embedded.ts";\nimport ${from(join(ROOT, "cli/main.ts"))};\n`);
 
 const proc = Bun.spawnSync(["bun", "build", "--compile", join(EMBED, "entry.ts"), "--outfile", OUT], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
 rmSync(EMBED, { recursive: true, force: true });

@@ -3,7 +3,7 @@
 // reading so a huge or endless body is never held), UTF-8 (400), nesting depth
 // (400, so a deeply nested body cannot exhaust the parser's stack), syntax (400).
 import type { MiddlewareHandler } from "hono";
-import { ApiError } from "../../src/server/api-error.ts";
+import { ApiError } from "../../src/serving/api-error.ts";
 
 export interface JsonBodyOptions {
   maxBytes: number;

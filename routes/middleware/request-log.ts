@@ -3,8 +3,8 @@
 // after the response went out), with its tokens, KV compression and timings;
 // any other when its response is made. Prompt text is never written unless asked.
 import type { Context, MiddlewareHandler } from "hono";
-import type { Generation } from "../../src/server/generation.ts";
-import { ApiError } from "../../src/server/api-error.ts";
+import type { Generation } from "../../src/serving/generation.ts";
+import { ApiError } from "../../src/serving/api-error.ts";
 import type { RequestIdEnv } from "./request-id.ts";
 
 /** What a route adds about the request it is serving. */

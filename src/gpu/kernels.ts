@@ -126,7 +126,7 @@ export interface Kernel {
 
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
 
-/** One dispatch as a step recorded it, for replays under a timer (src/gpu/profile.ts). */
+/** One dispatch as a step recorded it, for replays under a timer (bench/profile.ts). */
 export interface CapturedDispatch {
   k: Kernel;
   bindings: Binding[];

@@ -1,0 +1,29 @@
+// What generate and eval share on the command line: the model and KV memory flags,
+// JSON output and help, loading the engine from them, and number flags with one
+// error shape ("--NAME must be WHAT (got "VALUE")").
+import { Engine } from "../src/engine/engine.ts";
+import { parseBytes } from "../src/cache/kv-cache.ts";
+import { defaultModelDir } from "./model-dir.ts";
+
+export const ENGINE_FLAG_OPTIONS = {
+  model: { type: "string" },
+  "kv-memory": { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+export function numberFlag(v: string | undefined, name: string, def: number, check: (x: number) => boolean, what: string): number {
+  if (v === undefined) return def;
+  const x = Number(v);
+  if (!Number.isFinite(x) || !check(x)) throw new Error(`--${name} must be ${what} (got "${v}")`);
+  return x;
+}
+
+export const intFlag = (v: string | undefined, name: string, def: number, min: number): number =>
+  numberFlag(v, name, def, (x) => Number.isInteger(x) && x >= min, `an integer >= ${min}`);
+
+/** The engine --model and --kv-memory name; progress lines go to stderr unless --json. */
+export function loadEngine(a: { model?: string; "kv-memory"?: string; json?: boolean }): Promise<Engine> {
+  const log = a.json ? () => {} : (m: string) => console.error(`[kvc] ${m}`);
+  return Engine.load(a.model ?? defaultModelDir(), { kvMemory: a["kv-memory"] ? parseBytes(a["kv-memory"]) : undefined, log });
+}

@@ -1,0 +1,187 @@
+// kvc serve's settings. Each comes from its flag, else its KVC_* environment
+// variable, else its default; all are checked with valibot before anything loads,
+// and every bad one is reported at once, named as the user gave it (--port or KVC_PORT).
+import { statSync } from "node:fs";
+import * as v from "valibot";
+import { parseBytes } from "../src/cache/kv-cache.ts";
+import type { CompressionOptions } from "../src/cache/compression.ts";
+import { KvCompressionSchema, toCompressionOptions } from "../routes/schemas/kv-compression.ts";
+import { DEFAULTS } from "../routes/server.ts";
+
+export interface Setting {
+  flag: string;
+  env: string;
+  /** the value's placeholder in the help; none for a switch */
+  arg?: string;
+  help: string;
+  /** the kv_compression field this sets (server-wide default for requests) */
+  kvField?: string;
+}
+
+/** Every serve setting, in the order of the help. */
+export const SERVE_SETTINGS = {
+  model: { flag: "model", env: "KVC_MODEL", arg: "DIR", help: "HF model folder; its name is the model id (default: the embedded kvc-nano)" },
+  host: { flag: "host", env: "KVC_HOST", arg: "HOST", help: `address to listen on; 0.0.0.0 for every interface (default ${DEFAULTS.host})` },
+  port: { flag: "port", env: "KVC_PORT", arg: "N", help: `port; 0 picks a free one (default ${DEFAULTS.port})` },
+  apiKey: { flag: "api-key", env: "KVC_API_KEY", arg: "KEY", help: 'require "Authorization: Bearer KEY" on /v1 (default: none)' },
+  kvMemory: { flag: "kv-memory", env: "KVC_KV_MEMORY", arg: "SIZE", help: "KV cache budget, e.g. 512MiB or 2GiB (default: 1GiB, or less where the adapter binds less)" },
+  maxQueue: { flag: "max-queue", env: "KVC_MAX_QUEUE", arg: "N", help: `most requests waiting + running; more get 429 (default ${DEFAULTS.maxQueue})` },
+  maxBody: { flag: "max-body", env: "KVC_MAX_BODY", arg: "SIZE", help: "largest request body; larger get 413 (default 4MiB)" },
+  logPrompts: { flag: "log-prompts", env: "KVC_LOG_PROMPTS", help: "put the prompt in each request log line (default: never)" },
+  kvMethod: { flag: "kv-method", env: "KVC_KV_METHOD", arg: "M", kvField: "method", help: "none | kvcompress | snapkv | streaming | kvcrush" },
+  kvRate: { flag: "kv-rate", env: "KVC_KV_RATE", arg: "R", kvField: "rate", help: "keep 1/R of each sequence's K/V (R >= 1)" },
+  kvMaxTokens: { flag: "kv-max-tokens", env: "KVC_KV_MAX_TOKENS", arg: "N", kvField: "max_cache_tokens", help: "budget: average tokens kept per (layer, KV head)" },
+  kvProtectedWindow: { flag: "kv-protected-window", env: "KVC_KV_PROTECTED_WINDOW", arg: "N", kvField: "protected_window", help: "most recent positions never evicted" },
+  kvObservationWindow: { flag: "kv-observation-window", env: "KVC_KV_OBSERVATION_WINDOW", arg: "N", kvField: "observation_window", help: "last prompt queries that score the keys" },
+  kvInterval: { flag: "kv-interval", env: "KVC_KV_INTERVAL", arg: "N", kvField: "interval", help: "decode steps between compressions" },
+  kvCompressOnce: { flag: "kv-compress-once", env: "KVC_KV_COMPRESS_ONCE", kvField: "compress_once", help: "compress only after the prefill" },
+  kvCrushRatio: { flag: "kv-crush-ratio", env: "KVC_KV_CRUSH_RATIO", arg: "X", kvField: "crush_ratio", help: "KVCrush: share of the budget for representatives, in [0, 1)" },
+  kvCrushAnchor: { flag: "kv-crush-anchor", env: "KVC_KV_CRUSH_ANCHOR", arg: "A", kvField: "crush_anchor", help: "KVCrush anchor: mean | alternate | random" },
+  kvCrushBase: { flag: "kv-crush-base", env: "KVC_KV_CRUSH_BASE", arg: "B", kvField: "crush_base", help: "KVCrush importance method: kvcompress | snapkv" },
+} as const satisfies Record<string, Setting>;
+
+type Key = keyof typeof SERVE_SETTINGS;
+const KEYS = Object.keys(SERVE_SETTINGS) as Key[];
+const setting = (k: Key): Setting => SERVE_SETTINGS[k];
+
+export interface ServeConfig {
+  modelDir: string;
+  host: string;
+  port: number;
+  apiKey: string | null;
+  /** undefined: the engine's default budget */
+  kvMemory: number | undefined;
+  maxQueue: number;
+  maxBodyBytes: number;
+  logPrompts: boolean;
+  /** defaults for requests that set no kv_compression */
+  compression: Partial<CompressionOptions>;
+}
+
+/** The options `parseArgs` takes for these settings. */
+export function serveArgOptions() {
+  return Object.fromEntries(KEYS.map((k) => [setting(k).flag, { type: setting(k).arg ? ("string" as const) : ("boolean" as const) }]));
+}
+
+/** The settings' part of `kvc serve --help`: flag, environment variable, meaning. */
+export function settingsHelp(which: "server" | "kv"): string {
+  const rows = KEYS.filter((k) => (which === "kv") === !!setting(k).kvField).map((k) => {
+    const s = setting(k);
+    return [`--${s.flag}${s.arg ? ` ${s.arg}` : ""}`, s.env, s.help];
+  });
+  const w0 = Math.max(...rows.map((r) => r[0].length)) + 2;
+  const w1 = Math.max(...rows.map((r) => r[1].length)) + 2;
+  return rows.map(([f, e, h]) => `  ${f.padEnd(w0)}${e.padEnd(w1)}${h}`).join("\n");
+}
+
+const integer = (min: number, max: number) => {
+  const msg = `must be an integer in [${min}, ${max}]`;
+  return v.pipe(v.string(), v.regex(/^\s*\d+\s*$/, msg), v.transform(Number), v.minValue(min, msg), v.maxValue(max, msg));
+};
+const size = (min: number, what: string) =>
+  v.pipe(
+    v.string(),
+    v.rawTransform(({ dataset, addIssue, NEVER }) => {
+      try {
+        return parseBytes(dataset.value);
+      } catch (e) {
+        addIssue({ message: (e as Error).message });
+        return NEVER;
+      }
+    }),
+    v.minValue(min, `must be at least ${what}`),
+  );
+const TRUE = ["1", "true", "yes", "on"];
+const FALSE = ["0", "false", "no", "off"];
+const boolean = v.pipe(
+  v.string(),
+  v.transform((s) => s.trim().toLowerCase()),
+  v.picklist([...TRUE, ...FALSE], `must be one of ${[...TRUE, ...FALSE].join(", ")}`),
+  v.transform((s) => TRUE.includes(s)),
+);
+const isFolder = (p: string) => {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+};
+
+/** The server settings (the --kv-* ones go through the request schema instead). */
+const ServerSettingsSchema = v.object({
+  model: v.optional(v.pipe(v.string(), v.minLength(1, "must name a folder"), v.check(isFolder, "is not a folder"))),
+  host: v.optional(v.pipe(v.string(), v.regex(/^[\w.:%-]+$/, "must be a host name or an IP address"))),
+  port: v.optional(integer(0, 65535)),
+  apiKey: v.optional(v.pipe(v.string(), v.regex(/^\S+$/, "must be non-empty without spaces"))),
+  kvMemory: v.optional(size(2 ** 20, "1MiB")),
+  maxQueue: v.optional(integer(1, 1e9)),
+  maxBody: v.optional(size(1024, "1KiB")),
+  logPrompts: v.optional(boolean),
+});
+
+/** A setting as the user gave it: `--port` or `KVC_PORT`, and the text. */
+type Source = { name: string; raw: string; isSwitch: boolean };
+const TEXT_FIELDS = new Set(["method", "crush_anchor", "crush_base"]);
+
+/**
+ * Flags win over the environment, which wins over the defaults. Throws one Error
+ * listing every bad setting as `--flag: message (got "value")` or `KVC_X: ...`.
+ */
+export function resolveServeConfig(flags: Record<string, string | boolean | undefined>, env: (name: string) => string | undefined, defaultModelDir: () => string): ServeConfig {
+  const given = new Map<Key, Source>();
+  for (const k of KEYS) {
+    const s = setting(k);
+    const f = flags[s.flag];
+    const e = env(s.env);
+    if (f !== undefined && f !== false) given.set(k, { name: `--${s.flag}`, raw: f === true ? "true" : f, isSwitch: f === true });
+    else if (e !== undefined && e !== "") given.set(k, { name: s.env, raw: e, isSwitch: false });
+  }
+  const problems: string[] = [];
+  /** valibot's own messages say what they received; ours get the text appended */
+  const problem = (src: Source | undefined, message: string, showRaw = true) =>
+    problems.push(src ? `${src.name}: ${message}${showRaw && !src.isSwitch ? ` (got "${src.raw}")` : ""}` : message);
+
+  const server = v.safeParse(ServerSettingsSchema, Object.fromEntries([...given].filter(([k]) => !setting(k).kvField).map(([k, s]) => [k, s.raw])));
+  if (!server.success) for (const i of server.issues) problem(given.get(issueKey(i) as Key), i.message);
+
+  // the --kv-* settings are checked by the schema of a request's kv_compression
+  const kv: Record<string, unknown> = {};
+  const byField = new Map<string, Source>();
+  for (const [k, s] of given) {
+    const field = setting(k).kvField;
+    if (!field) continue;
+    byField.set(field, s);
+    if (field === "compress_once") {
+      const b = v.safeParse(boolean, s.raw);
+      if (b.success) kv[field] = b.output;
+      else problem(s, b.issues[0].message);
+    } else kv[field] = TEXT_FIELDS.has(field) ? s.raw : s.raw.trim() === "" ? NaN : Number(s.raw);
+  }
+  let compression: Partial<CompressionOptions> = {};
+  const k = v.safeParse(KvCompressionSchema, kv);
+  if (!k.success) for (const i of k.issues) problem(byField.get(issueKey(i)), i.message, false);
+  else {
+    compression = toCompressionOptions(k.output);
+    if (compression.method && compression.method !== "none" && compression.rate == null && compression.maxCacheTokens == null) {
+      problem(byField.get("method"), `${compression.method} needs a budget: --kv-rate or --kv-max-tokens (KVC_KV_RATE or KVC_KV_MAX_TOKENS)`, false);
+    }
+  }
+  if (problems.length || !server.success) throw new Error(problems.length === 1 ? problems[0] : `bad settings:\n  ${problems.join("\n  ")}`);
+
+  const o = server.output;
+  return {
+    modelDir: o.model ?? defaultModelDir(),
+    host: o.host ?? DEFAULTS.host,
+    port: o.port ?? DEFAULTS.port,
+    apiKey: o.apiKey ?? null,
+    kvMemory: o.kvMemory,
+    maxQueue: o.maxQueue ?? DEFAULTS.maxQueue,
+    maxBodyBytes: o.maxBody ?? DEFAULTS.maxBodyBytes,
+    logPrompts: o.logPrompts ?? false,
+    compression,
+  };
+}
+
+function issueKey(issue: v.BaseIssue<unknown>): string {
+  return String((issue.path?.[0] as { key?: unknown } | undefined)?.key);
+}

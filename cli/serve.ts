@@ -1,0 +1,71 @@
+// `kvc serve`: the OpenAI-compatible HTTP server until SIGINT/SIGTERM.
+import { parseArgs } from "node:util";
+import { startServer } from "../routes/server.ts";
+import { resolveServeConfig, serveArgOptions, settingsHelp } from "./serve-config.ts";
+import { defaultModelDir } from "./model-dir.ts";
+
+export const SERVE_HELP = `kvc serve [--model DIR] [options]
+
+Each setting is a flag or an environment variable; the flag wins.
+
+${settingsHelp("server")}
+
+KV compression defaults for requests that do not set kv_compression:
+${settingsHelp("kv")}
+
+Request log: one JSON line per request on stderr (id, status, tokens, KV compression,
+TTFT, duration; the prompt only with --log-prompts). Files the single binary writes
+out go to KVC_CACHE_DIR (default ~/.cache/kvc).
+`;
+
+export async function serveCommand(argv: string[]) {
+  const { values: a } = parseArgs({ args: argv, options: { ...serveArgOptions(), help: { type: "boolean", short: "h" } }, strict: true });
+  if (a.help) {
+    console.log(SERVE_HELP);
+    return;
+  }
+  const c = resolveServeConfig(a as Record<string, string | boolean | undefined>, envVar, defaultModelDir);
+  const log = (m: string) => console.error(`[kvc] ${m}`);
+  const server = await startServer({
+    modelDir: c.modelDir,
+    host: c.host,
+    port: c.port,
+    maxQueue: c.maxQueue,
+    apiKey: c.apiKey,
+    maxBodyBytes: c.maxBodyBytes,
+    compression: c.compression,
+    engine: { kvMemory: c.kvMemory },
+    logPrompts: c.logPrompts,
+    requestLog: (entry) => console.error(JSON.stringify(entry)),
+    log,
+  });
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string) => {
+      if (stopping) return exitNow(`${sig} again: exiting without waiting`);
+      stopping = true;
+      log(`${sig}: finishing in-flight requests, then shutting down`);
+      server.close().then(resolve, (e) => (log(`shutdown: ${(e as Error).message}`), resolve()));
+    };
+    onSignal("SIGINT", () => stop("SIGINT"));
+    onSignal("SIGTERM", () => stop("SIGTERM"));
+  });
+}
+
+function envVar(name: string): string | undefined {
+  const g = globalThis as any;
+  return g.Deno ? g.Deno.env.get(name) : g.process?.env?.[name];
+}
+
+function exitNow(why: string) {
+  console.error(`[kvc] ${why}`);
+  const g = globalThis as any;
+  if (g.Deno) g.Deno.exit(130);
+  else g.process.exit(130);
+}
+
+function onSignal(sig: "SIGINT" | "SIGTERM", fn: () => void) {
+  const g = globalThis as any;
+  if (g.Deno) g.Deno.addSignalListener(sig, fn);
+  else g.process.on(sig, fn);
+}
