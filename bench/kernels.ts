@@ -5,6 +5,9 @@
 // in one timed pass; bytes moved / time gives GB/s, 2 M N K / time gives TFLOP/s. The
 // ceilings: a copy kernel (read + write) and a read-only kernel (what a GEMV can reach).
 // Prefill attention: the tiled kernel beside attention.wgsl on the same step's inputs.
+//
+// Long file: one suite, each figure a short function beside the capture and replay
+// helpers they all use.
 import type { Engine } from "../src/engine/engine.ts";
 import type { SeqCache } from "../src/cache/kv-cache.ts";
 import { createStorage } from "../src/gpu/buffers.ts";

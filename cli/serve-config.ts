@@ -4,9 +4,9 @@
 import { statSync } from "node:fs";
 import * as v from "valibot";
 import { parseBytes } from "../src/cache/kv-cache.ts";
-import type { CompressionOptions } from "../src/cache/compression.ts";
-import { KvCompressionSchema, toCompressionOptions } from "../routes/schemas/kv-compression.ts";
+import { budgetProblem, SETTABLE, settingFromText, settingOf, SWITCH_ON, SWITCH_WORDS, withImpliedMethod, type CompressionOptions } from "../src/cache/compression.ts";
 import { DEFAULTS } from "../routes/server.ts";
+import { settingHelp } from "./kv-flags.ts";
 
 export interface Setting {
   flag: string;
@@ -18,8 +18,8 @@ export interface Setting {
   kvField?: string;
 }
 
-/** Every serve setting, in the order of the help. */
-export const SERVE_SETTINGS = {
+/** The server's own settings, in the order of the help; the --kv-* ones follow from the compression table. */
+const SERVER_SETTINGS = {
   model: { flag: "model", env: "KVC_MODEL", arg: "DIR", help: "HF model folder; its name is the model id (default: the embedded kvc-nano)" },
   host: { flag: "host", env: "KVC_HOST", arg: "HOST", help: `address to listen on; 0.0.0.0 for every interface (default ${DEFAULTS.host})` },
   port: { flag: "port", env: "KVC_PORT", arg: "N", help: `port; 0 picks a free one (default ${DEFAULTS.port})` },
@@ -28,20 +28,16 @@ export const SERVE_SETTINGS = {
   maxQueue: { flag: "max-queue", env: "KVC_MAX_QUEUE", arg: "N", help: `most requests waiting + running; more get 429 (default ${DEFAULTS.maxQueue})` },
   maxBody: { flag: "max-body", env: "KVC_MAX_BODY", arg: "SIZE", help: "largest request body; larger get 413 (default 4MiB)" },
   logPrompts: { flag: "log-prompts", env: "KVC_LOG_PROMPTS", help: "put the prompt in each request log line (default: never)" },
-  kvMethod: { flag: "kv-method", env: "KVC_KV_METHOD", arg: "M", kvField: "method", help: "none | kvcompress | snapkv | streaming | kvcrush" },
-  kvRate: { flag: "kv-rate", env: "KVC_KV_RATE", arg: "R", kvField: "rate", help: "keep 1/R of each sequence's K/V (R >= 1)" },
-  kvMaxTokens: { flag: "kv-max-tokens", env: "KVC_KV_MAX_TOKENS", arg: "N", kvField: "max_cache_tokens", help: "budget: average tokens kept per (layer, KV head)" },
-  kvProtectedWindow: { flag: "kv-protected-window", env: "KVC_KV_PROTECTED_WINDOW", arg: "N", kvField: "protected_window", help: "most recent positions never evicted" },
-  kvObservationWindow: { flag: "kv-observation-window", env: "KVC_KV_OBSERVATION_WINDOW", arg: "N", kvField: "observation_window", help: "last prompt queries that score the keys" },
-  kvInterval: { flag: "kv-interval", env: "KVC_KV_INTERVAL", arg: "N", kvField: "interval", help: "decode steps between compressions" },
-  kvCompressOnce: { flag: "kv-compress-once", env: "KVC_KV_COMPRESS_ONCE", kvField: "compress_once", help: "compress only after the prefill" },
-  kvCrushRatio: { flag: "kv-crush-ratio", env: "KVC_KV_CRUSH_RATIO", arg: "X", kvField: "crush_ratio", help: "KVCrush: share of the budget for representatives, in [0, 1)" },
-  kvCrushAnchor: { flag: "kv-crush-anchor", env: "KVC_KV_CRUSH_ANCHOR", arg: "A", kvField: "crush_anchor", help: "KVCrush anchor: mean | alternate | random" },
-  kvCrushBase: { flag: "kv-crush-base", env: "KVC_KV_CRUSH_BASE", arg: "B", kvField: "crush_base", help: "KVCrush importance method: kvcompress | snapkv" },
 } as const satisfies Record<string, Setting>;
 
-type Key = keyof typeof SERVE_SETTINGS;
-const KEYS = Object.keys(SERVE_SETTINGS) as Key[];
+/** Every serve setting, in the order of the help: the server's, then each settable compression option. */
+export const SERVE_SETTINGS: Record<string, Setting> = {
+  ...SERVER_SETTINGS,
+  ...Object.fromEntries(SETTABLE.map((s) => [s.key, { flag: s.flag!, env: s.env!, arg: s.arg, kvField: s.field!, help: settingHelp(s) }])),
+};
+
+type Key = string;
+const KEYS = Object.keys(SERVE_SETTINGS);
 const setting = (k: Key): Setting => SERVE_SETTINGS[k];
 
 export interface ServeConfig {
@@ -91,13 +87,11 @@ const size = (min: number, what: string) =>
     }),
     v.minValue(min, `must be at least ${what}`),
   );
-const TRUE = ["1", "true", "yes", "on"];
-const FALSE = ["0", "false", "no", "off"];
 const boolean = v.pipe(
   v.string(),
   v.transform((s) => s.trim().toLowerCase()),
-  v.picklist([...TRUE, ...FALSE], `must be one of ${[...TRUE, ...FALSE].join(", ")}`),
-  v.transform((s) => TRUE.includes(s)),
+  v.picklist(SWITCH_WORDS, `must be one of ${SWITCH_WORDS.join(", ")}`),
+  v.transform((s) => SWITCH_ON.includes(s)),
 );
 const isFolder = (p: string) => {
   try {
@@ -121,7 +115,6 @@ const ServerSettingsSchema = v.object({
 
 /** A setting as the user gave it: `--port` or `KVC_PORT`, and the text. */
 type Source = { name: string; raw: string; isSwitch: boolean };
-const TEXT_FIELDS = new Set(["method", "crush_anchor", "crush_base"]);
 
 /**
  * Flags win over the environment, which wins over the defaults. Throws one Error
@@ -144,28 +137,18 @@ export function resolveServeConfig(flags: Record<string, string | boolean | unde
   const server = v.safeParse(ServerSettingsSchema, Object.fromEntries([...given].filter(([k]) => !setting(k).kvField).map(([k, s]) => [k, s.raw])));
   if (!server.success) for (const i of server.issues) problem(given.get(issueKey(i) as Key), i.message);
 
-  // the --kv-* settings are checked by the schema of a request's kv_compression
-  const kv: Record<string, unknown> = {};
-  const byField = new Map<string, Source>();
-  for (const [k, s] of given) {
-    const field = setting(k).kvField;
-    if (!field) continue;
-    byField.set(field, s);
-    if (field === "compress_once") {
-      const b = v.safeParse(boolean, s.raw);
-      if (b.success) kv[field] = b.output;
-      else problem(s, b.issues[0].message);
-    } else kv[field] = TEXT_FIELDS.has(field) ? s.raw : s.raw.trim() === "" ? NaN : Number(s.raw);
+  // the --kv-* settings: the compression table's parser, the one the CLI and requests use
+  const kv: Partial<Record<keyof CompressionOptions, unknown>> = {};
+  for (const c of SETTABLE) {
+    const src = given.get(c.key);
+    if (!src) continue;
+    const r = settingFromText(c, src.raw);
+    if (r.ok) kv[c.key] = r.value;
+    else problem(src, r.message, false);
   }
-  let compression: Partial<CompressionOptions> = {};
-  const k = v.safeParse(KvCompressionSchema, kv);
-  if (!k.success) for (const i of k.issues) problem(byField.get(issueKey(i)), i.message, false);
-  else {
-    compression = toCompressionOptions(k.output);
-    if (compression.method && compression.method !== "none" && compression.rate == null && compression.maxCacheTokens == null) {
-      problem(byField.get("method"), `${compression.method} needs a budget: --kv-rate or --kv-max-tokens (KVC_KV_RATE or KVC_KV_MAX_TOKENS)`, false);
-    }
-  }
+  const compression = withImpliedMethod(kv as Partial<CompressionOptions>);
+  const budget = budgetProblem(compression, (c) => `--${c.flag}`);
+  if (budget) problem(given.get("method"), `${budget} (${settingOf("rate").env} or ${settingOf("maxCacheTokens").env})`, false);
   if (problems.length || !server.success) throw new Error(problems.length === 1 ? problems[0] : `bad settings:\n  ${problems.join("\n  ")}`);
 
   const o = server.output;

@@ -1,9 +1,18 @@
-// Per-request KV compression settings. The engine hands them to a compression
-// policy; the cache never knows which policy chose what to evict.
+// Per-request KV compression settings: one table (COMPRESSION_SETTINGS) says, for
+// each option, its type and range, default, help and the names it goes by on the
+// command line (--kv-*), in the environment (KVC_KV_*) and in a request
+// (kv_compression.*). The CLI flags, serve's environment reader, the request
+// schema and the help text are all derived from it (cli/kv-flags.ts,
+// cli/serve-config.ts, routes/schemas/kv-compression.ts), so the three agree.
+import * as v from "valibot";
 
-export type CompressionMethod = "none" | "kvcompress" | "snapkv" | "streaming" | "kvcrush";
-export type CrushAnchor = "mean" | "alternate" | "random";
-export type CrushBase = "kvcompress" | "snapkv";
+/** Every method a request can name; src/cache/methods.ts says what each runs. */
+export const METHOD_NAMES = ["none", "kvcompress", "snapkv", "streaming", "kvcrush"] as const;
+export type CompressionMethod = (typeof METHOD_NAMES)[number];
+export const CRUSH_ANCHORS = ["mean", "alternate", "random"] as const;
+export type CrushAnchor = (typeof CRUSH_ANCHORS)[number];
+export const CRUSH_BASES = ["kvcompress", "snapkv"] as const;
+export type CrushBase = (typeof CRUSH_BASES)[number];
 
 export interface CompressionOptions {
   method: CompressionMethod;
@@ -32,21 +41,111 @@ export interface CompressionOptions {
   chunkSize: number;
 }
 
-export const DEFAULT_COMPRESSION: CompressionOptions = {
-  method: "none",
-  rate: null,
-  maxCacheTokens: null,
-  protectedWindow: 32,
-  observationWindow: 8,
-  interval: 16,
-  compressOnce: false,
-  crushRatio: 0.25,
-  crushAnchor: "mean",
-  crushBase: "kvcompress",
-  poolKernel: 7,
-  evenLayerSplit: false,
-  chunkSize: 16,
-};
+/** A setting's values: integers from `min`, numbers in [min, below), a switch, or one of a list. */
+export type SettingType =
+  | { kind: "int"; min: number }
+  | { kind: "number"; min: number; below?: number }
+  | { kind: "bool" }
+  | { kind: "enum"; values: readonly string[] };
+
+export interface CompressionSetting<K extends keyof CompressionOptions = keyof CompressionOptions> {
+  key: K;
+  type: SettingType;
+  default: CompressionOptions[K];
+  help: string;
+  /** `--kv-${flag}`-style flag, its KVC_* variable and its kv_compression field; null: not settable (fixed by the method) */
+  flag: string | null;
+  env: string | null;
+  field: string | null;
+  /** the value's placeholder in the help; none for a switch */
+  arg?: string;
+}
+
+const setting = <K extends keyof CompressionOptions>(s: CompressionSetting<K>) => s;
+const exposed = <K extends keyof CompressionOptions>(key: K, name: string, arg: string | undefined, type: SettingType, def: CompressionOptions[K], help: string, field: string) =>
+  setting({ key, type, default: def, help, flag: `kv-${name}`, env: `KVC_KV_${name.toUpperCase().replaceAll("-", "_")}`, field, arg });
+
+/**
+ * Every compression option, in help order. Where the copies this replaced disagreed,
+ * the answer here holds everywhere: a protected window of 0 (nothing protected) and
+ * the even layer split are accepted by the CLI, serve and requests alike.
+ */
+export const COMPRESSION_SETTINGS = [
+  exposed("method", "method", "M", { kind: "enum", values: METHOD_NAMES }, "none", METHOD_NAMES.join(" | "), "method"),
+  exposed("rate", "rate", "R", { kind: "number", min: 1 }, null, "keep 1/R of each sequence's K/V entries (R >= 1)", "rate"),
+  exposed("maxCacheTokens", "max-tokens", "N", { kind: "int", min: 1 }, null, "or keep N tokens per (layer, KV head) on average", "max_cache_tokens"),
+  exposed("protectedWindow", "protected-window", "N", { kind: "int", min: 0 }, 32, "most recent positions never evicted", "protected_window"),
+  exposed("observationWindow", "observation-window", "N", { kind: "int", min: 1 }, 8, "last prompt queries that score the keys", "observation_window"),
+  exposed("interval", "interval", "N", { kind: "int", min: 1 }, 16, "decode steps between compressions", "interval"),
+  exposed("compressOnce", "compress-once", undefined, { kind: "bool" }, false, "compress only after the prefill", "compress_once"),
+  exposed("crushRatio", "crush-ratio", "X", { kind: "number", min: 0, below: 1 }, 0.25, "KVCrush: share of the budget for representatives, in [0, 1)", "crush_ratio"),
+  exposed("crushAnchor", "crush-anchor", "A", { kind: "enum", values: CRUSH_ANCHORS }, "mean", `KVCrush anchor: ${CRUSH_ANCHORS.join(" | ")}`, "crush_anchor"),
+  exposed("crushBase", "crush-base", "B", { kind: "enum", values: CRUSH_BASES }, "kvcompress", `KVCrush importance method: ${CRUSH_BASES.join(" | ")}`, "crush_base"),
+  exposed("evenLayerSplit", "even-layers", undefined, { kind: "bool" }, false, "KV-Compress: the same budget in every layer", "even_layers"),
+  // fixed by the methods as the papers run them: not settable
+  setting({ key: "poolKernel", type: { kind: "int", min: 1 }, default: 7, help: "max-pool width of the scores along the sequence", flag: null, env: null, field: null }),
+  setting({ key: "chunkSize", type: { kind: "int", min: 1 }, default: 16, help: "keys per eviction chunk", flag: null, env: null, field: null }),
+] as const satisfies readonly CompressionSetting[];
+
+export const DEFAULT_COMPRESSION = Object.fromEntries(COMPRESSION_SETTINGS.map((s) => [s.key, s.default])) as unknown as CompressionOptions;
+
+/** The settings a user can set (flag, variable and request field). */
+export const SETTABLE = COMPRESSION_SETTINGS.filter((s) => s.flag !== null) as CompressionSetting[];
+
+export const settingOf = (key: keyof CompressionOptions): CompressionSetting => COMPRESSION_SETTINGS.find((s) => s.key === key)! as CompressionSetting;
+
+/** The valibot schema of a setting's value (a JSON value: number, boolean or string). */
+export function settingSchema(s: CompressionSetting): v.GenericSchema<unknown, unknown> {
+  const t = s.type;
+  switch (t.kind) {
+    case "int":
+      return v.pipe(v.number(), v.safeInteger(), v.minValue(t.min));
+    case "number":
+      return t.below === undefined ? v.pipe(v.number(), v.finite(), v.minValue(t.min)) : v.pipe(v.number(), v.minValue(t.min), v.ltValue(t.below));
+    case "bool":
+      return v.boolean();
+    case "enum":
+      return v.picklist(t.values);
+  }
+}
+
+/** How a switch is spelt in text (an environment variable): these turn it on, the rest of SWITCH_WORDS off. */
+export const SWITCH_ON = ["1", "true", "yes", "on"];
+export const SWITCH_WORDS = [...SWITCH_ON, "0", "false", "no", "off"];
+
+/**
+ * A setting's value from text (a flag's or an environment variable's), checked by the
+ * same schema as a request's value. Returns the value or the problem's message (which
+ * quotes what it got).
+ */
+export function settingFromText(s: CompressionSetting, text: string): { ok: true; value: unknown } | { ok: false; message: string } {
+  let value: unknown = text;
+  if (s.type.kind === "int" || s.type.kind === "number") value = text.trim() === "" ? NaN : Number(text);
+  else if (s.type.kind === "bool") {
+    const w = text.trim().toLowerCase();
+    if (!SWITCH_WORDS.includes(w)) return { ok: false, message: `must be one of ${SWITCH_WORDS.join(", ")} (got "${text}")` };
+    value = SWITCH_ON.includes(w);
+  }
+  const r = v.safeParse(settingSchema(s), value);
+  return r.success ? { ok: true, value: r.output } : { ok: false, message: r.issues[0].message };
+}
+
+/**
+ * A budget with no method means KV-Compress (as on the KV-Compress fork, where a
+ * budget is all a request sends): `asked` is what one source set, `over` what it
+ * lands on (a request's server defaults), whose own method wins when it evicts.
+ */
+export function withImpliedMethod(asked: Partial<CompressionOptions>, over: Partial<CompressionOptions> = {}): Partial<CompressionOptions> {
+  const merged = { ...over, ...asked };
+  const budget = asked.rate != null || asked.maxCacheTokens != null;
+  return asked.method === undefined && (merged.method ?? "none") === "none" && budget ? { ...merged, method: "kvcompress" } : merged;
+}
+
+/** A method that evicts needs a budget; the message names the two ways to give one, as `name` spells them. */
+export function budgetProblem(o: Partial<CompressionOptions>, name: (s: CompressionSetting) => string): string | null {
+  if (!o.method || o.method === "none" || o.rate != null || o.maxCacheTokens != null) return null;
+  return `${o.method} needs a budget: ${name(settingOf("rate"))} or ${name(settingOf("maxCacheTokens"))}`;
+}
 
 /** What a sequence's cache holds against what it would hold uncompressed. */
 export interface KvStats {

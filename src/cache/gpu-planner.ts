@@ -6,6 +6,7 @@
 import { GrowableBuffers, readBuffer } from "../gpu/buffers.ts";
 import { nextPow2, type KernelContext } from "../gpu/kernels.ts";
 import type { CompressionOptions } from "./compression.ts";
+import { METHODS } from "./methods.ts";
 import type { KvCache, SeqCache } from "./kv-cache.ts";
 import { chunkEvictCounts, uniformEvictCounts, type HeadChunkSums, type PlanContext } from "./policies.ts";
 
@@ -37,7 +38,7 @@ export class GpuPlanner {
 
   /** The policies this planner runs; the others plan on the host from gathered keys. */
   static handles(o: CompressionOptions): boolean {
-    return o.method === "kvcompress" || o.method === "snapkv";
+    return METHODS[o.method].gpuPlanned;
   }
 
   /** Scratch bytes a request takes in one rank() (its sort arrays; one storage binding holds them all). */

@@ -4,6 +4,9 @@
 //
 // Every policy works on the sequence's keys as they sit in the cache, per
 // (layer, KV head): their accumulated squared-attention scores and original positions.
+//
+// Long file: the four policies share their scoring, chunking and budget helpers, and
+// read best side by side.
 import type { CompressionOptions } from "./compression.ts";
 
 export interface HeadKeys {
@@ -401,20 +404,4 @@ function mulberry32(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-/** The policy a request's options name. */
-export function policyFor(o: CompressionOptions): CompressionPolicy | null {
-  switch (o.method) {
-    case "none":
-      return null;
-    case "kvcompress":
-      return kvCompressPolicy;
-    case "snapkv":
-      return snapKvPolicy;
-    case "streaming":
-      return streamingPolicy;
-    case "kvcrush":
-      return kvCrushPolicy(o.crushBase === "snapkv" ? snapKvPolicy : kvCompressPolicy);
-  }
 }

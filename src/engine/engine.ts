@@ -16,7 +16,8 @@ import { TextTokenizer } from "../model/tokenizer.ts";
 import type { CompressionOptions, KvStats } from "../cache/compression.ts";
 import { Compactor } from "../cache/compaction.ts";
 import { GpuPlanner } from "../cache/gpu-planner.ts";
-import { keepBudget, policyFor, type CompressionPolicy, type PlanContext } from "../cache/policies.ts";
+import { keepBudget, type CompressionPolicy, type PlanContext } from "../cache/policies.ts";
+import { policyFor } from "../cache/methods.ts";
 import { Sequence, type FinishReason } from "./sequence.ts";
 
 export interface EngineOptions {

@@ -10,6 +10,9 @@
 // With at most GEMV_MAX_ROWS rows (decode) each rmsnorm is folded into the GEMV after
 // it and swiglu into the gate_up GEMV: 6 dispatches per layer. RoPE and the cache
 // append are one kernel on both paths.
+//
+// Long file: the forward pass with the tile choice of its GEMV and attention
+// dispatches; the tile choice is to move into a module per kernel family.
 import { checkGpuErrors, type Gpu } from "../gpu/device.ts";
 import { GrowableBuffers, readBuffer } from "../gpu/buffers.ts";
 import { Usage } from "../gpu/flags.ts";

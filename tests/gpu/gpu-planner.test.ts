@@ -9,7 +9,8 @@ import { KvCache, type SeqCache } from "../../src/cache/kv-cache.ts";
 import { Compactor } from "../../src/cache/compaction.ts";
 import { GpuPlanner, type RankSizes } from "../../src/cache/gpu-planner.ts";
 import { DEFAULT_COMPRESSION, type CompressionOptions } from "../../src/cache/compression.ts";
-import { keepBudget, policyFor, type PlanContext } from "../../src/cache/policies.ts";
+import { keepBudget, type PlanContext } from "../../src/cache/policies.ts";
+import { policyFor } from "../../src/cache/methods.ts";
 import { getGpu, readF32, readU32, variants } from "../fixtures/gpu-helpers.ts";
 import { ROOT } from "../fixtures/helpers.ts";
 

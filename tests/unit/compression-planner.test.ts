@@ -4,7 +4,8 @@
 // representatives only from what its base would evict.
 import { expect, test } from "bun:test";
 import { DEFAULT_COMPRESSION, type CompressionOptions } from "../../src/cache/compression.ts";
-import { keepBudget, kvCompressPolicy, kvCrushPolicy, pooledScores, policyFor, shareProportionally, smallestSorted, snapKvPolicy, streamingPolicy, type HeadKeys, type PlanContext } from "../../src/cache/policies.ts";
+import { keepBudget, kvCompressPolicy, kvCrushPolicy, pooledScores, shareProportionally, smallestSorted, snapKvPolicy, streamingPolicy, type HeadKeys, type PlanContext } from "../../src/cache/policies.ts";
+import { policyFor } from "../../src/cache/methods.ts";
 import { rand } from "../fixtures/gpu-helpers.ts";
 import { referenceKvCompress } from "../../bench/reference-planner.ts";
 

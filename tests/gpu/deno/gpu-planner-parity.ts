@@ -7,7 +7,8 @@ import { KvCache } from "../../../src/cache/kv-cache.ts";
 import { Compactor } from "../../../src/cache/compaction.ts";
 import { GpuPlanner, type RankSizes } from "../../../src/cache/gpu-planner.ts";
 import { DEFAULT_COMPRESSION } from "../../../src/cache/compression.ts";
-import { keepBudget, policyFor } from "../../../src/cache/policies.ts";
+import { keepBudget } from "../../../src/cache/policies.ts";
+import { policyFor } from "../../../src/cache/methods.ts";
 
 const gpu = await createGpu();
 const kc = new KernelContext(gpu);
