@@ -12,5 +12,5 @@ for b in bun deno; do
   [ -x /tmp/kvc-bin/$b ] || { [ -f .dev/$b.xz ] && xz -dc .dev/$b.xz > /tmp/kvc-bin/$b.part && chmod +x /tmp/kvc-bin/$b.part && mv /tmp/kvc-bin/$b.part /tmp/kvc-bin/$b; }
 done
 export PATH=/tmp/kvc-bin:$PATH
-[ -d node_modules/bun-webgpu ] || { [ -f .dev/nm.tar.xz ] && tar xJf .dev/nm.tar.xz; }
+[ -d node_modules/bun-webgpu ] && [ -d node_modules/webgpu ] || { [ -f .dev/nm.tar.xz ] && tar xJf .dev/nm.tar.xz; }
 export KVC_SHARED=$PWD/.dev/shared

@@ -3,6 +3,7 @@
 import { Hono } from "hono";
 import pkg from "../package.json" with { type: "json" };
 import type { ServerContext } from "../src/serving/context.ts";
+import { BACKEND_NAMES } from "../src/gpu/device.ts";
 
 export function versionRoute(ctx: ServerContext) {
   const g = globalThis as { Bun?: { version: string }; Deno?: { version: { deno: string } } };
@@ -12,7 +13,7 @@ export function versionRoute(ctx: ServerContext) {
     version: pkg.version,
     runtime: gpu.runtime,
     runtime_version: g.Bun?.version ?? g.Deno?.version.deno ?? null,
-    webgpu: gpu.runtime === "bun" ? "Dawn (bun-webgpu)" : "wgpu (Deno)",
+    webgpu: BACKEND_NAMES[gpu.backend],
     adapter: gpu.adapterName,
     model: ctx.opts.modelId,
   };

@@ -202,6 +202,7 @@ export class KernelContext {
     const enables: string[] = [];
     if (all.F16) enables.push("enable f16;");
     if (all.SUBGROUPS && /subgroup/.test(code)) enables.push("enable subgroups;");
+    if (/subgroup_matrix_/.test(code)) enables.push("enable chromium_experimental_subgroup_matrix;");
     code = enables.join("\n") + "\n" + code;
     const module = this.device.createShaderModule({ label: key, code });
     const pipeline = this.device.createComputePipeline({ label: key, layout: "auto", compute: { module, entryPoint: entry } });

@@ -20,7 +20,7 @@ import { cdiv, F, nextPow2, type Binding, type Defines, type Kernel, type Kernel
 import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
 import { pad8, type Matrix, type MatrixShard, type ModelWeights } from "./weights.ts";
-import { gemmGrid, gemmKernel, modelGemm } from "./gemm.ts";
+import { gemmGrid, gemmKernel, mmaFor, mmaGrid, mmaKernel, mmaMinRows, modelGemm, type MmaVariant } from "./gemm.ts";
 
 export interface Sampling {
   temperature: number; // 0 = greedy
@@ -200,6 +200,37 @@ export interface PrefillTiling {
   QPT: number;
 }
 
+/**
+ * The tensor-core prefill attention's tile (kernels/attention_prefill_mma.wgsl): NSG
+ * subgroups of 32 lanes, 16 query vectors each, BQ = 16 NSG / G rows, keys 64 a tile.
+ */
+export interface PrefillMmaTiling {
+  NSG: number;
+  WG: number;
+  G: number;
+  D: number;
+  BQ: number;
+}
+
+export function prefillMmaBytes(t: PrefillMmaTiling): number {
+  return 64 * (t.D + 8) * 2 + t.NSG * 16 * (64 + 4) * 4 + t.NSG * 16 * (64 + 8) * 2 + 4;
+}
+
+/**
+ * The tensor-core tile for a GQA group of G heads of D dims, or null: it needs f16
+ * 16x16x16 subgroup matrices, 32-lane subgroups (two lanes a query row), D a multiple of
+ * 16, G <= 64 and the workgroup storage. KVC_MMA_ATTN=0 turns it off.
+ */
+export function prefillMmaTiling(gpu: Gpu, G: number, D: number): PrefillMmaTiling | null {
+  const sm = gpu.features.subgroupMatrix;
+  const env = (globalThis as any).process?.env?.KVC_MMA_ATTN ?? (globalThis as any).Deno?.env?.get("KVC_MMA_ATTN");
+  if (env === "0" || !sm || sm.M !== 16 || sm.N !== 16 || sm.K !== 16 || gpu.features.subgroupMaxSize !== 32) return null;
+  if (D % 16 !== 0 || G > 64) return null;
+  const NSG = 4;
+  const t = { NSG, WG: NSG * 32, G, D, BQ: Math.floor((NSG * 16) / G) };
+  return prefillMmaBytes(t) <= gpu.limits.maxComputeWorkgroupStorageSize ? t : null;
+}
+
 /** e.g. "64t/2q/16k": threads, query vectors a thread, keys a tile */
 export const prefillTileName = (t: PrefillTiling) => `${t.WG}t/${t.QPT}q/${t.BK}k`;
 
@@ -291,12 +322,19 @@ export class LlamaModel {
   prefillAttentionMinRows = 17;
   /** the tiled prefill kernel's tile (null: the shape has none); benchmarks swap it to compare */
   prefillTiling: PrefillTiling | null;
+  /** the tensor-core prefill attention's tile, which serves in place of prefillTiling where set */
+  prefillMma: PrefillMmaTiling | null;
   /** layout of kernels/attention.wgsl (decode, and steps without a prefill tile) */
   decodeAttention: DecodeAttentionShape;
   /** decode attention splits until about this many workgroups run */
   attnWorkgroups = ATTN_WORKGROUPS;
   /** the GEMM variant at M rows (src/model/gemm.ts) */
   readonly gemmFor = modelGemm();
+  /**
+   * Steps of at least this many rows run their matmuls on tensor cores (kernels/gemm_mma.wgsl)
+   * where the adapter has f16 subgroup matrices; Infinity elsewhere. KVC_MMA_MIN_ROWS sets it.
+   */
+  mmaMinRows: number;
   /** a uniform (see kernels/rope_append.wgsl), padded to whole vec4s */
   private invFreq: GPUBuffer;
   private freq4: number;
@@ -307,6 +345,7 @@ export class LlamaModel {
     this.ffnPad = pad8(cfg.ffn);
     this.qkvWidth = (cfg.heads + 2 * cfg.kvHeads) * cfg.headDim;
     this.prefillTiling = prefillTiling(cfg.heads / cfg.kvHeads, cfg.headDim, gpu.limits.maxComputeWorkgroupStorageSize);
+    this.prefillMma = prefillMmaTiling(gpu, cfg.heads / cfg.kvHeads, cfg.headDim);
     this.decodeAttention = decodeAttentionShape(cfg.heads / cfg.kvHeads, cfg.headDim);
     this.freq4 = cdiv(cfg.invFreq.length, 4);
     const freqs = new Float32Array(this.freq4 * 4);
@@ -314,6 +353,12 @@ export class LlamaModel {
     this.invFreq = gpu.device.createBuffer({ label: "inv-freq", size: freqs.byteLength, usage: Usage.UNIFORM | Usage.COPY_DST });
     gpu.device.queue.writeBuffer(this.invFreq, 0, freqs);
     this.swiglu = w.layers.map((l) => swigluRuns(l.gateUp, cfg.ffn, this.ffnPad));
+    this.mmaMinRows = mmaMinRows(gpu);
+  }
+
+  /** The tensor-core GEMM variant for a step of M rows, or null (GEMV / f32 GEMM). */
+  private mmaAt(M: number): MmaVariant | null {
+    return M >= this.mmaMinRows ? mmaFor(M, this.gpu.limits.maxComputeWorkgroupStorageSize) : null;
   }
 
   /**
@@ -338,8 +383,11 @@ export class LlamaModel {
     const H = cfg.heads, KVH = cfg.kvHeads, D = cfg.headDim, Dm = cfg.hidden, L = cfg.layers;
 
     // per-step tables: rows (seq, i, pos, slot), then the prefill tiles; heads (tableOffset, lenBefore), last rows
-    const tiling = this.prefillTiling && input.seqs.some((s) => s.n >= this.prefillAttentionMinRows) ? this.prefillTiling : null;
-    const tiles = tiling ? prefillTiles(input.seqs.map((s) => s.n), input.seqs.map((s) => Math.max(...s.seq.lengths)), tiling.BQ) : null;
+    const prefillRows = input.seqs.some((s) => s.n >= this.prefillAttentionMinRows);
+    const mmaTiling = prefillRows ? this.prefillMma : null;
+    const tiling = prefillRows && !mmaTiling ? this.prefillTiling : null;
+    const tileRows = mmaTiling?.BQ ?? tiling?.BQ;
+    const tiles = tileRows ? prefillTiles(input.seqs.map((s) => s.n), input.seqs.map((s) => Math.max(...s.seq.lengths)), tileRows) : null;
     const rows = new Uint32Array(M * 4 + (tiles?.length ?? 0));
     if (tiles) rows.set(tiles, M * 4);
     const heads = new Uint32Array(B * cache.heads * 2);
@@ -413,10 +461,11 @@ export class LlamaModel {
       st.dispatch(kc.kernel("rope_append", { FREQ4: this.freq4 }),
         [qkv, bRows, bHeads, cache.table, cache.pool.k, cache.pool.v, cache.pool.pos, cache.pool.scores, this.invFreq],
         [M, D, H, KVH, L, l, cache.blockSize, this.qkvWidth], [cdiv((H + KVH) * (D / 4), 64), M]);
-      if (tiling) this.attentionTiled(st, tiling, l, qkv, bRows, bHeads, attn, M, tiles!.length / 4, maxLen, scoring);
+      if (mmaTiling) this.attentionMma(st, mmaTiling, l, qkv, bRows, bHeads, attn, M, tiles!.length / 4, scoring);
+      else if (tiling) this.attentionTiled(st, tiling, l, qkv, bRows, bHeads, attn, M, tiles!.length / 4, maxLen, scoring);
       else this.attention(st, attnPlan, l, qkv, bRows, bHeads, attn, M, scoring);
       this.matmul(st, lw.o, attn, x, M, Dm, { residual: true });
-      if (M <= GEMV_MAX_ROWS) {
+      if (M <= GEMV_MAX_ROWS && !this.mmaAt(M)) {
         this.gateUpSwiglu(st, this.swiglu[l], lw.gateUp.K, x, lw.ln2, act, M);
       } else {
         this.rmsnorm(st, x, lw.ln2, hbuf, M);
@@ -477,13 +526,15 @@ export class LlamaModel {
   /** Y[M, ldy] (+)= X[M, m.K] W^T over every row shard of W. */
   matmul(st: Step, m: Matrix, X: GPUBuffer, Y: GPUBuffer, M: number, ldy: number, o: { bias?: GPUBuffer | null; residual?: boolean } = {}) {
     const bias = !!o.bias;
-    const gemv = M <= GEMV_MAX_ROWS ? this.gemv(M, { BIAS: bias, RESIDUAL: !!o.residual }) : null;
+    const mma = this.mmaAt(M);
+    const gemv = !mma && M <= GEMV_MAX_ROWS ? this.gemv(M, { BIAS: bias, RESIDUAL: !!o.residual }) : null;
     const gemm = this.gemmFor(M);
-    const k = gemv ? gemv.k : gemmKernel(this.kc, gemm, bias, !!o.residual);
+    const k = mma ? mmaKernel(this.kc, mma, this.gpu.features.subgroupMaxSize, bias, !!o.residual)
+      : gemv ? gemv.k : gemmKernel(this.kc, gemm, bias, !!o.residual);
     for (const s of m.shards) {
       const bindings: Binding[] = [s.buffer, X, Y];
       if (o.bias) bindings.push(o.bias);
-      const wg: [number, number] = gemv ? gemvGrid(gemv.tile, M, s.rows, false) : gemmGrid(gemm, M, s.rows);
+      const wg: [number, number] = mma ? mmaGrid(mma, M, s.rows) : gemv ? gemvGrid(gemv.tile, M, s.rows, false) : gemmGrid(gemm, M, s.rows);
       st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart], wg);
     }
   }
@@ -498,7 +549,7 @@ export class LlamaModel {
    * a few rows, else rmsnorm into h and then the GEMM.
    */
   private normMatmul(st: Step, m: Matrix, X: GPUBuffer, g: GPUBuffer, h: GPUBuffer, Y: GPUBuffer, M: number, ldy: number, o: { bias?: GPUBuffer | null; gather?: GPUBuffer } = {}) {
-    if (M > GEMV_MAX_ROWS) {
+    if (M > GEMV_MAX_ROWS || this.mmaAt(M)) {
       this.rmsnorm(st, X, g, h, M, o.gather);
       this.matmul(st, m, h, Y, M, ldy, { bias: o.bias });
       return;
@@ -560,6 +611,17 @@ export class LlamaModel {
       return;
     }
     st.dispatch(kc.kernel("attention_prefill", defs), scoring ? [...common, out, scoring.sraw] : [...common, out], params, [cfg.kvHeads, nTiles, 1]);
+    if (scoring) this.kvScores(st, layer, heads, scoring, { buffer: scoring.sraw, offset: scoring.lseBase * 4, size: scoring.slots * H * 4 });
+  }
+
+  /** Tensor-core flash attention (kernels/attention_prefill_mma.wgsl): `nTiles` tiles follow the M rows in `rows`; never split. */
+  private attentionMma(st: Step, t: PrefillMmaTiling, layer: number, qkv: GPUBuffer, rows: GPUBuffer, heads: GPUBuffer, out: GPUBuffer, M: number, nTiles: number, scoring: Scoring | null) {
+    const { cfg, cache, kc } = this;
+    const H = cfg.heads, D = cfg.headDim;
+    const params = [layer, H, cfg.kvHeads, cfg.layers, cache.blockSize, this.qkvWidth, F(1 / Math.sqrt(D)), M, scoring?.stride ?? 0, scoring?.lseBase ?? 0, 0, 1];
+    const b: Binding[] = [qkv, rows, heads, cache.table, cache.pool.k, cache.pool.v, out];
+    if (scoring) b.push(scoring.sraw);
+    st.dispatch(kc.kernel("attention_prefill_mma", { ...t, SCORES: !!scoring }), b, params, [cfg.kvHeads, nTiles, 1]);
     if (scoring) this.kvScores(st, layer, heads, scoring, { buffer: scoring.sraw, offset: scoring.lseBase * 4, size: scoring.slots * H * 4 });
   }
 

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Tensor cores on the GPU machine, in one call: the adapter under each Bun backend, the
+# tensor-core kernel tests, then GEMM TFLOP/s of every variant side by side, prefill
+# tokens/s and batched decode with and without tensor cores (KVC_MMA_MIN_ROWS), all
+# into $OUT (tc.jsonl, log.txt). Carry what bench/run-device.sh carries.
+#   bash bench/run-tc.sh [STEP...]   STEP: adapter tests gemm prefill batch (default all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source bench/device-env.sh >/dev/null 2>&1
+export KVC_COMMIT=${KVC_COMMIT:-$(cat .dev/commit 2>/dev/null || echo unknown)}
+export KVC_GPU_NAME=${KVC_GPU_NAME:-$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)}
+O=${OUT:-$PWD/bench-out}
+mkdir -p "$O"
+J=$O/tc.jsonl
+steps=("$@"); [ ${#steps[@]} -gt 0 ] || steps=(adapter tests gemm prefill batch)
+has() { local x; for x in "${steps[@]}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
+log() { echo "== $(date -u +%T) $*"; }
+{
+  if has adapter; then
+    for b in dawn.node bun-webgpu; do
+      log "adapter $b"
+      KVC_WEBGPU=$b timeout 60 bun -e 'import { createGpu, describeGpu } from "./src/gpu/device.ts";
+const g = await createGpu(); console.log(describeGpu(g)); console.log(JSON.stringify({ limits: g.limits, sm: g.features.subgroupMatrix, sgmax: g.features.subgroupMaxSize }));' 2>&1 | grep -v '^Warning'
+    done
+  fi
+  if has tests; then
+    log "tensor-core tests"
+    timeout 300 bun test --timeout 600000 tests/gpu/gemm-mma.test.ts tests/gpu/attention.test.ts -t "gemm_mma|tensor-core" 2>&1 | grep -v '^Warning' | tail -80
+  fi
+  if has gemm; then
+    log "gemm variants (prefill step, 512 and 2048 rows)"
+    for P in 512 2048; do
+      timeout 200 bun cli/main.ts bench kernels --shape 8b,1b --contexts 256 --gemv-rows 1 --prefill-rows $P --prefill-attn-lens 512 --rank-lens 2048 --rank-batch 1 --passes 3 --copy-mib 64 --deadline-s 180 --out "$J" 2>&1 | grep -E '"test":"(gemm|prefill_step|adapter)"|error' | cut -c1-400
+    done
+  fi
+  if has prefill; then
+    for m in 33 1000000; do
+      log "prefill KVC_MMA_MIN_ROWS=$m"
+      KVC_MMA_MIN_ROWS=$m timeout 200 bun cli/main.ts bench prefill --shape 1b,8b --prefill-lens 2048,6000 --deadline-s 180 --out "$J" 2>&1 | grep -E 'tok_s|error' | cut -c1-400
+    done
+  fi
+  if has batch; then
+    for m in 8 16 32 1000000; do
+      log "batched decode KVC_MMA_MIN_ROWS=$m"
+      KVC_MMA_MIN_ROWS=$m timeout 150 bun cli/main.ts bench batch --shape 1b --batches 8,16,32,64,128 --deadline-s 130 --out "$J" 2>&1 | grep -E 'tok_s|error' | cut -c1-300
+    done
+  fi
+} 2>&1 | tee -a "$O/log.txt"
