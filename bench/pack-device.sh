@@ -41,6 +41,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cp -r package.json bun.lock patches "$tmp/"
 (cd "$tmp" && bun install --production --frozen-lockfile >/dev/null)
+# dawn.node ships a build per platform: the GPU host needs linux-x64 alone (~100 MB less)
+find "$tmp/node_modules/webgpu/dist" -mindepth 1 -maxdepth 1 ! -name linux-x64 -exec rm -rf {} +
 tar -C "$tmp" -cf - node_modules | xz -T0 -9 >.dev/nm.tar.xz.part && mv .dev/nm.tar.xz.part .dev/nm.tar.xz
 
 # the Vulkan loader, amd64 whatever this machine is

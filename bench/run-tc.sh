@@ -3,7 +3,8 @@
 # tensor-core kernel tests, then GEMM TFLOP/s of every variant side by side, prefill
 # tokens/s and batched decode with and without tensor cores (KVC_MMA_MIN_ROWS), all
 # into $OUT (tc.jsonl, log.txt). Carry what bench/run-device.sh carries.
-#   bash bench/run-tc.sh [STEP...]   STEP: adapter tests gemm prefill batch (default all)
+#   bash bench/run-tc.sh [STEP...]   STEP: adapter tests gemm prefill batch single golden
+#   (default: adapter tests gemm prefill)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source bench/device-env.sh >/dev/null 2>&1
@@ -12,7 +13,7 @@ export KVC_GPU_NAME=${KVC_GPU_NAME:-$(nvidia-smi --query-gpu=name --format=csv,n
 O=${OUT:-$PWD/bench-out}
 mkdir -p "$O"
 J=$O/tc.jsonl
-steps=("$@"); [ ${#steps[@]} -gt 0 ] || steps=(adapter tests gemm prefill batch)
+steps=("$@"); [ ${#steps[@]} -gt 0 ] || steps=(adapter tests gemm prefill)
 has() { local x; for x in "${steps[@]}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
 log() { echo "== $(date -u +%T) $*"; }
 {
@@ -44,5 +45,15 @@ const g = await createGpu(); console.log(describeGpu(g)); console.log(JSON.strin
       log "batched decode KVC_MMA_MIN_ROWS=$m"
       KVC_MMA_MIN_ROWS=$m timeout 150 bun cli/main.ts bench batch --shape 1b --batches 8,16,32,64,128 --deadline-s 130 --out "$J" 2>&1 | grep -E 'tok_s|error' | cut -c1-300
     done
+  fi
+  if has single; then
+    for cfg in "KVC_WEBGPU=dawn.node" "KVC_WEBGPU=dawn.node KVC_F16=0" "KVC_WEBGPU=bun-webgpu"; do
+      log "single stream $cfg"
+      env $cfg timeout 120 bun cli/main.ts bench single --shape 1b,8b --deadline-s 100 --out "$J" 2>&1 | grep -E 'tok_s|error' | cut -c1-300
+    done
+  fi
+  if has golden; then
+    log "golden tokens and kernels on the GPU (models from .dev/shared)"
+    timeout 400 bun test --timeout 600000 tests/engine/golden.test.ts tests/gpu/kernels.test.ts 2>&1 | grep -v '^Warning' | grep -E '\(fail\)|pass$|fail$|error' | tail -40
   fi
 } 2>&1 | tee -a "$O/log.txt"

@@ -91,13 +91,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   workgroupBarrier();
   let q0 = sg * 16u;
   #unroll c D/16
-  let ql{{c}} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&kv, q0 * DS + {{c}}u * 16u, false, DS);
+  var ql{{c}} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&kv, q0 * DS + {{c}}u * 16u, false, DS);
   #endunroll
   workgroupBarrier();
 
-  // this lane's query vector (two lanes a row: keys [half * 32, half * 32 + 32) of each tile)
+  // this lane's query vector (two lanes a row: keys [hf * 32, hf * 32 + 32) of each tile)
   let qr = lane % 16u;
-  let half = lane / 16u;
+  let hf = lane / 16u;
   let q = q0 + qr;
   let row = q / G;
   var lim = 0u;
@@ -127,8 +127,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     #endunroll
     workgroupBarrier();
     for (var u = 0u; u < 32u; u++) {
-      let j = k0 + half * 32u + u;
-      if (j < lim && j < end) { m = max(m, ss[sBase + half * 32u + u]); }
+      let j = k0 + hf * 32u + u;
+      if (j < lim && j < end) { m = max(m, ss[sBase + hf * 32u + u]); }
     }
     workgroupBarrier();
   }
@@ -153,7 +153,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     #endunroll
     workgroupBarrier();
     for (var u = 0u; u < 32u; u++) {
-      let kk = half * 32u + u;
+      let kk = hf * 32u + u;
       let j = k0 + kk;
       var p = 0.0;
       if (j < lim && j < end) {
@@ -171,7 +171,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     #unroll n 4
     {
-      let pl = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&ps, pBase + {{n}}u * 16u, false, PS);
+      var pl = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&ps, pBase + {{n}}u * 16u, false, PS);
       #unroll d D/16
       o{{d}} = subgroupMatrixMultiplyAccumulate(pl, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + {{d}}u * 16u, false, DS), o{{d}});
       #endunroll
@@ -187,13 +187,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   workgroupBarrier();
   if (lim > 0u) {
     for (var e = 0u; e < 8u; e++) {
-      let dd = half * 8u + e;
+      let dd = hf * 8u + e;
       O[(r0 + row) * P.H * D + qh * D + {{d}}u * 16u + dd] = ss[sBase + dd] / l;
     }
   }
   workgroupBarrier();
   #endunroll
 #if SCORES
-  if (lim > 0u && half == 0u && slot != NO_SLOT) { sraw[P.lseBase + slot * P.H + qh] = m + log(l); }
+  if (lim > 0u && hf == 0u && slot != NO_SLOT) { sraw[P.lseBase + slot * P.H + qh] = m + log(l); }
 #endif
 }

@@ -30,9 +30,9 @@ const BN = {{SG_COLS}}u * TN * 16u;
 const BK = 32u;
 const LDS = BK + 8u;
 const NT = {{WG}}u;
-/** vec4 loads of one K step per thread: X tile, then W tile */
-const XL = BM * BK / 4u / NT;
-const WL = BN * BK / 4u / NT;
+/** vec4 loads of one K step per thread: X tile (BM * BK / 4 / NT), then W tile (BN * BK / 4 / NT) */
+const XL = {{XL}}u;
+const WL = {{WL}}u;
 #if DB
 const NBUF = 2u;
 #else
@@ -118,10 +118,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     #unroll kk 2
     {
       #unroll i TM
-      let l{{i}} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&As, a0 + (sm + {{i}}u * 16u) * LDS + {{kk}}u * 16u, false, LDS);
+      var l{{i}} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&As, a0 + (sm + {{i}}u * 16u) * LDS + {{kk}}u * 16u, false, LDS);
       #endunroll
       #unroll j TN
-      let r{{j}} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&Bs, b0 + (sn + {{j}}u * 16u) * LDS + {{kk}}u * 16u, true, LDS);
+      var r{{j}} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&Bs, b0 + (sn + {{j}}u * 16u) * LDS + {{kk}}u * 16u, true, LDS);
       #endunroll
       #unroll i TM
       #unroll j TN

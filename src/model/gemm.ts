@@ -123,7 +123,11 @@ export function mmaFor(M: number, maxBytes: number): MmaVariant | null {
 
 export function mmaKernel(kc: KernelContext, v: MmaVariant, subgroupSize: number, bias: boolean, residual: boolean): Kernel {
   const { SG_ROWS, SG_COLS, TM, TN, DB } = v;
-  return kc.kernel("gemm_mma", { SG_ROWS, SG_COLS, TM, TN, DB, WG: SG_ROWS * SG_COLS * subgroupSize, BIAS: bias, RESIDUAL: residual });
+  const WG = SG_ROWS * SG_COLS * subgroupSize;
+  // vec4 loads a thread makes of each K step (32 wide) of the X and W tiles
+  const XL = (mmaRows(v) * 8) / WG, WL = (mmaCols(v) * 8) / WG;
+  if (!Number.isInteger(XL) || !Number.isInteger(WL)) throw new Error(`gemm_mma ${v.name}: ${WG} threads do not divide its tiles`);
+  return kc.kernel("gemm_mma", { SG_ROWS, SG_COLS, TM, TN, DB, WG, XL, WL, BIAS: bias, RESIDUAL: residual });
 }
 
 export function mmaGrid(v: MmaVariant, M: number, N: number): [number, number] {
