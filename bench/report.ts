@@ -76,6 +76,28 @@ function singleOf(rs: Rec[], shape: string): number | null {
   return num(last(byDefault.length ? byDefault : all)?.decode_tok_s);
 }
 
+/**
+ * Prefill and batched-decode headline figures: the model's own GEMM variant on the 8B
+ * prefill step (all its matrices: total FLOPs over total time), prefill tokens/s of the
+ * longest prompt of each shape, decode tokens/s of the 1B shape at batch 32.
+ */
+function tensorCoreFigures(mine: Rec[]): Record<string, number | null> {
+  const gemm = mine.filter((r) => r.test === "gemm" && r.shape === S8 && r.model_variant === true && num(r.tflops) !== null && num(r.ms) !== null);
+  const ms = gemm.reduce((a, r) => a + (r.ms as number), 0);
+  const tflop = gemm.reduce((a, r) => a + (r.tflops as number) * (r.ms as number), 0);
+  const prefill = (shape: string) => {
+    const rs = mine.filter((r) => r.test === "prefill" && r.shape === shape && num(r.prefill_tok_s) !== null);
+    const longest = Math.max(...rs.map((r) => r.prompt_len as number));
+    return num(last(rs.filter((r) => r.prompt_len === longest))?.prefill_tok_s);
+  };
+  return {
+    prefill_gemm_tflops: ms > 0 ? Math.round((100 * tflop) / ms) / 100 : null,
+    prefill_8b_tok_s: prefill(S8),
+    prefill_1b_tok_s: prefill(S1),
+    decode_1b_batch32_tok_s: num(last(mine.filter((r) => r.test === "batch_decode" && r.shape === S1 && r.batch === 32))?.decode_tok_s),
+  };
+}
+
 export function summarize(recs: Rec[]): Summary {
   const ours = recs.filter((r) => r.runtime === "bun" || r.runtime === "deno");
   const runtime = ours.some((r) => r.runtime === "bun" && r.suite !== "env") ? "bun" : ours.find((r) => r.suite !== "env")?.runtime ?? null;
@@ -100,6 +122,7 @@ export function summarize(recs: Rec[]): Summary {
     throughput_ratio_64x: num(r64?.throughput_ratio),
     hf_eager_8b_tok_s: hf(S8),
     hf_eager_1b_tok_s: hf(S1),
+    ...tensorCoreFigures(mine),
     compress_overhead_pct: num(last(mine.filter((r) => r.test === "compress_slowdown_equal_cache" && r.pass_cost_pct != null))?.pass_cost_pct)
       ?? num(last(mine.filter((r) => r.test === "compress_overhead" && (r.planner ?? "gpu") === "gpu"))?.compress_overhead_pct),
     ...denoFigures,
