@@ -107,10 +107,14 @@ async function navigatorGpu(backend: GpuBackend, toggles: ReturnType<typeof togg
 
 /** The f16 -> f32 subgroup-matrix shape kernels use: 16x16x16 where offered (NVIDIA), else the first f16 one. */
 function pickSubgroupMatrix(info: GPUAdapterInfo): SubgroupMatrixConfig | null {
-  const configs = ((info as any).subgroupMatrixConfigs ?? []) as SubgroupMatrixConfig[];
-  const f16 = configs.filter((c) => c.componentType === "f16" && c.resultType === "f32");
+  const configs = ((info as any).subgroupMatrixConfigs ?? []) as any[];
+  // dawn.node 0.6.2 names the result type `resultComponentType` and reads it back as
+  // undefined: a config whose result type is unknown is taken as f32 (NVIDIA lists its
+  // f16 shapes twice, f16 and f32 results), and a kernel that needs f32 fails to build if not
+  const result = (c: any): string => c.resultComponentType ?? c.resultType ?? "f32";
+  const f16 = configs.filter((c) => c.componentType === "f16" && result(c) === "f32");
   const c = f16.find((c) => c.M === 16 && c.N === 16 && c.K === 16) ?? f16[0];
-  return c ? { componentType: c.componentType, resultType: c.resultType, M: c.M, N: c.N, K: c.K } : null;
+  return c ? { componentType: c.componentType, resultType: result(c), M: c.M, N: c.N, K: c.K } : null;
 }
 
 export async function createGpu(): Promise<Gpu> {
