@@ -50,9 +50,9 @@ mkdir -p /tmp/amd64/partial
 o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
 # shellcheck disable=SC2086
 apt-get $o update >/dev/null
-rm -f .gl/libvulkan1_*.deb
+rm -f .gl/*.deb
 # shellcheck disable=SC2086
-(cd .gl && apt-get $o download libvulkan1 >/dev/null)
+(cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null)
 
 # what travels: the work tree (tracked and untracked-not-ignored files) plus the carried paths
 tree=$(git ls-files -z -co --exclude-standard | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')
