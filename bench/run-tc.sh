@@ -4,7 +4,7 @@
 # tokens/s and batched decode with and without tensor cores (KVC_MMA_MIN_ROWS), all
 # into $OUT (tc.jsonl, log.txt). Carry what bench/run-device.sh carries.
 #   bash bench/run-tc.sh [STEP...]   STEP: adapter tests gemm prefill batch single golden
-#   (default: adapter tests gemm prefill)
+#   (default: all, in that order)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source bench/device-env.sh >/dev/null 2>&1
@@ -13,7 +13,7 @@ export KVC_GPU_NAME=${KVC_GPU_NAME:-$(nvidia-smi --query-gpu=name --format=csv,n
 O=${OUT:-$PWD/bench-out}
 mkdir -p "$O"
 J=$O/tc.jsonl
-steps=("$@"); [ ${#steps[@]} -gt 0 ] || steps=(adapter tests gemm prefill)
+steps=("$@"); [ ${#steps[@]} -gt 0 ] || steps=(adapter tests gemm prefill golden batch single)
 has() { local x; for x in "${steps[@]}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
 log() { echo "== $(date -u +%T) $*"; }
 {
@@ -53,7 +53,13 @@ const g = await createGpu(); console.log(describeGpu(g)); console.log(JSON.strin
     done
   fi
   if has golden; then
-    log "golden tokens and kernels on the GPU (models from .dev/shared)"
-    timeout 400 bun test --timeout 600000 tests/engine/golden.test.ts tests/gpu/kernels.test.ts 2>&1 | grep -v '^Warning' | grep -E '\(fail\)|pass$|fail$|error' | tail -40
+    # kvc-nano from the tree with its golden.json from .dev/golden (kvc-small too where .dev/shared has it)
+    sh=/tmp/kvc-shared; mkdir -p $sh/models/kvc-nano
+    cp models/kvc-nano/* $sh/models/kvc-nano/ && cp .dev/golden/kvc-nano.json $sh/models/kvc-nano/golden.json
+    models=kvc-nano; [ -d .dev/shared/models/kvc-small ] && { cp -r .dev/shared/models/kvc-small $sh/models/; models=kvc-nano,kvc-small; }
+    for m in 1 33; do
+      log "golden tokens ($models) with tensor cores from $m rows"
+      KVC_SHARED=$sh KVC_GOLDEN_MODELS=$models KVC_MMA_MIN_ROWS=$m timeout 200 bun test --timeout 600000 tests/engine/golden.test.ts 2>&1 | grep -v '^Warning' | grep -E '^\(|pass$|fail$|rror|Expected|Received' | tail -30
+    done
   fi
-} 2>&1 | tee -a "$O/log.txt"
+} 2>&1 | tee -a "$O/log.txt" "${OUT:+$OUT/log.txt}" >/dev/null

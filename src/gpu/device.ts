@@ -93,6 +93,12 @@ export function backendFromEnv(): GpuBackend {
   throw new Error(`KVC_WEBGPU="${v}": expected ${allowed.map((a) => `"${a}"`).join(" or ")} under ${isBun ? "Bun" : "Deno"}`);
 }
 
+/** The `navigator.gpu` object of the backend KVC_WEBGPU picks (tests ask it for a default-limits device). */
+export function webgpu(): Promise<GPU> {
+  const backend = backendFromEnv();
+  return navigatorGpu(backend, backend !== "wgpu" ? togglesFromEnv() : { enabled: [], disabled: [] });
+}
+
 async function navigatorGpu(backend: GpuBackend, toggles: ReturnType<typeof togglesFromEnv>): Promise<GPU> {
   if (backend === "dawn.node") return dawnNodeGpu(toggles);
   if (backend === "bun-webgpu" && !bunGlobalsReady) {

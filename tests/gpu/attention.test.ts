@@ -5,6 +5,7 @@
 import { expect, test } from "bun:test";
 import { cdiv, F, KernelContext, type Step } from "../../src/gpu/kernels.ts";
 import { Usage } from "../../src/gpu/flags.ts";
+import { webgpu } from "../../src/gpu/device.ts";
 import { ATTN_WORKGROUPS, decodeAttentionPlan, decodeAttentionShape, prefillTileName, prefillMmaTiling, prefillTiles, prefillTiling, prefillTilings, type DecodeAttentionChoice, type PrefillMmaTiling, type PrefillTiling } from "../../src/model/llama.ts";
 import * as ref from "../fixtures/reference.ts";
 import { getGpu, maxAbsDiff, rand, readF32, up, variants, zeros } from "../fixtures/gpu-helpers.ts";
@@ -328,7 +329,7 @@ test("tiled prefill: larger tiles (4 query vectors a thread, 32-key tiles, 128 a
 
 test("tiled prefill: the real shapes' tiles fit the default 16 KiB of workgroup storage", async () => {
   const gpu = await getGpu();
-  const adapter = await (globalThis as any).navigator.gpu.requestAdapter();
+  const adapter = (await (await webgpu()).requestAdapter())!;
   const device: GPUDevice = await adapter.requestDevice();
   expect(device.limits.maxComputeWorkgroupStorageSize).toBe(16384);
   const kc = new KernelContext({ ...gpu, device, features: { ...gpu.features, f16: false, subgroups: false } });
@@ -346,7 +347,7 @@ test("tiled prefill: the real shapes' tiles fit the default 16 KiB of workgroup 
 
 test("decode attention: the layouts of head dims 4..256 and groups 1..16 fit the default 16 KiB of workgroup storage", async () => {
   const gpu = await getGpu();
-  const adapter = await (globalThis as any).navigator.gpu.requestAdapter();
+  const adapter = (await (await webgpu()).requestAdapter())!;
   // the storage-buffer count createGpu asks for (SPLIT + SCORES binds 9), the default workgroup storage
   const device: GPUDevice = await adapter.requestDevice({
     requiredFeatures: gpu.features.subgroups ? ["subgroups"] : [],
