@@ -88,6 +88,7 @@ export class Reporter {
     Object.assign(this.base, {
       webgpu: g.backend,
       f16: g.features.f16,
+      f16_weights: g.features.f16Weights,
       subgroup_matrix: !!g.features.subgroupMatrix,
       mma_min_rows: env("KVC_MMA_MIN_ROWS"),
       mma_attn: env("KVC_MMA_ATTN"),

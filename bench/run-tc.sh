@@ -26,7 +26,8 @@ const g = await createGpu(); console.log(describeGpu(g)); console.log(JSON.strin
   fi
   if has tests; then
     log "tensor-core tests"
-    timeout 300 bun test --timeout 600000 tests/gpu/gemm-mma.test.ts tests/gpu/attention.test.ts -t "gemm_mma|tensor-core" 2>&1 | grep -v '^Warning' | tail -80
+    timeout 300 bun test --timeout 600000 tests/gpu/gemm-mma.test.ts tests/gpu/attention.test.ts -t "gemm_mma|tensor-core" 2>&1 | grep -v '^Warning' |
+      grep -E '^\((pass|fail|skip)\)|Expected|Received|rror|^ *[0-9]+ (pass|fail|skip)' | grep -v 'pass) gemm_mma' | head -80
   fi
   if has gemm; then
     log "gemm variants (prefill step, 512 and 2048 rows)"
@@ -57,9 +58,9 @@ const g = await createGpu(); console.log(describeGpu(g)); console.log(JSON.strin
     sh=/tmp/kvc-shared; mkdir -p $sh/models/kvc-nano
     cp models/kvc-nano/* $sh/models/kvc-nano/ && cp .dev/golden/kvc-nano.json $sh/models/kvc-nano/golden.json
     models=kvc-nano; [ -d .dev/shared/models/kvc-small ] && { cp -r .dev/shared/models/kvc-small $sh/models/; models=kvc-nano,kvc-small; }
-    for m in 1 33; do
-      log "golden tokens ($models) with tensor cores from $m rows"
-      KVC_SHARED=$sh KVC_GOLDEN_MODELS=$models KVC_MMA_MIN_ROWS=$m timeout 200 bun test --timeout 600000 tests/engine/golden.test.ts 2>&1 | grep -v '^Warning' | grep -E '^\(|pass$|fail$|rror|Expected|Received' | tail -30
+    for cfg in "KVC_MMA_MIN_ROWS=1" "KVC_MMA_MIN_ROWS=33" "KVC_MMA_MIN_ROWS=1 KVC_MMA_ATTN=0" "KVC_SUBGROUP_MATRIX=0"; do
+      log "golden tokens ($models) $cfg"
+      env KVC_SHARED=$sh KVC_GOLDEN_MODELS=$models $cfg timeout 200 bun test --timeout 600000 tests/engine/golden.test.ts 2>&1 | grep -v '^Warning' | grep -E '^\(|pass$|fail$|rror|Expected|Received' | tail -30
     done
   fi
 } 2>&1 | tee -a "$O/log.txt" | grep -v "\"test\":\"gemm\"" | cut -c1-260

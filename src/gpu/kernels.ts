@@ -178,7 +178,7 @@ export class KernelContext {
   /** Base defines every kernel may use: the weight-load variant and reduction variant. */
   baseDefines(): Defines {
     const f = this.gpu.features;
-    return { F16: f.f16, SUBGROUPS: f.subgroups };
+    return { F16: f.f16Weights, SUBGROUPS: f.subgroups };
   }
 
   kernel(name: string, defines: Defines = {}, entry = "main"): Kernel {
@@ -200,7 +200,7 @@ export class KernelContext {
     if (k) return k;
     let code = preprocess(kernelSource(name), all);
     const enables: string[] = [];
-    if (all.F16) enables.push("enable f16;");
+    if (all.F16 || (this.gpu.features.f16 && /subgroup_matrix_/.test(code))) enables.push("enable f16;");
     if (all.SUBGROUPS && /subgroup/.test(code)) enables.push("enable subgroups;");
     if (/subgroup_matrix_/.test(code)) enables.push("enable chromium_experimental_subgroup_matrix;");
     code = enables.join("\n") + "\n" + code;
@@ -308,8 +308,10 @@ export class Step {
       const timestampWrites = this.ctx.passTimer?.next(this.pending[0].k.key.split(":")[0]);
       this.pass = this.encoder.beginComputePass(timestampWrites ? { timestampWrites } : {});
     }
+    // each call crosses into native code (an N-API call under dawn.node): skip a repeated pipeline
+    let last: GPUComputePipeline | null = null;
     for (const p of this.pending) {
-      this.pass.setPipeline(p.k.pipeline);
+      if (p.k.pipeline !== last) this.pass.setPipeline((last = p.k.pipeline));
       this.pass.setBindGroup(0, this.ctx.bindGroup(p.k, p.bindings, p.slot));
       this.pass.dispatchWorkgroups(p.wg[0], p.wg[1], p.wg[2]);
     }
