@@ -219,12 +219,13 @@ export function prefillMmaBytes(t: PrefillMmaTiling): number {
 /**
  * The tensor-core tile for a GQA group of G heads of D dims, or null: it needs f16
  * 16x16x16 subgroup matrices, 32-lane subgroups (two lanes a query row), D a multiple of
- * 16, G <= 64 and the workgroup storage. KVC_MMA_ATTN=0 turns it off.
+ * 16, G <= 64 and the workgroup storage. KVC_MMA_ATTN=1 turns it on.
  */
 export function prefillMmaTiling(gpu: Gpu, G: number, D: number): PrefillMmaTiling | null {
   const sm = gpu.features.subgroupMatrix;
   const env = (globalThis as any).process?.env?.KVC_MMA_ATTN ?? (globalThis as any).Deno?.env?.get("KVC_MMA_ATTN");
-  if (env === "0" || !sm || sm.M !== 16 || sm.N !== 16 || sm.K !== 16 || gpu.features.subgroupMaxSize !== 32) return null;
+  // off unless asked for (KVC_MMA_ATTN=1) until it matches the reference on the GPU
+  if (env !== "1" || !sm || sm.M !== 16 || sm.N !== 16 || sm.K !== 16 || gpu.features.subgroupMaxSize !== 32) return null;
   if (D % 16 !== 0 || G > 64) return null;
   const NSG = 4;
   const t = { NSG, WG: NSG * 32, G, D, BQ: Math.floor((NSG * 16) / G) };

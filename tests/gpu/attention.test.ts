@@ -376,6 +376,7 @@ test("decode attention: the layouts of head dims 4..256 and groups 1..16 fit the
 // where the adapter has f16 subgroup matrices (Dawn's dawn.node on NVIDIA)
 {
   const gpu = await getGpu();
+  process.env.KVC_MMA_ATTN = "1"; // the kernel is opt-in for the model; tested wherever it can run
   const mmaFor = (H: number, KVH: number, D: number) => prefillMmaTiling(gpu, H / KVH, D);
   const none = !mmaFor(8, 2, 64);
   test.skipIf(!none)(`tensor-core prefill attention SKIPPED: ${gpu.adapterName} has no f16 subgroup matrices`, () => {});
