@@ -90,6 +90,10 @@ test("every bad setting is reported at once, named as it was given", () => {
   expect(() => resolveServeConfig({}, envOf({ KVC_KV_METHOD: "snapkv" }), noDefaultModel)).toThrow("KVC_KV_METHOD: snapkv needs a budget");
   expect(() => resolveServeConfig({}, envOf({ KVC_KV_COMPRESS_ONCE: "sometimes" }), noDefaultModel)).toThrow(/^KVC_KV_COMPRESS_ONCE: must be one of/);
   expect(() => resolveServeConfig({ "kv-crush-base": "streaming" }, envOf({}), noDefaultModel)).toThrow(/^--kv-crush-base: Invalid type/);
+  expect(() => resolveServeConfig({ "idle-timeout": "300" }, envOf({}), noDefaultModel)).toThrow('--idle-timeout: must be an integer in [1, 255] (got "300")');
+  expect(() => resolveServeConfig({}, envOf({ KVC_BODY_TIMEOUT: "0" }), noDefaultModel)).toThrow("KVC_BODY_TIMEOUT: must be an integer in [1, 3600]");
+  expect(() => resolveServeConfig({ "cors-origin": "app.example" }, envOf({}), noDefaultModel)).toThrow(/^--cors-origin: must be "\*" or origins/);
+  expect(resolveServeConfig({ "cors-origin": "*" }, envOf({}), noDefaultModel).corsOrigins).toEqual(["*"]);
 });
 
 test("kvc serve reads the environment, a flag beats a bad variable, and a bad one stops it before loading", async () => {
