@@ -75,6 +75,8 @@ export function toGenerationParams(ctx: ServerContext, body: CommonRequest, prom
     stop: body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop,
     ignoreEos: body.ignore_eos ?? false,
     compression,
+    // a seed asks for the same answer whatever runs beside it
+    batchInvariant: body.seed != null,
   };
 }
 

@@ -18,6 +18,7 @@ const { values: a } = parseArgs({
     concurrency: { type: "string", default: "24" },
     "time-limit": { type: "string", default: "900" },
     "rss-slack": { type: "string", default: "0.1" },
+    "idle-timeout": { type: "string", default: "5" },
     json: { type: "boolean", default: false },
   },
 });
@@ -29,7 +30,7 @@ const KVC: Record<string, string[]> = { bun: ["bun", "src/main.ts"], deno: ["den
 if (!KVC[a.runtime!]) throw new Error(`--runtime: bun or deno (got ${a.runtime})`);
 
 // ---- the server
-const proc = Bun.spawn([...KVC[a.runtime!], "serve", "--host", "127.0.0.1", "--port", "0", "--kv-memory", "4MiB", "--max-queue", "48", "--body-timeout", String(BODY_TIMEOUT_S), "--idle-timeout", "5"], {
+const proc = Bun.spawn([...KVC[a.runtime!], "serve", "--host", "127.0.0.1", "--port", "0", "--kv-memory", "4MiB", "--max-queue", "48", "--body-timeout", String(BODY_TIMEOUT_S), "--idle-timeout", a["idle-timeout"]!], {
   cwd: ROOT,
   stdin: "ignore",
   stdout: "ignore",
@@ -251,7 +252,7 @@ const summary = {
   retries_after_429: retries,
   generated_tokens: generated,
   kv_blocks_used_at_end: blocks,
-  rss_mib: { first: Math.round(rss[0]?.mib ?? NaN), second_quarter: Math.round(rssMid), last_quarter: Math.round(rssEnd), max: Math.round(Math.max(...rss.map((s) => s.mib))) },
+  rss_mib: { first: Math.round(rss[0]?.mib ?? NaN), quarters: [0, 1, 2, 3].map((q) => Math.round(quarter(q))), max: Math.round(Math.max(...rss.map((s) => s.mib))) },
   rss_growth_second_half: Math.round(growth * 1000) / 1000,
   server_exit: exitCode,
   problems: problems.slice(0, 20),
