@@ -5,6 +5,7 @@
 // and the server's RSS stayed flat (the second half grew it by less than --rss-slack).
 //
 //   bun scripts/soak.ts [--runtime bun|deno] [--requests 3000] [--concurrency 24] [--time-limit 900] [--json]
+//                       [--idle-timeout 5] [--no-keepalive] [--server-log FILE] [--rss-slack 0.1]
 import { parseArgs } from "node:util";
 import { readFileSync } from "node:fs";
 import { connect } from "node:net";
@@ -19,6 +20,9 @@ const { values: a } = parseArgs({
     "time-limit": { type: "string", default: "900" },
     "rss-slack": { type: "string", default: "0.1" },
     "idle-timeout": { type: "string", default: "5" },
+    "server-log": { type: "string" },
+    // a new connection per request (Bun's fetch reuses them otherwise)
+    "no-keepalive": { type: "boolean", default: false },
     json: { type: "boolean", default: false },
   },
 });
@@ -44,11 +48,15 @@ while (!/ on (http:\/\/\S+)/.test(serverLog)) {
   serverLog += value;
 }
 const BASE = / on (http:\/\/\S+)/.exec(serverLog)![1];
+const logFile = a["server-log"] ? Bun.file(a["server-log"]).writer() : null;
+logFile?.write(serverLog);
 void (async () => {
   for (;;) {
-    const { done } = await logReader.read(); // drain the request log so the pipe never fills
+    const { done, value } = await logReader.read(); // drain the request log so the pipe never fills
     if (done) break;
+    logFile?.write(value);
   }
+  await logFile?.end();
 })();
 const rssMiB = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"))?.[1] ?? NaN) / 1024;
 
@@ -93,7 +101,7 @@ const note = (kind: string, status: number | string) => {
   if (typeof status === "number" && status >= 500) problems.push(`${kind}: ${status}`);
 };
 const send = (path: string, body: unknown, signal?: AbortSignal) =>
-  fetch(BASE + path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal });
+  fetch(BASE + path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal, keepalive: !a["no-keepalive"] } as RequestInit);
 let retries = 0;
 /** A request as a well-behaved client sends it: on 429 it waits Retry-After (up to 5 s) and tries again, 3 times. */
 async function post(path: string, body: unknown, signal?: AbortSignal): Promise<Response> {
