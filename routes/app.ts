@@ -28,7 +28,7 @@ export function createApp(ctx: ServerContext) {
   const origins = ctx.opts.corsOrigins;
   if (origins.length) app.use("*", cors({ origin: origins.includes("*") ? "*" : origins, exposeHeaders: ["X-Request-Id", "Retry-After"], maxAge: 600 }));
   app.use("/v1/*", apiKey(ctx.opts.apiKey));
-  const bodyTimeoutMs = ctx.opts.connections.bodyTimeoutS * 1000;
+  const bodyTimeoutMs = ctx.opts.bodyTimeoutS * 1000;
   app.on("POST", ["/v1/completions", "/v1/chat/completions"], jsonBody({ maxBytes: ctx.opts.maxBodyBytes, maxDepth: MAX_JSON_DEPTH, timeoutMs: bodyTimeoutMs }));
   app.route("/v1", completionsRoute(ctx));
   app.route("/v1", chatRoute(ctx));

@@ -7,7 +7,8 @@ import { createServerContext, type ServerContext, type ServerOptions } from "../
 import { listen, type ConnectionLimits, type Listener } from "./adapter/index.ts";
 import { maxPromptChars } from "../src/serving/prompt-limit.ts";
 
-export interface StartOptions extends Partial<Omit<ServerOptions, "modelId" | "maxPromptChars" | "connections">> {
+export interface StartOptions extends Partial<Omit<ServerOptions, "modelId" | "maxPromptChars" | "bodyTimeoutS">> {
+  /** timeouts and the connection cap (defaults: DEFAULTS) */
   connections?: Partial<ConnectionLimits>;
   modelDir: string;
   host?: string;
@@ -38,6 +39,7 @@ const DEFAULT_LIMITS: ConnectionLimits = { headerTimeoutS: DEFAULTS.headerTimeou
 
 export async function startServer(o: StartOptions): Promise<RunningServer> {
   const log = o.log ?? (() => {});
+  const limits: ConnectionLimits = { ...DEFAULT_LIMITS, ...o.connections };
   const engine = await Engine.load(o.modelDir, { ...o.engine, log });
   const ctx = createServerContext(engine, {
     modelId: basename(o.modelDir.replace(/\/+$/, "")),
@@ -49,12 +51,12 @@ export async function startServer(o: StartOptions): Promise<RunningServer> {
     log,
     requestLog: o.requestLog ?? null,
     logPrompts: o.logPrompts ?? false,
-    connections: { ...DEFAULT_LIMITS, ...o.connections },
+    bodyTimeoutS: limits.bodyTimeoutS,
     corsOrigins: o.corsOrigins ?? [],
   });
   let listener: Listener;
   try {
-    listener = await listen(createApp(ctx).fetch, { host: o.host ?? DEFAULTS.host, port: o.port ?? DEFAULTS.port, limits: ctx.opts.connections });
+    listener = await listen(createApp(ctx).fetch, { host: o.host ?? DEFAULTS.host, port: o.port ?? DEFAULTS.port, limits });
   } catch (e) {
     await ctx.shutdown(0);
     throw e;

@@ -30,7 +30,7 @@ const REQUESTS = Number(a.requests);
 const CONCURRENCY = Number(a.concurrency);
 const DEADLINE = performance.now() + Number(a["time-limit"]) * 1000;
 const BODY_TIMEOUT_S = 2;
-const KVC: Record<string, string[]> = { bun: ["bun", "src/main.ts"], deno: ["deno", "run", "-A", "src/main.ts"] };
+const KVC: Record<string, string[]> = { bun: ["bun", "cli/main.ts"], deno: ["deno", "run", "-A", "cli/main.ts"] };
 if (!KVC[a.runtime!]) throw new Error(`--runtime: bun or deno (got ${a.runtime})`);
 
 // ---- the server

@@ -8,7 +8,6 @@ import { createServerMetrics, type ServerMetrics } from "./server-metrics.ts";
 import { Generation, type GenerationParams } from "./generation.ts";
 import { ApiError } from "./api-error.ts";
 import { QueueWait } from "./queue-wait.ts";
-import type { ConnectionLimits } from "../../routes/adapter/types.ts";
 
 export interface ServerOptions {
   /** the id clients send as `model` (the model folder's name) */
@@ -27,8 +26,8 @@ export interface ServerOptions {
   requestLog: ((entry: Record<string, unknown>) => void) | null;
   /** put prompts into the request log */
   logPrompts: boolean;
-  /** timeouts and the connection cap; the app enforces the body timeout */
-  connections: ConnectionLimits;
+  /** a request's body must arrive within this many seconds of its headers (else 408) */
+  bodyTimeoutS: number;
   /** origins CORS lets in ("*": any); empty: no CORS headers */
   corsOrigins: string[];
 }

@@ -5,7 +5,7 @@
 // that leaves a non-streamed request cancels it whatever its body's size.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, type Socket } from "node:net";
-import { metric, postJson, RUNTIMES, serveNano, startNano, until, type ServerProcess } from "./server-helpers.ts";
+import { metric, postJson, RUNTIMES, serveNano, startNano, until, type ServerProcess } from "../fixtures/server-helpers.ts";
 
 const KEY = "sk-reliability";
 const BODY_TIMEOUT_S = 2;
