@@ -1,5 +1,5 @@
 // The Hono app: runtime-agnostic (`app.fetch` maps a Request to a Response), so
-// Bun.serve and Deno.serve both run it. Every error leaves as OpenAI's JSON shape.
+// Bun.serve and Deno's node:http both run it. Every error leaves as OpenAI's JSON shape.
 import { Hono, type Context } from "hono";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
