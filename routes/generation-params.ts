@@ -5,6 +5,7 @@ import type { GenerationParams } from "../src/serving/generation.ts";
 import type { ServerContext } from "../src/serving/context.ts";
 import { ApiError } from "../src/serving/api-error.ts";
 import { requestCompression } from "./schemas/kv-compression.ts";
+import { maxCompletionTokens, usableContext } from "../src/serving/kv-limit.ts";
 import type { CommonRequest } from "./schemas/requests.ts";
 
 /** The served model's id; a missing `model` means it, any other name is a 404. */
@@ -42,16 +43,25 @@ export function toGenerationParams(ctx: ServerContext, body: CommonRequest, prom
     throw new ApiError(400, `the prompt needs ${blocks} KV cache blocks, but the server's cache holds ${cache.pool.numBlocks}; restart it with a larger --kv-memory`, limits.param, "context_length_exceeded");
   }
 
+  const compression = requestCompression(ctx.opts.compression, body);
   const completionMax = "max_completion_tokens" in body ? body.max_completion_tokens : null;
   const asked = completionMax ?? body.max_tokens;
-  const maxTokens = asked ?? Math.min(limits.defaultMaxTokens, cfg.maxContext - n);
-  if (n + maxTokens > cfg.maxContext) {
+  const maxTokensParam = completionMax != null ? "max_completion_tokens" : "max_tokens";
+  if (asked != null && n + asked > cfg.maxContext) {
     throw new ApiError(
       400,
-      `this model's maximum context length is ${cfg.maxContext} tokens; the request asks for ${n + maxTokens} (${n} in the prompt, ${maxTokens} for the completion)`,
-      completionMax != null ? "max_completion_tokens" : "max_tokens",
+      `this model's maximum context length is ${cfg.maxContext} tokens; the request asks for ${n + asked} (${n} in the prompt, ${asked} for the completion)`,
+      maxTokensParam,
       "context_length_exceeded",
     );
+  }
+  // the cache, not only the context, bounds a sequence: refuse what would be cut short
+  const fit = maxCompletionTokens(ctx.engine, n, compression);
+  const maxTokens = asked ?? Math.min(limits.defaultMaxTokens, fit);
+  if (maxTokens > fit || maxTokens < 1) {
+    const room = fit === 0 ? "no completion token fits after this prompt" : `at most ${fit} completion tokens fit after this ${n}-token prompt`;
+    const how = compression.method && compression.method !== "none" ? "with this kv_compression" : `uncompressed (at most ${usableContext(ctx.engine)} tokens a sequence)`;
+    throw new ApiError(400, `the server's KV cache (--kv-memory) cannot hold this request: ${room} ${how}; the request asks for ${maxTokens}. Lower ${maxTokensParam}, or compress the cache (kv_compression)`, maxTokensParam, "context_length_exceeded");
   }
   return {
     prompt,
@@ -64,7 +74,9 @@ export function toGenerationParams(ctx: ServerContext, body: CommonRequest, prom
     },
     stop: body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop,
     ignoreEos: body.ignore_eos ?? false,
-    compression: requestCompression(ctx.opts.compression, body),
+    compression,
+    // a seed asks for the same answer whatever runs beside it
+    batchInvariant: body.seed != null,
   };
 }
 

@@ -4,10 +4,12 @@ import { basename } from "node:path";
 import { Engine, type EngineOptions } from "../src/engine/engine.ts";
 import { createApp } from "./app.ts";
 import { createServerContext, type ServerContext, type ServerOptions } from "../src/serving/context.ts";
-import { listen, type Listener } from "./adapter/index.ts";
+import { listen, type ConnectionLimits, type Listener } from "./adapter/index.ts";
 import { maxPromptChars } from "../src/serving/prompt-limit.ts";
 
-export interface StartOptions extends Partial<Omit<ServerOptions, "modelId" | "maxPromptChars">> {
+export interface StartOptions extends Partial<Omit<ServerOptions, "modelId" | "maxPromptChars" | "bodyTimeoutS">> {
+  /** timeouts and the connection cap (defaults: DEFAULTS) */
+  connections?: Partial<ConnectionLimits>;
   modelDir: string;
   host?: string;
   /** 0 picks a free port */
@@ -23,10 +25,21 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
-export const DEFAULTS = { host: "127.0.0.1", port: 8080, maxQueue: 256, maxBodyBytes: 4 * 2 ** 20 };
+export const DEFAULTS = {
+  host: "127.0.0.1",
+  port: 8080,
+  maxQueue: 256,
+  maxBodyBytes: 4 * 2 ** 20,
+  headerTimeoutS: 10,
+  bodyTimeoutS: 30,
+  idleTimeoutS: 10,
+  maxConnections: 1024,
+};
+const DEFAULT_LIMITS: ConnectionLimits = { headerTimeoutS: DEFAULTS.headerTimeoutS, bodyTimeoutS: DEFAULTS.bodyTimeoutS, idleTimeoutS: DEFAULTS.idleTimeoutS, maxConnections: DEFAULTS.maxConnections };
 
 export async function startServer(o: StartOptions): Promise<RunningServer> {
   const log = o.log ?? (() => {});
+  const limits: ConnectionLimits = { ...DEFAULT_LIMITS, ...o.connections };
   const engine = await Engine.load(o.modelDir, { ...o.engine, log });
   const ctx = createServerContext(engine, {
     modelId: basename(o.modelDir.replace(/\/+$/, "")),
@@ -38,10 +51,12 @@ export async function startServer(o: StartOptions): Promise<RunningServer> {
     log,
     requestLog: o.requestLog ?? null,
     logPrompts: o.logPrompts ?? false,
+    bodyTimeoutS: limits.bodyTimeoutS,
+    corsOrigins: o.corsOrigins ?? [],
   });
   let listener: Listener;
   try {
-    listener = await listen(createApp(ctx).fetch, { host: o.host ?? DEFAULTS.host, port: o.port ?? DEFAULTS.port });
+    listener = await listen(createApp(ctx).fetch, { host: o.host ?? DEFAULTS.host, port: o.port ?? DEFAULTS.port, limits });
   } catch (e) {
     await ctx.shutdown(0);
     throw e;

@@ -2,7 +2,7 @@
 import { isBun } from "../../src/gpu/device.ts";
 import type { FetchHandler, Listener, ListenOptions } from "./types.ts";
 
-export type { Listener } from "./types.ts";
+export type { ConnectionLimits, Listener } from "./types.ts";
 
 export async function listen(fetch: FetchHandler, o: ListenOptions): Promise<Listener> {
   if (isBun) return (await import("./bun.ts")).listenBun(fetch, o);

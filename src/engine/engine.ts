@@ -229,6 +229,8 @@ export class Engine {
         this.waiting.splice(this.waiting.indexOf(seq), 1);
         continue;
       }
+      // a batch-invariant sequence shares its prefill steps with no other prompt
+      if (batch.length && (seq.opts.batchInvariant || seqs[0].opts.batchInvariant)) break;
       const alone = this.running.length === 0 && batch.length === 0;
       if (!seq.cache && !alone && !this.admits(seq)) break;
       if (!seq.cache) {
@@ -254,6 +256,7 @@ export class Engine {
         sampling: seq.opts.sampling,
         counter: seq.output.length,
         scoreRows,
+        fixedSplits: seq.opts.batchInvariant,
       });
       seqs.push(seq);
       budget -= n;
@@ -506,6 +509,7 @@ export class Engine {
           sampling: s.opts.sampling,
           counter: s.output.length + ahead + j,
           scoreRows: s.continual ? 1 : 0,
+          fixedSplits: s.opts.batchInvariant,
         })),
         tokensFromGpu: ahead > 0 || j > 0,
         histOffset: j * B,

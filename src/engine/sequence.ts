@@ -13,6 +13,16 @@ export interface SequenceOptions {
   onToken?: (id: number) => void;
   /** keep the first-step logits (tests, evaluation) */
   captureLogits?: boolean;
+  /**
+   * Keep this sequence's logits independent of the sequences beside it, so a seeded
+   * sampled answer is the same alone or under load: its prompt is prefilled in steps
+   * of its own (beside others it would run other kernels and splits, the GEMM past 32
+   * rows and tiled attention), and decode attention splits its keys at fixed offsets
+   * while it runs. Rounding differences would otherwise stay in the f16 cache and
+   * move a sampled token now and then. Up to 32 sequences decoding at once (past that
+   * the batch runs the GEMM) and unless preempted (recompute runs the prefill kernels).
+   */
+  batchInvariant?: boolean;
   /** KV compression for this sequence (default: none) */
   compression?: Partial<CompressionOptions>;
   /**

@@ -42,6 +42,8 @@ export interface StepSeq {
   counter: number;
   /** how many of the last new tokens score the cached keys (observation window; 1 in continual decode) */
   scoreRows?: number;
+  /** decode attention splits this step's keys at fixed offsets (decodeAttentionFixedPlan) */
+  fixedSplits?: boolean;
 }
 
 export interface StepInput {
@@ -183,6 +185,20 @@ export function decodeAttentionPlan(groups: number, maxLen: number, BK: number, 
   const splitLen = cdiv(cdiv(maxLen, nsplit), 16) * 16;
   nsplit = cdiv(maxLen, splitLen);
   return { nsplit, splitLen };
+}
+
+/** Keys a split holds in the fixed plan: about the plan's split at 4k-16k context on an H200. */
+export const ATTN_FIXED_SPLIT_KEYS = 256;
+
+/**
+ * Split-K at fixed key offsets, [z * 256, (z + 1) * 256), whatever the batch: each
+ * head's partials, and attn_merge's sum of them, are then the same beside any other
+ * sequences (a longer neighbour adds empty splits, which merge to exact zeros, and one
+ * split merges to the unsplit kernel's o / l bit for bit).
+ */
+export function decodeAttentionFixedPlan(maxLen: number, splitKeys = ATTN_FIXED_SPLIT_KEYS): { nsplit: number; splitLen: number } {
+  const nsplit = Math.max(1, cdiv(maxLen, splitKeys));
+  return { nsplit, splitLen: nsplit === 1 ? Math.max(maxLen, 1) : splitKeys };
 }
 
 /** Tile shape of kernels/attention_prefill.wgsl (its defines, less SPLIT and SCORES). */
@@ -455,7 +471,9 @@ export class LlamaModel {
 
     const st = kc.step();
     this.embed(st, bTok, x, M);
-    const attnPlan = decodeAttentionPlan(M * cfg.kvHeads * this.decodeAttention.NG, maxLen, this.decodeAttention.BK, this.attnWorkgroups);
+    const attnPlan = input.seqs.some((s) => s.fixedSplits)
+      ? decodeAttentionFixedPlan(maxLen)
+      : decodeAttentionPlan(M * cfg.kvHeads * this.decodeAttention.NG, maxLen, this.decodeAttention.BK, this.attnWorkgroups);
     for (let l = 0; l < L; l++) {
       const lw = this.w.layers[l];
       this.normMatmul(st, lw.qkv, x, lw.ln1, hbuf, qkv, M, this.qkvWidth, { bias: lw.qkvBias });

@@ -7,6 +7,7 @@ import { EngineLoop } from "./engine-loop.ts";
 import { createServerMetrics, type ServerMetrics } from "./server-metrics.ts";
 import { Generation, type GenerationParams } from "./generation.ts";
 import { ApiError } from "./api-error.ts";
+import { QueueWait } from "./queue-wait.ts";
 
 export interface ServerOptions {
   /** the id clients send as `model` (the model folder's name) */
@@ -25,6 +26,10 @@ export interface ServerOptions {
   requestLog: ((entry: Record<string, unknown>) => void) | null;
   /** put prompts into the request log */
   logPrompts: boolean;
+  /** a request's body must arrive within this many seconds of its headers (else 408) */
+  bodyTimeoutS: number;
+  /** origins CORS lets in ("*": any); empty: no CORS headers */
+  corsOrigins: string[];
 }
 
 export interface ServerContext {
@@ -41,6 +46,7 @@ export function createServerContext(engine: Engine, opts: ServerOptions): Server
   const loop = new EngineLoop(engine, opts.log);
   const metrics = createServerMetrics(engine, opts.modelId);
   const live = new Set<Generation>();
+  const queueWait = new QueueWait();
   let closing = false;
   loop.start();
 
@@ -48,7 +54,9 @@ export function createServerContext(engine: Engine, opts: ServerOptions): Server
     if (closing) throw new ApiError(503, "the server is shutting down", null, "server_shutting_down");
     const queued = engine.waiting.length + engine.running.length;
     if (queued >= opts.maxQueue) {
-      throw new ApiError(429, `the server is busy: ${queued} requests are queued or running (--max-queue ${opts.maxQueue}); retry shortly`, null, "queue_full", undefined, { "Retry-After": "1" });
+      metrics.queueFull.inc();
+      const wait = queueWait.retryAfterS(queued - opts.maxQueue + 1);
+      throw new ApiError(429, `the server is busy: ${queued} requests are queued or running (--max-queue ${opts.maxQueue}); retry in ${wait} s`, null, "queue_full", undefined, { "Retry-After": String(wait) });
     }
     let gen: Generation;
     try {
@@ -57,7 +65,10 @@ export function createServerContext(engine: Engine, opts: ServerOptions): Server
       throw e instanceof ApiError ? e : new ApiError(400, (e as Error).message);
     }
     live.add(gen);
-    gen.ended.then(() => live.delete(gen));
+    gen.ended.then(() => {
+      live.delete(gen);
+      queueWait.finished();
+    });
     return gen;
   }
 

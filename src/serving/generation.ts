@@ -20,6 +20,8 @@ export interface GenerationParams {
   stop: string[];
   ignoreEos: boolean;
   compression: Partial<CompressionOptions>;
+  /** logits independent of the requests beside it (Sequence's batchInvariant): a seeded answer's */
+  batchInvariant: boolean;
 }
 
 export interface GenerationResult {
@@ -66,6 +68,7 @@ export class Generation implements AsyncIterable<string> {
       sampling: params.sampling,
       ignoreEos: params.ignoreEos,
       compression: params.compression,
+      batchInvariant: params.batchInvariant,
       onToken: (id) => this.onToken(id),
     });
     deps.loop.add(this.seq, (e) => this.fail(new ApiError(500, `the engine failed on this request: ${e.message}`)));

@@ -29,6 +29,7 @@ export function createServerMetrics(engine: Engine, modelName: string) {
     blocksUsed: r.gauge("kvc_kv_blocks_used", "KV cache blocks in use, each one (layer, KV head) of block_size tokens.", () => pool.numUsedBlocks),
     blocksTotal: r.gauge("kvc_kv_blocks_total", "KV cache blocks in the pool.", () => pool.numBlocks),
     evictedTokens: r.counter("kvc_kv_evicted_tokens_total", "K/V entries evicted by compression, summed over every (layer, KV head)."),
+    queueFull: r.counter("kvc_requests_queue_full_total", "Requests refused with 429 because --max-queue requests were waiting or running."),
     compressionRate: r.histogram("kvc_kv_compression_rate", "Per-request KV compression rate at finish (uncompressed blocks / blocks used).", RATE_BUCKETS),
   };
   return metrics;

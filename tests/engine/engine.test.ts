@@ -59,6 +59,23 @@ test("seeded sampling is reproducible and independent of batching", async () => 
   expect(z).not.toEqual(x);
 });
 
+test("a batch-invariant (seeded) sampled sequence keeps its tokens beside prompts that arrive and decode with it", async () => {
+  const e = await engineFor(NANO, { lookahead: 4 });
+  const filler = (i: number) =>
+    new Sequence(e.tokenizer.encode(`It is a truth universally acknowledged ${"the union ".repeat(60 + 40 * i)}`), { maxTokens: 100, sampling: { temperature: 1, topP: 1, topK: 0, seed: 100 + i }, ignoreEos: true });
+  // seeds whose answers changed when their prompt shared a prefill step with these
+  for (const seed of [1, 2, 5]) {
+    const opts = { maxTokens: 100, sampling: { temperature: 1, topP: 1, topK: 0, seed }, ignoreEos: true, batchInvariant: true };
+    const ids = e.tokenizer.encode(["The President of the United States", "Once upon a time", "Mr. Darcy"][seed % 3]);
+    const alone = (await e.generate(ids, opts)).output;
+    const main = new Sequence(ids, opts);
+    for (const s of [filler(0), main, filler(1), filler(2)]) e.add(s);
+    await e.runUntilIdle();
+    expect({ seed, tokens: main.output }).toEqual({ seed, tokens: alone });
+  }
+  expect(e.cache.pool.numUsedBlocks).toBe(0);
+});
+
 test("EOS stops a sequence unless ignored; abort frees blocks at once", async () => {
   const e = await engineFor(NANO, { lookahead: 4 });
   // chat prompts end their answer with <|eot_id|> (id 4), an EOS of this model

@@ -6,7 +6,7 @@ import { expect, test } from "bun:test";
 import { cdiv, F, KernelContext, type Step } from "../../src/gpu/kernels.ts";
 import { Usage } from "../../src/gpu/flags.ts";
 import { webgpu } from "../../src/gpu/device.ts";
-import { ATTN_WORKGROUPS, decodeAttentionPlan, decodeAttentionShape, prefillTileName, prefillMmaTiling, prefillTiles, prefillTiling, prefillTilings, type DecodeAttentionChoice, type PrefillMmaTiling, type PrefillTiling } from "../../src/model/llama.ts";
+import { ATTN_FIXED_SPLIT_KEYS, ATTN_WORKGROUPS, decodeAttentionFixedPlan, decodeAttentionPlan, decodeAttentionShape, prefillTileName, prefillMmaTiling, prefillTiles, prefillTiling, prefillTilings, type DecodeAttentionChoice, type PrefillMmaTiling, type PrefillTiling } from "../../src/model/llama.ts";
 import * as ref from "../fixtures/reference.ts";
 import { getGpu, maxAbsDiff, rand, readF32, up, variants, zeros } from "../fixtures/gpu-helpers.ts";
 
@@ -243,6 +243,13 @@ test("decode split plan: tiles of keys until the GPU fills, one split once the b
     const q = decodeAttentionPlan(groups, 4096, BK);
     expect(q.nsplit === 1 || q.nsplit * groups <= 2 * ATTN_WORKGROUPS).toBe(true);
   }
+});
+
+test("fixed split plan: the same key offsets whatever the batch's longest sequence", () => {
+  const K = ATTN_FIXED_SPLIT_KEYS;
+  expect(decodeAttentionFixedPlan(K)).toEqual({ nsplit: 1, splitLen: K });
+  expect(decodeAttentionFixedPlan(7)).toEqual({ nsplit: 1, splitLen: 7 });
+  for (const maxLen of [K + 1, 3 * K, 8193]) expect(decodeAttentionFixedPlan(maxLen)).toEqual({ nsplit: Math.ceil(maxLen / K), splitLen: K });
 });
 
 // --- the tiled prefill kernel (attention_prefill.wgsl) ---
