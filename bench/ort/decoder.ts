@@ -38,8 +38,8 @@ export class OrtDecoder {
     this.length = 0;
   }
 
-  /** Runs `ids` after the past; returns the logits of the last one as f32. */
-  async run(ids: number[]): Promise<Float32Array> {
+  /** Runs `ids` after the past; returns the logits of the last one (Float32Array, or Float16Array for f16). */
+  async run(ids: number[]): Promise<ArrayLike<number>> {
     const total = this.length + ids.length;
     const feeds: Record<string, Ort.Tensor> = {
       input_ids: new this.ort.Tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]),
@@ -53,15 +53,13 @@ export class OrtDecoder {
     }
     this.length = total;
     const data = out.logits.data;
-    if (data instanceof Float32Array) return data;
-    const f = new Float32Array(data.length);
-    const bits = new Uint16Array((data as Uint16Array).buffer, (data as Uint16Array).byteOffset, data.length);
-    for (let i = 0; i < f.length; i++) f[i] = f16BitsToF32(bits[i]);
-    return f;
+    if (!(data instanceof Uint16Array)) return data as ArrayLike<number>;
+    // f16 as raw bits where the runtime has no Float16Array
+    return Float32Array.from(data, f16BitsToF32);
   }
 
   /** Greedy continuation: the prompt, then `n` tokens, each the argmax of the last logits. */
-  async greedy(prompt: number[], n: number): Promise<{ ids: number[]; firstLogits: Float32Array }> {
+  async greedy(prompt: number[], n: number): Promise<{ ids: number[]; firstLogits: ArrayLike<number> }> {
     this.reset();
     let logits = await this.run(prompt);
     const firstLogits = logits;
@@ -74,7 +72,7 @@ export class OrtDecoder {
   }
 }
 
-export function argmax(x: Float32Array): number {
+export function argmax(x: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
   return best;

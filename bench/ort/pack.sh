@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Packs what the onnxruntime-web peer benchmark (bench/ort/ort-bench.ts) needs on the GPU
+# host beyond bench/pack-device.sh's production node_modules, as .dev/ort.tar.xz:
+#   onnxruntime-web (the WebGPU bundle and its wasm only), onnx-proto and protobufjs (the
+#   graph is built on the host), and Dawn's Node binding `webgpu` (linux-x64 only), which
+#   is no project dependency: it is fetched here from the npm registry at a pinned version.
+# bench/device-env.sh unpacks it into node_modules. Prints the carry list and its size.
+#
+#   bash bench/ort/pack.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DAWN_NODE_VERSION=0.6.2
+LIMIT=$((64 * 1024 * 1024))
+[ -d node_modules/onnxruntime-web ] || bun install --frozen-lockfile >/dev/null
+mkdir -p .dev
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+(cd "$tmp" && echo '{"name":"dawn-node","private":true}' >package.json && bun add "webgpu@$DAWN_NODE_VERSION" >/dev/null)
+mkdir -p "$tmp/pack/node_modules/webgpu/dist"
+cp "$tmp/node_modules/webgpu/"{index.js,package.json} "$tmp/pack/node_modules/webgpu/"
+cp -r "$tmp/node_modules/webgpu/dist/linux-x64" "$tmp/pack/node_modules/webgpu/dist/"
+ort=node_modules/onnxruntime-web
+mkdir -p "$tmp/pack/$ort/dist"
+cp "$ort/package.json" "$ort/types.d.ts" "$tmp/pack/$ort/"
+cp "$ort/dist/ort.webgpu.bundle.min.mjs" "$ort/dist/ort-wasm-simd-threaded.asyncify.mjs" "$ort/dist/ort-wasm-simd-threaded.asyncify.wasm" "$tmp/pack/$ort/dist/"
+# the bundle needs no other package; onnx-proto needs protobufjs/minimal (not its CLI or dist)
+cp -r node_modules/onnx-proto node_modules/@protobufjs node_modules/long "$tmp/pack/node_modules/"
+mkdir -p "$tmp/pack/node_modules/protobufjs"
+cp -r node_modules/protobufjs/{package.json,minimal.js,index.js,light.js,src} "$tmp/pack/node_modules/protobufjs/"
+tar -C "$tmp/pack" -cf - node_modules | xz -T0 -9 >.dev/ort.tar.xz.part && mv .dev/ort.tar.xz.part .dev/ort.tar.xz
+
+tree=$(git ls-files -z -co --exclude-standard | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')
+carry=(.gl .dev/bun.xz .dev/nm.tar.xz .dev/commit .dev/ort.tar.xz)
+have=(); for p in "${carry[@]}"; do [ -e "$p" ] && have+=("$p"); done
+total=$((tree + $(du -cb "${have[@]}" | tail -1 | cut -f1)))
+echo ".dev/ort.tar.xz: $(($(stat -c %s .dev/ort.tar.xz) / 1048576)) MiB"
+printf 'carry [%s]: %d MiB with the work tree (limit 64 MiB)%s\n' "$(printf '"%s", ' "${carry[@]}" | sed 's/, $//')" $((total / 1048576)) \
+  "$([ $total -lt $LIMIT ] || echo '  -- OVER THE LIMIT: carry .dev/ort.tar.xz in a second call while the machine is warm')"
+for p in "${carry[@]}"; do [ -e "$p" ] || echo "missing $p: run bash bench/pack-device.sh first"; done
