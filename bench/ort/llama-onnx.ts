@@ -202,17 +202,18 @@ export function buildLlamaOnnx(c: ModelConfig, weights: WeightSource, o: LlamaOn
   g.node("Unsqueeze", [logits2, i64("axis_1b", [1])], ["logits"]);
   g.flushBlob();
 
-  const pastDims = ["batch", c.kvHeads, "past", D];
-  const presentDims = ["batch", c.kvHeads, "total", D];
+  // Optimum's dimension names: transformers.js sizes the empty first past from them
+  const pastDims = ["batch_size", c.kvHeads, "past_sequence_length", D];
+  const presentDims = ["batch_size", c.kvHeads, "total_sequence_length", D];
   const layersKv = (f: (l: number, kv: "key" | "value") => onnx.IValueInfoProto) =>
     Array.from({ length: c.layers }, (_, l) => [f(l, "key"), f(l, "value")]).flat();
   const inputs = [
-    valueInfo("input_ids", T.INT64, ["batch", "seq"]),
-    valueInfo("attention_mask", T.INT64, ["batch", "total"]),
+    valueInfo("input_ids", T.INT64, ["batch_size", "sequence_length"]),
+    valueInfo("attention_mask", T.INT64, ["batch_size", "total_sequence_length"]),
     ...layersKv((l, kv) => valueInfo(pastName(l, kv), et, pastDims)),
   ];
   const outputs = [
-    valueInfo("logits", et, ["batch", 1, c.vocab]),
+    valueInfo("logits", et, ["batch_size", 1, c.vocab]),
     ...layersKv((l, kv) => valueInfo(presentName(l, kv), et, presentDims)),
   ];
   const graph: onnx.IGraphProto = { name: "llama", node: g.nodes, initializer: g.inits, input: inputs, output: outputs };

@@ -41,25 +41,21 @@ export function safetensorsSource(dir: string, dtype: OnnxDType): WeightSource {
 /**
  * Seeded random weights: norms 1, everything else uniform in +-0.5/sqrt(fan-in) (so
  * activations stay in f16 range through deep stacks), as f16 bits or f32. Speed, not
- * meaning: a 1B model is 1.2e9 values, so f16 values come from a table of 4096.
+ * meaning: a 1B model is 1.2e9 values, so each tensor repeats a random block of 2^20.
  */
 export function randomSource(seed: number, dtype: OnnxDType): WeightSource {
   let s = seed >>> 0 || 1;
-  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0);
+  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
   return {
     get(name, dims) {
       const n = dims.reduce((a, b) => a * b, 1);
       const isNorm = dims.length === 1;
-      const scale = isNorm ? 0 : 0.5 / Math.sqrt(dims[dims.length - 1]);
-      const table = new Float32Array(4096);
-      for (let i = 0; i < table.length; i++) table[i] = isNorm ? 1 : (2 * (next() / 2 ** 32) - 1) * scale;
-      if (dtype === "f32") {
-        const out = new Float32Array(n);
-        for (let i = 0; i < n; i++) out[i] = table[next() >>> 20];
-        return out;
-      }
-      const t16 = toF16(table), out = new Uint16Array(n);
-      for (let i = 0; i < n; i++) out[i] = t16[next() >>> 20];
+      const scale = 0.5 / Math.sqrt(dims[dims.length - 1]);
+      const block = new Float32Array(Math.min(n, 2 ** 20));
+      for (let i = 0; i < block.length; i++) block[i] = isNorm ? 1 : (2 * next() - 1) * scale;
+      const b = dtype === "f32" ? block : toF16(block);
+      const out = dtype === "f32" ? new Float32Array(n) : new Uint16Array(n);
+      for (let at = 0; at < n; at += b.length) out.set(at + b.length <= n ? b : b.subarray(0, n - at), at);
       return out;
     },
   };
