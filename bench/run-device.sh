@@ -15,6 +15,8 @@
 #     hf        bench/hf_baseline.py: eager and static-cache + torch.compile, batch 1 and 32
 #     ort       onnxruntime-web's WebGPU backend (bench/ort/ort-bench.ts) through bun-webgpu,
 #               then through Dawn's Node binding (needs .dev/ort.tar.xz: bench/ort/pack.sh)
+#     ort-node  the same graph on onnxruntime-node's WebGPU provider (needs .dev/ort-node.tar.xz:
+#               bench/ort/pack.sh node; not part of "all")
 #     overhead  compression pass cost at interval 16
 #     compress  the KV-Compress throughput experiment (COMPRESS_ARGS scales it)
 #     deno      decode and kernels under Deno only
@@ -42,7 +44,7 @@ while [ $# -gt 0 ]; do
 done
 [ ${#suites[@]} -gt 0 ] || suites=(all)
 for s in "${suites[@]}"; do
-  case "$s" in kernels|decode|single|hf|ort|overhead|compress|deno|quick|all) ;; *) echo "unknown suite $s" >&2; exit 2 ;; esac
+  case "$s" in kernels|decode|single|hf|ort|ort-node|overhead|compress|deno|quick|all) ;; *) echo "unknown suite $s" >&2; exit 2 ;; esac
 done
 has() { local x; for x in "${suites[@]}"; do [ "$x" = "$1" ] || [ "$x" = all ] && return 0; done; return 1; }
 only() { local x; for x in "${suites[@]}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
@@ -57,6 +59,7 @@ SHAPES=${BENCH_SHAPES:-1b,8b}
 HAVE_BUN=0; command -v bun >/dev/null && [ -d node_modules/bun-webgpu ] && HAVE_BUN=1
 HAVE_DENO=0; command -v deno >/dev/null && HAVE_DENO=1
 HAVE_ORT=0; [ $HAVE_BUN = 1 ] && [ -d node_modules/onnxruntime-web ] && HAVE_ORT=1
+HAVE_ORT_NODE=0; [ $HAVE_BUN = 1 ] && [ -d node_modules/onnxruntime-node ] && HAVE_ORT_NODE=1
 {
   echo "== $(date -u +%FT%TZ) commit $KVC_COMMIT suites: ${suites[*]} budget ${BUDGET}s"
   echo "bun: $( [ $HAVE_BUN = 1 ] && bun --version || echo absent)  deno: $( [ $HAVE_DENO = 1 ] && deno --version | head -1 || echo absent)"
@@ -117,6 +120,13 @@ DENO=(deno run -A cli/main.ts bench)
       step ort-dawn-node 240 bun bench/ort/ort-bench.ts --shape "$SHAPES" --gpu dawn-node ${ORT_ARGS:-}
     elif only ort; then
       echo "ort: onnxruntime-web is not here: carry .dev/ort.tar.xz (bash bench/ort/pack.sh)" >>"$LOG"
+    fi
+  fi
+  if only ort-node; then
+    if [ $HAVE_ORT_NODE = 1 ]; then
+      step ort-node 300 bun bench/ort/ort-bench.ts --shape "$SHAPES" --gpu ort-node ${ORT_ARGS:-}
+    else
+      echo "ort-node: onnxruntime-node is not here: carry .dev/ort-node.tar.xz (bash bench/ort/pack.sh node)" >>"$LOG"
     fi
   fi
   if [ $HAVE_BUN = 1 ] && ! only deno; then

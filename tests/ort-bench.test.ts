@@ -40,22 +40,27 @@ describe("onnxruntime-web peer benchmark", () => {
   }, 300_000);
 
   test("the report puts onnxruntime-web beside kvc and names the summary key", () => {
-    const base = { runtime: "bun", gpu: "G", commit: "c", suite: "ort", binding: "dawn-node" };
+    const base = { runtime: "bun", gpu: "G", commit: "c", suite: "ort", binding: "dawn-node", engine: "onnxruntime-web 1.30.0" };
+    const native = { ...base, binding: "ort-node", engine: "onnxruntime-node 1.30.0" };
     const recs = [
       { ...base, suite: "e2e", test: "single_stream", shape: "llama-3.2-1b", lookahead: 4, decode_tok_s: 750 },
       { ...base, suite: "e2e", test: "prefill", shape: "llama-3.2-1b", prompt_len: 2048, prefill_tok_s: 12000 },
+      { ...base, suite: "e2e", test: "single_stream", shape: "llama-3.1-8b", lookahead: 4, decode_tok_s: 188 },
       { ...base, test: "ort_prefill", shape: "llama-3.2-1b", prompt_len: 2048, prefill_tok_s: 4000, ttft_ms: 512 },
       { ...base, test: "ort_decode", shape: "llama-3.2-1b", prompt_len: 128, tokens: 256, decode_tok_s: 150 },
       { ...base, test: "ort_decode", shape: "llama-3.1-8b", skipped: "16.1 GiB of f16 weights do not fit" },
+      { ...native, test: "ort_decode", shape: "llama-3.1-8b", prompt_len: 128, tokens: 256, decode_tok_s: 40 },
     ];
     const s = summarize(recs);
     expect(s.ort_web_1b_tok_s).toBe(150);
     expect(s.ort_web_1b_prefill_tok_s).toBe(4000);
-    expect(s.ort_web_8b_tok_s).toBeNull();
+    expect(s.ort_web_8b_tok_s).toBeNull(); // onnxruntime-node's figure is not onnxruntime-web's
+    expect(s.ort_node_8b_tok_s).toBe(40);
     expect(s.decode_1b_tok_s).toBe(750); // kvc's own figure is not taken from the peer's records
     const md = markdown(recs);
-    expect(md).toContain("| llama-3.2-1b | decode | 750 | 150 | 5.00x |");
-    expect(md).toContain("| llama-3.2-1b | prefill 2048 | 12000 | 4000 | 3.00x |");
+    expect(md).toContain("| llama-3.2-1b | decode | onnxruntime-web | 750 | 150 | 5.00x |");
+    expect(md).toContain("| llama-3.2-1b | prefill 2048 | onnxruntime-web | 12000 | 4000 | 3.00x |");
+    expect(md).toContain("| llama-3.1-8b | decode | onnxruntime-node | 188 | 40 | 4.70x |");
     expect(md).toContain("16.1 GiB of f16 weights do not fit");
   });
 });

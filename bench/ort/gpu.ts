@@ -30,7 +30,7 @@ const ZERO_LIMITS = {
 
 /** queue.writeBuffer that copies views of a SharedArrayBuffer into a plain buffer first. */
 function copySharedWrites(device: GPUDevice) {
-  const q = device.queue as GPUQueue & { writeBuffer: (...a: any[]) => void };
+  const q = device.queue as unknown as { writeBuffer: (...a: any[]) => void };
   const write = q.writeBuffer.bind(q);
   q.writeBuffer = (buffer: GPUBuffer, offset: number, data: any, dataOffset?: number, size?: number) => {
     if (!ArrayBuffer.isView(data) || data.buffer instanceof ArrayBuffer) return write(buffer, offset, data, dataOffset, size);
