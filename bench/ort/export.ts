@@ -1,6 +1,7 @@
 // Writes an HF Llama folder as a transformers.js-style ONNX folder: config and tokenizer
 // files copied, onnx/model.onnx (f32) or onnx/model_fp16.onnx (f16) from
-// bench/ort/llama-onnx.ts, weights inline (external blobs beside it past 1 GiB). The
+// bench/ort/llama-onnx.ts, weights inline (past 1 GiB in external blobs beside it, which
+// config.json's transformers.js_config announces). The
 // output is derived from the weights: keep it out of git (.onnx/ is ignored).
 //
 //   bun bench/ort/export.ts --model ../shared/models/kvc-small [--out .onnx/kvc-small] [--dtype f32|f16]
@@ -21,11 +22,16 @@ export function exportOnnx(modelDir: string, outDir: string, dtype: OnnxDType): 
     dtype,
     maxPositions: c.maxContext,
     externalAboveBytes: 2 ** 30,
-    blobPrefix: `${stem}.onnx_data`,
+    modelName: `${stem}.onnx`,
   });
   mkdirSync(join(outDir, "onnx"), { recursive: true });
   // read + write, not copy: the shared folder's read-only modes would block the next export
   for (const f of COPIED) if (existsSync(join(modelDir, f))) writeFileSync(join(outDir, f), readFileSync(join(modelDir, f)));
+  if (m.externalData.length) {
+    const config = JSON.parse(readFileSync(join(modelDir, "config.json"), "utf8"));
+    config["transformers.js_config"] = { use_external_data_format: { [`${stem}.onnx`]: m.externalData.length } };
+    writeFileSync(join(outDir, "config.json"), JSON.stringify(config, null, 2) + "\n");
+  }
   const path = join(outDir, "onnx", `${stem}.onnx`);
   writeFileSync(path, m.model);
   for (const b of m.externalData) writeFileSync(join(outDir, "onnx", b.path), b.data);

@@ -39,11 +39,13 @@ export interface LlamaOnnxOptions {
   maxPositions: number;
   /**
    * Weights past this many bytes go to external data blobs (protobuf caps a model at
-   * 2 GiB): each blob at most `blobBytes`, named `${prefix}{n}.bin`. Default: all inline.
+   * 2 GiB): each blob at most `blobBytes`, named as transformers.js looks for them:
+   * `${modelName}_data`, `${modelName}_data_1`, ... Default: all inline.
    */
   externalAboveBytes?: number;
   blobBytes?: number;
-  blobPrefix?: string;
+  /** the .onnx file's name (default "model.onnx") */
+  modelName?: string;
 }
 
 export interface LlamaOnnx {
@@ -90,7 +92,7 @@ class Graph {
     } else {
       const cap = this.o.blobBytes ?? 2 ** 30;
       if (this.blobUsed + bytes.byteLength > cap && this.blobParts.length) this.flushBlob();
-      const path = `${this.o.blobPrefix ?? "weights"}${this.blobs.length}.bin`;
+      const path = this.blobName(this.blobs.length);
       t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
       t.externalData = [
         { key: "location", value: path },
@@ -103,12 +105,15 @@ class Graph {
     this.inits.push(t);
     return name;
   }
+  blobName(i: number): string {
+    return `${this.o.modelName ?? "model.onnx"}_data${i ? `_${i}` : ""}`;
+  }
   flushBlob() {
     if (!this.blobParts.length) return;
     const data = new Uint8Array(this.blobUsed);
     let at = 0;
     for (const p of this.blobParts) data.set(p, at), (at += p.byteLength);
-    this.blobs.push({ path: `${this.o.blobPrefix ?? "weights"}${this.blobs.length}.bin`, data });
+    this.blobs.push({ path: this.blobName(this.blobs.length), data });
     this.blobParts = [];
     this.blobUsed = 0;
   }

@@ -5,12 +5,12 @@
 // from broken code. The graph itself is checked against those golden logits once.
 import { describe, expect, test } from "bun:test";
 import * as ort from "onnxruntime-web";
-import { Sequence } from "../src/engine/sequence.ts";
-import { loadConfig } from "../src/model/config.ts";
-import { buildLlamaOnnx } from "../bench/ort/llama-onnx.ts";
-import { OrtDecoder } from "../bench/ort/decoder.ts";
-import { safetensorsSource } from "../bench/ort/weights.ts";
-import { engineFor, GREEDY, modelDir, readJsonFile } from "./helpers.ts";
+import { Sequence } from "../../src/engine/sequence.ts";
+import { loadConfig } from "../../src/model/config.ts";
+import { buildLlamaOnnx } from "../../bench/ort/llama-onnx.ts";
+import { OrtDecoder } from "../../bench/ort/decoder.ts";
+import { safetensorsSource } from "../../bench/ort/weights.ts";
+import { engineFor, GREEDY, modelDir, readJsonFile } from "../fixtures/helpers.ts";
 
 const TOL = 2e-2;
 ort.env.wasm.numThreads = 1; // CI has 2 cores, and bun test runs its files in one process

@@ -4,8 +4,13 @@
 // the report puts the figures beside kvc's.
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { markdown, readRecords, summarize } from "../bench/report.ts";
-import { ROOT } from "./helpers.ts";
+import * as ort from "onnxruntime-web";
+import { markdown, readRecords, summarize } from "../../bench/report.ts";
+import { OrtDecoder } from "../../bench/ort/decoder.ts";
+import { buildLlamaOnnx } from "../../bench/ort/llama-onnx.ts";
+import { randomSource } from "../../bench/ort/weights.ts";
+import { configFromShape, shapeByName } from "../../src/model/config.ts";
+import { ROOT } from "../fixtures/helpers.ts";
 
 function ortBench(...flags: string[]) {
   const r = spawnSync("bun", ["bench/ort/ort-bench.ts", "--shape", "tiny", "--prefill-lens", "16", "--prompt-len", "4", "--tokens", "4", "--reps", "1", ...flags],
@@ -16,6 +21,21 @@ function ortBench(...flags: string[]) {
 const one = (recs: any[], test: string) => recs.filter((r) => r.test === test);
 
 describe("onnxruntime-web peer benchmark", () => {
+  test("weights in external blobs (how 1B and 8B travel) give the model that inline weights give", async () => {
+    ort.env.wasm.numThreads = 1;
+    const c = configFromShape(shapeByName("tiny"), 64);
+    const opts = { dtype: "f32" as const, maxPositions: 64 };
+    const inline = buildLlamaOnnx(c, randomSource(3, "f32"), opts);
+    const split = buildLlamaOnnx(c, randomSource(3, "f32"), { ...opts, externalAboveBytes: 2 ** 12, blobBytes: 2 ** 16, modelName: "m.onnx" });
+    expect(inline.externalData).toHaveLength(0);
+    expect(split.externalData.map((b) => b.path).slice(0, 2)).toEqual(["m.onnx_data", "m.onnx_data_1"]); // transformers.js's names
+    const run = async (m: typeof inline) =>
+      new OrtDecoder(ort, await ort.InferenceSession.create(m.model, { externalData: m.externalData }), c, "f32").greedy([5, 6, 7], 4);
+    const [a, b] = [await run(inline), await run(split)];
+    expect(b.ids).toEqual(a.ids);
+    expect(Array.from(b.firstLogits)).toEqual(Array.from(a.firstLogits));
+  });
+
   test("records prefill and decode at the tiny shape, after checking WebGPU against wasm", () => {
     const recs = ortBench();
     expect(one(recs, "env")[0]).toMatchObject({ suite: "ort", binding: "bun-webgpu", engine: "onnxruntime-web 1.30.0" });
