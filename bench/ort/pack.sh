@@ -2,8 +2,8 @@
 # Packs what the onnxruntime-web peer benchmark (bench/ort/ort-bench.ts) needs on the GPU
 # host beyond bench/pack-device.sh's production node_modules, as .dev/ort.tar.xz:
 #   onnxruntime-web (the WebGPU bundle and its wasm only), onnx-proto and protobufjs (the
-#   graph is built on the host), and Dawn's Node binding `webgpu` (linux-x64 only), which
-#   is no project dependency: it is fetched here from the npm registry at a pinned version.
+#   graph is built on the host), and Dawn's Node binding `webgpu` (linux-x64 only) while
+#   it is no project dependency: then it is fetched here from the npm registry, pinned.
 # With "node": .dev/ort-node.tar.xz instead, onnxruntime-node (its linux-x64 library, with
 # its own Dawn and WebGPU provider) for `--gpu ort-node`; too big to travel with the rest,
 # it goes in a second call while the machine is warm.
@@ -34,10 +34,13 @@ if [ "${1:-}" = node ]; then
   echo "carry [\".dev/ort-node.tar.xz\", \".dev/commit\"]: $((total / 1048576)) MiB with the work tree (limit 64 MiB); a warm machine already holds bun and node_modules"
   exit 0
 fi
-(cd "$tmp" && echo '{"name":"dawn-node","private":true}' >package.json && bun add "webgpu@$DAWN_NODE_VERSION" >/dev/null)
-mkdir -p "$tmp/pack/node_modules/webgpu/dist"
-cp "$tmp/node_modules/webgpu/"{index.js,package.json} "$tmp/pack/node_modules/webgpu/"
-cp -r "$tmp/node_modules/webgpu/dist/linux-x64" "$tmp/pack/node_modules/webgpu/dist/"
+# Dawn's Node binding, unless the project depends on it (then .dev/nm.tar.xz has it)
+if ! grep -q '"webgpu":' package.json; then
+  (cd "$tmp" && echo '{"name":"dawn-node","private":true}' >package.json && bun add "webgpu@$DAWN_NODE_VERSION" >/dev/null)
+  mkdir -p "$tmp/pack/node_modules/webgpu/dist"
+  cp "$tmp/node_modules/webgpu/"{index.js,package.json} "$tmp/pack/node_modules/webgpu/"
+  cp -r "$tmp/node_modules/webgpu/dist/linux-x64" "$tmp/pack/node_modules/webgpu/dist/"
+fi
 ort=node_modules/onnxruntime-web
 mkdir -p "$tmp/pack/$ort/dist"
 cp "$ort/package.json" "$ort/types.d.ts" "$tmp/pack/$ort/"
