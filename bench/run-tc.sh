@@ -58,7 +58,7 @@ const g = await createGpu(); console.log(describeGpu(g)); console.log(JSON.strin
     sh=/tmp/kvc-shared; mkdir -p $sh/models/kvc-nano
     cp models/kvc-nano/* $sh/models/kvc-nano/ && cp .dev/golden/kvc-nano.json $sh/models/kvc-nano/golden.json
     models=kvc-nano; [ -d .dev/shared/models/kvc-small ] && { cp -r .dev/shared/models/kvc-small $sh/models/; models=kvc-nano,kvc-small; }
-    for cfg in "KVC_MMA_MIN_ROWS=1" "KVC_MMA_MIN_ROWS=33" "KVC_MMA_MIN_ROWS=1 KVC_MMA_ATTN=1" "KVC_SUBGROUP_MATRIX=0"; do
+    for cfg in "KVC_MMA_MIN_ROWS=33" "KVC_MMA_MIN_ROWS=1" "KVC_MMA_MIN_ROWS=1 KVC_MMA_ATTN=1"; do
       log "golden tokens ($models) $cfg"
       env KVC_SHARED=$sh KVC_GOLDEN_MODELS=$models $cfg timeout 200 bun test --timeout 600000 tests/engine/golden.test.ts 2>&1 | grep -v '^Warning' | grep -E '^\(|pass$|fail$|rror|Expected|Received' | tail -30
     done
