@@ -14,7 +14,7 @@
 #     single    single-stream decode only (Bun)
 #     hf        bench/hf_baseline.py: eager and static-cache + torch.compile, batch 1 and 32
 #     ort       onnxruntime-web's WebGPU backend (bench/ort/ort-bench.ts) through bun-webgpu,
-#               then through Dawn's Node binding (needs .dev/ort.tar.xz: bench/ort/pack.sh)
+#               then through dawn.node, kvc's Dawn (needs .dev/ort.tar.xz: bench/ort/pack.sh)
 #     ort-node  the same graph on onnxruntime-node's WebGPU provider (needs .dev/ort-node.tar.xz:
 #               bench/ort/pack.sh node; not part of "all")
 #     overhead  compression pass cost at interval 16
@@ -114,8 +114,8 @@ DENO=(deno run -A cli/main.ts bench)
   has hf && ! only deno && step hf 240 python3 bench/hf_baseline.py --shapes "$SHAPES" ${HF_ARGS:-}
   if has ort && ! only deno; then
     if [ $HAVE_ORT = 1 ]; then
-      # bun-webgpu first (kvc's Dawn; on NVIDIA it offers no shader-f16, and the record says
-      # what onnxruntime answers), then Dawn's Node binding with f16 enabled
+      # bun-webgpu first (on NVIDIA it offers no shader-f16, and the record says what
+      # onnxruntime answers), then dawn.node, the Dawn kvc runs on, with f16 enabled
       step ort-bun-webgpu 120 bun bench/ort/ort-bench.ts --shape "$SHAPES" --gpu bun-webgpu ${ORT_ARGS:-}
       step ort-dawn-node 240 bun bench/ort/ort-bench.ts --shape "$SHAPES" --gpu dawn-node ${ORT_ARGS:-}
     elif only ort; then

@@ -1,17 +1,17 @@
 // navigator.gpu for onnxruntime-web under Bun. onnxruntime-web's WebGPU backend
 // requests its own adapter and device from navigator.gpu; two bindings can serve it:
-//   bun-webgpu  the Dawn kvc runs on (src/gpu/device.ts). Two shims make it work:
+//   bun-webgpu  kvc's other Bun backend (KVC_WEBGPU=bun-webgpu). Two shims make it work:
 //               - its requestDevice rejects any requiredLimits unless the four
 //                 vertex/fragment storage limits are also given (as 0), and onnxruntime
 //                 asks for limits;
 //               - its queue.writeBuffer refuses views of a SharedArrayBuffer, and the
 //                 threaded wasm build's memory is one, so such writes go through a copy.
 //               On NVIDIA its Dawn exposes no shader-f16, so f16 graphs cannot run there.
-//   dawn-node   Dawn's own Node binding (npm `webgpu`), created with the
-//               vulkan_enable_f16_on_nvidia toggle: shader-f16 on NVIDIA. Not a project
-//               dependency (bench/ort/pack.sh brings it to the GPU host); KVC_DAWN_NODE
-//               names its index.js.
-import { createRequire } from "node:module";
+//   dawn-node   Dawn's own Node binding (npm `webgpu`), kvc's default under Bun, made
+//               by src/gpu/dawn-node.ts with its instance toggles (f16 on NVIDIA) and none
+//               of kvc's device toggles: onnxruntime runs with Dawn's robustness, as in
+//               a browser.
+import { dawnNodeGpu } from "../../src/gpu/dawn-node.ts";
 
 export type GpuBinding = "bun-webgpu" | "dawn-node";
 
@@ -68,15 +68,8 @@ function shimDevices(gpu: GPU, addZeroLimits: boolean, hideF16: boolean) {
 
 /** Installs navigator.gpu from `binding` and describes the adapter onnxruntime will get. */
 export async function installGpu(binding: GpuBinding, hideF16 = false): Promise<OrtGpu> {
-  if (binding === "bun-webgpu") {
-    (await import("bun-webgpu")).setupGlobals();
-  } else {
-    const path = process.env.KVC_DAWN_NODE ?? "webgpu";
-    const req = createRequire(import.meta.url);
-    const m = await import(path.startsWith("/") ? path : req.resolve(path));
-    Object.assign(globalThis, m.globals);
-    (globalThis as any).navigator.gpu = m.create(["enable-dawn-features=vulkan_enable_f16_on_nvidia"]);
-  }
+  if (binding === "bun-webgpu") (await import("bun-webgpu")).setupGlobals();
+  else (globalThis as any).navigator.gpu = dawnNodeGpu({ enabled: [], disabled: [] });
   const gpu = (globalThis as any).navigator?.gpu as GPU | undefined;
   if (!gpu) throw new Error(`${binding}: no navigator.gpu`);
   shimDevices(gpu, binding === "bun-webgpu", hideF16);

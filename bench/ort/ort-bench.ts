@@ -1,7 +1,7 @@
 // The peer row: onnxruntime-web's WebGPU backend, the engine transformers.js runs, on
 // random f16 weights at a model shape (bench/ort/llama-onnx.ts's graph, built here in
-// memory), under Bun through navigator.gpu (bench/ort/gpu.ts: --gpu bun-webgpu or
-// dawn-node). --gpu ort-node runs the same graph on onnxruntime-node's native WebGPU
+// memory), under Bun through navigator.gpu (bench/ort/gpu.ts: --gpu dawn-node, the Dawn
+// kvc runs on by default, or bun-webgpu). --gpu ort-node runs the same graph on onnxruntime-node's native WebGPU
 // execution provider instead (its own Dawn; what transformers.js picks under Bun and
 // Node; no 4 GiB wasm heap, so the 8B shape fits; KVC_ORT_NODE names the package,
 // bench/ort/pack.sh node brings it to the GPU host). Measured as kvc's e2e
@@ -10,7 +10,7 @@
 // between runs (preferredOutputLocation "gpu-buffer") and the logits read back each
 // step for the argmax, as transformers.js does. One JSON line per figure (suite "ort").
 //
-//   bun bench/ort/ort-bench.ts [--shape 1b,8b] [--gpu bun-webgpu|dawn-node|ort-node] [--prompt-len 128]
+//   bun bench/ort/ort-bench.ts [--shape 1b,8b] [--gpu dawn-node|bun-webgpu|ort-node] [--prompt-len 128]
 //     [--tokens 256] [--prefill-lens 128,2048] [--deadline-s S] [--out FILE] [--hide-f16]
 import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
@@ -84,7 +84,7 @@ async function main() {
   const { values: a } = parseArgs({
     options: {
       shape: { type: "string", default: "1b" },
-      gpu: { type: "string", default: "bun-webgpu" },
+      gpu: { type: "string", default: "dawn-node" },
       "prompt-len": { type: "string", default: "128" },
       tokens: { type: "string", default: "256" },
       "prefill-lens": { type: "string", default: "128,2048" },
@@ -95,7 +95,7 @@ async function main() {
       "hide-f16": { type: "boolean", default: false },
     },
   });
-  if (!["bun-webgpu", "dawn-node", "ort-node"].includes(a.gpu!)) throw new Error(`--gpu takes bun-webgpu, dawn-node or ort-node (got ${a.gpu})`);
+  if (!["bun-webgpu", "dawn-node", "ort-node"].includes(a.gpu!)) throw new Error(`--gpu takes dawn-node, bun-webgpu or ort-node (got ${a.gpu})`);
   const [promptLen] = parseList(a["prompt-len"], [128], "prompt-len");
   const [tokens] = parseList(a.tokens, [256], "tokens");
   const [reps] = parseList(a.reps, [3], "reps");

@@ -2,8 +2,7 @@
 # Packs what the onnxruntime-web peer benchmark (bench/ort/ort-bench.ts) needs on the GPU
 # host beyond bench/pack-device.sh's production node_modules, as .dev/ort.tar.xz:
 #   onnxruntime-web (the WebGPU bundle and its wasm only), onnx-proto and protobufjs (the
-#   graph is built on the host), and Dawn's Node binding `webgpu` (linux-x64 only) while
-#   it is no project dependency: then it is fetched here from the npm registry, pinned.
+#   graph is built on the host). Dawn's Node binding comes with .dev/nm.tar.xz.
 # With "node": .dev/ort-node.tar.xz instead, onnxruntime-node (its linux-x64 library, with
 # its own Dawn and WebGPU provider) for `--gpu ort-node`; too big to travel with the rest,
 # it goes in a second call while the machine is warm.
@@ -12,7 +11,6 @@
 #   bash bench/ort/pack.sh [node]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-DAWN_NODE_VERSION=0.6.2
 ORT_NODE_VERSION=1.30.0
 LIMIT=$((64 * 1024 * 1024))
 [ -d node_modules/onnxruntime-web ] || bun install --frozen-lockfile >/dev/null
@@ -33,13 +31,6 @@ if [ "${1:-}" = node ]; then
   total=$((tree + $(stat -c %s .dev/ort-node.tar.xz)))
   echo "carry [\".dev/ort-node.tar.xz\", \".dev/commit\"]: $((total / 1048576)) MiB with the work tree (limit 64 MiB); a warm machine already holds bun and node_modules"
   exit 0
-fi
-# Dawn's Node binding, unless the project depends on it (then .dev/nm.tar.xz has it)
-if ! grep -q '"webgpu":' package.json; then
-  (cd "$tmp" && echo '{"name":"dawn-node","private":true}' >package.json && bun add "webgpu@$DAWN_NODE_VERSION" >/dev/null)
-  mkdir -p "$tmp/pack/node_modules/webgpu/dist"
-  cp "$tmp/node_modules/webgpu/"{index.js,package.json} "$tmp/pack/node_modules/webgpu/"
-  cp -r "$tmp/node_modules/webgpu/dist/linux-x64" "$tmp/pack/node_modules/webgpu/dist/"
 fi
 ort=node_modules/onnxruntime-web
 mkdir -p "$tmp/pack/$ort/dist"

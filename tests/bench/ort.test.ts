@@ -1,7 +1,7 @@
 // The onnxruntime-web peer benchmark (bench/ort/ort-bench.ts) at the tiny shape on
-// lavapipe, through bun-webgpu: its WebGPU backend agrees with its wasm backend, every
-// figure is recorded, a device without shader-f16 gets onnxruntime's own refusal, and
-// the report puts the figures beside kvc's.
+// lavapipe: through dawn.node its WebGPU backend agrees with its wasm backend and every
+// figure is recorded; through bun-webgpu without shader-f16 it gets onnxruntime's own
+// refusal; the report puts the figures beside kvc's.
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import * as ort from "onnxruntime-web";
@@ -37,8 +37,8 @@ describe("onnxruntime-web peer benchmark", () => {
   });
 
   test("records prefill and decode at the tiny shape, after checking WebGPU against wasm", () => {
-    const recs = ortBench();
-    expect(one(recs, "env")[0]).toMatchObject({ suite: "ort", binding: "bun-webgpu", engine: "onnxruntime-web 1.30.0" });
+    const recs = ortBench("--gpu", "dawn-node");
+    expect(one(recs, "env")[0]).toMatchObject({ suite: "ort", binding: "dawn-node", engine: "onnxruntime-web 1.30.0" });
     const [check] = one(recs, "ort_check");
     expect(check.ids_match).toBe(true);
     expect(check.max_abs_diff).toBeLessThan(1e-3);
@@ -51,7 +51,7 @@ describe("onnxruntime-web peer benchmark", () => {
   }, 300_000);
 
   test("without shader-f16 (bun-webgpu on NVIDIA) the f16 shape is skipped with onnxruntime's message", () => {
-    const recs = ortBench("--hide-f16");
+    const recs = ortBench("--gpu", "bun-webgpu", "--hide-f16");
     expect(one(recs, "env")[0].shader_f16).toBe(false);
     expect(one(recs, "ort_check")[0].ids_match).toBe(true); // f32 still runs
     const [skip] = one(recs, "ort_decode");
