@@ -2,7 +2,7 @@
 // the host sends seeds only, and kernels/fill_random.wgsl draws every value.
 import type { Gpu } from "../src/gpu/device.ts";
 import { createStorage } from "../src/gpu/buffers.ts";
-import { cdiv, F, type KernelContext } from "../src/gpu/kernels.ts";
+import { cdiv, type KernelContext } from "../src/gpu/kernels.ts";
 import type { ModelConfig } from "../src/model/config.ts";
 import { allocMatrix, type LayerWeights, type Matrix, type ModelWeights } from "../src/model/weights.ts";
 
@@ -24,7 +24,7 @@ export function fillRandom(kc: KernelContext, buf: GPUBuffer, o: { words: number
   const st = kc.step();
   const groups = cdiv(o.words, 256);
   const x = Math.min(groups, kc.gpu.limits.maxComputeWorkgroupsPerDimension);
-  st.dispatch(kc.kernel("fill_random", { PAIRS: o.f16 }), [buf], [o.words, o.first ?? 0, o.seed >>> 0, o.shift ?? RANDOM_SHIFT, F(o.base ?? 0)], [x, cdiv(groups, x)]);
+  st.dispatch(kc.kernel("fill_random", { PAIRS: o.f16 }), [buf], { n: o.words, first: o.first ?? 0, seed: o.seed, shift: o.shift ?? RANDOM_SHIFT, base: o.base ?? 0 }, [x, cdiv(groups, x)]);
   st.submit();
 }
 

@@ -3,7 +3,7 @@
 // and split into row shards that each fit one storage binding.
 import type { Gpu } from "../gpu/device.ts";
 import { createStorage, uploadStorage, writeAligned } from "../gpu/buffers.ts";
-import { cdiv, F, type KernelContext } from "../gpu/kernels.ts";
+import { cdiv, type KernelContext } from "../gpu/kernels.ts";
 import type { ModelConfig } from "./config.ts";
 import { toF16Bytes, toF32 } from "./f16.ts";
 import { listTensors, readTensorBytes, type TensorInfo } from "./safetensors.ts";
@@ -169,7 +169,7 @@ class Loader {
     const step = this.kc.step();
     const groups = cdiv(outWords, 256);
     const x = Math.min(groups, 65535);
-    step.dispatch(k, [this.staging, dst], [outWords, off / 4], [x, cdiv(groups, x)]);
+    step.dispatch(k, [this.staging, dst], { n: outWords, offset: off / 4 }, [x, cdiv(groups, x)]);
     step.submit();
   }
 
