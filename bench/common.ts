@@ -8,8 +8,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Engine, type EngineOptions } from "../src/engine/engine.ts";
 import { BlockPool } from "../src/cache/block-pool.ts";
-import { configFromShape, shapeByName, type ModelConfig, type ModelShape } from "../src/model/config.ts";
-import { randomWeights } from "../src/model/weights.ts";
+import { type ModelConfig } from "../src/model/config.ts";
+import { configFromShape, shapeByName, type ModelShape } from "./shapes.ts";
+import { randomWeights } from "./random-weights.ts";
 import { TextTokenizer } from "../src/model/tokenizer.ts";
 import { describeGpu, type Gpu } from "../src/gpu/device.ts";
 

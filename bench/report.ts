@@ -4,6 +4,8 @@
 // by date, GPU and commit, and folds its headline figures into DIR/summary.json.
 //
 //   bun bench/report.ts --in bench.jsonl [--in more.jsonl] --out DIR [--archive bench/results]
+//
+// Long file: one table builder per suite, each short, sharing the record helpers.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";

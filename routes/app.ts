@@ -2,9 +2,9 @@
 // Bun.serve and Deno's node:http both run it. Every error leaves as OpenAI's JSON shape.
 import { Hono, type Context } from "hono";
 import { cors } from "hono/cors";
-import { HTTPException } from "hono/http-exception";
 import type { ServerContext } from "../src/serving/context.ts";
-import { ApiError } from "../src/serving/api-error.ts";
+import { ApiError } from "./api-error.ts";
+import { isForeseen, toApiError } from "./errors.ts";
 import { apiKey } from "./middleware/api-key.ts";
 import { bodyWasRead, jsonBody } from "./middleware/json-body.ts";
 import { completionsRoute } from "./completions.ts";
@@ -46,10 +46,8 @@ export function createApp(ctx: ServerContext) {
     return errorResponse(c, new ApiError(404, `no route for ${c.req.method} ${c.req.path}`, null, "not_found"));
   });
   app.onError((err, c) => {
-    if (err instanceof ApiError) return errorResponse(c, err);
-    if (err instanceof HTTPException) return errorResponse(c, new ApiError(err.status, err.message || "bad request"));
-    ctx.opts.log(`internal error on ${c.req.method} ${c.req.path}: ${(err as Error).stack ?? err}`);
-    return errorResponse(c, new ApiError(500, `internal server error: ${(err as Error).message}`));
+    if (!isForeseen(err)) ctx.opts.log(`internal error on ${c.req.method} ${c.req.path}: ${(err as Error).stack ?? err}`);
+    return errorResponse(c, toApiError(err));
   });
   return app;
 }

@@ -1,20 +1,17 @@
-// startServer: engine + context + Hono app + runtime adapter, and the way down.
+// startServer: serving (engine + context) + Hono app + runtime adapter, and the way down.
 // The CLI and the tests both start the server through here.
-import { basename } from "node:path";
-import { Engine, type EngineOptions } from "../src/engine/engine.ts";
 import { createApp } from "./app.ts";
-import { createServerContext, type ServerContext, type ServerOptions } from "../src/serving/context.ts";
+import { startServing, type ServerContext, type ServingSetup } from "../src/serving/context.ts";
 import { listen, type ConnectionLimits, type Listener } from "./adapter/index.ts";
-import { maxPromptChars } from "../src/serving/prompt-limit.ts";
 
-export interface StartOptions extends Partial<Omit<ServerOptions, "modelId" | "maxPromptChars" | "bodyTimeoutS">> {
+export interface StartOptions extends Partial<Omit<ServingSetup, "modelDir" | "engine" | "bodyTimeoutS">> {
   /** timeouts and the connection cap (defaults: DEFAULTS) */
   connections?: Partial<ConnectionLimits>;
   modelDir: string;
   host?: string;
   /** 0 picks a free port */
   port?: number;
-  engine?: Omit<EngineOptions, "log">;
+  engine?: ServingSetup["engine"];
 }
 
 export interface RunningServer {
@@ -40,13 +37,12 @@ const DEFAULT_LIMITS: ConnectionLimits = { headerTimeoutS: DEFAULTS.headerTimeou
 export async function startServer(o: StartOptions): Promise<RunningServer> {
   const log = o.log ?? (() => {});
   const limits: ConnectionLimits = { ...DEFAULT_LIMITS, ...o.connections };
-  const engine = await Engine.load(o.modelDir, { ...o.engine, log });
-  const ctx = createServerContext(engine, {
-    modelId: basename(o.modelDir.replace(/\/+$/, "")),
+  const ctx = await startServing({
+    modelDir: o.modelDir,
+    engine: o.engine,
     maxQueue: o.maxQueue ?? DEFAULTS.maxQueue,
     apiKey: o.apiKey ?? null,
     maxBodyBytes: o.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
-    maxPromptChars: maxPromptChars(o.modelDir, engine.cfg.maxContext),
     compression: o.compression ?? {},
     log,
     requestLog: o.requestLog ?? null,

@@ -3,17 +3,16 @@
 import { Hono } from "hono";
 import pkg from "../package.json" with { type: "json" };
 import type { ServerContext } from "../src/serving/context.ts";
-import { BACKEND_NAMES } from "../src/gpu/device.ts";
 
 export function versionRoute(ctx: ServerContext) {
   const g = globalThis as { Bun?: { version: string }; Deno?: { version: { deno: string } } };
-  const gpu = ctx.engine.gpu;
+  const gpu = ctx.device;
   const body = {
     name: pkg.name,
     version: pkg.version,
     runtime: gpu.runtime,
     runtime_version: g.Bun?.version ?? g.Deno?.version.deno ?? null,
-    webgpu: BACKEND_NAMES[gpu.backend],
+    webgpu: gpu.webgpu,
     adapter: gpu.adapterName,
     model: ctx.opts.modelId,
   };

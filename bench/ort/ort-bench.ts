@@ -15,7 +15,8 @@
 import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
 import * as ortWeb from "onnxruntime-web/webgpu";
-import { configFromShape, shapeByName, type ModelConfig } from "../../src/model/config.ts";
+import type { ModelConfig } from "../../src/model/config.ts";
+import { configFromShape, shapeByName } from "../shapes.ts";
 import { Deadline, parseList, randomIds, Reporter, round } from "../common.ts";
 import { argmax, gpuPastOptions, OrtDecoder } from "./decoder.ts";
 import { installGpu, type GpuBinding } from "./gpu.ts";

@@ -4,7 +4,7 @@
 // trickling body cannot hold its connection), UTF-8 (400), nesting depth
 // (400, so a deeply nested body cannot exhaust the parser's stack), syntax (400).
 import type { Context, MiddlewareHandler } from "hono";
-import { ApiError } from "../../src/serving/api-error.ts";
+import { ApiError } from "../api-error.ts";
 
 export interface JsonBodyOptions {
   maxBytes: number;

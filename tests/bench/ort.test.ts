@@ -9,7 +9,7 @@ import { markdown, readRecords, summarize } from "../../bench/report.ts";
 import { OrtDecoder } from "../../bench/ort/decoder.ts";
 import { buildLlamaOnnx } from "../../bench/ort/llama-onnx.ts";
 import { randomSource } from "../../bench/ort/weights.ts";
-import { configFromShape, shapeByName } from "../../src/model/config.ts";
+import { configFromShape, shapeByName } from "../../bench/shapes.ts";
 import { ROOT } from "../fixtures/helpers.ts";
 
 function ortBench(...flags: string[]) {

@@ -3,6 +3,7 @@
 // reproducible, and every block returns to the pool.
 import { expect, test } from "bun:test";
 import { Sequence } from "../../src/engine/sequence.ts";
+import { PromptError } from "../../src/engine/prompt-check.ts";
 import { readBuffer } from "../../src/gpu/buffers.ts";
 import { engineFor, GREEDY, ROOT } from "../fixtures/helpers.ts";
 
@@ -91,10 +92,25 @@ test("EOS stops a sequence unless ignored; abort frees blocks at once", async ()
   await e.step();
   await e.step();
   expect(e.cache.pool.numUsedBlocks).toBeGreaterThan(0);
-  e.cancel(long);
+  e.abort(long);
   expect(long.finishReason).toBe("abort");
   expect(e.cache.pool.numUsedBlocks).toBe(0);
   await e.runUntilIdle();
+});
+
+test("an abort asked while a step runs is applied when the step ends", async () => {
+  const e = await engineFor(NANO, { lookahead: 4 });
+  const s = new Sequence(e.tokenizer.encode(prompts[0]), { maxTokens: 500, sampling: GREEDY, ignoreEos: true });
+  e.add(s);
+  await e.step(); // the prefill
+  const step = e.step();
+  e.abort(s);
+  // the step's bookkeeping after its readback still sees its batch whole
+  expect(s.finished).toBe(false);
+  await step;
+  expect(s.finishReason).toBe("abort");
+  await e.runUntilIdle();
+  expect(e.cache.pool.numUsedBlocks).toBe(0);
 });
 
 test("continual compression: the next round decodes behind the ranking; every head keeps distinct positions, the newest whole", async () => {
@@ -112,8 +128,8 @@ test("continual compression: the next round decodes behind the ranking; every he
   for (let h = 0; h < e.cache.heads; h++) {
     const got = Array.from({ length: s.cache!.lengths[h] }, (_, i) => pos[s.cache!.blocks[h][Math.floor(i / bs)] * bs + (i % bs)]);
     expect(new Set(got).size).toBe(got.length);
-    for (let p = s.fed - pw; p < s.fed; p++) expect(got).toContain(p);
-    expect(Math.max(...got)).toBe(s.fed - 1);
+    for (let p = s.numWrittenTokens - pw; p < s.numWrittenTokens; p++) expect(got).toContain(p);
+    expect(Math.max(...got)).toBe(s.numWrittenTokens - 1);
   }
   await e.runUntilIdle();
   expect(s.output.length).toBe(60);
@@ -124,5 +140,6 @@ test("bad prompts are refused with a clear message", async () => {
   const e = await engineFor(NANO);
   expect(() => e.add(new Sequence([0, 99999], { maxTokens: 1, sampling: GREEDY, ignoreEos: false }))).toThrow(/outside the vocabulary/);
   expect(() => e.add(new Sequence(new Array(5000).fill(5), { maxTokens: 1, sampling: GREEDY, ignoreEos: false }))).toThrow(/context is 2048/);
-  expect(() => new Sequence([], { maxTokens: 1, sampling: GREEDY, ignoreEos: false })).toThrow(/at least one token/);
+  expect(() => e.add(new Sequence([], { maxTokens: 1, sampling: GREEDY, ignoreEos: false }))).toThrow(/at least one token/);
+  expect(() => e.add(new Sequence([0, 99999], { maxTokens: 1, sampling: GREEDY, ignoreEos: false }))).toThrow(PromptError);
 });

@@ -167,8 +167,8 @@ describe("in process", () => {
   test("a request the context holds but the KV cache cannot is refused at admission, naming max_tokens and the limit; /v1/models reports the limit", async () => {
     const s = await startNano({ engine: { kvMemory: 256 * 2 ** 10 } });
     try {
-      const { cache } = s.ctx.engine;
-      const usable = Math.floor(cache.pool.numBlocks / cache.heads) * cache.blockSize;
+      const { numBlocks, heads, blockSize } = s.ctx.limits;
+      const usable = Math.floor(numBlocks / heads) * blockSize;
       expect(usable).toBeLessThan(400);
       const models = (await (await fetch(`${s.url}/v1/models`)).json()) as any;
       expect(models.data[0].max_model_len).toBe(usable);
@@ -191,7 +191,7 @@ describe("in process", () => {
       const compressed = (await (await postJson(`${s.url}/v1/completions`, body)).json()) as any;
       expect(compressed.usage.completion_tokens).toBe(usable);
       expect(compressed.choices[0].finish_reason).toBe("length");
-      expect(s.ctx.engine.cache.pool.numUsedBlocks).toBe(0);
+      expect(await metric(s.url, "kvc_kv_blocks_used")).toBe(0);
     } finally {
       await s.close();
     }
