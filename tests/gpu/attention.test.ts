@@ -339,7 +339,7 @@ test("tiled prefill: the real shapes' tiles fit the default 16 KiB of workgroup 
   const adapter = (await (await webgpu()).requestAdapter())!;
   const device: GPUDevice = await adapter.requestDevice();
   expect(device.limits.maxComputeWorkgroupStorageSize).toBe(16384);
-  const kc = new KernelContext({ ...gpu, device, features: { ...gpu.features, f16: false, subgroups: false } });
+  const kc = new KernelContext({ ...gpu, device, features: { ...gpu.features, f16: false, f16Weights: false, subgroupMatrix: null, subgroups: false } });
   for (const [G, D] of [[4, 64], [4, 128], [8, 128], [2, 32], [3, 16], [4, 8]]) {
     const t = prefillTiling(G, D)!;
     for (const SCORES of [false, true]) {
@@ -366,7 +366,7 @@ test("decode attention: the layouts of head dims 4..256 and groups 1..16 fit the
   });
   expect(device.limits.maxComputeWorkgroupStorageSize).toBe(16384);
   for (const subgroups of gpu.features.subgroups ? [false, true] : [false]) {
-    const kc = new KernelContext({ ...gpu, device, features: { ...gpu.features, f16: false, subgroups } });
+    const kc = new KernelContext({ ...gpu, device, features: { ...gpu.features, f16: false, f16Weights: false, subgroupMatrix: null, subgroups } });
     for (const [G, D] of [[4, 64], [4, 128], [8, 128], [1, 256], [16, 128], [3, 12], [1, 4], [4, 8]]) {
       const shape = decodeAttentionShape(G, D);
       for (const [SPLIT, SCORES] of [[false, false], [false, true], [true, false], [true, true]]) {

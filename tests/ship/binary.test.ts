@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TextTokenizer } from "../../src/model/tokenizer.ts";
 import { SERVE_SETTINGS } from "../../cli/serve-config.ts";
-import { hasShared, modelDir, readJsonFile, ROOT } from "../fixtures/helpers.ts";
+import { hasShared, modelDir, readJsonFile, ROOT, withoutDawnNotices } from "../fixtures/helpers.ts";
 import { postJson, spawnServer } from "../fixtures/server-helpers.ts";
 
 const WORK = mkdtempSync(join(tmpdir(), "kvc-ship-"));
@@ -70,7 +70,7 @@ describe.each(ARTIFACTS)("$name", ({ name, script, runtime }) => {
       [chat, ["--messages", JSON.stringify(chat.messages)]],
     ]) {
       const r = run(["generate", ...input, "--max-tokens", String(p.greedy_ids.length), "--ignore-eos", "--json"]);
-      expect(r.err).toBe("");
+      expect(withoutDawnNotices(r.err)).toBe("");
       expect(r.code).toBe(0);
       const j = JSON.parse(r.out);
       expect(j.prompt_token_ids).toEqual(p.prompt_ids);
