@@ -5,7 +5,7 @@ import { createGpu, describeGpu } from "../src/gpu/device.ts";
 import { Deadline, parseList, Reporter, sourceDigest, type BenchContext } from "../bench/common.ts";
 import { KERNEL_DEFAULTS, kernelSuite } from "../bench/kernels.ts";
 import { E2E_DEFAULTS, e2eSuite } from "../bench/e2e.ts";
-import { GEMM_DEFAULT, GEMM_SMALL, GEMM_SMALL_ROWS, gemmVariant } from "../src/model/gemm.ts";
+import { anyGemmVariant, GEMM_DEFAULT, GEMM_SMALL, GEMM_SMALL_ROWS } from "../src/model/gemm.ts";
 import { COMPRESS_DEFAULTS, compressSuite, OVERHEAD_DEFAULTS, overheadSuite } from "../bench/compress.ts";
 
 const K = KERNEL_DEFAULTS, E = E2E_DEFAULTS, C = COMPRESS_DEFAULTS, O = OVERHEAD_DEFAULTS;
@@ -120,7 +120,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     prefillAttnTiles: a["prefill-attn-tiles"] ?? K.prefillAttnTiles,
     rankBatch: int(a["rank-batch"], "rank-batch", K.rankBatch),
     rankLens: parseList(a["rank-lens"], K.rankLens, "rank-lens").map(Math.floor),
-    gemmVariants: a["gemm-variants"] !== undefined ? a["gemm-variants"].split(",").map((s) => gemmVariant(s.trim()).name) : K.gemmVariants,
+    gemmVariants: a["gemm-variants"] !== undefined ? a["gemm-variants"].split(",").map((s) => anyGemmVariant(s.trim())) : K.gemmVariants,
     copyBytes: int(a["copy-mib"], "copy-mib", K.copyBytes / 2 ** 20) * 2 ** 20,
     minPassMs: int(a["min-pass-ms"], "min-pass-ms", K.minPassMs),
     passes: int(a.passes, "passes", K.passes),

@@ -154,3 +154,9 @@ export function mmaMinRows(gpu: Gpu): number {
 }
 
 export const MMA_MIN_ROWS = 33;
+
+/** A GEMM variant's name, f32 or tensor-core, checked: the error lists both kinds. */
+export function anyGemmVariant(name: string): string {
+  if (MMA_VARIANTS.some((v) => v.name === name) || GEMM_VARIANTS.some((v) => v.name === name)) return name;
+  throw new Error(`unknown GEMM variant "${name}"; variants: ${[...GEMM_VARIANTS, ...MMA_VARIANTS].map((x) => x.name).join(", ")}`);
+}

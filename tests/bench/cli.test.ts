@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "../fixtures/helpers.ts";
 import { archive, markdown, mergeSummary, readRecords, summarize, throughputSvg, writeReport } from "../../bench/report.ts";
-import { GEMM_VARIANTS } from "../../src/model/gemm.ts";
+import { GEMM_VARIANTS, MMA_VARIANTS } from "../../src/model/gemm.ts";
 
 const TINY = {
   kernels: ["--contexts", "64,256", "--copy-mib", "4", "--min-pass-ms", "2", "--passes", "2", "--prefill-rows", "64", "--prefill-attn-lens", "40,100", "--rank-batch", "2", "--rank-lens", "20,300"],
@@ -16,7 +16,12 @@ const TINY = {
   compress: ["--compress-shape", "tiny", "--prompts", "6", "--compress-prompt-len", "96", "--output-len", "24", "--rates", "1,2,64", "--kv-seqs", "2"],
   overhead: ["--overhead-batch", "2", "--overhead-prompt-len", "64", "--overhead-output-len", "40"],
 };
-const SUMMARY_KEYS = ["gpu", "runtime", "commit", "decode_gemv_gbps_min", "decode_8b_tok_s", "decode_1b_tok_s", "throughput_ratio_64x", "hf_eager_8b_tok_s", "hf_eager_1b_tok_s", "compress_overhead_pct"];
+const SUMMARY_KEYS = [
+  "gpu", "runtime", "commit", "decode_gemv_gbps_min", "decode_8b_tok_s", "decode_1b_tok_s", "throughput_ratio_64x", "hf_eager_8b_tok_s", "hf_eager_1b_tok_s",
+  "prefill_gemm_tflops", "prefill_8b_tok_s", "prefill_1b_tok_s", "decode_1b_batch32_tok_s",
+  "ort_web_8b_tok_s", "ort_web_1b_tok_s", "ort_web_1b_prefill_tok_s", "ort_node_8b_tok_s", "ort_node_1b_tok_s",
+  "compress_overhead_pct",
+];
 
 function bench(cmd: string[], args: string[]) {
   const r = spawnSync(cmd[0], [...cmd.slice(1), "cli/main.ts", "bench", ...args], { cwd: ROOT, encoding: "utf8", timeout: 300_000 });
@@ -48,10 +53,13 @@ describe("kvc bench --shape tiny", () => {
       expect(x.bytes ?? x.bytes_per_seq).toBeGreaterThan(0);
     }
     expect(of("kernels", "attention").map((x) => x.context)).toEqual([64, 256]);
-    // every GEMM variant times the four prefill matrices, and the step under it
-    const variants = GEMM_VARIANTS.map((v) => v.name);
-    expect(of("kernels", "gemm").map((x) => `${x.variant} ${x.name}`)).toEqual(variants.flatMap((v) => ["qkv", "o", "gate_up", "down"].map((n) => `${v} ${n}`)));
+    // every GEMM variant times the four prefill matrices, and the step under it; the
+    // tensor-core ones say why they were skipped where the adapter has no subgroup matrices
+    const ran = of("kernels", "gemm").filter((x) => !x.skipped);
+    const variants = [...GEMM_VARIANTS, ...(recs.some((x) => x.subgroup_matrix) ? MMA_VARIANTS : [])].map((v) => v.name);
+    expect(ran.map((x) => `${x.variant} ${x.name}`)).toEqual(variants.flatMap((v) => ["qkv", "o", "gate_up", "down"].map((n) => `${v} ${n}`)));
     expect(of("kernels", "prefill_step").map((x) => x.gemm_variant)).toEqual(variants);
+    for (const x of of("kernels", "gemm").filter((x) => x.skipped)) expect(x.skipped).toContain("subgroup matrices");
     expect(of("kernels", "decode_step").map((x) => x.M)).toEqual([1, 16]);
     // prefill attention: both kernels on each step (100 rows at once, then its last 64-row chunk)
     const pa = of("kernels", "prefill_attention");
