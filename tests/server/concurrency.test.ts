@@ -22,6 +22,8 @@ const SETTINGS: object[] = [
   { kv_compression: { method: "kvcompress", rate: 4, protected_window: 8 } },
   { kv_compression: { method: "kvcompress", max_cache_tokens: 48, observation_window: 16, interval: 4 } },
   { kv_compression: { method: "kvcompress", rate: 8, compress_once: true } },
+  { kv_compression: { method: "kvcompress", rate: 4, allocation: "global" } },
+  { kv_compression: { method: "kvcompress", rate: 3, allocation: "pyramid" } },
   { kv_compression: { method: "snapkv", rate: 2 } },
   { kv_compression: { method: "snapkv", max_cache_tokens: 64, protected_window: 16 } },
   { kv_compression: { method: "streaming", max_cache_tokens: 40, protected_window: 8 } },
