@@ -6,7 +6,7 @@
 // yields data. And the cost of the compression passes against decode step time.
 import type { Engine } from "../src/engine/engine.ts";
 import { Sequence } from "../src/engine/sequence.ts";
-import type { CompressionOptions } from "../src/cache/compression.ts";
+import { DEFAULT_COMPRESSION, type Allocation, type CompressionOptions } from "../src/cache/compression.ts";
 import { configFromShape, shapeByName } from "./shapes.ts";
 import { GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
 import { PassTimer } from "./profile.ts";
@@ -171,13 +171,15 @@ export interface OverheadOptions {
   outputLen: number;
   rate: number;
   interval: number;
+  /** kvcompress's budget split in every compressing run */
+  allocation: Allocation;
 }
 
 /** A compression rate that evicts little: the caches stay about as long as uncompressed. */
 const EQUAL_CACHE_RATE = 1.02;
 const EQUAL_CACHE_PAIRS = 3;
 
-export const OVERHEAD_DEFAULTS: OverheadOptions = { shape: "llama-3.2-1b", batch: 16, promptLen: 2048, outputLen: 256, rate: 8, interval: 16 };
+export const OVERHEAD_DEFAULTS: OverheadOptions = { shape: "llama-3.2-1b", batch: 16, promptLen: 2048, outputLen: 256, rate: 8, interval: 16, allocation: DEFAULT_COMPRESSION.allocation };
 
 /**
  * Compression cost at interval N: the same batch decoded without compression and with
@@ -215,10 +217,10 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
     // (the GEMV's tiles depend on the batch)
     const warm = Math.min(o.promptLen, 96);
     await run({ method: "none" }, o.batch, warm, 2 * o.interval + 2);
-    await run({ method: "kvcompress", rate: o.rate, interval: o.interval }, o.batch, warm, 2 * o.interval + 2);
+    await run({ method: "kvcompress", rate: o.rate, interval: o.interval, allocation: o.allocation }, o.batch, warm, 2 * o.interval + 2);
     const plain = await run({ method: "none" });
     const stepPlain = plain.decodeMs / plain.steps;
-    const common = { suite: "overhead", shape: shape.name, batch: o.batch, prompt_len: o.promptLen, output_len: o.outputLen, interval: o.interval, step_ms_plain: round(stepPlain, 3) };
+    const common = { suite: "overhead", shape: shape.name, batch: o.batch, prompt_len: o.promptLen, output_len: o.outputLen, interval: o.interval, allocation: o.allocation, step_ms_plain: round(stepPlain, 3) };
     /** What every compressing run reports: its step time, passes (those that overlapped decoding) and slowdown. */
     const figures = (r: Awaited<ReturnType<typeof run>>) => ({
       step_ms_compressing: round(r.decodeMs / r.steps, 3),
@@ -231,8 +233,8 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
     // the GPU planner (the default) and the host planner, side by side
     for (const planner of ["gpu", "host"] as const) {
       e.opts.gpuPlanner = planner === "gpu";
-      if (planner === "host") await run({ method: "kvcompress", rate: o.rate, interval: o.interval }, o.batch, warm, 2 * o.interval + 2);
-      const comp = await run({ method: "kvcompress", rate: o.rate, interval: o.interval });
+      if (planner === "host") await run({ method: "kvcompress", rate: o.rate, interval: o.interval, allocation: o.allocation }, o.batch, warm, 2 * o.interval + 2);
+      const comp = await run({ method: "kvcompress", rate: o.rate, interval: o.interval, allocation: o.allocation });
       const decodeOnly = comp.decodeMs - comp.compressMs;
       const perPass = (ms: number) => round(ms / Math.max(1, comp.compressions), 3);
       rep.emit({
@@ -259,8 +261,8 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
     if (ctx.deadline.fits(plain.decodeMs * (1 + 2 * EQUAL_CACHE_PAIRS))) {
       const eqs: Awaited<ReturnType<typeof run>>[] = [], scorings: typeof eqs = [];
       for (let i = 0; i < EQUAL_CACHE_PAIRS; i++) {
-        eqs.push(await run({ method: "kvcompress", rate: EQUAL_CACHE_RATE, interval: o.interval }, o.batch, o.promptLen, o.outputLen, true));
-        scorings.push(await run({ method: "kvcompress", rate: EQUAL_CACHE_RATE, interval: 1_000_000 }, o.batch, o.promptLen, o.outputLen, true));
+        eqs.push(await run({ method: "kvcompress", rate: EQUAL_CACHE_RATE, interval: o.interval, allocation: o.allocation }, o.batch, o.promptLen, o.outputLen, true));
+        scorings.push(await run({ method: "kvcompress", rate: EQUAL_CACHE_RATE, interval: 1_000_000, allocation: o.allocation }, o.batch, o.promptLen, o.outputLen, true));
       }
       const medianRun = (rs: typeof eqs) => rs.slice().sort((a, b) => a.decodeMs / a.steps - b.decodeMs / b.steps)[rs.length >> 1];
       const [eq, scoring] = [medianRun(eqs), medianRun(scorings)];

@@ -2,13 +2,33 @@
 // (method, rate), one table per protocol, beside the reference simulation's rows
 // (../shared/models/README.md) when they are given as REF_JSON.
 //
-//   bun bench/eval-report.ts --rows a.jsonl --rows b.jsonl [--ref ref.json] [--title T] > out.md
+//   bun bench/eval-report.ts --rows a.jsonl --rows b.jsonl [--ref ref.json] [--title T] [--label method=text ...] > out.md
+// Rows of one (protocol, method, rate) from several files (a table run in parts) are pooled.
 import { parseArgs } from "node:util";
 import { readFileSync } from "node:fs";
 
-const { values: a } = parseArgs({ options: { rows: { type: "string", multiple: true }, ref: { type: "string" }, title: { type: "string", default: "Retrieval under KV compression" }, note: { type: "string" } } });
-interface Row { protocol: string; method: string; rate: number; overall: { accuracy: number; n: number }; compression_rate_mean: number; seconds: number }
-const rows: Row[] = (a.rows ?? []).flatMap((f) => readFileSync(f, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)));
+const { values: a } = parseArgs({ options: { rows: { type: "string", multiple: true }, ref: { type: "string" }, title: { type: "string", default: "Retrieval under KV compression" }, note: { type: "string" }, label: { type: "string", multiple: true } } });
+const labels = new Map((a.label ?? []).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+interface Row { protocol: string; method: string; rate: number; overall: { accuracy: number; n: number }; compression_rate_mean: number }
+const rows: Row[] = pool((a.rows ?? []).flatMap((f) => readFileSync(f, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l))));
+
+/** One row per (protocol, method, rate): accuracy and mean rate weighted by instances. */
+function pool(rs: Row[]): Row[] {
+  const by = new Map<string, Row>();
+  for (const r of rs) {
+    const key = `${r.protocol}|${r.method}|${r.rate}`;
+    const p = by.get(key);
+    if (!p) {
+      by.set(key, structuredClone(r));
+      continue;
+    }
+    const n = p.overall.n + r.overall.n;
+    p.overall.accuracy = (p.overall.accuracy * p.overall.n + r.overall.accuracy * r.overall.n) / n;
+    p.compression_rate_mean = (p.compression_rate_mean * p.overall.n + r.compression_rate_mean * r.overall.n) / n;
+    p.overall.n = n;
+  }
+  return [...by.values()];
+}
 // reference: { "<method>": { "<rate>": accuracy } }
 const ref: Record<string, Record<string, number>> = a.ref ? JSON.parse(readFileSync(a.ref, "utf8")) : {};
 
@@ -28,7 +48,7 @@ for (const protocol of [...new Set(rows.map((r) => r.protocol))]) {
       const r = rs.find((x) => x.method === m && x.rate === rate);
       return r ? `${pct(r.overall.accuracy)} / ${r.compression_rate_mean.toFixed(1)}x` : "–";
     });
-    out.push(`| ${m} | ${none ? pct(none.overall.accuracy) : "–"} | ${cells.join(" | ")} |`);
+    out.push(`| ${labels.get(m) ?? m} | ${none ? pct(none.overall.accuracy) : "–"} | ${cells.join(" | ")} |`);
     if (protocol === "agnostic" && ref[m]) {
       out.push(`| ${m}, reference simulation | ${ref[m]["1"] !== undefined ? pct(ref[m]["1"]) : "–"} | ${rates.map((r) => (ref[m][String(r)] !== undefined ? pct(ref[m][String(r)]) : "–")).join(" | ")} |`);
     }

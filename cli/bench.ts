@@ -7,6 +7,7 @@ import { KERNEL_DEFAULTS, kernelSuite } from "../bench/kernels.ts";
 import { E2E_DEFAULTS, e2eSuite } from "../bench/e2e.ts";
 import { anyGemmVariant, GEMM_DEFAULT, GEMM_SMALL, GEMM_SMALL_ROWS } from "../src/model/gemm.ts";
 import { COMPRESS_DEFAULTS, compressSuite, OVERHEAD_DEFAULTS, overheadSuite } from "../bench/compress.ts";
+import { ALLOCATIONS, type Allocation } from "../src/cache/compression.ts";
 
 const K = KERNEL_DEFAULTS, E = E2E_DEFAULTS, C = COMPRESS_DEFAULTS, O = OVERHEAD_DEFAULTS;
 const list = (xs: number[]) => xs.join(",");
@@ -63,6 +64,7 @@ compress:
 overhead:
   --overhead-batch N --overhead-prompt-len N --overhead-output-len N --overhead-rate R
                          (default ${O.batch}, ${O.promptLen}, ${O.outputLen}, ${O.rate}; interval from --interval)
+  --overhead-allocation A  kvcompress budget split: ${ALLOCATIONS.join(" | ")} (default ${O.allocation})
 `;
 
 const SUITES = ["kernels", "e2e", "single", "prefill", "batch", "compress", "overhead", "all"];
@@ -88,7 +90,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
       "batch-prompt-len": { type: "string" }, "batch-tokens": { type: "string" },
       "compress-shape": { type: "string" }, prompts: { type: "string" }, "compress-prompt-len": { type: "string" }, "output-len": { type: "string" },
       rates: { type: "string" }, "kv-seqs": { type: "string" }, interval: { type: "string" }, rate1: { type: "string" },
-      "overhead-batch": { type: "string" }, "overhead-prompt-len": { type: "string" }, "overhead-output-len": { type: "string" }, "overhead-rate": { type: "string" },
+      "overhead-batch": { type: "string" }, "overhead-prompt-len": { type: "string" }, "overhead-output-len": { type: "string" }, "overhead-rate": { type: "string" }, "overhead-allocation": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -151,7 +153,9 @@ export async function benchCommand(argv: string[]): Promise<number> {
     outputLen: int(a["overhead-output-len"], "overhead-output-len", O.outputLen, 2),
     rate: Number(a["overhead-rate"] ?? O.rate),
     interval,
+    allocation: (a["overhead-allocation"] ?? O.allocation) as Allocation,
   };
+  if (!(ALLOCATIONS as readonly string[]).includes(overhead.allocation)) throw new Error(`--overhead-allocation must be one of ${ALLOCATIONS.join(", ")}`);
   if (compress.rates.some((r) => r < 1) || !(overhead.rate >= 1)) throw new Error("compression rates must be >= 1");
 
   // the run's identity first: adapter, features, limits, code

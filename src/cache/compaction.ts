@@ -72,15 +72,7 @@ export class Compactor {
   apply(seq: SeqCache, plan: EvictionPlan): number {
     const c = this.cache;
     const { moves, lengths } = compactionMoves(seq, plan, c.blockSize);
-    const n = moves.length / 2;
-    if (n > 0) {
-      const bMoves = this.ws.get("moves", moves.byteLength);
-      this.kc.device.queue.writeBuffer(bMoves, 0, moves);
-      const st = this.kc.step();
-      const y = Math.min(n, 65535);
-      st.dispatch(this.kc.kernel("kv_compact"), [bMoves, c.pool.k, c.pool.v, c.pool.pos, c.pool.scores], { nMoves: n, half: c.opts.headDim / 2 }, [cdiv(c.opts.headDim / 2, 64), y, cdiv(n, y)]);
-      st.submit();
-    }
+    this.move(moves);
     let evicted = 0;
     for (let h = 0; h < c.heads; h++) {
       evicted += seq.lengths[h] - lengths[h];
@@ -88,6 +80,29 @@ export class Compactor {
     }
     c.trim(seq);
     return evicted;
+  }
+
+  /** Copies every kept key of `src` into the same slots of `dst` (a KvCache.fork of it). */
+  copy(src: SeqCache, dst: SeqCache) {
+    const bs = this.cache.blockSize;
+    const moves: number[] = [];
+    for (let h = 0; h < src.lengths.length; h++) {
+      for (let i = 0; i < src.lengths[h]; i++) moves.push(src.blocks[h][Math.floor(i / bs)] * bs + (i % bs), dst.blocks[h][Math.floor(i / bs)] * bs + (i % bs));
+    }
+    this.move(Uint32Array.from(moves));
+  }
+
+  /** kv_compact over (src, dst) physical slot pairs whose sources and destinations never overlap. */
+  private move(moves: Uint32Array<ArrayBuffer>) {
+    const c = this.cache;
+    const n = moves.length / 2;
+    if (n === 0) return;
+    const bMoves = this.ws.get("moves", moves.byteLength);
+    this.kc.device.queue.writeBuffer(bMoves, 0, moves);
+    const st = this.kc.step();
+    const y = Math.min(n, 65535);
+    st.dispatch(this.kc.kernel("kv_compact"), [bMoves, c.pool.k, c.pool.v, c.pool.pos, c.pool.scores], { nMoves: n, half: c.opts.headDim / 2 }, [cdiv(c.opts.headDim / 2, 64), y, cdiv(n, y)]);
+    st.submit();
   }
 
   destroy() {

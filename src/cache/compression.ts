@@ -14,6 +14,21 @@ export type CrushAnchor = (typeof CRUSH_ANCHORS)[number];
 export const CRUSH_BASES = ["kvcompress", "snapkv"] as const;
 export type CrushBase = (typeof CRUSH_BASES)[number];
 
+/**
+ * How kvcompress splits its budget over (layer, KV head) pairs. Each sorts every head's
+ * keys by pooled score, cuts them into chunks and evicts the lowest chunks of a group
+ * of heads first; they differ in the groups, each group's budget, and how chunk means
+ * compare across heads (policies.ts, allocate):
+ *   global       KV-Compress as published: all heads one group, raw means
+ *   global-norm  all heads one group, means over the head's total score
+ *   layer        the same budget in every layer, raw means (the fork's even-layer split)
+ *   ada          AdaKV: the same budget in every layer, means over the head's total
+ *                score, and each head keeps at least a fifth of its even share
+ *   pyramid      PyramidKV's layer budgets (more below, less above), inside a layer as ada
+ */
+export const ALLOCATIONS = ["global", "global-norm", "layer", "ada", "pyramid"] as const;
+export type Allocation = (typeof ALLOCATIONS)[number];
+
 export interface CompressionOptions {
   method: CompressionMethod;
   /** keep total / rate of the sequence's K/V entries (>= 1); ignored when maxCacheTokens is set */
@@ -35,8 +50,8 @@ export interface CompressionOptions {
   crushBase: CrushBase;
   /** max-pool width along the sequence for the scores (KV-Compress kernel 7) */
   poolKernel: number;
-  /** even split of the budget per layer instead of across all layers */
-  evenLayerSplit: boolean;
+  /** kvcompress: how the budget is split over layers and heads */
+  allocation: Allocation;
   /** keys per eviction chunk (KV-Compress evicts block-sized chunks) */
   chunkSize: number;
 }
@@ -68,7 +83,7 @@ const exposed = <K extends keyof CompressionOptions>(key: K, name: string, arg: 
 /**
  * Every compression option, in help order. Where the copies this replaced disagreed,
  * the answer here holds everywhere: a protected window of 0 (nothing protected) and
- * the even layer split are accepted by the CLI, serve and requests alike.
+ * kvcompress's allocation are accepted by the CLI, serve and requests alike.
  */
 export const COMPRESSION_SETTINGS = [
   exposed("method", "method", "M", { kind: "enum", values: METHOD_NAMES }, "none", METHOD_NAMES.join(" | "), "method"),
@@ -81,7 +96,7 @@ export const COMPRESSION_SETTINGS = [
   exposed("crushRatio", "crush-ratio", "X", { kind: "number", min: 0, below: 1 }, 0.25, "KVCrush: share of the budget for representatives, in [0, 1)", "crush_ratio"),
   exposed("crushAnchor", "crush-anchor", "A", { kind: "enum", values: CRUSH_ANCHORS }, "mean", `KVCrush anchor: ${CRUSH_ANCHORS.join(" | ")}`, "crush_anchor"),
   exposed("crushBase", "crush-base", "B", { kind: "enum", values: CRUSH_BASES }, "kvcompress", `KVCrush importance method: ${CRUSH_BASES.join(" | ")}`, "crush_base"),
-  exposed("evenLayerSplit", "even-layers", undefined, { kind: "bool" }, false, "KV-Compress: the same budget in every layer", "even_layers"),
+  exposed("allocation", "allocation", "A", { kind: "enum", values: ALLOCATIONS }, "ada", `kvcompress: how the budget is split over layers and heads, ${ALLOCATIONS.join(" | ")}`, "allocation"),
   // fixed by the methods as the papers run them: not settable
   setting({ key: "poolKernel", type: { kind: "int", min: 1 }, default: 7, help: "max-pool width of the scores along the sequence", flag: null, env: null, field: null }),
   setting({ key: "chunkSize", type: { kind: "int", min: 1 }, default: 16, help: "keys per eviction chunk", flag: null, env: null, field: null }),

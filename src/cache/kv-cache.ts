@@ -63,6 +63,21 @@ export class KvCache {
     return { slot, blocks: Array.from({ length: this.heads }, () => []), lengths: new Int32Array(this.heads) };
   }
 
+  /**
+   * A new sequence with blocks for as many keys per head as `src` holds (evaluation:
+   * one prefill, then several compression settings; Compactor.copy fills them); null
+   * when the pool or the table slots are short.
+   */
+  fork(src: SeqCache): SeqCache | null {
+    if (src.blocks.reduce((a, b) => a + b.length, 0) > this.pool.numFreeBlocks) return null;
+    const dst = this.open();
+    if (!dst) return null;
+    dst.lengths.set(src.lengths);
+    if (this.reserve(dst, 0)) return dst;
+    this.release(dst);
+    return null;
+  }
+
   /** Blocks needed so every head can take `n` more tokens. */
   blocksNeeded(seq: SeqCache, n: number): number {
     let need = 0;

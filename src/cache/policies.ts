@@ -198,23 +198,27 @@ export function uniformEvictCounts(heads: HeadChunkSums[], keepTotal: number): I
 }
 
 /**
- * KV-Compress's per-head eviction counts from the GPU ranking: the same joint chunk
+ * KV-Compress's per-head eviction counts from the GPU ranking: the same chunk
  * selection as kvCompressPolicy, over chunk means made from the GPU's chunk sums.
  */
 export function chunkEvictCounts(heads: HeadChunkSums[], ctx: PlanContext, keepTotal: number): Int32Array {
   const bs = ctx.opts.chunkSize;
   const counts = new Int32Array(heads.length);
-  const groups = layerGroups(ctx, heads.length);
-  const groupBudget = shareProportionally(keepTotal, groups.map((g) => g.length));
-  groups.forEach((group, gi) => {
-    const need = group.reduce((a, h) => a + heads[h].len, 0) - groupBudget[gi];
+  const tally = heads.map((h) => {
+    let total = 0;
+    for (let c = 0; c < h.sums.length; c++) total += h.sums[c];
+    return { len: h.len, evictable: h.evictable, total };
+  });
+  const a = allocate(tally, ctx, keepTotal);
+  a.groups.forEach((group, gi) => {
+    const need = group.reduce((s, h) => s + heads[h].len, 0) - a.budgets[gi];
     if (need <= 0) return;
     const chunkHead: number[] = [], chunkSize: number[] = [], packed: number[] = [];
     for (const h of group) {
-      const { evictable, sums } = heads[h];
-      for (let i = 0, c = 0; i < evictable; i += bs, c++) {
-        const size = Math.min(bs, evictable - i);
-        packed.push(f32Key(sums[c] / size) * LOW + chunkHead.length);
+      const { sums } = heads[h];
+      for (let i = 0, c = 0; i < a.limit[h]; i += bs, c++) {
+        const size = Math.min(bs, a.limit[h] - i);
+        packed.push(f32Key((sums[c] / size) * a.weight[h]) * LOW + chunkHead.length);
         chunkHead.push(h);
         chunkSize.push(size);
       }
@@ -224,10 +228,63 @@ export function chunkEvictCounts(heads: HeadChunkSums[], ctx: PlanContext, keepT
   return counts;
 }
 
-/** Heads planned together: all of them, or each layer's with evenLayerSplit. */
-function layerGroups(ctx: PlanContext, heads: number): number[][] {
-  if (!ctx.opts.evenLayerSplit) return [Array.from({ length: heads }, (_, h) => h)];
-  return Array.from({ length: ctx.layers }, (_, l) => Array.from({ length: ctx.kvHeads }, (_, h) => l * ctx.kvHeads + h));
+/** What an allocation needs of one head: keys held, keys outside the protected window, their total pooled score. */
+export interface HeadTally {
+  len: number;
+  evictable: number;
+  total: number;
+}
+
+/** Heads planned together, each group's budget (K/V entries kept), and per head the weight of its chunk means and how many of its lowest keys may go. */
+export interface AllocationPlan {
+  groups: number[][];
+  budgets: number[];
+  weight: Float64Array;
+  limit: Int32Array;
+}
+
+/** AdaKV's safeguard: each head keeps at least this share of its even share of the layer's budget (alpha = 0.2 in the paper and kvpress). */
+export const ADA_FLOOR = 0.2;
+/** PyramidKV: the top layer gets 1/beta of the average layer budget, the bottom layer the rest of twice the average (beta = 20 in the paper). */
+export const PYRAMID_BETA = 20;
+
+/**
+ * How kvcompress's budget is split (CompressionOptions.allocation). Normalized modes
+ * divide each head's chunk means by the total pooled score of its evictable keys, so
+ * heads compare by the share of their own attention a chunk holds, not by a scale that
+ * differs with how concentrated each head is. AdaKV's floor is counted in whole chunks
+ * (a head's limit is rounded up to one), since only whole chunk sums are known on the GPU.
+ */
+export function allocate(heads: HeadTally[], ctx: PlanContext, keepTotal: number): AllocationPlan {
+  const mode = ctx.opts.allocation;
+  const bs = ctx.opts.chunkSize;
+  const perLayer = mode !== "global" && mode !== "global-norm";
+  const groups = perLayer
+    ? Array.from({ length: ctx.layers }, (_, l) => Array.from({ length: ctx.kvHeads }, (_, h) => l * ctx.kvHeads + h))
+    : [heads.map((_, h) => h)];
+  let budgets: number[];
+  if (mode === "pyramid") {
+    // budgets beyond the protected keys, in an arithmetic sequence from the bottom layer down to avg / beta at the top
+    const prot = groups.map((g) => g.reduce((a, h) => a + heads[h].len - heads[h].evictable, 0));
+    const L = groups.length, top = 1 / PYRAMID_BETA, bottom = 2 - top;
+    const shares = shareProportionally(Math.max(0, keepTotal - prot.reduce((a, b) => a + b, 0)), groups.map((_, l) => (L > 1 ? bottom - ((bottom - top) * l) / (L - 1) : 1)));
+    budgets = prot.map((p, l) => p + shares[l]);
+  } else {
+    budgets = shareProportionally(keepTotal, groups.map((g) => g.length));
+  }
+  const normalized = mode === "global-norm" || mode === "ada" || mode === "pyramid";
+  const weight = Float64Array.from(heads, (h) => (normalized && h.total > 0 ? 1 / h.total : 1));
+  const limit = Int32Array.from(heads, (h) => h.evictable);
+  if (mode === "ada" || mode === "pyramid") {
+    groups.forEach((g, gi) => {
+      const floor = Math.floor((ADA_FLOOR * budgets[gi]) / g.length);
+      for (const h of g) {
+        const extra = floor - (heads[h].len - heads[h].evictable); // keys the floor keeps beyond the protected ones
+        if (extra > 0) limit[h] = Math.min(heads[h].evictable, bs * Math.ceil(Math.max(0, heads[h].evictable - extra) / bs));
+      }
+    });
+  }
+  return { groups, budgets, weight, limit };
 }
 
 /** Lowest-mean chunks first until `need` keys are taken: keys taken per head. */
@@ -246,56 +303,58 @@ function takeChunks(packed: number[], chunkHead: number[], chunkSize: number[], 
 
 /**
  * KV-Compress: inside each head, keys sorted by pooled score and cut into
- * block-sized chunks; all chunks of the sequence (or of each layer, with
- * evenLayerSplit) sorted together by mean score and evicted lowest first until the
- * budget is met, so rates differ per head and per layer.
+ * block-sized chunks; the chunks of each group of heads (all of them, or each
+ * layer's; see allocate) sorted together by mean score and evicted lowest first until
+ * the group's budget is met, so rates differ per head (and per layer).
  */
 export const kvCompressPolicy: CompressionPolicy = {
   plan(keys, ctx, keepTotal) {
     const bs = ctx.opts.chunkSize;
     const heads = keys.map((k) => headCandidates(k, ctx));
+    const a = allocate(heads.map((c, h) => ({ len: keys[h].pos.length, evictable: c.packed.length, total: evictableTotal(c) })), ctx, keepTotal);
+    const key = (h: number, score: number) => f32Key(score * a.weight[h]);
     const plan: EvictionPlan = keys.map(() => new Int32Array(0));
-    const groups = layerGroups(ctx, keys.length);
-    const groupBudget = shareProportionally(keepTotal, groups.map((g) => g.length));
-    groups.forEach((group, gi) => {
-      const held = group.reduce((a, h) => a + keys[h].pos.length, 0);
-      const need = held - groupBudget[gi];
+    a.groups.forEach((group, gi) => {
+      const held = group.reduce((s, h) => s + keys[h].pos.length, 0);
+      const need = held - a.budgets[gi];
       if (need <= 0) return;
-      // Only chunks that start at or below U can go, where U is the k-th lowest score
-      // with k = need + bs per head: the full chunks below U alone hold >= need keys,
-      // all with means <= U, so the last chunk evicted has a mean <= U. A few
-      // compressed tokens per pass (continual mode) thus sort a few keys, not all.
-      const total = group.reduce((a, h) => a + heads[h].packed.length, 0);
+      // Only chunks that start at or below U can go, where U is the k-th lowest
+      // (weighted) score with k = need + bs per head: the full chunks below U alone hold
+      // >= need keys, all with means <= U, so the last chunk evicted has a mean <= U. A
+      // few compressed tokens per pass (continual mode) thus sort a few keys, not all.
+      // A head's limit (AdaKV's floor) must not cut into those k keys, else all its candidates count.
+      const total = group.reduce((s, h) => s + a.limit[h], 0);
       const k = need + bs * group.length;
       const starts = new Map<number, number>(); // head -> candidates at or below U (chunk starts)
       if (k * 4 < total) {
-        const bits = new Float64Array(total);
+        const vals = new Float64Array(group.reduce((s, h) => s + heads[h].packed.length, 0));
         let o = 0;
         for (const h of group) {
-          const p = heads[h].packed;
-          for (let i = 0; i < p.length; i++) bits[o++] = Math.floor(p[i] / LOW);
+          const { packed, order, pooled } = heads[h];
+          for (let i = 0; i < packed.length; i++) vals[o++] = key(h, pooled[order[packed[i] % LOW]]);
         }
-        const bound = (smallestSorted(bits, k)[k - 1] + 1) * LOW; // packed values below it score <= U
+        const bound = smallestSorted(vals, k)[k - 1];
         for (const h of group) {
-          const p = heads[h].packed;
+          const { packed, order, pooled } = heads[h];
           let c = 0;
-          for (let i = 0; i < p.length; i++) if (p[i] < bound) c++;
+          for (let i = 0; i < packed.length; i++) if (key(h, pooled[order[packed[i] % LOW]]) <= bound) c++;
           starts.set(h, c);
         }
+        if (group.some((h) => starts.get(h)! > a.limit[h])) starts.clear();
       }
       // chunks in (head, chunk) order; the packed low part keeps that order on ties
       const cands = new Map<number, Uint32Array>();
       const chunkHead: number[] = [], chunkSize: number[] = [], packed: number[] = [];
       for (const h of group) {
         const { pooled } = heads[h];
-        const s = starts.get(h) ?? heads[h].packed.length;
-        const cand = lowest(heads[h], s + bs - 1);
+        const s = starts.get(h) ?? a.limit[h];
+        const cand = lowest(heads[h], Math.min(a.limit[h], s + bs - 1));
         cands.set(h, cand);
         for (let i = 0; i < s; i += bs) {
           const end = Math.min(cand.length, i + bs);
           let sum = 0;
           for (let j = i; j < end; j++) sum += pooled[cand[j]];
-          packed.push(f32Key(sum / (end - i)) * LOW + chunkHead.length);
+          packed.push(key(h, sum / (end - i)) * LOW + chunkHead.length);
           chunkHead.push(h);
           chunkSize.push(end - i);
         }
@@ -305,6 +364,13 @@ export const kvCompressPolicy: CompressionPolicy = {
     return plan;
   },
 };
+
+/** Total pooled score of a head's evictable keys (allocate's normalizer). */
+function evictableTotal(c: HeadCandidates): number {
+  let total = 0;
+  for (let i = 0; i < c.packed.length; i++) total += c.pooled[c.order[c.packed[i] % LOW]];
+  return total;
+}
 
 /** SnapKV: the same scores, the same budget in every head. */
 export const snapKvPolicy: CompressionPolicy = {

@@ -35,6 +35,20 @@ export class Compressor {
   }
 
   /**
+   * Gives `fork` a copy of `parent`'s cache and progress, then compresses it by its own
+   * options (forks one at a time, so uncompressed copies never pile up in the pool).
+   */
+  async fork(parent: Sequence, fork: Sequence) {
+    const cache = this.cache.fork(parent.cache!);
+    if (!cache) throw new Error(`KV cache too small to fork a ${parent.numComputedTokens}-token sequence; raise --kv-memory or --batch`);
+    this.compactor.copy(parent.cache!, cache);
+    fork.cache = cache;
+    fork.numComputedTokens = parent.numComputedTokens;
+    fork.numWrittenTokens = parent.numWrittenTokens;
+    await this.compress(fork.compressing ? [fork] : []);
+  }
+
+  /**
    * Compresses each sequence of `seqs` whose cache is over its budget. The scores
    * and positions of all of them come back in one readback (Deno pays ~10 ms per
    * map). `queueBehind`: called once the GPU ranking is submitted, when one GPU pass

@@ -142,6 +142,13 @@ export class Engine {
   /** Queues a sequence; it runs on the next steps. Throws a PromptError (prompt-check.ts) for a prompt it cannot run. */
   add(seq: Sequence) {
     this.checkPrompt(seq.prompt, seq.compressAt);
+    for (const f of seq.opts.forks ?? []) {
+      // the forks' scores are the parent's: the same queries must have scored the same keys
+      const same = f.prompt.length === seq.prompt.length && f.prompt.every((t, i) => t === seq.prompt[i]) && f.compressAt === seq.compressAt;
+      if (!same || !seq.compressing || f.compression.observationWindow !== seq.compression.observationWindow) {
+        throw new Error("a fork needs its parent's prompt, compressAt and observation window, and a parent that compresses");
+      }
+    }
     this.scheduler.waiting.push(seq);
   }
 
@@ -162,6 +169,8 @@ export class Engine {
     if (i >= 0) this.scheduler.waiting.splice(i, 1);
     seq.finish(reason);
     this.releaseIfDone(seq);
+    // forks not taken yet never will be
+    for (const f of seq.opts.forks ?? []) if (!f.cache && f.numComputedTokens === 0) f.finish(reason);
   }
 
   /** Runs steps until every queued sequence has finished. */
@@ -211,13 +220,32 @@ export class Engine {
       seq.numComputedTokens += n;
       seq.numWrittenTokens += n;
     }
-    await this.compressor.compress(plan.map((c) => c.seq).filter((s) => s.compressing && s.numComputedTokens === s.compressAt));
+    const due = plan.map((c) => c.seq).filter((s) => s.compressing && s.numComputedTokens === s.compressAt);
+    const forked = new Map<Sequence, Sequence[]>();
+    for (const p of due) {
+      if (p.finished || !p.opts.forks) continue; // a cancelled parent's forks were finished with it
+      const forks = p.opts.forks.filter((f) => !f.finished);
+      for (const f of forks) await this.compressor.fork(p, f);
+      forked.set(p, forks);
+    }
+    await this.compressor.compress(due);
     for (let b = 0; b < plan.length; b++) {
       const seq = plan[b].seq;
-      if (!seq.prefilled || seq.finished) continue;
-      if (seq.opts.captureLogits) seq.firstLogits = await this.model.readLogits(b);
-      this.scheduler.promote(seq);
-      this.accept(seq, hist[b]);
+      // forks go on alone, also when their parent was cancelled meanwhile
+      const forks = forked.get(seq) ?? [];
+      if (!seq.prefilled) {
+        this.scheduler.waiting.splice(this.scheduler.waiting.indexOf(seq) + 1, 0, ...forks);
+        continue;
+      }
+      if (!seq.finished) {
+        if (seq.opts.captureLogits) seq.firstLogits = await this.model.readLogits(b);
+        this.scheduler.promote(seq);
+        this.accept(seq, hist[b]);
+      }
+      for (const f of forks) {
+        this.scheduler.running.push(f);
+        this.accept(f, hist[b]);
+      }
     }
   }
 

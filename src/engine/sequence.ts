@@ -31,6 +31,13 @@ export interface SequenceOptions {
    * question is fed only after the context was compressed.
    */
   compressAt?: number;
+  /**
+   * Evaluation: sequences with this prompt and compressAt but compression of their own.
+   * When this one reaches compressAt, before it compresses, each takes a copy of its
+   * cache and goes on alone: one prefill, several compression settings. The engine
+   * runs them; they are not added themselves.
+   */
+  forks?: Sequence[];
 }
 
 let nextId = 1;

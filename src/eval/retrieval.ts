@@ -93,26 +93,57 @@ export interface RetrievalOptions {
 }
 
 export async function runRetrieval(engine: Engine, instances: RetrievalInstance[], o: RetrievalOptions): Promise<InstanceResult[]> {
+  const { compression, ...rest } = o;
+  return (await runRetrievalSweep(engine, instances, { ...rest, variants: [compression] }))[0];
+}
+
+export interface SweepOptions extends Omit<RetrievalOptions, "compression"> {
+  /** compression settings, each run over every instance (results in this order) */
+  variants: Partial<CompressionOptions>[];
+}
+
+/**
+ * Every instance under each of several compression settings, prefilling it once: the
+ * first compressing variant's sequence carries the others as forks (Sequence.forks),
+ * which copy its cache where it compresses. `batch` counts instances, so the engine
+ * needs batch * variants sequence slots. The variants must share the observation window.
+ */
+export async function runRetrievalSweep(engine: Engine, instances: RetrievalInstance[], o: SweepOptions): Promise<InstanceResult[][]> {
   const tk = engine.tokenizer;
-  const out: InstanceResult[] = [];
+  const out: InstanceResult[][] = o.variants.map(() => []);
   const batch = o.batch ?? 16;
+  const lead = Math.max(0, o.variants.findIndex((c) => (c.method ?? "none") !== "none"));
+  const order = [lead, ...o.variants.map((_, i) => i).filter((i) => i !== lead)];
+  // forks need a parent that compresses: without one, every variant prefills on its own
+  const forking = (o.variants[lead].method ?? "none") !== "none";
   for (let i = 0; i < instances.length; i += batch) {
     const group = instances.slice(i, i + batch).map((x) => {
       const { ids, contextLen } = promptIds(tk, x);
-      const seq = new Sequence(ids, {
-        maxTokens: o.maxTokens ?? 12,
-        sampling: { temperature: 0, topP: 1, topK: 0, seed: 0 },
-        ignoreEos: false,
-        compression: o.compression,
-        compressAt: o.queryAware ? ids.length : contextLen,
-      });
-      engine.add(seq);
-      return { x, seq };
+      const make = (v: number, forks?: Sequence[]) =>
+        new Sequence(ids, {
+          maxTokens: o.maxTokens ?? 12,
+          sampling: { temperature: 0, topP: 1, topK: 0, seed: 0 },
+          ignoreEos: false,
+          compression: o.variants[v],
+          compressAt: o.queryAware ? ids.length : contextLen,
+          forks,
+        });
+      const seqs: Sequence[] = [];
+      if (forking) {
+        order.slice(1).forEach((v) => (seqs[v] = make(v)));
+        seqs[lead] = make(lead, order.slice(1).map((v) => seqs[v]));
+        engine.add(seqs[lead]);
+      } else {
+        o.variants.forEach((_, v) => engine.add((seqs[v] = make(v))));
+      }
+      return { x, seqs };
     });
     await engine.runUntilIdle();
-    for (const { x, seq } of group) {
-      const output = tk.decode(seq.output);
-      out.push({ id: x.id, task: x.task, contextTokens: x.context_tokens, output, correct: firstDigits(output) === x.answer, compressionRate: seq.kv.compressionRate });
+    for (const { x, seqs } of group) {
+      seqs.forEach((seq, v) => {
+        const output = tk.decode(seq.output);
+        out[v].push({ id: x.id, task: x.task, contextTokens: x.context_tokens, output, correct: firstDigits(output) === x.answer, compressionRate: seq.kv.compressionRate });
+      });
     }
   }
   return out;

@@ -14,7 +14,7 @@ const TINY = {
   kernels: ["--contexts", "64,256", "--copy-mib", "4", "--min-pass-ms", "2", "--passes", "2", "--prefill-rows", "64", "--prefill-attn-lens", "40,100", "--rank-batch", "2", "--rank-lens", "20,300"],
   e2e: ["--prompt-len", "16", "--tokens", "12", "--prefill-lens", "16,64", "--batches", "1,2,4", "--batch-prompt-len", "8", "--batch-tokens", "8"],
   compress: ["--compress-shape", "tiny", "--prompts", "6", "--compress-prompt-len", "96", "--output-len", "24", "--rates", "1,2,64", "--kv-seqs", "2"],
-  overhead: ["--overhead-batch", "2", "--overhead-prompt-len", "64", "--overhead-output-len", "40"],
+  overhead: ["--overhead-batch", "2", "--overhead-prompt-len", "64", "--overhead-output-len", "40", "--overhead-allocation", "global"],
 };
 const SUMMARY_KEYS = [
   "gpu", "runtime", "commit", "decode_gemv_gbps_min", "decode_8b_tok_s", "decode_1b_tok_s", "throughput_ratio_64x", "hf_eager_8b_tok_s", "hf_eager_1b_tok_s",
@@ -89,6 +89,7 @@ describe("kvc bench --shape tiny", () => {
     expect(rates[2].max_decode_batch).toBeGreaterThanOrEqual(rates[0].max_decode_batch);
     expect(rates[2].compressions).toBeGreaterThan(0);
     expect(isNum(of("overhead", "compress_overhead")[0].compress_overhead_pct)).toBe(true);
+    for (const r of [...of("overhead", "compress_overhead"), ...of("overhead", "compress_slowdown_equal_cache")]) expect(r.allocation).toBe("global");
     const eq = of("overhead", "compress_slowdown_equal_cache");
     for (const r of eq) expect(isNum(r.pass_cost_pct) && isNum(r.scoring_pct) && isNum(r.gpu_step_ms) && isNum(r.gpu_ms_per_rank)).toBe(true);
   });

@@ -4,8 +4,9 @@
 import { expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { TextTokenizer } from "../../src/model/tokenizer.ts";
-import { firstDigits, loadInstances, promptIds, summarize } from "../../src/eval/retrieval.ts";
-import { modelDir, ROOT, SHARED } from "../fixtures/helpers.ts";
+import { firstDigits, loadInstances, promptIds, runRetrieval, runRetrievalSweep, summarize } from "../../src/eval/retrieval.ts";
+import type { CompressionOptions } from "../../src/cache/compression.ts";
+import { engineFor, modelDir, ROOT, SHARED } from "../fixtures/helpers.ts";
 
 const DEV = `${SHARED}/eval/dev`;
 
@@ -39,6 +40,29 @@ test("first digit run and per-cell accuracy", () => {
   ]);
   expect(r.compression_rate_mean).toBe(3);
 });
+
+test("a sweep forks one prefill per instance into each setting, with the answers and rates of separate runs", async () => {
+  // kvc-nano, both protocols, GPU- and host-planned methods and the full cache
+  const engine = await engineFor(`${ROOT}/models/kvc-nano`, { maxSeqs: 8, prefillChunk: 4096 });
+  const x = loadInstances(`${DEV}/passkey.jsonl`).slice(0, 1);
+  const base = { observationWindow: 8, protectedWindow: 8, compressOnce: true };
+  const variants: Partial<CompressionOptions>[] = [
+    { method: "none" },
+    { ...base, method: "kvcompress", rate: 4 },
+    { ...base, method: "snapkv", rate: 8 },
+    { ...base, method: "streaming", rate: 4 },
+    { ...base, method: "kvcrush", rate: 4 },
+  ];
+  for (const queryAware of [false, true]) {
+    const swept = await runRetrievalSweep(engine, x, { variants, queryAware, maxTokens: 6 });
+    for (let v = 0; v < variants.length; v++) {
+      const [alone] = await runRetrieval(engine, x, { compression: variants[v], queryAware, maxTokens: 6 });
+      expect({ v, queryAware, output: swept[v][0].output, rate: swept[v][0].compressionRate }).toEqual({ v, queryAware, output: alone.output, rate: alone.compressionRate });
+    }
+    expect(swept[1][0].compressionRate).toBeGreaterThan(3);
+  }
+  expect(engine.cache.pool.numUsedBlocks).toBe(0);
+}, 900_000);
 
 function kvc(args: string[]) {
   const r = spawnSync("bun", ["cli/main.ts", "eval", ...args], { cwd: ROOT, encoding: "utf8", timeout: 900_000 });

@@ -25,11 +25,14 @@ function xorshift(seed: number) {
   };
 }
 
-/** appended: keys each head gains between the ranking and the eviction (a decode round meanwhile) */
-interface Case { name: string; lens: number[]; pre: number; o: Partial<CompressionOptions>; appended?: number }
+/**
+ * appended: keys each head gains between the ranking and the eviction (a decode round meanwhile);
+ * sparseHead: a head whose keys score 0 but every 100th (AdaKV's floor binds there)
+ */
+interface Case { name: string; lens: number[]; pre: number; o: Partial<CompressionOptions>; appended?: number; sparseHead?: number }
 
 /** A sequence of `len` tokens, thinned by a random first eviction (positions out of slot order). */
-async function fill(cache: KvCache, compactor: Compactor, len: number, pre: number, seed: number): Promise<SeqCache> {
+async function fill(cache: KvCache, compactor: Compactor, len: number, pre: number, seed: number, sparseHead = -1): Promise<SeqCache> {
   const gpu = await getGpu();
   const seq = cache.open()!;
   expect(cache.reserve(seq, len)).toBe(true);
@@ -45,6 +48,7 @@ async function fill(cache: KvCache, compactor: Compactor, len: number, pre: numb
       const p = phys(h, i);
       pos[p] = i;
       scores[p] = (rnd() % 64) / 64;
+      if (h === sparseHead) scores[p] = i % 100 === 0 ? 1 : 0;
       for (let w = 0; w < HALF; w++) {
         k[p * HALF + w] = rnd();
         v[p * HALF + w] = rnd();
@@ -110,9 +114,14 @@ const cases: Case[] = [
   { name: "kvcompress rate 2, fresh prefill", lens: [157, 96], pre: 0, o: { method: "kvcompress", rate: 2, protectedWindow: 8 } },
   { name: "kvcompress rate 4 after earlier evictions", lens: [300, 211], pre: 120, o: { method: "kvcompress", rate: 4, protectedWindow: 16 } },
   { name: "kvcompress rate 8, keys appended between ranking and eviction", lens: [203, 150], pre: 50, o: { method: "kvcompress", rate: 8, protectedWindow: 8 }, appended: 6 },
-  { name: "kvcompress rate 16, chunk 4, pool 1, even layers", lens: [260, 77], pre: 40, o: { method: "kvcompress", rate: 16, chunkSize: 4, poolKernel: 1, evenLayerSplit: true } },
+  { name: "kvcompress rate 16, chunk 4, pool 1, even layers", lens: [260, 77], pre: 40, o: { method: "kvcompress", rate: 16, chunkSize: 4, poolKernel: 1, allocation: "layer" } },
   { name: "kvcompress max_cache_tokens, protected window larger than some heads", lens: [520, 64], pre: 200, o: { method: "kvcompress", maxCacheTokens: 40, protectedWindow: 48 } },
   { name: "snapkv rate 3", lens: [190, 133], pre: 60, o: { method: "snapkv", rate: 3, protectedWindow: 4 }, appended: 3 },
+  // the allocations besides the default (ada, above): its floor binding on a sparse head; the others
+  { name: "kvcompress ada rate 2, a sparse head", lens: [400, 150], pre: 20, o: { method: "kvcompress", rate: 2, protectedWindow: 8, allocation: "ada" }, sparseHead: 1 },
+  { name: "kvcompress global rate 4", lens: [300, 211], pre: 120, o: { method: "kvcompress", rate: 4, protectedWindow: 8, allocation: "global" } },
+  { name: "kvcompress global-norm rate 8", lens: [260, 180], pre: 30, o: { method: "kvcompress", rate: 8, protectedWindow: 8, allocation: "global-norm" }, sparseHead: 4 },
+  { name: "kvcompress pyramid rate 3", lens: [330, 97], pre: 60, o: { method: "kvcompress", rate: 3, protectedWindow: 8, allocation: "pyramid" }, sparseHead: 2 },
 ];
 
 // kv_rank's paths: positions ranked by the bitmap or (positions past a bitmap of 8 words)
@@ -133,7 +142,7 @@ for (const [path, sizes] of paths) test(`GPU planning (${path}) keeps exactly wh
     const compactor = new Compactor(kc, cache);
     const planner = new GpuPlanner(kc, cache, gpu.limits.maxComputeWorkgroupStorageSize, sizes);
     const seqs: SeqCache[] = [];
-    for (let i = 0; i < c.lens.length; i++) seqs.push(await fill(cache, compactor, c.lens[i], c.pre, 17 + 31 * i + c.lens[i]));
+    for (let i = 0; i < c.lens.length; i++) seqs.push(await fill(cache, compactor, c.lens[i], c.pre, 17 + 31 * i + c.lens[i], c.sparseHead));
     const co: CompressionOptions = { ...DEFAULT_COMPRESSION, ...c.o };
     const reqs = seqs.map((s, i) => {
       const ctx: PlanContext = { layers: opts.layers, kvHeads: opts.kvHeads, lastPos: c.lens[i] - 1, logicalLen: c.lens[i], opts: co, seed: 1 };

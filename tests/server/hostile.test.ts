@@ -86,11 +86,11 @@ function fieldCases(): Case[] {
     add(`kv_compression.${f}`, [0, -1, 1.5, "8", true, 2 ** 60], both);
   }
   add("kv_compression.protected_window", [-1, 1.5, "8", true, 2 ** 60], both); // 0: nothing protected
-  add("kv_compression.even_layers", ["yes", 1], both);
   add("kv_compression.compress_once", ["true", 1], both);
   add("kv_compression.crush_ratio", [1, 1.5, -0.1, "0.2"], both);
   add("kv_compression.crush_anchor", ["median", 3], both);
   add("kv_compression.crush_base", ["streaming"], both);
+  add("kv_compression.allocation", ["even", "ADA", 1], both);
   add("kv_compression.max_cache_token", [64], both); // a misspelt key
   add("kv_compression.__proto__", [{ rate: 0.5 }], both);
   add("max_cache_tokens", [0, -5, "x", 1.5], both);

@@ -94,6 +94,8 @@ test("every bad setting is reported at once, named as it was given", () => {
   expect(() => resolveServeConfig({}, envOf({ KVC_BODY_TIMEOUT: "0" }), noDefaultModel)).toThrow("KVC_BODY_TIMEOUT: must be an integer in [1, 3600]");
   expect(() => resolveServeConfig({ "cors-origin": "app.example" }, envOf({}), noDefaultModel)).toThrow(/^--cors-origin: must be "\*" or origins/);
   expect(resolveServeConfig({ "cors-origin": "*" }, envOf({}), noDefaultModel).corsOrigins).toEqual(["*"]);
+  expect(() => resolveServeConfig({}, envOf({ KVC_KV_ALLOCATION: "even" }), noDefaultModel)).toThrow(/^KVC_KV_ALLOCATION: Invalid type/);
+  expect(resolveServeConfig({ "kv-allocation": "global" }, envOf({}), noDefaultModel).compression.allocation).toBe("global");
 });
 
 test("kvc serve reads the environment, a flag beats a bad variable, and a bad one stops it before loading", async () => {

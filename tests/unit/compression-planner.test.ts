@@ -1,10 +1,11 @@
 // Eviction planner properties on random scores, for every policy: the budget is met
 // exactly, the protected window survives, floors hold, KV-Compress evicts the
-// lowest-scoring chunks first and rates differ per head, KVCrush keeps
-// representatives only from what its base would evict.
+// lowest-scoring chunks first and rates differ per head, each of its allocations
+// equals the papers' full-sort statement of it, KVCrush keeps representatives only
+// from what its base would evict.
 import { expect, test } from "bun:test";
-import { DEFAULT_COMPRESSION, type CompressionOptions } from "../../src/cache/compression.ts";
-import { keepBudget, kvCompressPolicy, kvCrushPolicy, pooledScores, shareProportionally, smallestSorted, snapKvPolicy, streamingPolicy, type HeadKeys, type PlanContext } from "../../src/cache/policies.ts";
+import { ALLOCATIONS, DEFAULT_COMPRESSION, type CompressionOptions } from "../../src/cache/compression.ts";
+import { ADA_FLOOR, keepBudget, kvCompressPolicy, kvCrushPolicy, pooledScores, shareProportionally, smallestSorted, snapKvPolicy, streamingPolicy, type HeadKeys, type PlanContext } from "../../src/cache/policies.ts";
 import { policyFor } from "../../src/cache/methods.ts";
 import { rand } from "../fixtures/gpu-helpers.ts";
 import { referenceKvCompress } from "../../bench/reference-planner.ts";
@@ -70,16 +71,18 @@ for (const method of ["kvcompress", "snapkv", "streaming", "kvcrush"] as const) 
   test(`${method}: budget met, protected window and floors kept, at every rate`, () => {
     for (const [n, rate, pw, drop] of [[300, 2, 32, []], [300, 8, 8, [0, 40, 0, 100, 3, 0]], [517, 64, 16, []], [90, 4, 0, []], [64, 3, 64, []]] as const) {
       const k = keys(n, n + rate, [...drop]);
-      check(k, ctxFor(n, { rate, protectedWindow: pw, crushAnchor: "alternate" }), method);
-      check(k, ctxFor(n, { maxCacheTokens: 40, protectedWindow: pw, evenLayerSplit: true }), method);
+      for (const allocation of ALLOCATIONS) {
+        check(k, ctxFor(n, { rate, protectedWindow: pw, crushAnchor: "alternate", allocation }), method);
+        check(k, ctxFor(n, { maxCacheTokens: 40, protectedWindow: pw, allocation }), method);
+      }
     }
   });
 }
 
-test("kvcompress: chunks leave lowest mean score first; rates differ per head", () => {
+test("kvcompress (global): chunks leave lowest mean score first; rates differ per head", () => {
   const n = 400, chunk = 16;
   const k = keys(n, 5);
-  const ctx = ctxFor(n, { rate: 4, protectedWindow: 32, chunkSize: chunk });
+  const ctx = ctxFor(n, { rate: 4, protectedWindow: 32, chunkSize: chunk, allocation: "global" });
   const plan = check(k, ctx, "kvcompress");
   // per head, the evicted keys are a prefix of its candidates sorted by pooled score
   const pooled = k.map((x) => pooledScores(x, ctx.opts.poolKernel));
@@ -103,14 +106,43 @@ test("kvcompress: chunks leave lowest mean score first; rates differ per head", 
   expect(keptPerHead[keptPerHead.length - 1]).toBeGreaterThan(keptPerHead[0]);
 });
 
-test("kvcompress with an even layer split keeps the same total in every layer", () => {
+test("kvcompress per layer (layer, ada) keeps the same total in every layer; pyramid keeps more below", () => {
   const n = 300;
   const k = keys(n, 9);
-  const ctx = ctxFor(n, { rate: 4, protectedWindow: 8, evenLayerSplit: true });
-  const plan = check(k, ctx, "kvcompress");
-  const perLayer = Array.from({ length: LAYERS }, (_, l) => [0, 1].reduce((a, i) => a + n - plan[l * KVH + i].length, 0));
-  expect(Math.max(...perLayer) - Math.min(...perLayer)).toBeLessThanOrEqual(1);
+  const perLayer = (allocation: CompressionOptions["allocation"]) => {
+    const plan = check(k, ctxFor(n, { rate: 4, protectedWindow: 8, allocation }), "kvcompress");
+    return Array.from({ length: LAYERS }, (_, l) => [0, 1].reduce((a, i) => a + n - plan[l * KVH + i].length, 0));
+  };
+  for (const allocation of ["layer", "ada"] as const) {
+    const kept = perLayer(allocation);
+    expect(Math.max(...kept) - Math.min(...kept)).toBeLessThanOrEqual(1);
+  }
+  const pyramid = perLayer("pyramid");
+  for (let l = 1; l < LAYERS; l++) expect(pyramid[l]).toBeLessThan(pyramid[l - 1]);
 });
+
+test("kvcompress normalized allocations: a head's score scale moves no budget; ada keeps its floor", () => {
+  // head h's scores carry a scale of (h + 1)^2 (keys()): raw sorts favour the later
+  // heads; rescaled, the earlier ones
+  const n = 600;
+  const k = keys(n, 21);
+  const rescaled = k.map((x, h) => ({ pos: x.pos, scores: x.scores.map((v) => v / (h + 1) ** 4) }));
+  const kept = (keys: HeadKeys[], allocation: CompressionOptions["allocation"], rate = 8) => {
+    const ctx = ctxFor(n, { rate, protectedWindow: 8, allocation });
+    return check(keys, ctx, "kvcompress").map((ev, h) => keys[h].pos.length - ev.length);
+  };
+  for (const allocation of ["global-norm", "ada", "pyramid"] as const) expect(kept(rescaled, allocation)).toEqual(kept(k, allocation));
+  expect(kept(rescaled, "global")).not.toEqual(kept(k, "global"));
+  // a head whose attention all goes to one key still keeps ADA_FLOOR of its even share (less one chunk at most)
+  for (const rate of [2, 4]) {
+    const share = keepBudget(ctxFor(n, { rate })) / (LAYERS * KVH);
+    expect(kept(concentrated(k), "ada", rate)[0]).toBeGreaterThanOrEqual(Math.floor(ADA_FLOOR * share) - 15);
+    expect(kept(concentrated(k), "layer", rate)[0]).toBeLessThan(kept(concentrated(k), "ada", rate)[0]);
+  }
+});
+
+/** Head 0's attention on one key; every other key of it scores next to nothing (AdaKV's floor binds there). */
+const concentrated = (k: HeadKeys[]) => k.map((x, h) => ({ pos: x.pos, scores: h === 0 ? x.scores.map((v, i) => (i === 7 ? 1 : v * 1e-9)) : x.scores }));
 
 test("snapkv and streaming give every head the same budget; streaming keeps sinks and the recent window", () => {
   const n = 256;
@@ -149,17 +181,19 @@ test("kvcrush keeps base picks plus evenly spread representatives of what the ba
   expect(kvCrushPolicy(snapKvPolicy).plan(k, ctx0, keepBudget(ctx0))).toEqual(snapKvPolicy.plan(k, ctx0, keepBudget(ctx0)));
 });
 
-test("kvcompress equals the full-sort algorithm, also when a pass evicts a few keys", () => {
+for (const allocation of ALLOCATIONS) test(`kvcompress (${allocation}) equals the full-sort statement, also when a pass evicts a few keys`, () => {
   for (const [n, extra, seed] of [[2000, 16, 1], [3000, 40, 2], [700, 300, 3], [257, 1, 4], [4000, 0, 5]]) {
-    const k = keys(n, seed);
-    const ctx = ctxFor(n, { rate: 1, protectedWindow: 32 });
+    const k = seed % 2 ? keys(n, seed) : concentrated(keys(n, seed));
+    const ctx = ctxFor(n, { rate: 1, protectedWindow: 32, allocation });
     // a continual pass: the budget holds all but `extra` keys per head
     const keep = LAYERS * KVH * (n - extra);
     expect(kvCompressPolicy.plan(k, ctx, keep).map((e) => Array.from(e))).toEqual(referenceKvCompress(k, ctx, keep));
-    const half = keepBudget(ctxFor(n, { rate: 2 }));
-    expect(kvCompressPolicy.plan(k, ctx, half).map((e) => Array.from(e))).toEqual(referenceKvCompress(k, ctx, half));
+    for (const rate of [2, 8, 64]) {
+      const budget = keepBudget(ctxFor(n, { rate, protectedWindow: 32 }));
+      expect(kvCompressPolicy.plan(k, ctx, budget).map((e) => Array.from(e)), `${allocation} x${rate}`).toEqual(referenceKvCompress(k, ctx, budget));
+    }
   }
-});
+}, 120_000);
 
 test("smallestSorted puts the k smallest first, in order", () => {
   const a = Float64Array.from(rand(5000, 9).map((x, i) => x + i * 1e-9));

@@ -100,11 +100,11 @@ test("every settable option: the CLI, serve (flag and variable) and a request ac
   }
 });
 
-test("the copies that used to disagree: a protected window of 0 and the even layer split work everywhere", () => {
-  expect(parseKvFlags({ "kv-protected-window": "0", "kv-even-layers": true })).toEqual({ protectedWindow: 0, evenLayerSplit: true });
-  expect(resolveServeConfig({}, (n) => ({ KVC_KV_PROTECTED_WINDOW: "0", KVC_KV_EVEN_LAYERS: "yes" })[n], () => "").compression).toEqual({ protectedWindow: 0, evenLayerSplit: true });
-  const body = parseBody(CompletionRequestSchema, { prompt: "x", protected_window_size: 0, kv_compression: { even_layers: true } });
-  expect(requestCompression({}, body)).toEqual({ protectedWindow: 0, evenLayerSplit: true });
+test("the copies that used to disagree: a protected window of 0 and kvcompress's allocation work everywhere", () => {
+  expect(parseKvFlags({ "kv-protected-window": "0", "kv-allocation": "layer" })).toEqual({ protectedWindow: 0, allocation: "layer" });
+  expect(resolveServeConfig({}, (n) => ({ KVC_KV_PROTECTED_WINDOW: "0", KVC_KV_ALLOCATION: "global" })[n], () => "").compression).toEqual({ protectedWindow: 0, allocation: "global" });
+  const body = parseBody(CompletionRequestSchema, { prompt: "x", protected_window_size: 0, kv_compression: { allocation: "pyramid" } });
+  expect(requestCompression({}, body)).toEqual({ protectedWindow: 0, allocation: "pyramid" });
 });
 
 test("a budget without a method means kvcompress on every surface; a method without a budget is refused on every surface", () => {
