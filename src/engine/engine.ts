@@ -9,7 +9,8 @@ import { createGpu, describeGpu, type Gpu } from "../gpu/device.ts";
 import { KernelContext } from "../gpu/kernels.ts";
 import { BlockPool } from "../cache/block-pool.ts";
 import { KvCache, type SeqCache } from "../cache/kv-cache.ts";
-import { loadConfig, type ModelConfig } from "../model/config.ts";
+import type { ModelConfig } from "../model/config.ts";
+import { openModel } from "../model/model-files.ts";
 import { loadWeights, destroyWeights, type ModelWeights } from "../model/weights.ts";
 import { LlamaModel, type StepSeq } from "../model/llama.ts";
 import { TextTokenizer } from "../model/tokenizer.ts";
@@ -67,9 +68,10 @@ export class Engine {
     this.planner = new GpuPlanner(kc, cache, this.gpu.limits.maxComputeWorkgroupStorageSize);
   }
 
-  static async load(dir: string, o: EngineOptions = {}): Promise<Engine> {
-    const cfg = loadConfig(dir);
-    return Engine.create(cfg, TextTokenizer.load(dir), (gpu, kc) => loadWeights(gpu, kc, dir, cfg), o);
+  /** An engine over an HF folder or a GGUF file (src/model/model-files.ts). */
+  static async load(path: string, o: EngineOptions = {}): Promise<Engine> {
+    const m = await openModel(path);
+    return Engine.create(m.cfg, m.tokenizer, (gpu, kc) => loadWeights(gpu, kc, m.tensors, m.source, m.cfg), o);
   }
 
   /** An engine over weights that `makeWeights` puts on the GPU (benchmarks: random ones at a real shape). */
