@@ -50,12 +50,15 @@ function typeName(id: number): string {
 export async function readGguf(file: string): Promise<GgufModel> {
   const fd = openSync(file, "r");
   let size: number;
+  let count: number;
   try {
     size = fstatSync(fd).size;
-    const magic = new Uint8Array(4);
-    const n = readSync(fd, magic, 0, 4, 0);
-    const text = new TextDecoder().decode(magic.subarray(0, n));
+    const head = new Uint8Array(24);
+    const n = readSync(fd, head, 0, 24, 0);
+    const text = new TextDecoder().decode(head.subarray(0, Math.min(n, 4)));
     if (text !== "GGUF") throw new Error(`${file}: not a GGUF file (magic ${JSON.stringify(text)}, expected "GGUF")`);
+    if (n < 24) throw new Error(`${file}: GGUF header is truncated (${size} bytes)`);
+    count = Number(new DataView(head.buffer).getBigUint64(8, true));
   } finally {
     closeSync(fd);
   }
@@ -65,12 +68,16 @@ export async function readGguf(file: string): Promise<GgufModel> {
   } catch (e) {
     throw new Error(`${file}: GGUF header is truncated or corrupt (${(e as Error).message})`);
   }
+  // the parser reads short past the end of a file without failing: check where it ended
+  if (parsed.tensorInfos.length !== count || parsed.tensorInfoByteRange[1] > size) {
+    throw new Error(`${file}: GGUF header is truncated or corrupt (its tensor table of ${count} tensors ends past the end of the file at ${size} bytes)`);
+  }
   const base = Number(parsed.tensorDataOffset);
   const tensors = new Map<string, GgufTensor>();
   for (const ti of parsed.tensorInfos) {
     const type = TYPE_IDS[ti.dtype];
     if (!type) {
-      throw new Error(`${file}: tensor ${ti.name} has type ${typeName(ti.dtype)}; kvc reads ${Object.values(TYPE_IDS).map((t) => t.toUpperCase()).join(", ")}`);
+      throw new Error(`${file}: tensor ${ti.name} has type ${typeName(ti.dtype)}; kvc reads F32, F16, BF16, ${Object.keys(QUANT).map((t) => t.toUpperCase()).join(", ")}`);
     }
     const shape = ti.shape.map(Number).reverse();
     const cols = shape[shape.length - 1];
