@@ -31,6 +31,10 @@ export interface Summary {
   decode_8b_tok_s_deno?: number | null;
   decode_1b_tok_s_deno?: number | null;
   deno_commit?: string | null;
+  /** GGUF files (bench/gguf-peer.ts): single-stream decode of kvc and of llama.cpp's CUDA build on the same random-weight file */
+  decode_8b_q4km_tok_s?: number | null;
+  decode_8b_q8_tok_s?: number | null;
+  llamacpp_8b_q4km_tok_s?: number | null;
 }
 
 const S8 = "llama-3.1-8b", S1 = "llama-3.2-1b";
@@ -90,6 +94,10 @@ export function summarize(recs: Rec[]): Summary {
   const denoFigures = deno.some((r) => r.test === "single_stream")
     ? { decode_8b_tok_s_deno: singleOf(deno, S8), decode_1b_tok_s_deno: singleOf(deno, S1), deno_commit: last(deno)?.commit ?? null }
     : {};
+  const gguf = (engine: string, quant: string) => num(last(recs.filter((r) => r.suite === "gguf" && r.test === "gguf_decode" && r.engine === engine && r.shape === S8 && r.quant === quant && !r.error))?.decode_tok_s);
+  const ggufFigures = recs.some((r) => r.suite === "gguf")
+    ? { decode_8b_q4km_tok_s: gguf("kvc", "q4_k_m"), decode_8b_q8_tok_s: gguf("kvc", "q8_0"), llamacpp_8b_q4km_tok_s: gguf("llamacpp-cuda", "q4_k_m") }
+    : {};
   return {
     gpu: head?.gpu ?? null,
     runtime,
@@ -103,6 +111,7 @@ export function summarize(recs: Rec[]): Summary {
     compress_overhead_pct: num(last(mine.filter((r) => r.test === "compress_slowdown_equal_cache" && r.pass_cost_pct != null))?.pass_cost_pct)
       ?? num(last(mine.filter((r) => r.test === "compress_overhead" && (r.planner ?? "gpu") === "gpu"))?.compress_overhead_pct),
     ...denoFigures,
+    ...ggufFigures,
   };
 }
 

@@ -7,7 +7,7 @@ import { loadInstances, runRetrieval, summarize, type RetrievalReport } from "..
 import { ENGINE_FLAG_OPTIONS, intFlag, loadEngine } from "./flags.ts";
 import { KV_FLAG_OPTIONS, KV_FLAGS_HELP, parseKvFlags } from "./kv-flags.ts";
 
-export const EVAL_HELP = `kvc eval --model DIR (--data FILE.jsonl | --ppl FILE.txt) [options]
+export const EVAL_HELP = `kvc eval --model PATH (--data FILE.jsonl | --ppl FILE.txt) [options]
 
 Retrieval (--data, repeatable): each JSONL line holds "prompt" (text or chat
 messages), "question" (the prompt's tail) and "answer"; the greedy output is
@@ -17,7 +17,7 @@ Perplexity (--ppl, repeatable): teacher-forced over the text (cut to the model's
 context), compressed as the text streams (continual mode).
 
 options:
-  --model DIR        Hugging Face model folder (default: the embedded kvc-nano)
+  --model PATH       Hugging Face model folder or GGUF file (default: the embedded kvc-nano)
   --data FILE.jsonl  retrieval tasks
   --ppl FILE.txt     perplexity text
   --query-aware      prefill the whole prompt, then compress (as the server does);

@@ -4,7 +4,7 @@ import { startServer } from "../routes/server.ts";
 import { resolveServeConfig, serveArgOptions, settingsHelp } from "./serve-config.ts";
 import { defaultModelDir } from "./model-dir.ts";
 
-export const SERVE_HELP = `kvc serve [--model DIR] [options]
+export const SERVE_HELP = `kvc serve [--model PATH] [options]
 
 Each setting is a flag or an environment variable; the flag wins.
 

@@ -29,11 +29,11 @@ export async function startServer(o: StartOptions): Promise<RunningServer> {
   const log = o.log ?? (() => {});
   const engine = await Engine.load(o.modelDir, { ...o.engine, log });
   const ctx = createServerContext(engine, {
-    modelId: basename(o.modelDir.replace(/\/+$/, "")),
+    modelId: basename(o.modelDir.replace(/\/+$/, "")).replace(/\.gguf$/, ""),
     maxQueue: o.maxQueue ?? DEFAULTS.maxQueue,
     apiKey: o.apiKey ?? null,
     maxBodyBytes: o.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
-    maxPromptChars: maxPromptChars(o.modelDir, engine.cfg.maxContext),
+    maxPromptChars: maxPromptChars(engine.tokenizer, engine.cfg.maxContext),
     compression: o.compression ?? {},
     log,
     requestLog: o.requestLog ?? null,

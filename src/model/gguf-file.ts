@@ -114,7 +114,8 @@ export interface GgufTensorData {
   type: GgufType;
   /** rows, cols as in GgufTensor */
   shape: number[];
-  data: Uint8Array;
+  /** the bytes, or a function making them when they are written (big files stay out of memory) */
+  data: Uint8Array | (() => Uint8Array);
 }
 
 class ByteSink {
@@ -176,23 +177,25 @@ export function writeGguf(file: string, meta: [string, GgufValue][], tensors: Gg
   }
   let offset = 0;
   for (const t of tensors) {
-    const want = tensorBytes(t.type, t.shape);
-    if (t.data.length !== want) throw new Error(`${t.name}: ${t.data.length} bytes for ${t.type} [${t.shape}], expected ${want}`);
     h.str(t.name);
     h.u32(t.shape.length);
     for (const d of [...t.shape].reverse()) h.u64(d);
     h.u32(GGUF_TYPE_ID[t.type]);
     h.u64(offset);
-    offset += Math.ceil(t.data.length / ALIGN) * ALIGN;
+    offset += Math.ceil(tensorBytes(t.type, t.shape) / ALIGN) * ALIGN;
   }
   h.pad();
-  for (const t of tensors) {
-    h.push(t.data);
-    h.pad();
-  }
   const fd = openSync(file, "w");
   try {
     for (const b of h.bytes()) writeSync(fd, b);
+    for (const t of tensors) {
+      const data = typeof t.data === "function" ? t.data() : t.data;
+      const want = tensorBytes(t.type, t.shape);
+      if (data.length !== want) throw new Error(`${t.name}: ${data.length} bytes for ${t.type} [${t.shape}], expected ${want}`);
+      writeSync(fd, data);
+      const pad = (ALIGN - (data.length % ALIGN)) % ALIGN;
+      if (pad) writeSync(fd, new Uint8Array(pad));
+    }
   } finally {
     closeSync(fd);
   }

@@ -56,19 +56,22 @@ export function toGpuRows(t: QuantType, src: Uint8Array, rows: number, K: number
   const rw = rowWords(t, K);
   const out = new Uint32Array(rows * rw);
   const o8 = new Uint8Array(out.buffer);
+  // Q4_K blocks are whole words already: the rows are the file's bytes
+  if (!f.dTail) {
+    o8.set(src.subarray(0, out.byteLength));
+    return out;
+  }
   const o16 = new Uint16Array(out.buffer);
+  const bodyBytes = f.bodyWords * 4;
+  // d first (Q8_0, Q4_0) or last (Q6_K); byte loops, no views per block (8B models hold ~10^8 blocks)
+  const dFirst = t !== "q6_k";
   for (let r = 0; r < rows; r++) {
     for (let b = 0; b < nb; b++) {
       const s = (r * nb + b) * f.bytes;
       const o = (r * rw + b * f.bodyWords) * 4;
-      if (!f.dTail) {
-        o8.set(src.subarray(s, s + f.bytes), o);
-        continue;
-      }
-      // d first (Q8_0, Q4_0) or last (Q6_K)
-      const dAt = t === "q6_k" ? s + 208 : s;
-      const body = t === "q6_k" ? src.subarray(s, s + 208) : src.subarray(s + 2, s + f.bytes);
-      o8.set(body, o);
+      const from = dFirst ? s + 2 : s;
+      for (let i = 0; i < bodyBytes; i++) o8[o + i] = src[from + i];
+      const dAt = dFirst ? s : s + bodyBytes;
       o16[(r * rw + nb * f.bodyWords) * 2 + b] = src[dAt] | (src[dAt + 1] << 8);
     }
   }

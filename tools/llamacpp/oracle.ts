@@ -9,8 +9,11 @@ const cpuLlama = () => (llamaP ??= getLlama({ gpu: false, build: "never", logLev
 export interface OracleRun {
   /** greedy tokens after each prompt (end-of-generation tokens included, never stopping early) */
   greedy: number[][];
-  /** log p of each token whose probability after the prompt is at least 1e-6 (smaller ones underflow llama.cpp's f32 softmax) */
-  firstLogProbs: Map<number, number>[];
+  /**
+   * per prompt and step of the greedy path: log p of each token whose probability is at
+   * least 1e-6 (smaller ones underflow llama.cpp's f32 softmax)
+   */
+  logProbs: Map<number, number>[][];
 }
 
 /** Greedy decoding of `steps` tokens after each prompt, one context of `contextSize` tokens, one thread. */
@@ -19,22 +22,21 @@ export async function llamaCppGreedy(file: string, prompts: number[][], steps: n
   const model = await llama.loadModel({ modelPath: file });
   const ctx = await model.createContext({ contextSize, sequences: 1, threads: 1 });
   const seq = ctx.getSequence();
-  const out: OracleRun = { greedy: [], firstLogProbs: [] };
+  const out: OracleRun = { greedy: [], logProbs: [] };
   try {
     for (const prompt of prompts) {
       await seq.clearHistory();
       const toks: number[] = [];
-      let logp: Map<number, number> | null = null;
-      for await (const r of seq.evaluateWithMetadata(prompt, { probabilities: true }, { temperature: 0, yieldEogToken: true })) {
-        if (!logp) {
-          logp = new Map();
-          for (const [t, p] of r.probabilities) if (p >= 1e-6) logp.set(t, Math.log(p));
-        }
+      const perStep: Map<number, number>[] = [];
+      for await (const r of seq.evaluateWithMetadata(prompt as any, { probabilities: true }, { temperature: 0, yieldEogToken: true })) {
+        const logp = new Map<number, number>();
+        for (const [t, p] of r.probabilities) if (p >= 1e-6) logp.set(t, Math.log(p));
+        perStep.push(logp);
         toks.push(r.token);
         if (toks.length >= steps) break;
       }
       out.greedy.push(toks);
-      out.firstLogProbs.push(logp!);
+      out.logProbs.push(perStep);
     }
   } finally {
     await ctx.dispose();
