@@ -8,7 +8,7 @@
 //
 //   bun bench/gguf-peer.ts [--shapes 1b,8b] [--quants q4_k_m,q8_0] [--dir /tmp/kvc-gguf]
 //     [--prompt-len 128] [--tokens 256] [--prefill-lens 512,2048] [--engines kvc,llamacpp]
-//     [--llamacpp-gpu cuda|vulkan] [--out FILE]
+//     [--llamacpp-gpu cuda|vulkan|cpu] [--out FILE]
 // Every figure is one JSON line (suite "gguf", tests gguf_decode and gguf_prefill);
 // bench/report.ts folds them into
 // summary.json (decode_8b_q4km_tok_s, decode_8b_q8_tok_s, llamacpp_8b_q4km_tok_s).
@@ -65,8 +65,8 @@ async function kvcRun(file: string, common: Common) {
 
 async function llamaCppRun(file: string, common: Common, vocab: number) {
   const { getLlama, LlamaLogLevel } = await import("../tools/llamacpp/node_modules/node-llama-cpp/dist/index.js");
-  const gpu = a["llamacpp-gpu"] as "cuda" | "vulkan";
-  const llama = await getLlama({ gpu, build: "never", logLevel: LlamaLogLevel.warn });
+  const gpu = a["llamacpp-gpu"] as "cuda" | "vulkan" | "cpu";
+  const llama = await getLlama({ gpu: gpu === "cpu" ? false : gpu, build: "never", logLevel: LlamaLogLevel.warn });
   const t0 = performance.now();
   const model = await llama.loadModel({ modelPath: file, gpuLayers: "max" });
   const context = await model.createContext({ contextSize: Math.max(promptLen + tokens, ...prefillLens) + 64, sequences: 1, batchSize: 512, flashAttention: true });
