@@ -26,6 +26,7 @@ options:
   --batch N          sequences in flight at once (default 16)
   --max-tokens N     answer length (default 12)
   --kv-memory SIZE   KV cache budget, e.g. 512MiB or 2GiB
+  --quantize TYPE    quantize f16 weights on the GPU as they load: q8_0 | q4_0 | q4_k
   --json             one JSON object: {"overall": {"accuracy", "n"}, "cells": [...],
                      "compression_rate_mean"} (+ "ppl": [...] with --ppl)
 

@@ -18,6 +18,7 @@ export const GENERATE_HELP = `kvc generate --model PATH (--prompt TEXT | --promp
   --seed S             sampling seed (default random)
   --ignore-eos         keep generating past end-of-sequence tokens
   --kv-memory SIZE     KV cache budget, e.g. 512MiB or 2GiB
+  --quantize TYPE      quantize f16 weights on the GPU as they load: q8_0 | q4_0 | q4_k
   --json               print one JSON object instead of streaming text
 
 KV compression:

@@ -34,7 +34,7 @@ export async function serveCommand(argv: string[]) {
     apiKey: c.apiKey,
     maxBodyBytes: c.maxBodyBytes,
     compression: c.compression,
-    engine: { kvMemory: c.kvMemory },
+    engine: { kvMemory: c.kvMemory, quantize: c.quantize },
     logPrompts: c.logPrompts,
     requestLog: (entry) => console.error(JSON.stringify(entry)),
     log,

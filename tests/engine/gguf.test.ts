@@ -4,14 +4,16 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadConfig, ropeInvFreq } from "../src/model/config.ts";
-import { readGguf, writeGguf, type GgufTensorData } from "../src/model/gguf-file.ts";
-import { ggufConfig } from "../src/model/gguf-model.ts";
-import { ggufPath, openModel } from "../src/model/model-files.ts";
-import { quantize } from "../src/model/quant.ts";
-import { rand } from "./gpu-helpers.ts";
-import { ggufFixture } from "./gguf-fixtures.ts";
-import { modelDir, readJsonFile } from "./helpers.ts";
+import { loadConfig, ropeInvFreq } from "../../src/model/config.ts";
+import { readGguf, writeGguf, type GgufTensorData } from "../../src/model/gguf-file.ts";
+import { ggufConfig } from "../../src/model/gguf-model.ts";
+import { ggufPath, openModel } from "../../src/model/model-files.ts";
+import { quantize } from "../../src/model/quant.ts";
+import { Engine } from "../../src/engine/engine.ts";
+import { Sequence } from "../../src/engine/sequence.ts";
+import { maxAbsDiff, rand } from "../fixtures/gpu-helpers.ts";
+import { ggufFixture } from "../fixtures/gguf-fixtures.ts";
+import { GREEDY, modelDir, readJsonFile } from "../fixtures/helpers.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "kvc-gguf-"));
 const f32bytes = (x: Float32Array) => new Uint8Array(x.buffer);
@@ -127,4 +129,28 @@ describe("GGUF fixtures against their HF folders", () => {
     const got = ggufConfig(await readGguf(file)).invFreq;
     for (let i = 0; i < D / 2; i++) expect(got[i]).toBeCloseTo(scaled[i], 6);
   });
+});
+
+describe("on-load quantization", () => {
+  test("kvc-nano --quantize q8_0 answers as its Q8_0 GGUF file (same blocks, made on the GPU)", async () => {
+    const golden = readJsonFile(`${modelDir("kvc-nano")}/golden.json`);
+    const prompt: number[] = golden.prompts[0].prompt_ids;
+    const run = async (e: Engine) => {
+      try {
+        const s = new Sequence(prompt, { maxTokens: 16, sampling: GREEDY, ignoreEos: true, captureLogits: true });
+        e.add(s);
+        await e.runUntilIdle();
+        return { out: s.output, logits: s.firstLogits!, quants: new Set(e.weights.layers[0].qkv.shards.map((x) => x.quant)), bytes: e.weights.bytes };
+      } finally {
+        e.destroy();
+      }
+    };
+    const onLoad = await run(await Engine.load(modelDir("kvc-nano"), { kvMemory: 16 * 2 ** 20, quantize: "q8_0" }));
+    const file = await run(await Engine.load(ggufFixture("kvc-nano", "q8_0"), { kvMemory: 16 * 2 ** 20 }));
+    expect([...onLoad.quants]).toEqual(["q8_0"]);
+    expect(onLoad.bytes).toBe(file.bytes);
+    expect(onLoad.out).toEqual(file.out);
+    // blocks may differ by one step where a weight sits at a rounding midpoint (tests/quant.test.ts)
+    expect(maxAbsDiff(onLoad.logits, file.logits)).toBeLessThan(5e-2); // 0.03 seen
+  }, 300_000);
 });

@@ -2,13 +2,14 @@
 // GEMV, GEMM and embedding gather reading quantized rows (kernels/quant.wgsl) against
 // a CPU matmul over the dequantized weights, in each variant the adapter runs.
 import { describe, expect, test } from "bun:test";
-import { cdiv, F } from "../src/gpu/kernels.ts";
-import { f32ToF16Bits } from "../src/model/f16.ts";
-import { GEMM_SMALL, GEMM_VARIANTS, gemmGrid } from "../src/model/gemm.ts";
-import { gemvGrid, gemvTileFor, gemvTileName, type GemvTile } from "../src/model/llama.ts";
-import { dequantize, quantize, QUANT, QUANT_TYPES, rowBytes, toGpuRows, type QuantType } from "../src/model/quant.ts";
-import * as ref from "./reference.ts";
-import { maxAbsDiff, rand, readF32, up, variants, zeros } from "./gpu-helpers.ts";
+import { cdiv, F } from "../../src/gpu/kernels.ts";
+import { f16BitsToF32, f32ToF16Bits, toF16Bytes } from "../../src/model/f16.ts";
+import { GEMM_SMALL, GEMM_VARIANTS, gemmGrid } from "../../src/model/gemm.ts";
+import { gemvGrid, gemvTileFor, gemvTileName, type GemvTile } from "../../src/model/llama.ts";
+import { dequantize, quantize, QUANT, QUANT_TYPES, rowBytes, toGpuRows, type QuantType } from "../../src/model/quant.ts";
+import * as ref from "../fixtures/reference.ts";
+import { quantizeShard } from "../../src/model/quantize-weights.ts";
+import { maxAbsDiff, rand, readF32, readU32, up, variants, zeros } from "../fixtures/gpu-helpers.ts";
 
 const h = (x: number) => [f32ToF16Bits(x) & 255, f32ToF16Bits(x) >> 8];
 
@@ -127,5 +128,33 @@ describe("quantized kernels", async () => {
         expect(maxAbsDiff(await readF32(X, toks.length * K), want)).toBe(0);
       });
     }
+  }
+});
+
+describe("on-load quantization (kernels/quantize.wgsl)", async () => {
+  const [{ kc }] = await variants();
+  for (const t of ["q8_0", "q4_0", "q4_k"] as const) {
+    test(`${t}: the GPU's blocks are the CPU reference's`, async () => {
+      const N = 5, K = t === "q4_k" ? 512 : 96; // Q8_0 / Q4_0: an odd block count (3) shares the last d word with a zero
+      const x = rand(N * K, 40, 0.5).map((v) => f16BitsToF32(f32ToF16Bits(v)));
+      const want = toGpuRows(t, quantize(t, x), N, K);
+      const src = await up(toF16Bytes(x));
+      const q = quantizeShard(kc, { buffer: src, rowStart: 0, rows: N }, K, t, "test");
+      expect(q.quant).toBe(t);
+      const got = await readU32(q.buffer, want.length);
+      // f32 on the GPU, f64 on the host: a value at a rounding midpoint lands one step
+      // apart (Q4_K: about 5% of words hold such a nibble or 6-bit scale), never more
+      let words = 0, worst = 0;
+      want.forEach((w, i) => {
+        if (w === got[i]) return;
+        words++;
+        // Q8_0: signed bytes; Q4_0, Q4_K: nibbles
+        const bits = t === "q8_0" ? 8 : 4;
+        const field = (v: number, j: number) => (bits === 8 ? ((v >>> (8 * j)) << 24) >> 24 : (v >>> (4 * j)) & 15);
+        for (let j = 0; j < 32 / bits; j++) worst = Math.max(worst, Math.abs(field(w, j) - field(got[i], j)));
+      });
+      expect(worst).toBeLessThanOrEqual(1);
+      expect(words / want.length).toBeLessThan(0.1);
+    });
   }
 });

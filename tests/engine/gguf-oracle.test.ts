@@ -12,12 +12,12 @@
 // tie: kvc's token within the same tolerance of llama.cpp's choice in llama.cpp's own
 // log-probabilities. A wrong dequantization moves log-probabilities by whole units.
 import { describe, expect, test } from "bun:test";
-import { Engine } from "../src/engine/engine.ts";
-import { Sequence } from "../src/engine/sequence.ts";
-import { FIXTURES, type FixtureType } from "../scripts/make-gguf-fixtures.ts";
-import { llamaCppGreedy } from "../tools/llamacpp/oracle.ts";
-import { ggufFixture } from "./gguf-fixtures.ts";
-import { GREEDY, modelDir, readJsonFile } from "./helpers.ts";
+import { Engine } from "../../src/engine/engine.ts";
+import { Sequence } from "../../src/engine/sequence.ts";
+import { FIXTURES, type FixtureType } from "../../scripts/make-gguf-fixtures.ts";
+import { llamaCppGreedy } from "../../tools/llamacpp/oracle.ts";
+import { ggufFixture } from "../fixtures/gguf-fixtures.ts";
+import { GREEDY, modelDir, readJsonFile } from "../fixtures/helpers.ts";
 
 const TOL: Record<FixtureType, number> = { f16: 0.03, q8_0: 0.35, q4_0: 0.35, q4_k_m: 0.35 };
 const STEPS: Record<FixtureType, number> = { f16: 32, q8_0: 32, q4_0: 16, q4_k_m: 16 };
