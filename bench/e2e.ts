@@ -97,7 +97,7 @@ export async function e2eSuite(ctx: BenchContext, shapeName: string, o: E2eOptio
   const { rep } = ctx;
   const shape = shapeByName(shapeName);
   const cfg0 = configFromShape(shape, 1);
-  const common = { suite: "e2e", shape: shape.name };
+  const common = { suite: "e2e", shape: shape.name, ...(ctx.quant ? { quant: ctx.quant } : {}) };
 
   // single stream and prefill: one sequence at a time
   if (parts.single || parts.prefill) {

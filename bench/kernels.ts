@@ -17,6 +17,7 @@ import { fillRandom } from "../src/model/weights.ts";
 import { datasheetGbps, GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
 import { configFromShape, shapeByName } from "../src/model/config.ts";
 import { ATTN_WORKGROUPS, decodeAttentionShape, prefillTileName, prefillTilingBytes, prefillTilings, gemvGrid, gemvScratchBytes, gemvTileFor, gemvTileName, type DecodeAttentionShape, type GemvTile } from "../src/model/llama.ts";
+import { rowWords, type QuantType } from "../src/model/quant.ts";
 import { rankFigures } from "./rank.ts";
 import { GEMM_VARIANTS, gemmBytes, gemmGrid, gemmKernel, gemmVariant, type GemmVariant } from "../src/model/gemm.ts";
 
@@ -79,6 +80,11 @@ function definesOf(d: CapturedDispatch): Record<string, string | number | boolea
 }
 
 const defined = (d: CapturedDispatch, name: string) => definesOf(d)[name] === true;
+/** The block format of a matmul dispatch's weights (QUANT), false for f16. */
+const quantOf = (d: CapturedDispatch): QuantType | false => {
+  const q = definesOf(d).QUANT;
+  return typeof q === "string" ? (q as QuantType) : false;
+};
 
 /** What a GEMV folds in besides its matrix (kernels/gemv.wgsl NORM, SWIGLU), as a name suffix. */
 const fusedSuffix = (d: CapturedDispatch) => (defined(d, "SWIGLU") ? "+swiglu" : defined(d, "NORM") ? "+norm" : "");
@@ -113,7 +119,10 @@ function matmulCost(d: CapturedDispatch): { bytes: number; flops: number } {
   const [K, N, M] = d.params;
   const rows = defined(d, "SWIGLU") ? 2 * d.params[6] : N;
   const residual = defined(d, "RESIDUAL");
-  return { bytes: rows * K * 2 + M * K * 4 + M * N * 4 * (residual ? 2 : 1), flops: 2 * M * rows * K };
+  // quantized weights move their packed rows (src/model/quant.ts), f16 ones 2 bytes a weight
+  const quant = quantOf(d);
+  const rowBytes = quant ? rowWords(quant, K) * 4 : K * 2;
+  return { bytes: rows * rowBytes + M * K * 4 + M * N * 4 * (residual ? 2 : 1), flops: 2 * M * rows * K };
 }
 
 /** The matrix a breakdown name is about ("gate_up+swiglu" -> "gate_up"), or null. */
@@ -123,7 +132,7 @@ const matrixOf = (name: string) => MATRICES.find((m) => name === m || name.start
 function asGemmVariant(e: Engine, d: CapturedDispatch, v: GemmVariant): CapturedDispatch {
   if (kernelName(d) !== "gemm") return d;
   const [, N, M] = d.params;
-  return { ...d, k: gemmKernel(e.kc, v, defined(d, "BIAS"), defined(d, "RESIDUAL")), wg: [...gemmGrid(v, M, N), 1] };
+  return { ...d, k: gemmKernel(e.kc, v, defined(d, "BIAS"), defined(d, "RESIDUAL"), quantOf(d)), wg: [...gemmGrid(v, M, N), 1] };
 }
 
 /**
@@ -132,7 +141,7 @@ function asGemmVariant(e: Engine, d: CapturedDispatch, v: GemmVariant): Captured
  */
 function asGemvTile(e: Engine, d: CapturedDispatch, t: GemvTile): CapturedDispatch {
   const defs = kernelName(d) === "gemm"
-    ? { WG: 256, BIAS: defined(d, "BIAS"), RESIDUAL: defined(d, "RESIDUAL"), NORM: false, GATHER: false, SWIGLU: false }
+    ? { WG: 256, BIAS: defined(d, "BIAS"), RESIDUAL: defined(d, "RESIDUAL"), NORM: false, GATHER: false, SWIGLU: false, QUANT: quantOf(d) }
     : definesOf(d);
   const [, cols, M] = d.params;
   return { ...d, k: e.kc.kernel("gemv", { ...defs, ROWS: t.ROWS, BATCH: t.BATCH, LANES: t.LANES, KU: t.KU }), wg: [...gemvGrid(t, M, cols, defs.SWIGLU === true), 1] };
@@ -245,7 +254,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
   const topt = { minPassMs: o.minPassMs, passes: o.passes };
   const cls = classifier(e);
   const fitsGemm = (v: GemmVariant) => gemmBytes(v) <= e.gpu.limits.maxComputeWorkgroupStorageSize;
-  const common = { suite: "kernels", shape: shape.name, timing: timer.source, hbm_datasheet_gbps: sheet };
+  const common = { suite: "kernels", shape: shape.name, timing: timer.source, hbm_datasheet_gbps: sheet, ...(ctx.quant ? { quant: ctx.quant } : {}) };
   let ceiling: number | null = null;
   let readCeiling: number | null = null;
   const pct = (gbps: number) => ({

@@ -2,12 +2,13 @@
 # Prepares, on this machine, llama.cpp's CUDA build for bench/run-gguf-peer.sh on the
 # GPU host (which reaches no registry): node-llama-cpp 3.21.1 with
 # @node-llama-cpp/linux-x64-cuda (CUDA 13: libcudart.so.13, libcublas.so.13 come from
-# the host's CUDA toolkit or PyTorch). Its libggml-cuda.so alone is ~50 MB compressed,
-# so it travels in a call of its own:
-#   .dev/llamacpp-js.tar.xz   tools/llamacpp/node_modules without libggml-cuda.so (~15 MB)
-#   .dev/llamacpp-cuda.xz     libggml-cuda.so (~50 MB)
-# A machine stays warm between calls, so: call 1 carries .dev/llamacpp-cuda.xz (and
-# unpacks it), call 2 carries bun, packages and .dev/llamacpp-js.tar.xz and runs the bench.
+# the host's CUDA toolkit or PyTorch). Its libggml-cuda.so alone is ~55 MB compressed,
+# more than a call carries beside the work tree, so it travels in parts:
+#   .dev/llamacpp-js.tar.xz      tools/llamacpp/node_modules without libggml-cuda.so
+#   .dev/llamacpp-cuda.xz.aa, .ab  libggml-cuda.so, xz, cut in 30 MB parts
+# A machine keeps what earlier calls carried while it stays warm: carry the parts in
+# calls of their own, then `bash bench/run-gguf-peer.sh unpack`, then the bench (the
+# exact calls: bench/README.md, "llama.cpp beside kvc on GGUF").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .dev
@@ -19,7 +20,8 @@ cp tools/llamacpp/package.json tools/llamacpp/bun.lock "$tmp/"
 (cd "$tmp" && bun install --frozen-lockfile >/dev/null)
 cuda=node_modules/@node-llama-cpp/linux-x64-cuda/bins/linux-x64-cuda/libggml-cuda.so
 [ -f "$tmp/$cuda" ] || { echo "pack-llamacpp: $cuda was not installed" >&2; exit 1; }
-xz -T0 -9 -c "$tmp/$cuda" >.dev/llamacpp-cuda.xz
+rm -f .dev/llamacpp-cuda.xz.*
+xz -T0 -6 -c "$tmp/$cuda" | split -b 30M - .dev/llamacpp-cuda.xz.
 tar -C "$tmp" -cf - --exclude="$cuda" --exclude='node_modules/@node-llama-cpp/linux-arm*' --exclude='node_modules/@node-llama-cpp/linux-x64-cuda-ext' \
-  --exclude='node_modules/@node-llama-cpp/linux-x64-vulkan' --exclude='node_modules/@node-llama-cpp/linux-x64' node_modules | xz -T0 -9 >.dev/llamacpp-js.tar.xz
+  --exclude='node_modules/@node-llama-cpp/linux-x64-vulkan' --exclude='node_modules/@node-llama-cpp/linux-x64' node_modules | xz -T0 -6 >.dev/llamacpp-js.tar.xz
 ls -l .dev/llamacpp-*

@@ -75,7 +75,7 @@ function withRatios(recs: Rec[]): Rec[] {
 
 /** Single-stream decode tok/s of a shape as the engine serves: its default lookahead (4 under Bun, 16 under Deno). */
 function singleOf(rs: Rec[], shape: string): number | null {
-  const all = rs.filter((r) => r.test === "single_stream" && r.shape === shape);
+  const all = rs.filter((r) => r.test === "single_stream" && r.shape === shape && !r.quant);
   const byDefault = all.filter((r) => r.lookahead === (r.runtime === "deno" ? 16 : 4));
   return num(last(byDefault.length ? byDefault : all)?.decode_tok_s);
 }
@@ -84,7 +84,7 @@ export function summarize(recs: Rec[]): Summary {
   const ours = recs.filter((r) => r.runtime === "bun" || r.runtime === "deno");
   const runtime = ours.some((r) => r.runtime === "bun" && r.suite !== "env") ? "bun" : ours.find((r) => r.suite !== "env")?.runtime ?? null;
   const mine = ours.filter((r) => r.runtime === runtime && !r.error && !r.skipped);
-  const gemvs = (shape: string) => mine.filter((r) => r.test === "gemv" && r.M === 1 && r.shape === shape).map((r) => r.gbps as number);
+  const gemvs = (shape: string) => mine.filter((r) => r.test === "gemv" && r.M === 1 && r.shape === shape && !r.quant).map((r) => r.gbps as number);
   const g = gemvs(S8).length ? gemvs(S8) : gemvs(S1);
   const single = (shape: string) => singleOf(mine, shape);
   const hf = (shape: string) => num(last(recs.filter((r) => r.suite === "hf" && r.shape === shape && r.batch === 1 && r.mode === "eager" && !r.error))?.decode_tok_s);
