@@ -10,7 +10,7 @@ OUT=${OUT:-$PWD/bench-out}
 mkdir -p "$OUT"
 lib=tools/llamacpp/node_modules/@node-llama-cpp/linux-x64-cuda/bins/linux-x64-cuda
 [ -d tools/llamacpp/node_modules/node-llama-cpp ] || { [ -f .dev/llamacpp-js.tar.xz ] && tar -C tools/llamacpp -xJf .dev/llamacpp-js.tar.xz; }
-[ -f $lib/libggml-cuda.so ] || { [ -f .dev/llamacpp-cuda.xz.ab ] && mkdir -p $lib && cat .dev/llamacpp-cuda.xz.* | xz -dc >$lib/libggml-cuda.so.part && mv $lib/libggml-cuda.so.part $lib/libggml-cuda.so; }
+[ -f $lib/libggml-cuda.so ] || { [ -f .dev/llamacpp-cuda.xz.ac ] && mkdir -p $lib && cat .dev/llamacpp-cuda.xz.* | xz -dc >$lib/libggml-cuda.so.part && mv $lib/libggml-cuda.so.part $lib/libggml-cuda.so; }
 [ "${1:-}" = unpack ] && { ls -l $lib; exit 0; }
 # CUDA 13 runtime and cuBLAS: the toolkit's, else PyTorch's wheels (/opt/torch/.venv)
 for l in libcudart.so.13 libcublas.so.13 libcublasLt.so.13; do
