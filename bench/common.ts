@@ -8,11 +8,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Engine, type EngineOptions } from "../src/engine/engine.ts";
 import { BlockPool } from "../src/cache/block-pool.ts";
-import { configFromShape, shapeByName, type ModelConfig, type ModelShape } from "../src/model/config.ts";
-import { randomWeights } from "../src/model/weights.ts";
+import { type ModelConfig } from "../src/model/config.ts";
+import { configFromShape, shapeByName, type ModelShape } from "./shapes.ts";
+import { randomWeights } from "./random-weights.ts";
 import { quantizeWeights, type OnLoadQuant } from "../src/model/quantize-weights.ts";
 import { TextTokenizer } from "../src/model/tokenizer.ts";
-import { describeGpu } from "../src/gpu/device.ts";
+import { describeGpu, type Gpu } from "../src/gpu/device.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const env = (k: string): string | undefined => (globalThis as any).process?.env?.[k] ?? (globalThis as any).Deno?.env?.get(k);
@@ -78,9 +79,22 @@ export class Reporter {
   constructor(private outFile: string | null, private quiet = false) {
     this.base = { runtime, runtime_version: runtimeVersion, commit: commitId() };
   }
-  /** Names the GPU in every later record: KVC_GPU_NAME, else the adapter's name. */
-  setGpu(adapterName: string) {
+  /**
+   * Names the GPU in every later record (KVC_GPU_NAME, else the adapter's name), and the
+   * WebGPU backend and the tensor-core settings the figures were made with.
+   */
+  setGpu(adapterName: string, g?: Gpu) {
     this.gpu = gpuName(adapterName);
+    if (!g) return;
+    const env = (n: string) => (globalThis as any).process?.env?.[n] ?? (globalThis as any).Deno?.env?.get(n) ?? null;
+    Object.assign(this.base, {
+      webgpu: g.backend,
+      f16: g.features.f16,
+      f16_weights: g.features.f16Weights,
+      subgroup_matrix: !!g.features.subgroupMatrix,
+      mma_min_rows: env("KVC_MMA_MIN_ROWS"),
+      mma_attn: env("KVC_MMA_ATTN"),
+    });
   }
   /** One JSON line on stdout (and appended to --out) as soon as a figure exists. */
   emit(r: BenchRecord) {
@@ -155,7 +169,7 @@ export async function syntheticEngine(ctx: BenchContext, shape: string | ModelSh
     ...o,
     log: (m) => ctx.rep.log(`${s.name}: ${m}`),
   });
-  ctx.rep.setGpu(e.gpu.adapterName);
+  ctx.rep.setGpu(e.gpu.adapterName, e.gpu);
   ctx.rep.log(`${s.name}: ${(e.weights.bytes / 2 ** 30).toFixed(2)} GiB of random weights${ctx.quant ? ` (${ctx.quant})` : ""} built on the GPU in ${(performance.now() - t0).toFixed(0)} ms (${describeGpu(e.gpu)})`);
   return e;
 }

@@ -7,7 +7,7 @@
 import type { Engine } from "../src/engine/engine.ts";
 import { Sequence } from "../src/engine/sequence.ts";
 import type { CompressionOptions } from "../src/cache/compression.ts";
-import { configFromShape, shapeByName } from "../src/model/config.ts";
+import { configFromShape, shapeByName } from "./shapes.ts";
 import { GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
 import { PassTimer } from "./profile.ts";
 
@@ -91,7 +91,7 @@ async function drive(e: Engine, seqs: Sequence[], deadlineMs: number): Promise<R
     }
   } catch (err) {
     error = (err as Error).message;
-    for (const s of seqs) if (!s.finished) e.cancel(s);
+    for (const s of seqs) if (!s.finished) e.abort(s);
   }
   return {
     engineStats: statsDelta(before, { ...e.stats }),

@@ -12,5 +12,8 @@ for b in bun deno; do
   [ -x /tmp/kvc-bin/$b ] || { [ -f .dev/$b.xz ] && xz -dc .dev/$b.xz > /tmp/kvc-bin/$b.part && chmod +x /tmp/kvc-bin/$b.part && mv /tmp/kvc-bin/$b.part /tmp/kvc-bin/$b; }
 done
 export PATH=/tmp/kvc-bin:$PATH
-[ -d node_modules/bun-webgpu ] || { [ -f .dev/nm.tar.xz ] && tar xJf .dev/nm.tar.xz; }
+[ -d node_modules/bun-webgpu ] && [ -d node_modules/webgpu ] || { [ -f .dev/nm.tar.xz ] && tar xJf .dev/nm.tar.xz; }
+# onnxruntime-web, onnx-proto and Dawn's Node binding for bench/ort (bench/ort/pack.sh)
+[ -d node_modules/onnxruntime-web ] || { [ -f .dev/ort.tar.xz ] && tar xJf .dev/ort.tar.xz; }
+[ -d node_modules/onnxruntime-node ] || { [ -f .dev/ort-node.tar.xz ] && tar xJf .dev/ort-node.tar.xz; }
 export KVC_SHARED=$PWD/.dev/shared

@@ -4,7 +4,7 @@
 import type { Engine } from "../src/engine/engine.ts";
 import { GEMM_SMALL_ROWS } from "../src/model/gemm.ts";
 import { Sequence } from "../src/engine/sequence.ts";
-import { shapeByName, configFromShape } from "../src/model/config.ts";
+import { shapeByName, configFromShape } from "./shapes.ts";
 import { GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
 import { createStorage, readBuffer } from "../src/gpu/buffers.ts";
 import { median, PassTimer } from "./profile.ts";

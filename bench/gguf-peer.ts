@@ -16,7 +16,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Engine } from "../src/engine/engine.ts";
-import { shapeByName } from "../src/model/config.ts";
+import { shapeByName } from "./shapes.ts";
 import { Deadline, kvBytesFor, parseList, randomIds, Reporter, round, type BenchContext } from "./common.ts";
 import { runTimed, seqOf, warmUp } from "./e2e.ts";
 import { writeRandomGguf, type PeerQuant } from "./random-gguf.ts";

@@ -13,13 +13,13 @@ import type { SeqCache } from "../src/cache/kv-cache.ts";
 import { createStorage } from "../src/gpu/buffers.ts";
 import { capture, GpuTimer, grid256, type CapturedDispatch } from "./profile.ts";
 import { nextPow2 } from "../src/gpu/kernels.ts";
-import { fillRandom } from "../src/model/weights.ts";
+import { fillRandom } from "./random-weights.ts";
 import { datasheetGbps, GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
-import { configFromShape, shapeByName } from "../src/model/config.ts";
+import { configFromShape, shapeByName } from "./shapes.ts";
 import { ATTN_WORKGROUPS, decodeAttentionShape, prefillTileName, prefillTilingBytes, prefillTilings, gemvGrid, gemvScratchBytes, gemvTileFor, gemvTileName, type DecodeAttentionShape, type GemvTile } from "../src/model/llama.ts";
 import { rowWords, type QuantType } from "../src/model/quant.ts";
 import { rankFigures } from "./rank.ts";
-import { GEMM_VARIANTS, gemmBytes, gemmGrid, gemmKernel, gemmVariant, type GemmVariant } from "../src/model/gemm.ts";
+import { GEMM_DEFAULT, GEMM_VARIANTS, gemmBytes, gemmGrid, gemmKernel, gemmVariant, MMA_VARIANTS, mmaBytes, mmaFor, mmaGrid, mmaKernel } from "../src/model/gemm.ts";
 
 export interface KernelSuiteOptions {
   contexts: number[];
@@ -35,7 +35,7 @@ export interface KernelSuiteOptions {
   prefillAttnLens: number[];
   /** time every prefill attention tiling (src/model/llama.ts prefillTilings) beside the model's */
   prefillAttnTiles: boolean;
-  /** GEMM variants (src/model/gemm.ts) to time on the prefill step, side by side */
+  /** GEMM variants (src/model/gemm.ts; f32 and tensor-core) to time on the prefill step, side by side */
   gemmVariants: string[];
   /** sequences of one kv_rank pass (bench/rank.ts), and the keys per head at which it is timed */
   rankBatch: number;
@@ -54,7 +54,7 @@ export const KERNEL_DEFAULTS: KernelSuiteOptions = {
   prefillRows: 512,
   prefillAttnLens: [512, 2048, 6000],
   prefillAttnTiles: false,
-  gemmVariants: GEMM_VARIANTS.map((v) => v.name),
+  gemmVariants: [...GEMM_VARIANTS, ...MMA_VARIANTS].map((v) => v.name),
   rankBatch: 16,
   rankLens: [2048, 4096, 6000],
   copyBytes: 2 ** 30,
@@ -104,7 +104,7 @@ function classifier(e: Engine): (d: CapturedDispatch) => string {
   for (const s of e.weights.lmHead.shards) byBuf.set(s.buffer, "lm_head");
   return (d) => {
     const k = kernelName(d);
-    if (k === "gemv" || k === "gemm") return (byBuf.get(bufferOf(d.bindings[0])) ?? k) + fusedSuffix(d);
+    if (k === "gemv" || k === "gemm" || k === "gemm_mma") return (byBuf.get(bufferOf(d.bindings[0])) ?? k) + fusedSuffix(d);
     if (k === "attn_merge" || k === "attention_prefill") return "attention";
     if (k === "rope_append") return "rope+append";
     return k;
@@ -128,11 +128,34 @@ function matmulCost(d: CapturedDispatch): { bytes: number; flops: number } {
 /** The matrix a breakdown name is about ("gate_up+swiglu" -> "gate_up"), or null. */
 const matrixOf = (name: string) => MATRICES.find((m) => name === m || name.startsWith(m + "+")) ?? null;
 
-/** A captured gemm dispatch run by another GEMM variant: same bindings and params, its pipeline and grid. */
-function asGemmVariant(e: Engine, d: CapturedDispatch, v: GemmVariant): CapturedDispatch {
-  if (kernelName(d) !== "gemm") return d;
+/** The variant the model itself picks for a captured GEMM dispatch's rows. */
+function modelGemmName(e: Engine, d: CapturedDispatch): string {
+  const M = d.params[2];
+  return M >= e.model.mmaMinRows ? mmaFor(M, e.gpu.limits.maxComputeWorkgroupStorageSize)?.name ?? e.model.gemmFor(M).name : e.model.gemmFor(M).name;
+}
+
+/** A GEMM dispatch: the f32 kernel or the tensor-core one (same bindings and params). */
+const isGemm = (d: CapturedDispatch) => kernelName(d) === "gemm" || kernelName(d) === "gemm_mma";
+
+/** Why variant `name` cannot run on this adapter, or null. */
+function gemmUnfit(e: Engine, name: string): string | null {
+  const mma = MMA_VARIANTS.find((v) => v.name === name);
+  if (mma && !e.gpu.features.subgroupMatrix) return "needs f16 subgroup matrices; the adapter has none";
+  const bytes = mma ? mmaBytes(mma) : gemmBytes(gemmVariant(name));
+  const have = e.gpu.limits.maxComputeWorkgroupStorageSize;
+  return bytes > have ? `needs ${bytes} bytes of workgroup storage; the adapter has ${have}` : null;
+}
+
+/** A captured gemm dispatch run by another GEMM variant (f32 or tensor-core): same bindings and params, its pipeline and grid. */
+function asGemmVariant(e: Engine, d: CapturedDispatch, name: string): CapturedDispatch {
+  if (!isGemm(d)) return d;
   const [, N, M] = d.params;
-  return { ...d, k: gemmKernel(e.kc, v, defined(d, "BIAS"), defined(d, "RESIDUAL"), quantOf(d)), wg: [...gemmGrid(v, M, N), 1] };
+  const bias = defined(d, "BIAS"), residual = defined(d, "RESIDUAL");
+  const mma = MMA_VARIANTS.find((v) => v.name === name);
+  // the tensor-core GEMM reads f16 weights only: quantized dispatches stay on the tiled GEMM
+  if (mma && !quantOf(d)) return { ...d, k: mmaKernel(e.kc, mma, e.gpu.features.subgroupMaxSize, bias, residual), wg: [...mmaGrid(mma, M, N), 1] };
+  const v = gemmVariant(mma ? GEMM_DEFAULT : name);
+  return { ...d, k: gemmKernel(e.kc, v, bias, residual, quantOf(d)), wg: [...gemmGrid(v, M, N), 1] };
 }
 
 /**
@@ -140,7 +163,7 @@ function asGemmVariant(e: Engine, d: CapturedDispatch, v: GemmVariant): Captured
  * pipeline and grid. A gemm dispatch (a batch past the GEMV's rows) runs as a plain GEMV.
  */
 function asGemvTile(e: Engine, d: CapturedDispatch, t: GemvTile): CapturedDispatch {
-  const defs = kernelName(d) === "gemm"
+  const defs = isGemm(d)
     ? { WG: 256, BIAS: defined(d, "BIAS"), RESIDUAL: defined(d, "RESIDUAL"), NORM: false, GATHER: false, SWIGLU: false, QUANT: quantOf(d) }
     : definesOf(d);
   const [, cols, M] = d.params;
@@ -253,7 +276,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
   const sheet = datasheetGbps(rep.gpu) ?? datasheetGbps(e.gpu.adapterName);
   const topt = { minPassMs: o.minPassMs, passes: o.passes };
   const cls = classifier(e);
-  const fitsGemm = (v: GemmVariant) => gemmBytes(v) <= e.gpu.limits.maxComputeWorkgroupStorageSize;
+  const gemmNames = (names: string[]) => names.filter((n) => !gemmUnfit(e, n));
   const common = { suite: "kernels", shape: shape.name, timing: timer.source, hbm_datasheet_gbps: sheet, ...(ctx.quant ? { quant: ctx.quant } : {}) };
   let ceiling: number | null = null;
   let readCeiling: number | null = null;
@@ -328,12 +351,12 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
       const { seqs, list } = captureShortDecode(e, M, ctx.seed + M);
       const popt = { ...topt, passes: Math.min(3, o.passes) };
       // batches past the GEMV's rows run the prefill GEMM: its variants instead
-      for (const [name, ds] of groupBy(list.filter((d) => kernelName(d) === "gemm"), cls)) {
+      for (const [name, ds] of groupBy(list.filter(isGemm), cls)) {
         const cost = ds.map(matmulCost).reduce((a, c) => ({ bytes: a.bytes + c.bytes, flops: a.flops + c.flops }), { bytes: 0, flops: 0 });
-        for (const v of GEMM_VARIANTS.filter(fitsGemm)) {
+        for (const v of gemmNames(KERNEL_DEFAULTS.gemmVariants)) {
           const r = await timer.time(ds.map((d) => asGemmVariant(e, d, v)), popt);
           rep.emit({
-            ...common, test: "gemv_tile", name, M, tile: v.name, model_tile: v.name === e.model.gemmFor(M).name,
+            ...common, test: "gemv_tile", name, M, tile: v, model_tile: v === modelGemmName(e, ds[0]),
             ms: round(r.ms, 4), gbps: round(cost.bytes / (r.ms * 1e6), 1), tflops: round(cost.flops / (r.ms * 1e9), 2), reps: r.reps,
           });
         }
@@ -452,15 +475,15 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
       // other kernels are timed once, under the first variant
       const popt = { ...topt, passes: Math.min(3, o.passes) };
       const others: Record<string, number> = {};
-      for (const v of o.gemmVariants.map(gemmVariant).filter((v) => !fitsGemm(v))) {
-        rep.emit({ ...common, test: "gemm", variant: v.name, skipped: `needs ${gemmBytes(v)} bytes of workgroup storage; the adapter has ${e.gpu.limits.maxComputeWorkgroupStorageSize}` });
+      for (const v of o.gemmVariants.filter((n) => gemmUnfit(e, n))) {
+        rep.emit({ ...common, test: "gemm", variant: v, skipped: gemmUnfit(e, v) });
       }
-      for (const [vi, v] of o.gemmVariants.map(gemmVariant).filter(fitsGemm).entries()) {
+      for (const [vi, v] of gemmNames(o.gemmVariants).entries()) {
         const vlist = list.map((d) => asGemmVariant(e, d, v));
         const step = await timer.time(vlist, popt);
         const breakdown: Record<string, number> = {};
         for (const [name, ds] of groupBy(vlist, cls)) {
-          const gemm = ds.every((d) => kernelName(d) === "gemm");
+          const gemm = ds.every(isGemm);
           if (!gemm && vi > 0) {
             breakdown[name] = others[name];
             continue;
@@ -473,9 +496,9 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
           }
           const flops = ds.map(matmulCost).reduce((a, c) => a + c.flops, 0);
           const [K, N] = ds[0].params;
-          rep.emit({ ...common, test: "gemm", variant: v.name, name, M: P, N, K, dispatches: ds.length, ms: round(t.ms, 4), tflops: round(flops / (t.ms * 1e9), 2), reps: t.reps });
+          rep.emit({ ...common, test: "gemm", variant: v, model_variant: v === modelGemmName(e, ds[0]), name, M: P, N, K, dispatches: ds.length, ms: round(t.ms, 4), tflops: round(flops / (t.ms * 1e9), 2), reps: t.reps });
         }
-        rep.emit({ ...common, test: "prefill_step", gemm_variant: v.name, M: P, dispatches: vlist.length, ms: round(step.ms, 3), tok_s: round((1000 * P) / step.ms, 1), breakdown_ms: breakdown });
+        rep.emit({ ...common, test: "prefill_step", gemm_variant: v, M: P, dispatches: vlist.length, ms: round(step.ms, 3), tok_s: round((1000 * P) / step.ms, 1), breakdown_ms: breakdown });
       }
       e.cache.release(s);
     }

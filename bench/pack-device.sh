@@ -5,12 +5,14 @@
 #   .dev/nm.tar.xz  node_modules with production dependencies only (bun-webgpu's Dawn library included)
 #   .dev/commit     the commit the benchmark records name
 #   .dev/clean.tar.xz  that commit's tree (git archive HEAD), run by bench/run-snapshot.sh
+#   .dev/snap-C.tar.xz  with `snap REV...`: each commit's tree, run one after another by bench/run-commits.sh
 #   .gl/*.deb       the Vulkan loader (libvulkan1, amd64) for a GPU host without one
 # then prints each call's carry list and checks it against the 64 MiB a call may carry.
 # Both runtimes together are over that limit, so Bun and Deno go in separate calls.
 #
 #   bash bench/pack-device.sh          # everything (runtimes are re-packed only when they changed)
 #   bash bench/pack-device.sh commit   # only refresh .dev/commit
+#   bash bench/pack-device.sh snap 45dec48 HEAD   # only the snapshots of those commits (old ones removed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LIMIT=$((64 * 1024 * 1024))
@@ -19,6 +21,13 @@ for d in .gl .dev; do
   git check-ignore -q "$d/probe" || { echo "pack-device: $d/ is not git-ignored (add /$d/ to .gitignore)" >&2; exit 1; }
 done
 mkdir -p .dev .gl
+if [ "${1:-}" = snap ]; then
+  shift
+  rm -f .dev/snap-*.tar.xz
+  for rev in "$@"; do git archive "$rev" | xz -T0 -6 >".dev/snap-$(git rev-parse --short=12 "$rev").tar.xz"; done
+  ls -l .dev/snap-*.tar.xz
+  exit 0
+fi
 git rev-parse --short=12 HEAD >.dev/commit
 # the committed tree, for bench/run-snapshot.sh: figures of HEAD, whatever the tree holds
 git archive HEAD | xz -T0 -6 >.dev/clean.tar.xz
@@ -41,6 +50,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cp -r package.json bun.lock patches "$tmp/"
 (cd "$tmp" && bun install --production --frozen-lockfile >/dev/null)
+# dawn.node ships a build per platform: the GPU host needs linux-x64 alone (~100 MB less)
+find "$tmp/node_modules/webgpu/dist" -mindepth 1 -maxdepth 1 ! -name linux-x64 -exec rm -rf {} +
 tar -C "$tmp" -cf - node_modules | xz -T0 -9 >.dev/nm.tar.xz.part && mv .dev/nm.tar.xz.part .dev/nm.tar.xz
 
 # the Vulkan loader, amd64 whatever this machine is
@@ -48,9 +59,9 @@ mkdir -p /tmp/amd64/partial
 o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
 # shellcheck disable=SC2086
 apt-get $o update >/dev/null
-rm -f .gl/libvulkan1_*.deb
+rm -f .gl/*.deb
 # shellcheck disable=SC2086
-(cd .gl && apt-get $o download libvulkan1 >/dev/null)
+(cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null)
 
 # what travels: the work tree (tracked and untracked-not-ignored files) plus the carried paths
 tree=$(git ls-files -z -co --exclude-standard | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')

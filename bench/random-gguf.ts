@@ -5,7 +5,8 @@
 // layers its `use_more_bits` picks and on the output (the tied embedding: Q6_K too).
 import { f32ToF16Bits } from "../src/model/f16.ts";
 import { writeGguf, type GgufTensorData, type GgufType, type GgufValue } from "../src/model/gguf-file.ts";
-import { ropeInvFreq, type ModelShape } from "../src/model/config.ts";
+import { ropeInvFreq } from "../src/model/config.ts";
+import type { ModelShape } from "./shapes.ts";
 import { QUANT, type QuantType } from "../src/model/quant.ts";
 
 export type PeerQuant = "q4_k_m" | "q8_0";

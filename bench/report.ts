@@ -4,6 +4,8 @@
 // by date, GPU and commit, and folds its headline figures into DIR/summary.json.
 //
 //   bun bench/report.ts --in bench.jsonl [--in more.jsonl] --out DIR [--archive bench/results]
+//
+// Long file: one table builder per suite, each short, sharing the record helpers.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -21,6 +23,13 @@ export interface Summary {
   throughput_ratio_64x: number | null;
   hf_eager_8b_tok_s: number | null;
   hf_eager_1b_tok_s: number | null;
+  /** onnxruntime-web's WebGPU backend (bench/ort/ort-bench.ts): batch-1 decode and 2048-token prefill */
+  ort_web_8b_tok_s: number | null;
+  ort_web_1b_tok_s: number | null;
+  ort_web_1b_prefill_tok_s: number | null;
+  /** the same graph on onnxruntime-node's native WebGPU provider (what transformers.js uses under Bun) */
+  ort_node_8b_tok_s: number | null;
+  ort_node_1b_tok_s: number | null;
   /**
    * Decode step time the compression passes add at interval 16, caches about as long as
    * uncompressed, attention scoring excluded (the overhead suite's pass_cost_pct); runs
@@ -38,6 +47,7 @@ export interface Summary {
 }
 
 const S8 = "llama-3.1-8b", S1 = "llama-3.2-1b";
+const ORT_WEB = "onnxruntime-web", ORT_NODE = "onnxruntime-node";
 
 /** Parses JSON lines, skipping anything else a log may hold. */
 export function readRecords(text: string): Rec[] {
@@ -80,6 +90,34 @@ function singleOf(rs: Rec[], shape: string): number | null {
   return num(last(byDefault.length ? byDefault : all)?.decode_tok_s);
 }
 
+/**
+ * Prefill and batched-decode headline figures: the model's own GEMM variant on the 8B
+ * prefill step (all its matrices: total FLOPs over total time), prefill tokens/s of the
+ * longest prompt of each shape, decode tokens/s of the 1B shape at batch 32.
+ */
+function tensorCoreFigures(mine: Rec[]): Record<string, number | null> {
+  const gemm = mine.filter((r) => r.test === "gemm" && r.shape === S8 && r.model_variant === true && num(r.tflops) !== null && num(r.ms) !== null);
+  const ms = gemm.reduce((a, r) => a + (r.ms as number), 0);
+  const tflop = gemm.reduce((a, r) => a + (r.tflops as number) * (r.ms as number), 0);
+  const prefill = (shape: string) => {
+    const rs = mine.filter((r) => r.test === "prefill" && r.shape === shape && num(r.prefill_tok_s) !== null);
+    const longest = Math.max(...rs.map((r) => r.prompt_len as number));
+    return num(last(rs.filter((r) => r.prompt_len === longest))?.prefill_tok_s);
+  };
+  return {
+    prefill_gemm_tflops: ms > 0 ? Math.round((100 * tflop) / ms) / 100 : null,
+    prefill_8b_tok_s: prefill(S8),
+    prefill_1b_tok_s: prefill(S1),
+    decode_1b_batch32_tok_s: num(last(mine.filter((r) => r.test === "batch_decode" && r.shape === S1 && r.batch === 32))?.decode_tok_s),
+  };
+}
+
+/** The last figure `key` of one onnxruntime engine's records ("onnxruntime-web"), test and shape (prefill: at `promptLen`). */
+function ortFigure(recs: Rec[], engine: string, test: string, shape: string, key: string, promptLen?: number): number | null {
+  const rs = recs.filter((r) => r.suite === "ort" && String(r.engine).startsWith(engine + " ") && r.test === test && r.shape === shape && (promptLen === undefined || r.prompt_len === promptLen));
+  return num(last(rs.filter((r) => num(r[key]) !== null))?.[key]);
+}
+
 export function summarize(recs: Rec[]): Summary {
   const ours = recs.filter((r) => r.runtime === "bun" || r.runtime === "deno");
   const runtime = ours.some((r) => r.runtime === "bun" && r.suite !== "env") ? "bun" : ours.find((r) => r.suite !== "env")?.runtime ?? null;
@@ -108,6 +146,12 @@ export function summarize(recs: Rec[]): Summary {
     throughput_ratio_64x: num(r64?.throughput_ratio),
     hf_eager_8b_tok_s: hf(S8),
     hf_eager_1b_tok_s: hf(S1),
+    ...tensorCoreFigures(mine),
+    ort_web_8b_tok_s: ortFigure(recs, ORT_WEB, "ort_decode", S8, "decode_tok_s"),
+    ort_web_1b_tok_s: ortFigure(recs, ORT_WEB, "ort_decode", S1, "decode_tok_s"),
+    ort_web_1b_prefill_tok_s: ortFigure(recs, ORT_WEB, "ort_prefill", S1, "prefill_tok_s", 2048),
+    ort_node_8b_tok_s: ortFigure(recs, ORT_NODE, "ort_decode", S8, "decode_tok_s"),
+    ort_node_1b_tok_s: ortFigure(recs, ORT_NODE, "ort_decode", S1, "decode_tok_s"),
     compress_overhead_pct: num(last(mine.filter((r) => r.test === "compress_slowdown_equal_cache" && r.pass_cost_pct != null))?.pass_cost_pct)
       ?? num(last(mine.filter((r) => r.test === "compress_overhead" && (r.planner ?? "gpu") === "gpu"))?.compress_overhead_pct),
     ...denoFigures,
@@ -153,6 +197,26 @@ function sideBySide(recs: Rec[]): (string | number)[][] {
     const comp = last(hf.filter((r) => r.shape === shape && r.batch === batch && r.mode === "static_compile"))?.decode_tok_s;
     if (typeof mine !== "number") continue;
     rows.push([shape, batch, mine, eager ?? "", ratio(mine, eager as number), comp ?? "", ratio(mine, comp as number)]);
+  }
+  return rows;
+}
+
+/** kvc's single-stream decode and prefill tokens/s beside each onnxruntime engine's, per shape. */
+function ortBeside(recs: Rec[]): (string | number)[][] {
+  const kvc = recs.filter((r) => r.suite === "e2e" && r.runtime === "bun" && !r.error && !r.skipped);
+  const ortRecs = recs.filter((r) => r.suite === "ort" && r.shape && typeof r.engine === "string");
+  const rows: (string | number)[][] = [];
+  const row = (shape: string, engine: string, figure: string, mine: number | null | undefined, theirs: number | null) => {
+    if (typeof mine === "number" && theirs !== null) rows.push([shape, figure, engine, mine, theirs, `${(mine / theirs).toFixed(2)}x`]);
+  };
+  for (const shape of [...new Set(ortRecs.map((r) => r.shape as string))]) {
+    for (const engine of [ORT_WEB, ORT_NODE]) {
+      row(shape, engine, "decode", singleOf(kvc, shape), ortFigure(recs, engine, "ort_decode", shape, "decode_tok_s"));
+      for (const len of [...new Set(ortRecs.filter((r) => r.test === "ort_prefill" && r.shape === shape).map((r) => r.prompt_len as number))]) {
+        const mine = last(kvc.filter((r) => r.test === "prefill" && r.shape === shape && r.prompt_len === len))?.prefill_tok_s;
+        row(shape, engine, `prefill ${len}`, mine, ortFigure(recs, engine, "ort_prefill", shape, "prefill_tok_s", len));
+      }
+    }
   }
   return rows;
 }
@@ -230,6 +294,21 @@ export function markdown(recs: Rec[]): string {
     if (side.length) {
       out.push("kvc beside transformers, decode tokens/s (kvc: Bun, default lookahead; batch 1 is the single stream):\n");
       out.push(table(["shape", "batch", "kvc", "hf eager", "kvc / eager", "hf static + compile", "kvc / compiled"], side));
+    }
+  }
+
+  const ortRecs = by(recs, (r) => r.suite === "ort" && r.test !== "env");
+  if (ortRecs.length) {
+    out.push("## onnxruntime, WebGPU (bench/ort/ort-bench.ts: same shapes, f16, random weights, past key/values on the GPU)\n");
+    for (const e of by(recs, (r) => r.suite === "ort" && r.test === "env")) out.push(`- ${e.engine} through ${e.binding}: ${e.adapter}, shader-f16 ${e.shader_f16 ? "yes" : "no"}`);
+    out.push("");
+    out.push(table(["shape", "engine", "binding", "test", "prompt", "tokens", "tok/s", "ms", "note"], ortRecs.map((r) => [r.shape, r.engine, r.binding, r.test, r.prompt_len ?? "", r.tokens ?? "",
+      r.decode_tok_s ?? r.prefill_tok_s ?? "", r.ms_per_token ?? r.ttft_ms ?? r.build_and_load_ms ?? "",
+      r.error ? String(r.error).slice(0, 200) : r.skipped ?? (r.test === "ort_check" ? `against wasm: ids ${r.ids_match ? "match" : "DIFFER"}, max logit diff ${r.max_abs_diff}` : "")])));
+    const side = ortBeside(recs);
+    if (side.length) {
+      out.push("kvc (Bun) beside onnxruntime, tokens/s (decode: batch 1; prefill: one prompt):\n");
+      out.push(table(["shape", "figure", "engine", "kvc", "onnxruntime", "kvc / onnxruntime"], side));
     }
   }
 

@@ -13,12 +13,16 @@
 #     decode    single stream, prefill + TTFT, batched decode sweep (Bun; then Deno if present)
 #     single    single-stream decode only (Bun)
 #     hf        bench/hf_baseline.py: eager and static-cache + torch.compile, batch 1 and 32
+#     ort       onnxruntime-web's WebGPU backend (bench/ort/ort-bench.ts) through bun-webgpu,
+#               then through dawn.node, kvc's Dawn (needs .dev/ort.tar.xz: bench/ort/pack.sh)
+#     ort-node  the same graph on onnxruntime-node's WebGPU provider (needs .dev/ort-node.tar.xz:
+#               bench/ort/pack.sh node; not part of "all")
 #     overhead  compression pass cost at interval 16
 #     compress  the KV-Compress throughput experiment (COMPRESS_ARGS scales it)
 #     deno      decode and kernels under Deno only
 #     quick     a one-minute check that the machine, both runtimes and the harness work
 #   Knobs (environment): BENCH_BUDGET_S, BENCH_SHAPES (1b,8b), KERNEL_ARGS, DECODE_ARGS,
-#     HF_ARGS, OVERHEAD_ARGS, COMPRESS_ARGS (e.g. "--prompts 32 --rates 1,4,16,64"),
+#     HF_ARGS, ORT_ARGS, OVERHEAD_ARGS, COMPRESS_ARGS (e.g. "--prompts 32 --rates 1,4,16,64"),
 #     KVC_COMMIT (else .dev/commit, written by bench/pack-device.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +44,7 @@ while [ $# -gt 0 ]; do
 done
 [ ${#suites[@]} -gt 0 ] || suites=(all)
 for s in "${suites[@]}"; do
-  case "$s" in kernels|decode|single|hf|overhead|compress|deno|quick|all) ;; *) echo "unknown suite $s" >&2; exit 2 ;; esac
+  case "$s" in kernels|decode|single|hf|ort|ort-node|overhead|compress|deno|quick|all) ;; *) echo "unknown suite $s" >&2; exit 2 ;; esac
 done
 has() { local x; for x in "${suites[@]}"; do [ "$x" = "$1" ] || [ "$x" = all ] && return 0; done; return 1; }
 only() { local x; for x in "${suites[@]}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
@@ -54,6 +58,8 @@ export KVC_GPU_NAME=${KVC_GPU_NAME:-$(nvidia-smi --query-gpu=name --format=csv,n
 SHAPES=${BENCH_SHAPES:-1b,8b}
 HAVE_BUN=0; command -v bun >/dev/null && [ -d node_modules/bun-webgpu ] && HAVE_BUN=1
 HAVE_DENO=0; command -v deno >/dev/null && HAVE_DENO=1
+HAVE_ORT=0; [ $HAVE_BUN = 1 ] && [ -d node_modules/onnxruntime-web ] && HAVE_ORT=1
+HAVE_ORT_NODE=0; [ $HAVE_BUN = 1 ] && [ -d node_modules/onnxruntime-node ] && HAVE_ORT_NODE=1
 {
   echo "== $(date -u +%FT%TZ) commit $KVC_COMMIT suites: ${suites[*]} budget ${BUDGET}s"
   echo "bun: $( [ $HAVE_BUN = 1 ] && bun --version || echo absent)  deno: $( [ $HAVE_DENO = 1 ] && deno --version | head -1 || echo absent)"
@@ -80,6 +86,7 @@ step() {
   case " $* " in
     *" cli/main.ts bench "*) args+=("${extra[@]}" --deadline-s $((t - 8))) ;;
     *"hf_baseline.py"*) args+=(--deadline-s $((t - 10))) ;;
+    *"bench/ort/ort-bench.ts"*) args+=(--deadline-s $((t - 8))) ;;
   esac
   echo "== $name (limit ${t}s): ${args[*]}" >>"$LOG"
   local t0; t0=$(date +%s)
@@ -105,6 +112,23 @@ DENO=(deno run -A cli/main.ts bench)
     step decode-deno 200 "${DENO[@]}" e2e --shape "$SHAPES" --batches 1,8,32,128 ${DECODE_ARGS:-}
   fi
   has hf && ! only deno && step hf 240 python3 bench/hf_baseline.py --shapes "$SHAPES" ${HF_ARGS:-}
+  if has ort && ! only deno; then
+    if [ $HAVE_ORT = 1 ]; then
+      # bun-webgpu first (on NVIDIA it offers no shader-f16, and the record says what
+      # onnxruntime answers), then dawn.node, the Dawn kvc runs on, with f16 enabled
+      step ort-bun-webgpu 120 bun bench/ort/ort-bench.ts --shape "$SHAPES" --gpu bun-webgpu ${ORT_ARGS:-}
+      step ort-dawn-node 240 bun bench/ort/ort-bench.ts --shape "$SHAPES" --gpu dawn-node ${ORT_ARGS:-}
+    elif only ort; then
+      echo "ort: onnxruntime-web is not here: carry .dev/ort.tar.xz (bash bench/ort/pack.sh)" >>"$LOG"
+    fi
+  fi
+  if only ort-node; then
+    if [ $HAVE_ORT_NODE = 1 ]; then
+      step ort-node 300 bun bench/ort/ort-bench.ts --shape "$SHAPES" --gpu ort-node ${ORT_ARGS:-}
+    else
+      echo "ort-node: onnxruntime-node is not here: carry .dev/ort-node.tar.xz (bash bench/ort/pack.sh node)" >>"$LOG"
+    fi
+  fi
   if [ $HAVE_BUN = 1 ] && ! only deno; then
     has overhead && step overhead 90 "${BUN[@]}" overhead ${OVERHEAD_ARGS:-}
     # the experiment at full size (128 x 6000 tokens, 7 rates) takes far longer than one

@@ -165,7 +165,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
 
   // the run's identity first: adapter, features, limits, code
   const gpu = await createGpu();
-  rep.setGpu(gpu.adapterName);
+  rep.setGpu(gpu.adapterName, gpu);
   rep.emit({ suite: "env", test: "env", adapter: describeGpu(gpu), features: gpu.features, limits: gpu.limits, source_digest: sourceDigest(), argv });
   gpu.device.destroy();
 

@@ -103,7 +103,7 @@ export async function generateCommand(argv: string[]) {
         block_size: engine.cache.blockSize,
         tokens_kept: seq.kv.tokensKept,
         blocks_uncompressed: seq.kv.blocksUncompressed,
-        tokens_logical: seq.kv.tokensLogical,
+        tokens_logical: seq.kv.contextTokens,
         compression_rate: seq.kv.compressionRate,
         evicted_tokens: seq.kv.evictedTokens,
       },

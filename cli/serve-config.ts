@@ -8,6 +8,7 @@ import { budgetProblem, SETTABLE, settingFromText, settingOf, SWITCH_ON, SWITCH_
 import { DEFAULTS } from "../routes/server.ts";
 import { settingHelp } from "./kv-flags.ts";
 import { ON_LOAD_QUANTS, type OnLoadQuant } from "../src/model/quantize-weights.ts";
+import type { ConnectionLimits } from "../routes/adapter/types.ts";
 
 export interface Setting {
   flag: string;
@@ -30,6 +31,11 @@ const SERVER_SETTINGS = {
   maxQueue: { flag: "max-queue", env: "KVC_MAX_QUEUE", arg: "N", help: `most requests waiting + running; more get 429 (default ${DEFAULTS.maxQueue})` },
   maxBody: { flag: "max-body", env: "KVC_MAX_BODY", arg: "SIZE", help: "largest request body; larger get 413 (default 4MiB)" },
   logPrompts: { flag: "log-prompts", env: "KVC_LOG_PROMPTS", help: "put the prompt in each request log line (default: never)" },
+  headerTimeout: { flag: "header-timeout", env: "KVC_HEADER_TIMEOUT", arg: "S", help: `seconds to receive a request's headers (default ${DEFAULTS.headerTimeoutS}; Bun: fixed at 10)` },
+  bodyTimeout: { flag: "body-timeout", env: "KVC_BODY_TIMEOUT", arg: "S", help: `seconds to receive a request's body; slower ones get 408 (default ${DEFAULTS.bodyTimeoutS})` },
+  idleTimeout: { flag: "idle-timeout", env: "KVC_IDLE_TIMEOUT", arg: "S", help: `seconds a keep-alive connection may wait for its next request (default ${DEFAULTS.idleTimeoutS})` },
+  maxConnections: { flag: "max-connections", env: "KVC_MAX_CONNECTIONS", arg: "N", help: `most open connections (Bun: requests in progress); more get 503 (default ${DEFAULTS.maxConnections})` },
+  corsOrigin: { flag: "cors-origin", env: "KVC_CORS_ORIGIN", arg: "ORIGIN", help: 'allow browsers from ORIGIN ("*" for any, or comma-separated origins) to call the API (default: off)' },
 } as const satisfies Record<string, Setting>;
 
 /** Every serve setting, in the order of the help: the server's, then each settable compression option. */
@@ -54,6 +60,10 @@ export interface ServeConfig {
   maxQueue: number;
   maxBodyBytes: number;
   logPrompts: boolean;
+  /** connection limits (routes/adapter/types.ts) */
+  connections: ConnectionLimits;
+  /** origins allowed by CORS; empty: CORS off */
+  corsOrigins: string[];
   /** defaults for requests that set no kv_compression */
   compression: Partial<CompressionOptions>;
 }
@@ -117,6 +127,12 @@ const ServerSettingsSchema = v.object({
   maxQueue: v.optional(integer(1, 1e9)),
   maxBody: v.optional(size(1024, "1KiB")),
   logPrompts: v.optional(boolean),
+  headerTimeout: v.optional(integer(1, 3600)),
+  bodyTimeout: v.optional(integer(1, 3600)),
+  // Bun takes at most 255 s
+  idleTimeout: v.optional(integer(1, 255)),
+  maxConnections: v.optional(integer(1, 1e6)),
+  corsOrigin: v.optional(v.pipe(v.string(), v.regex(/^(\*|https?:\/\/[^\s,/]+(\s*,\s*https?:\/\/[^\s,/]+)*)$/, 'must be "*" or origins like https://app.example.com, comma-separated'))),
 });
 
 /** A setting as the user gave it: `--port` or `KVC_PORT`, and the text. */
@@ -168,6 +184,13 @@ export function resolveServeConfig(flags: Record<string, string | boolean | unde
     maxQueue: o.maxQueue ?? DEFAULTS.maxQueue,
     maxBodyBytes: o.maxBody ?? DEFAULTS.maxBodyBytes,
     logPrompts: o.logPrompts ?? false,
+    connections: {
+      headerTimeoutS: o.headerTimeout ?? DEFAULTS.headerTimeoutS,
+      bodyTimeoutS: o.bodyTimeout ?? DEFAULTS.bodyTimeoutS,
+      idleTimeoutS: o.idleTimeout ?? DEFAULTS.idleTimeoutS,
+      maxConnections: o.maxConnections ?? DEFAULTS.maxConnections,
+    },
+    corsOrigins: o.corsOrigin ? o.corsOrigin.split(",").map((x) => x.trim()) : [],
     compression,
   };
 }

@@ -36,6 +36,8 @@ export async function serveCommand(argv: string[]) {
     compression: c.compression,
     engine: { kvMemory: c.kvMemory, quantize: c.quantize },
     logPrompts: c.logPrompts,
+    connections: c.connections,
+    corsOrigins: c.corsOrigins,
     requestLog: (entry) => console.error(JSON.stringify(entry)),
     log,
   });

@@ -2,12 +2,13 @@
 // answered as one message or streamed as deltas (the first carries the role).
 import { Hono } from "hono";
 import type { ServerContext } from "../src/serving/context.ts";
-import type { ChatMessage } from "../src/model/tokenizer.ts";
-import { ApiError } from "../src/serving/api-error.ts";
+import type { ChatMessage } from "../src/serving/context.ts";
+import { ApiError } from "./api-error.ts";
+import { asApiErrors } from "./errors.ts";
 import type { JsonBodyEnv } from "./middleware/json-body.ts";
 import { parseBody } from "./validate.ts";
 import { ChatRequestSchema, type ChatMessageInput } from "./schemas/requests.ts";
-import { checkPromptText, resolveModel, toGenerationParams } from "./generation-params.ts";
+import { resolveModel, toGenerationParams } from "./generation-params.ts";
 import { newId, streamChunks, usageOf } from "./respond.ts";
 import { streamOptionsOf } from "./schemas/stream-options.ts";
 import { noteRequest } from "./middleware/request-log.ts";
@@ -17,14 +18,12 @@ export function chatRoute(ctx: ServerContext) {
     const body = parseBody(ChatRequestSchema, c.get("body"));
     const model = resolveModel(ctx, body.model);
     const { stream, includeUsage } = streamOptionsOf(body);
-    const tk = ctx.engine.tokenizer;
-    if (!tk.hasChatTemplate) throw new ApiError(400, `${model} has no chat template; use /v1/completions`, "messages");
-    const messages = body.messages.map(toTemplateMessage);
-    checkPromptText(ctx, messages.reduce((n, m) => n + m.content.length, 0), "messages");
-    const prompt = tk.encodeChat(messages);
-    // chat answers may run to the end of the context, as in vLLM
-    const params = toGenerationParams(ctx, body, prompt, { param: "messages", defaultMaxTokens: Infinity });
-    const gen = ctx.generate(params, c.req.raw.signal);
+    if (!ctx.hasChatTemplate) throw new ApiError(400, `${model} has no chat template; use /v1/completions`, "messages");
+    const gen = asApiErrors("messages", () => {
+      const prompt = ctx.encodeChat(body.messages.map(toTemplateMessage));
+      // chat answers may run to the end of the context, as in vLLM
+      return ctx.generate(toGenerationParams(ctx, body, prompt, Infinity), c.req.raw.signal);
+    });
     const id = newId("chatcmpl");
     noteRequest(c, { generation: gen, responseId: id, model, stream, prompt: body.messages });
     const created = Math.floor(Date.now() / 1000);

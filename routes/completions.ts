@@ -4,7 +4,8 @@ import type { ServerContext } from "../src/serving/context.ts";
 import type { JsonBodyEnv } from "./middleware/json-body.ts";
 import { parseBody } from "./validate.ts";
 import { CompletionRequestSchema, type CompletionRequest } from "./schemas/requests.ts";
-import { checkPromptText, resolveModel, toGenerationParams } from "./generation-params.ts";
+import { resolveModel, toGenerationParams } from "./generation-params.ts";
+import { asApiErrors } from "./errors.ts";
 import { newId, streamChunks, usageOf } from "./respond.ts";
 import { streamOptionsOf } from "./schemas/stream-options.ts";
 import { noteRequest } from "./middleware/request-log.ts";
@@ -17,8 +18,7 @@ export function completionsRoute(ctx: ServerContext) {
     const body = parseBody(CompletionRequestSchema, c.get("body"));
     const model = resolveModel(ctx, body.model);
     const { stream, includeUsage } = streamOptionsOf(body);
-    const params = toGenerationParams(ctx, body, promptIds(ctx, body), { param: "prompt", defaultMaxTokens: DEFAULT_MAX_TOKENS });
-    const gen = ctx.generate(params, c.req.raw.signal);
+    const gen = asApiErrors("prompt", () => ctx.generate(toGenerationParams(ctx, body, promptIds(ctx, body), DEFAULT_MAX_TOKENS), c.req.raw.signal));
     const id = newId("cmpl");
     noteRequest(c, { generation: gen, responseId: id, model, stream, prompt: body.prompt });
     const created = Math.floor(Date.now() / 1000);
@@ -33,7 +33,5 @@ export function completionsRoute(ctx: ServerContext) {
 /** A string is tokenized (BOS added as the model expects); token ids are used as given. */
 function promptIds(ctx: ServerContext, body: CompletionRequest): number[] {
   const p = Array.isArray(body.prompt) && body.prompt.length === 1 && typeof body.prompt[0] !== "number" ? body.prompt[0] : body.prompt;
-  if (typeof p !== "string") return p as number[];
-  checkPromptText(ctx, p.length, "prompt");
-  return ctx.engine.tokenizer.encode(p);
+  return typeof p === "string" ? ctx.encode(p) : (p as number[]);
 }

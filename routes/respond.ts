@@ -4,7 +4,7 @@
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { Generation, GenerationResult } from "../src/serving/generation.ts";
-import { ApiError } from "../src/serving/api-error.ts";
+import { toApiError } from "./errors.ts";
 
 export function newId(prefix: "cmpl" | "chatcmpl"): string {
   return `${prefix}-${crypto.randomUUID().replace(/-/g, "")}`;
@@ -56,7 +56,7 @@ export function streamChunks(c: Context, gen: Generation, shape: ChunkShape, inc
       await send({ ...head, choices: [shape.choice("", r.finishReason)], ...tail });
       if (includeUsage) await send({ ...head, choices: [], usage: usageOf(r) });
     } catch (e) {
-      await send((e instanceof ApiError ? e : new ApiError(500, (e as Error).message)).toJSON());
+      await send(toApiError(e).toJSON());
     }
     await stream.writeSSE({ data: "[DONE]" });
   });

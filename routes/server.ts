@@ -1,18 +1,17 @@
-// startServer: engine + context + Hono app + runtime adapter, and the way down.
+// startServer: serving (engine + context) + Hono app + runtime adapter, and the way down.
 // The CLI and the tests both start the server through here.
-import { basename } from "node:path";
-import { Engine, type EngineOptions } from "../src/engine/engine.ts";
 import { createApp } from "./app.ts";
-import { createServerContext, type ServerContext, type ServerOptions } from "../src/serving/context.ts";
-import { listen, type Listener } from "./adapter/index.ts";
-import { maxPromptChars } from "../src/serving/prompt-limit.ts";
+import { startServing, type ServerContext, type ServingSetup } from "../src/serving/context.ts";
+import { listen, type ConnectionLimits, type Listener } from "./adapter/index.ts";
 
-export interface StartOptions extends Partial<Omit<ServerOptions, "modelId" | "maxPromptChars">> {
+export interface StartOptions extends Partial<Omit<ServingSetup, "modelDir" | "engine" | "bodyTimeoutS">> {
+  /** timeouts and the connection cap (defaults: DEFAULTS) */
+  connections?: Partial<ConnectionLimits>;
   modelDir: string;
   host?: string;
   /** 0 picks a free port */
   port?: number;
-  engine?: Omit<EngineOptions, "log">;
+  engine?: ServingSetup["engine"];
 }
 
 export interface RunningServer {
@@ -23,25 +22,37 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
-export const DEFAULTS = { host: "127.0.0.1", port: 8080, maxQueue: 256, maxBodyBytes: 4 * 2 ** 20 };
+export const DEFAULTS = {
+  host: "127.0.0.1",
+  port: 8080,
+  maxQueue: 256,
+  maxBodyBytes: 4 * 2 ** 20,
+  headerTimeoutS: 10,
+  bodyTimeoutS: 30,
+  idleTimeoutS: 10,
+  maxConnections: 1024,
+};
+const DEFAULT_LIMITS: ConnectionLimits = { headerTimeoutS: DEFAULTS.headerTimeoutS, bodyTimeoutS: DEFAULTS.bodyTimeoutS, idleTimeoutS: DEFAULTS.idleTimeoutS, maxConnections: DEFAULTS.maxConnections };
 
 export async function startServer(o: StartOptions): Promise<RunningServer> {
   const log = o.log ?? (() => {});
-  const engine = await Engine.load(o.modelDir, { ...o.engine, log });
-  const ctx = createServerContext(engine, {
-    modelId: basename(o.modelDir.replace(/\/+$/, "")).replace(/\.gguf$/, ""),
+  const limits: ConnectionLimits = { ...DEFAULT_LIMITS, ...o.connections };
+  const ctx = await startServing({
+    modelDir: o.modelDir,
+    engine: o.engine,
     maxQueue: o.maxQueue ?? DEFAULTS.maxQueue,
     apiKey: o.apiKey ?? null,
     maxBodyBytes: o.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
-    maxPromptChars: maxPromptChars(engine.tokenizer, engine.cfg.maxContext),
     compression: o.compression ?? {},
     log,
     requestLog: o.requestLog ?? null,
     logPrompts: o.logPrompts ?? false,
+    bodyTimeoutS: limits.bodyTimeoutS,
+    corsOrigins: o.corsOrigins ?? [],
   });
   let listener: Listener;
   try {
-    listener = await listen(createApp(ctx).fetch, { host: o.host ?? DEFAULTS.host, port: o.port ?? DEFAULTS.port });
+    listener = await listen(createApp(ctx).fetch, { host: o.host ?? DEFAULTS.host, port: o.port ?? DEFAULTS.port, limits });
   } catch (e) {
     await ctx.shutdown(0);
     throw e;

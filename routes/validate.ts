@@ -1,7 +1,7 @@
 // Valibot at the boundary: parse a request body or throw an ApiError naming the
 // first bad field (param = its path, e.g. "kv_compression.rate", "messages[0].role").
 import * as v from "valibot";
-import { ApiError } from "../src/serving/api-error.ts";
+import { ApiError } from "./api-error.ts";
 
 export function parseBody<S extends v.GenericSchema>(schema: S, body: unknown): v.InferOutput<S> {
   const r = v.safeParse(schema, body, { abortEarly: true });

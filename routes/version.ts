@@ -6,13 +6,13 @@ import type { ServerContext } from "../src/serving/context.ts";
 
 export function versionRoute(ctx: ServerContext) {
   const g = globalThis as { Bun?: { version: string }; Deno?: { version: { deno: string } } };
-  const gpu = ctx.engine.gpu;
+  const gpu = ctx.device;
   const body = {
     name: pkg.name,
     version: pkg.version,
     runtime: gpu.runtime,
     runtime_version: g.Bun?.version ?? g.Deno?.version.deno ?? null,
-    webgpu: gpu.runtime === "bun" ? "Dawn (bun-webgpu)" : "wgpu (Deno)",
+    webgpu: gpu.webgpu,
     adapter: gpu.adapterName,
     model: ctx.opts.modelId,
   };

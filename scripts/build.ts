@@ -1,6 +1,6 @@
 // `bun run build [OUT]`: dist/kvc (or OUT), one executable (bun build --compile)
-// that carries the Bun runtime, the code, the WGSL kernels, the Dawn library of
-// bun-webgpu and the default model kvc-nano. It writes a generated module
+// that carries the Bun runtime, the code, the WGSL kernels, Dawn (dawn.node, the
+// default backend, and bun-webgpu's library) and the default model kvc-nano. It writes a generated module
 // (dist/.embed-<pid>/embedded.ts, removed after) that imports each of those files
 // into the bundle (kernels as text, the rest as embedded files) and registers them
 // before cli/main.ts runs.
@@ -22,12 +22,14 @@ const modelFiles = readdirSync(join(ROOT, MODEL)).sort();
 // the platform package bun-webgpu loads its native library from (bun-webgpu-linux-x64, ...)
 const platformPkg = `bun-webgpu-${process.platform}-${process.arch}`;
 const dawn = join(createRequire(join(ROOT, "node_modules/bun-webgpu/package.json")).resolve(`${platformPkg}/package.json`), "..", "libwebgpu_wrapper.so");
+// Dawn's Node binding (npm webgpu), one folder per platform
+const dawnNode = join(ROOT, "node_modules/webgpu/dist", `${process.platform}-${process.arch}`, "dawn.node");
 
 // One id per build's embedded content: its written-out copies never mix with another build's.
 const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
 const hash = createHash("sha256").update(pkg.version);
 for (const f of [...kernels.map((k) => `kernels/${k}`), ...modelFiles.map((m) => `${MODEL}/${m}`)]) hash.update(f).update(readFileSync(join(ROOT, f)));
-hash.update(readFileSync(dawn));
+hash.update(readFileSync(dawn)).update(readFileSync(dawnNode));
 const buildId = `${pkg.version}-${hash.digest("hex").slice(0, 12)}`;
 
 const from = (p: string) => JSON.stringify(relative(EMBED, p));
@@ -36,15 +38,18 @@ const lines = [
   'import { join } from "node:path";',
   `import { registerKernelSource } from ${from(join(ROOT, "src/gpu/kernels.ts"))};`,
   `import { useDawnLibrary } from ${from(join(ROOT, "src/gpu/device.ts"))};`,
+  `import { useDawnNode } from ${from(join(ROOT, "src/gpu/dawn-node.ts"))};`,
   `import { useEmbeddedModel } from ${from(join(ROOT, "cli/model-dir.ts"))};`,
   `import { writeOut } from ${from(join(ROOT, "cli/embedded.ts"))};`,
   ...kernels.map((k, i) => `import kernel${i} from ${from(join(ROOT, "kernels", k))} with { type: "text" };`),
   ...modelFiles.map((m, i) => `import model${i} from ${from(join(ROOT, MODEL, m))} with { type: "file" };`),
   `import dawn from ${from(dawn)} with { type: "file" };`,
+  `import dawnNode from ${from(dawnNode)} with { type: "file" };`,
   "",
   ...kernels.map((k, i) => `registerKernelSource(${JSON.stringify(basename(k, ".wgsl"))}, kernel${i});`),
   `useEmbeddedModel(() => writeOut(${JSON.stringify(`${buildId}/${basename(MODEL)}`)}, { ${modelFiles.map((m, i) => `${JSON.stringify(m)}: model${i}`).join(", ")} }));`,
   `useDawnLibrary(() => join(writeOut(${JSON.stringify(`${buildId}/dawn`)}, { "libwebgpu_wrapper.so": dawn }), "libwebgpu_wrapper.so"));`,
+  `useDawnNode(() => join(writeOut(${JSON.stringify(`${buildId}/dawn-node`)}, { "dawn.node": dawnNode }), "dawn.node"));`,
   "",
 ];
 rmSync(EMBED, { recursive: true, force: true });

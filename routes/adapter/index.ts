@@ -1,11 +1,10 @@
 // Picks the adapter of the runtime we run on.
-import { isBun } from "../../src/gpu/device.ts";
 import type { FetchHandler, Listener, ListenOptions } from "./types.ts";
 
-export type { Listener } from "./types.ts";
+export type { ConnectionLimits, Listener } from "./types.ts";
 
 export async function listen(fetch: FetchHandler, o: ListenOptions): Promise<Listener> {
-  if (isBun) return (await import("./bun.ts")).listenBun(fetch, o);
+  if ((globalThis as { Bun?: unknown }).Bun) return (await import("./bun.ts")).listenBun(fetch, o);
   if ((globalThis as { Deno?: unknown }).Deno) return (await import("./deno.ts")).listenDeno(fetch, o);
   throw new Error("kvc serve runs on Bun or Deno");
 }

@@ -1,6 +1,6 @@
 // apiKey: requires "Authorization: Bearer <key>" when the server has a key.
 import type { MiddlewareHandler } from "hono";
-import { ApiError } from "../../src/serving/api-error.ts";
+import { ApiError } from "../api-error.ts";
 
 /**
  * @example

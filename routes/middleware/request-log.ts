@@ -4,7 +4,7 @@
 // any other when its response is made. Prompt text is never written unless asked.
 import type { Context, MiddlewareHandler } from "hono";
 import type { Generation } from "../../src/serving/generation.ts";
-import { ApiError } from "../../src/serving/api-error.ts";
+import { isForeseen, toApiError } from "../errors.ts";
 import type { RequestIdEnv } from "./request-id.ts";
 
 /** What a route adds about the request it is serving. */
@@ -48,7 +48,7 @@ export function requestLog(o: RequestLogOptions): MiddlewareHandler<RequestLogEn
     const status = c.res.status;
     if (method === "GET" && status < 400 && o.quiet.includes(path)) return;
     const entry: Record<string, unknown> = { time: arrived.toISOString(), level: level(status), msg: "request", id: c.get("requestId"), method, path, status };
-    if (c.error) entry.error = c.error instanceof ApiError ? (c.error.code ?? c.error.type) : "internal_error";
+    if (c.error) entry.error = errorName(c.error);
     const note = c.get("requestNote");
     if (!note) {
       o.write({ ...entry, duration_ms: ms(performance.now() - t0) });
@@ -65,7 +65,7 @@ export function requestLog(o: RequestLogOptions): MiddlewareHandler<RequestLogEn
         kv_compression_rate: r.kv.compressionRate,
         kv_evicted_tokens: r.kv.evictedTokens,
       }),
-      (e) => ({ level: "error", error: e instanceof ApiError ? (e.code ?? e.type) : "internal_error", prompt_tokens: gen.seq.prompt.length }),
+      (e) => ({ level: "error", error: errorName(e), prompt_tokens: gen.seq.prompt.length }),
     ).then((outcome) => {
       o.write({
         ...entry,
@@ -79,6 +79,13 @@ export function requestLog(o: RequestLogOptions): MiddlewareHandler<RequestLogEn
       });
     });
   };
+}
+
+/** The log's name for a failure: its OpenAI code (or type), or internal_error for one nobody foresaw. */
+function errorName(e: unknown): string {
+  if (!isForeseen(e)) return "internal_error";
+  const a = toApiError(e);
+  return a.code ?? a.type;
 }
 
 function level(status: number): "info" | "warn" | "error" {

@@ -5,7 +5,7 @@
 // table (src/cache/compression.ts), which the CLI and serve read too.
 import * as v from "valibot";
 import { budgetProblem, withImpliedMethod, SETTABLE, settingOf, settingSchema, type CompressionOptions } from "../../src/cache/compression.ts";
-import { ApiError } from "../../src/serving/api-error.ts";
+import { ApiError } from "../api-error.ts";
 import { strictObjectSchema } from "./object-schema.ts";
 
 const fieldSchema = (key: keyof CompressionOptions) => v.nullish(settingSchema(settingOf(key)));

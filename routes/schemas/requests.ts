@@ -37,11 +37,13 @@ const CommonFields = {
   ...KvCompressFields,
 };
 
+const PromptText = v.pipe(v.string(), v.minLength(1, "prompt must not be empty"));
+
 const PromptSchema = v.union(
   [
-    v.string(),
+    PromptText,
     v.pipe(v.array(TokenId), v.minLength(1, "prompt token ids must not be empty")),
-    v.pipe(v.array(v.string()), v.length(1, "only one prompt per request is supported")),
+    v.pipe(v.array(PromptText), v.length(1, "only one prompt per request is supported")),
     v.pipe(v.array(v.pipe(v.array(TokenId), v.minLength(1))), v.length(1, "only one prompt per request is supported")),
   ],
   "prompt must be a string, an array of token ids, or an array holding one of those",
@@ -74,6 +76,9 @@ export const ChatRequestSchema = objectSchema({
   top_logprobs: onlyDefault(v.number(), (x) => x === 0, "top_logprobs"),
   tools: onlyDefault(v.array(v.unknown()), (x) => x.length === 0, "tools"),
   tool_choice: onlyDefault(v.unknown(), (x) => x === "none", "tool_choice"),
+  // legacy function calling: refused like tools, never ignored
+  functions: onlyDefault(v.array(v.unknown()), (x) => x.length === 0, "functions (legacy function calling)"),
+  function_call: onlyDefault(v.unknown(), (x) => x === "none", "function_call (legacy function calling)"),
   response_format: onlyDefault(objectSchema({ type: v.string() }), (x) => x.type === "text", "response_format other than text"),
 });
 export type ChatRequest = v.InferOutput<typeof ChatRequestSchema>;

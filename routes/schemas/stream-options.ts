@@ -1,5 +1,5 @@
 // stream / stream_options as OpenAI reads them: options only make sense on a stream.
-import { ApiError } from "../../src/serving/api-error.ts";
+import { ApiError } from "../api-error.ts";
 import type { CommonRequest } from "./requests.ts";
 
 export function streamOptionsOf(body: CommonRequest): { stream: boolean; includeUsage: boolean } {

@@ -57,7 +57,7 @@ export class Compactor {
     c.flush();
     const st = this.kc.step();
     const y = Math.min(n, 65535);
-    st.dispatch(this.kc.kernel("kv_gather"), [bHeads, c.table, c.pool.scores, c.pool.pos, out], [stride, c.blockSize, n], [cdiv(stride, 64), y, cdiv(n, y)]);
+    st.dispatch(this.kc.kernel("kv_gather"), [bHeads, c.table, c.pool.scores, c.pool.pos, out], { stride, BS: c.blockSize, nHeads: n }, [cdiv(stride, 64), y, cdiv(n, y)]);
     st.submit();
     const words = new Uint32Array(await readBuffer(this.kc.device, out, 0, 2 * n * stride * 4));
     const scores = new Float32Array(words.buffer, 0, n * stride);
@@ -78,7 +78,7 @@ export class Compactor {
       this.kc.device.queue.writeBuffer(bMoves, 0, moves);
       const st = this.kc.step();
       const y = Math.min(n, 65535);
-      st.dispatch(this.kc.kernel("kv_compact"), [bMoves, c.pool.k, c.pool.v, c.pool.pos, c.pool.scores], [n, c.opts.headDim / 2], [cdiv(c.opts.headDim / 2, 64), y, cdiv(n, y)]);
+      st.dispatch(this.kc.kernel("kv_compact"), [bMoves, c.pool.k, c.pool.v, c.pool.pos, c.pool.scores], { nMoves: n, half: c.opts.headDim / 2 }, [cdiv(c.opts.headDim / 2, 64), y, cdiv(n, y)]);
       st.submit();
     }
     let evicted = 0;

@@ -153,8 +153,8 @@ export interface KvStats {
   blocksUncompressed: number;
   /** K/V entries kept, summed over every (layer, KV head) */
   tokensKept: number;
-  /** tokens of the sequence whose K/V were computed */
-  tokensLogical: number;
+  /** positions of the sequence whose K/V it needs (what one head would keep uncompressed) */
+  contextTokens: number;
   /** blocksUncompressed / blocksUsed (1 when nothing was evicted) */
   compressionRate: number;
   evictedTokens: number;

@@ -124,7 +124,7 @@ export class GpuPlanner {
     const { sortPairs, posWords } = this.sizes;
     const rank = (pairs: number, minNS: number, maxNS: number) =>
       st.dispatch(this.kc.kernel("kv_rank", { SORT_PAIRS: pairs, POS_WORDS: posWords, KPT: Math.max(1, pairs / 256) }),
-        [bInfo, c.table, c.pool.scores, c.pool.pos, scratch, out], [c.blockSize, n, minNS, maxNS], grid(n));
+        [bInfo, c.table, c.pool.scores, c.pool.pos, scratch, out], { BS: c.blockSize, nHeads: n, minNS, maxNS }, grid(n));
     // heads past the workgroup sort go through scratch; with the large arrays reserved
     // anyway they ran 2.7x slower (H200, 6000 keys a head: 12.45 against 4.65 ms for 2048 heads)
     if (longestHead > sortPairs && sortPairs > MIN_SORT_PAIRS) {
@@ -170,7 +170,7 @@ export class GpuPlanner {
       this.kc.device.queue.writeBuffer(bInfo, 0, info);
       const st = this.kc.step();
       st.dispatch(this.kc.kernel("kv_evict"), [bInfo, c.table, scratch, c.pool.k, c.pool.v, c.pool.pos, c.pool.scores],
-        [c.blockSize, n, c.opts.headDim / 2], grid(n));
+        { BS: c.blockSize, nHeads: n, half: c.opts.headDim / 2 }, grid(n));
       st.submit();
     }
     return reqs.map((r, i) => {

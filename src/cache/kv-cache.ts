@@ -46,6 +46,11 @@ export class KvCache {
     return this.opts.blockSize;
   }
 
+  /** Blocks `tokens` positions take uncompressed: each (layer, KV head) holds them in blocks of blockSize. */
+  blocksFor(tokens: number): number {
+    return this.heads * Math.ceil(tokens / this.opts.blockSize);
+  }
+
   /** Table slots free for new sequences. */
   get freeSeqSlots(): number {
     return this.freeSlots.length;

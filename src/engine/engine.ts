@@ -1,26 +1,33 @@
 // Engine: owns the GPU, model, cache and tokenizer, and runs sequences to
-// completion. Each `step()` either prefills a chunk of waiting prompts or runs a
-// decode round for every running sequence: `lookahead` decode steps are submitted
-// back to back, each feeding on the previous step's GPU-sampled tokens, and their
-// tokens are read back in one map (Deno's mapAsync costs ~10 ms; this hides it).
-// While one round runs the next is already queued behind it, so the GPU does not
-// wait for the readback or for the host to record the next round.
+// completion, one `step()` at a time. The rooms (vLLM v1's split):
+//   Scheduler (scheduler.ts)      who runs next and how far: admission, prefill
+//                                 chunks, round sizes, preemption
+//   Compressor (compressor.ts)    scores -> plan -> compaction, per sequence
+//   ModelRunner (model-runner.ts) prefill steps and decode rounds on the model
+//   Engine (here)                 the loop: a step prefills a chunk of waiting
+//                                 prompts or runs a decode round, then takes its tokens
+// A decode round is `lookahead` steps submitted back to back; while one runs the next
+// is already queued behind it, so the GPU does not wait for the readback or for the
+// host to record the next round. Serving drives it through EngineClient (client.ts).
 import { createGpu, describeGpu, type Gpu } from "../gpu/device.ts";
 import { KernelContext } from "../gpu/kernels.ts";
 import { BlockPool } from "../cache/block-pool.ts";
-import { KvCache, type SeqCache } from "../cache/kv-cache.ts";
+import { KvCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { openModel } from "../model/model-files.ts";
 import { quantizeWeights, type OnLoadQuant } from "../model/quantize-weights.ts";
 import { loadWeights, destroyWeights, type ModelWeights } from "../model/weights.ts";
-import { LlamaModel, type StepSeq } from "../model/llama.ts";
+import { LlamaModel } from "../model/llama.ts";
 import { TextTokenizer } from "../model/tokenizer.ts";
 import type { CompressionOptions, KvStats } from "../cache/compression.ts";
-import { Compactor } from "../cache/compaction.ts";
-import { GpuPlanner } from "../cache/gpu-planner.ts";
-import { keepBudget, type CompressionPolicy, type PlanContext } from "../cache/policies.ts";
-import { policyFor } from "../cache/methods.ts";
-import { Sequence, type FinishReason } from "./sequence.ts";
+import { Compressor } from "./compressor.ts";
+import { ModelRunner, type Round } from "./model-runner.ts";
+import { perplexity } from "./perplexity.ts";
+import { checkPrompt } from "./prompt-check.ts";
+import { Scheduler } from "./scheduler.ts";
+import { kvStatsOf, Sequence, type FinishReason } from "./sequence.ts";
+import { newEngineStats } from "./stats.ts";
+import type { EngineLimits } from "./client.ts";
 
 export interface EngineOptions {
   /** KV memory budget in bytes (K, V and positions of all blocks) */
@@ -41,21 +48,16 @@ export interface EngineOptions {
 }
 
 export class Engine {
-  readonly waiting: Sequence[] = [];
-  readonly running: Sequence[] = [];
+  /** counters for benchmarks and tests (stats.ts) */
+  readonly stats = newEngineStats();
+  readonly scheduler: Scheduler;
+  private compressor: Compressor;
+  private runner: ModelRunner;
   private stepping: Promise<void> | null = null;
   /** a decode round submitted ahead, whose tokens the next decode round reads */
   private inflight: Round | null = null;
-  private compactor: Compactor;
-  private planner: GpuPlanner;
-  /**
-   * For benchmarks: time spent compressing (gather or GPU ranking + readback, host
-   * planning, compaction), and in decode rounds recording steps and waiting for tokens;
-   * chainedSteps: decode steps submitted while the previous round was still in flight;
-   * compressOverlapped: compression passes that had the next round decode behind their ranking;
-   * compressAhead: passes ranked behind the round still in flight (before its tokens were read).
-   */
-  readonly stats = { compressMs: 0, gatherMs: 0, planMs: 0, applyMs: 0, compressions: 0, evictedTokens: 0, preemptions: 0, decodeSteps: 0, chainedSteps: 0, compressOverlapped: 0, compressAhead: 0, encodeMs: 0, waitMs: 0 };
+  /** aborts asked for while a step ran, applied when it ends */
+  private aborts: [Sequence, FinishReason][] = [];
 
   private constructor(
     readonly gpu: Gpu,
@@ -67,8 +69,10 @@ export class Engine {
     readonly tokenizer: TextTokenizer,
     readonly opts: Required<Omit<EngineOptions, "log" | "kvMemory" | "maxBindingBytes" | "quantize">>,
   ) {
-    this.compactor = new Compactor(kc, cache);
-    this.planner = new GpuPlanner(kc, cache, this.gpu.limits.maxComputeWorkgroupStorageSize);
+    this.scheduler = new Scheduler(cache, cfg, opts, this.stats);
+    const limits = gpu.limits;
+    this.compressor = new Compressor(kc, cache, cfg, { gpuPlanner: opts.gpuPlanner, maxWorkgroupBytes: limits.maxComputeWorkgroupStorageSize, maxBindingBytes: limits.maxStorageBufferBindingSize }, this.stats);
+    this.runner = new ModelRunner(model, this.stats);
   }
 
   /** An engine over an HF folder or a GGUF file (src/model/model-files.ts). */
@@ -121,30 +125,51 @@ export class Engine {
     }
   }
 
-  /** Queues a sequence; it runs on the next steps. */
+  /** Sequences not started or not done with their prefill (preempted ones first). */
+  get waiting(): readonly Sequence[] {
+    return this.scheduler.waiting;
+  }
+  /** Sequences decoding. */
+  get running(): readonly Sequence[] {
+    return this.scheduler.running;
+  }
+  get idle(): boolean {
+    return this.scheduler.idle;
+  }
+  /** What a request must stay within (the prompt is checked by `add`). */
+  get limits(): EngineLimits {
+    const { cfg, cache } = this;
+    return { maxContext: cfg.maxContext, vocab: cfg.vocab, layers: cfg.layers, kvHeads: cfg.kvHeads, heads: cache.heads, blockSize: cache.blockSize, numBlocks: cache.pool.numBlocks };
+  }
+
+  /** Throws the PromptError of a prompt `add` would refuse (serving asks before it sizes a request). */
+  checkPrompt(prompt: number[], uncompressed = prompt.length) {
+    checkPrompt(prompt, uncompressed, this.limits, this.cache);
+  }
+
+  /** Queues a sequence; it runs on the next steps. Throws a PromptError (prompt-check.ts) for a prompt it cannot run. */
   add(seq: Sequence) {
-    if (seq.prompt.length >= this.cfg.maxContext) {
-      throw new Error(`prompt has ${seq.prompt.length} tokens; the model's context is ${this.cfg.maxContext}`);
-    }
-    for (const t of seq.prompt) {
-      if (!Number.isInteger(t) || t < 0 || t >= this.cfg.vocab) throw new Error(`token id ${t} is outside the vocabulary (0..${this.cfg.vocab - 1})`);
-    }
-    this.waiting.push(seq);
+    this.checkPrompt(seq.prompt, seq.compressAt);
+    this.scheduler.waiting.push(seq);
   }
 
   /**
-   * Ends a sequence now (a client went away: "abort"; a stop string matched: "stop")
-   * and frees its blocks at once. Safe to call at any time, also mid-step.
+   * Ends a sequence (a client went away: "abort"; a stop string matched: "stop") and
+   * frees its blocks. Between steps that happens at once; asked during a step (from
+   * an onToken callback, or by a client while the step awaits the GPU) it is queued
+   * and applied when the step ends, because the step's bookkeeping after its
+   * readback expects its batch as it was.
    */
-  cancel(seq: Sequence, reason: FinishReason = "abort") {
-    const i = this.waiting.indexOf(seq);
-    if (i >= 0) this.waiting.splice(i, 1);
-    seq.finish(reason);
-    this.releaseIfDone(seq);
+  abort(seq: Sequence, reason: FinishReason = "abort") {
+    if (this.stepping) this.aborts.push([seq, reason]);
+    else this.end(seq, reason);
   }
 
-  get idle(): boolean {
-    return this.waiting.length === 0 && this.running.length === 0;
+  private end(seq: Sequence, reason: FinishReason) {
+    const i = this.scheduler.waiting.indexOf(seq);
+    if (i >= 0) this.scheduler.waiting.splice(i, 1);
+    seq.finish(reason);
+    this.releaseIfDone(seq);
   }
 
   /** Runs steps until every queued sequence has finished. */
@@ -160,229 +185,48 @@ export class Engine {
     return seq;
   }
 
-  /**
-   * Teacher-forced negative log-likelihood of tokens[1..] given what precedes each,
-   * with compression applied as the text streams: chunks of `interval` tokens whose
-   * queries all score the cache (continual mode), compressed after each chunk. Runs
-   * on an idle engine, one sequence at a time.
-   */
+  /** Teacher-forced negative log-likelihood of tokens[1..] under compression (perplexity.ts); needs an idle engine. */
   async perplexity(tokens: number[], compression: Partial<CompressionOptions> = {}): Promise<{ nll: Float32Array; kv: KvStats }> {
     if (!this.idle) throw new Error("perplexity needs an idle engine");
     if (tokens.length < 2) throw new Error("perplexity needs at least two tokens");
     if (tokens.length > this.cfg.maxContext) throw new Error(`text has ${tokens.length} tokens; the model's context is ${this.cfg.maxContext}`);
-    const seq = new Sequence(tokens, { maxTokens: 1, sampling: { temperature: 0, topP: 1, topK: 0, seed: 0 }, ignoreEos: true, compression });
-    seq.cache = this.cache.open();
-    if (!seq.cache) throw new Error("no free sequence slot");
-    const chunk = seq.compressing ? seq.compression.interval : this.opts.prefillChunk;
-    const nll = new Float32Array(tokens.length - 1);
-    try {
-      for (let p = 0; p < nll.length; p += chunk) {
-        const n = Math.min(chunk, nll.length - p);
-        if (!this.cache.reserve(seq.cache, n)) throw new Error(`KV cache too small for a ${tokens.length}-token text; raise --kv-memory`);
-        this.model.step({
-          seqs: [{ seq: seq.cache, tokens: tokens.slice(p, p + n), n, pos0: p, sampling: seq.opts.sampling, counter: 0, scoreRows: seq.compressing ? n : 0 }],
-          tokensFromGpu: false,
-          histOffset: 0,
-          nllTargets: Uint32Array.from(tokens.slice(p + 1, p + n + 1)),
-        });
-        nll.set(await this.model.readNll(n), p);
-        seq.numComputed += n;
-        seq.fed += n;
-        seq.stepsSinceCompress += n;
-        const again = !seq.compression.compressOnce || seq.compressions === 0;
-        if (seq.compressing && again && seq.stepsSinceCompress >= seq.compression.interval) await this.compress([seq]);
-      }
-      return { nll, kv: this.kvStats(seq) };
-    } finally {
-      this.cache.release(seq.cache!);
-      seq.cache = null;
-    }
+    return perplexity({ cache: this.cache, model: this.model, compressor: this.compressor, prefillChunk: this.opts.prefillChunk }, tokens, compression);
   }
 
   async step(): Promise<void> {
     // steps never overlap: the model's workspace is shared
     while (this.stepping) await this.stepping;
-    this.stepping = this.waiting.length ? this.prefillStep() : this.decodeRound();
+    this.stepping = this.scheduler.waiting.length ? this.prefillStep() : this.decodeRound();
     try {
       await this.stepping;
     } finally {
       this.stepping = null;
+      const aborts = this.aborts;
+      this.aborts = [];
+      for (const [seq, reason] of aborts) this.end(seq, reason);
     }
   }
 
-  /**
-   * Admission by free blocks: a new sequence starts only when its whole prefill fits
-   * beside a block per head for every running sequence (it compresses only once the
-   * prefill ends), unless nothing else runs.
-   */
-  private admits(seq: Sequence): boolean {
-    return this.cache.pool.numFreeBlocks >= this.cache.heads * (Math.ceil(seq.input.length / this.cache.blockSize) + this.running.length);
-  }
-
-  /** Whether a prefill step would start or go on with a waiting sequence now. */
-  private prefillReady(): boolean {
-    const seq = this.waiting.find((s) => !s.finished);
-    if (!seq) return false;
-    return seq.cache !== null || this.running.length === 0 || (this.cache.freeSeqSlots > 0 && this.admits(seq));
-  }
-
-  /** Prefills up to `prefillChunk` prompt tokens of the first waiting sequence(s). */
+  /** Prefills what the scheduler chose; sequences whose prefill is whole start decoding. */
   private async prefillStep() {
-    const batch: StepSeq[] = [];
-    const seqs: Sequence[] = [];
-    let budget = this.opts.prefillChunk;
-    for (const seq of [...this.waiting]) {
-      if (budget <= 0) break;
-      if (seq.finished) {
-        this.waiting.splice(this.waiting.indexOf(seq), 1);
-        continue;
-      }
-      const alone = this.running.length === 0 && batch.length === 0;
-      if (!seq.cache && !alone && !this.admits(seq)) break;
-      if (!seq.cache) {
-        seq.cache = this.cache.open();
-        if (!seq.cache) break; // every table slot is taken
-      }
-      const { n, scoreRows } = this.prefillChunk(seq, budget);
-      if (!this.cache.reserve(seq.cache, n)) {
-        if (seq.numComputed === 0 && alone) {
-          this.cache.release(seq.cache);
-          seq.cache = null;
-          this.waiting.splice(this.waiting.indexOf(seq), 1);
-          seq.finish("length");
-          throw new Error(`KV cache too small for a ${seq.input.length}-token prompt; raise --kv-memory`);
-        }
-        break;
-      }
-      batch.push({
-        seq: seq.cache,
-        tokens: seq.input.slice(seq.numComputed, seq.numComputed + n),
-        n,
-        pos0: seq.numComputed,
-        sampling: seq.opts.sampling,
-        counter: seq.output.length,
-        scoreRows,
-      });
-      seqs.push(seq);
-      budget -= n;
-    }
-    if (!batch.length) {
-      if (this.running.length) return this.decodeRound();
+    const plan = this.scheduler.schedulePrefill();
+    if (!plan.length) {
+      if (this.scheduler.running.length) return this.decodeRound();
       throw new Error("no sequence can be scheduled: the KV cache is full");
     }
-    this.model.reserveHistory(batch.length);
-    this.model.step({ seqs: batch, tokensFromGpu: false, histOffset: 0 });
-    const hist = await this.model.readHistory(batch.length);
-    for (let b = 0; b < seqs.length; b++) {
-      seqs[b].numComputed += batch[b].n;
-      seqs[b].fed += batch[b].n;
+    const hist = await this.runner.prefill(plan);
+    for (const { seq, n } of plan) {
+      seq.numComputedTokens += n;
+      seq.numWrittenTokens += n;
     }
-    await this.compress(seqs.filter((s) => s.compressing && s.numComputed === s.compressAt));
-    for (let b = 0; b < seqs.length; b++) {
-      const seq = seqs[b];
+    await this.compressor.compress(plan.map((c) => c.seq).filter((s) => s.compressing && s.numComputedTokens === s.compressAt));
+    for (let b = 0; b < plan.length; b++) {
+      const seq = plan[b].seq;
       if (!seq.prefilled || seq.finished) continue;
       if (seq.opts.captureLogits) seq.firstLogits = await this.model.readLogits(b);
-      this.waiting.splice(this.waiting.indexOf(seq), 1);
-      this.running.push(seq);
+      this.scheduler.promote(seq);
       this.accept(seq, hist[b]);
     }
-  }
-
-  /**
-   * The next prefill chunk of `seq` within `budget` tokens. A chunk never crosses the
-   * point where compression runs, and the chunk that reaches it holds the whole
-   * observation window, whose queries score the cached keys.
-   */
-  private prefillChunk(seq: Sequence, budget: number): { n: number; scoreRows: number } {
-    const left = seq.input.length - seq.numComputed;
-    const w = seq.compression.observationWindow;
-    if (!seq.compressing) return { n: Math.min(budget, left), scoreRows: 0 };
-    if (seq.numComputed >= seq.compressAt) {
-      // past the first compression (query-agnostic question): continual mode keeps scoring
-      const n = Math.min(budget, left);
-      return { n, scoreRows: seq.continual ? n : 0 };
-    }
-    const rem = seq.compressAt - seq.numComputed;
-    if (rem <= budget) return { n: rem, scoreRows: Math.min(w, rem) };
-    return { n: Math.max(1, Math.min(budget, rem - w)), scoreRows: 0 };
-  }
-
-  /**
-   * Scores -> plan -> compaction for each sequence, per its own options. The scores and
-   * positions of all of them come back in one readback (Deno pays ~10 ms per map).
-   * `overlap`: the next round of `overlap.batch` may go in behind the ranking, following
-   * `overlap.ahead` steps still in flight (whose tokens only the GPU has yet).
-   */
-  private async compress(seqs: Sequence[], overlap: { batch: Sequence[]; ahead: number } | null = null) {
-    const t0 = performance.now();
-    const due: { seq: Sequence; cache: SeqCache; policy: CompressionPolicy; ctx: PlanContext; keep: number }[] = [];
-    for (const seq of seqs) {
-      seq.stepsSinceCompress = 0;
-      const policy = policyFor(seq.compression);
-      if (!policy || !seq.cache) continue;
-      seq.compressions++;
-      this.stats.compressions++;
-      const ctx: PlanContext = {
-        layers: this.cfg.layers,
-        kvHeads: this.cfg.kvHeads,
-        lastPos: seq.fed - 1,
-        logicalLen: seq.fed,
-        opts: seq.compression,
-        seed: seq.id,
-      };
-      const keep = keepBudget(ctx);
-      if (this.cache.tokensKept(seq.cache) > keep) due.push({ seq, cache: seq.cache, policy, ctx, keep });
-    }
-    // the GPU planner's scratch of one pass lives in one storage binding: passes that
-    // would outgrow it run in several groups, and a sequence too large alone plans on the host
-    const groups = GpuPlanner.groups(due.filter((d) => this.opts.gpuPlanner && GpuPlanner.handles(d.ctx.opts)), this.gpu.limits.maxStorageBufferBindingSize);
-    const onGpu = new Set(groups.flat());
-    const onHost = due.filter((d) => !onGpu.has(d));
-    // one GPU pass and nothing planned on the host: the next round can go in behind it
-    const behind = overlap !== null && groups.length === 1 && !onHost.length;
-    let roundMs = 0;
-    for (const group of groups) {
-      const tr = performance.now();
-      const reqs = group.map((d) => ({ cache: d.cache, ctx: d.ctx, keep: d.keep }));
-      const ranking = this.planner.rank(reqs);
-      if (behind) {
-        // the next round decodes on the GPU behind the ranking while the host plans;
-        // its keys land past the ranked ones, and the eviction keeps and moves them
-        const tb = performance.now();
-        this.inflight = this.roundBehind(overlap!.batch, overlap!.ahead);
-        roundMs = performance.now() - tb;
-        if (this.inflight) this.stats.compressOverlapped++;
-      }
-      const ranked = await ranking;
-      const t1 = performance.now();
-      const counts = GpuPlanner.counts(reqs, ranked);
-      const t2 = performance.now();
-      this.stats.gatherMs += t1 - tr - roundMs;
-      this.stats.planMs += t2 - t1;
-      const evicted = this.planner.evict(reqs, counts, group.map((d) => d.seq.cache === d.cache)); // cancelled while ranking: skipped
-      group.forEach((d, i) => {
-        d.seq.evictedTokens += evicted[i];
-        this.stats.evictedTokens += evicted[i];
-      });
-      this.stats.applyMs += performance.now() - t2;
-    }
-    if (onHost.length) {
-      const tg = performance.now();
-      const keys = await this.compactor.gatherMany(onHost.map((d) => d.cache));
-      this.stats.gatherMs += performance.now() - tg;
-      onHost.forEach((d, i) => {
-        if (d.seq.cache !== d.cache) return; // cancelled while the scores were read
-        const t1 = performance.now();
-        const plan = d.policy.plan(keys[i], d.ctx, d.keep);
-        const t2 = performance.now();
-        const evicted = this.compactor.apply(d.cache, plan);
-        d.seq.evictedTokens += evicted;
-        this.stats.evictedTokens += evicted;
-        this.stats.planMs += t2 - t1;
-        this.stats.applyMs += performance.now() - t2;
-      });
-    }
-    this.stats.compressMs += performance.now() - t0 - roundMs;
   }
 
   /**
@@ -392,22 +236,23 @@ export class Engine {
    * never idles through the readback and the host's encoding of the next round.
    */
   private async decodeRound() {
+    const sched = this.scheduler;
     let round = this.inflight;
     this.inflight = null;
     if (!round) round = await this.freshRound();
     if (!round) return;
     const k = this.chainable(round);
     if (k) {
-      this.inflight = this.submitRound(round.batch, k, round.k);
+      this.inflight = this.runner.submitRound(round.batch, k, round.k);
       this.stats.chainedSteps += k;
     }
     // sequences due to compress after this round: their pass ranks behind the round on
     // the GPU, and the next round goes in behind the ranking, so the GPU never waits
     // for this round's tokens, the host's setup of the pass, or the encoding of the next
-    const due = !k && this.followable(round) ? this.dueToCompress(round.batch) : [];
+    const due = !k && this.followable(round) ? sched.dueToCompress(round.batch) : [];
     if (due.length) {
       this.stats.compressAhead++;
-      await this.compress(due, { batch: round.batch, ahead: round.k });
+      await this.compressor.compress(due, this.queueBehind(round.batch, round.k));
     }
     const tw = performance.now();
     const hist = await round.hist;
@@ -420,36 +265,32 @@ export class Engine {
     for (const s of round.batch) this.releaseIfDone(s);
     // a round in flight holds no sequence due to compress (chainable sees to it); the
     // compression may queue the next round itself, behind its ranking
-    if (!this.inflight && !due.length) await this.compress(this.dueToCompress(round.batch), { batch: this.running.filter((s) => !s.finished && s.cache), ahead: 0 });
+    if (!this.inflight && !due.length) await this.compressor.compress(sched.dueToCompress(round.batch), this.queueBehind(sched.running.filter((s) => !s.finished && s.cache), 0));
   }
 
-  private dueToCompress(batch: Sequence[]): Sequence[] {
-    return batch.filter((s) => !s.finished && s.continual && s.stepsSinceCompress >= s.compression.interval);
+  /** For the compressor: puts the next round of `batch` in behind its ranking, when it can go now. */
+  private queueBehind(batch: Sequence[], ahead: number): () => boolean {
+    return () => (this.inflight = this.roundBehind(batch, ahead)) !== null;
   }
 
   /** A round whose first step takes its tokens from the host, after making room in the pool. */
   private async freshRound(): Promise<Round | null> {
-    const live = this.running.filter((s) => !s.finished);
+    const sched = this.scheduler;
+    const live = sched.running.filter((s) => !s.finished);
     if (!live.length) return null;
-    const k = Math.max(1, this.roundSteps(live, 0));
+    const k = Math.max(1, sched.roundSteps(live, 0));
     for (const s of live) {
       if (s.finished || !s.cache || this.cache.reserve(s.cache, k)) continue;
-      // pool short: compress whoever can shrink before giving anything up
-      await this.compress(this.running.filter((o) => o.compressing && !o.finished && o.stepsSinceCompress > 0));
-      // then preempt by recompute, newest first (a half-prefilled waiting sequence before any running one)
-      while (s.cache && !this.cache.reserve(s.cache, k)) {
-        const victim = lastOf(this.waiting, (w) => w.cache !== null) ?? lastOf(this.running, (r) => !r.finished && r !== s) ?? s;
-        if (victim === s && this.running.length === 1) {
-          // alone and still too big: the pool cannot hold this sequence at all
-          s.finish("length");
-          this.releaseIfDone(s);
-          break;
-        }
-        this.preempt(victim);
+      // pool short: compress whoever can shrink before giving anything up, then preempt
+      await this.compressor.compress(sched.compressible());
+      if (!sched.preemptFor(s, k)) {
+        // alone and still too big: the pool cannot hold this sequence at all
+        s.finish("length");
+        this.releaseIfDone(s);
       }
     }
-    const batch = this.running.filter((s) => !s.finished);
-    return batch.length ? this.submitRound(batch, k, 0) : null;
+    const batch = sched.running.filter((s) => !s.finished);
+    return batch.length ? this.runner.submitRound(batch, k, 0) : null;
   }
 
   /**
@@ -458,29 +299,9 @@ export class Engine {
    * compressing or preempting; else null.
    */
   private roundBehind(batch: Sequence[], ahead: number): Round | null {
-    if (this.prefillReady() || !batch.length) return null;
-    const k = this.roundSteps(batch, ahead);
-    return k >= 1 && this.reserveAll(batch, k) ? this.submitRound(batch, k, ahead) : null;
-  }
-
-  /**
-   * Steps a round of `batch` may take once `ahead` more are done (at most `lookahead`,
-   * 0 or less when one of them is done): up to each sequence's token and context
-   * limits, and never past its next compression (continual mode).
-   */
-  private roundSteps(batch: Sequence[], ahead: number): number {
-    let k = this.opts.lookahead;
-    for (const s of batch) {
-      const out = s.output.length + ahead;
-      k = Math.min(k, s.opts.maxTokens - out, this.cfg.maxContext - (s.prompt.length + out));
-      if (s.continual) k = Math.min(k, s.compression.interval - s.stepsSinceCompress);
-    }
-    return k;
-  }
-
-  /** Room for k more tokens in every sequence of `batch` (reservations made stay). */
-  private reserveAll(batch: Sequence[], k: number): boolean {
-    return batch.every((s) => this.cache.reserve(s.cache!, k));
+    if (this.scheduler.prefillReady() || !batch.length) return null;
+    const k = this.scheduler.roundSteps(batch, ahead);
+    return k >= 1 && this.scheduler.reserveAll(batch, k) ? this.runner.submitRound(batch, k, ahead) : null;
   }
 
   /**
@@ -491,62 +312,13 @@ export class Engine {
    */
   private chainable(round: Round): number {
     if (!this.followable(round)) return 0;
-    const k = this.roundSteps(round.batch, round.k);
-    return k >= 1 && this.reserveAll(round.batch, k) ? k : 0;
-  }
-
-  /**
-   * Submits k decode steps of `batch`, each feeding on the previous step's GPU-sampled
-   * tokens (the first too when `ahead` > 0: it follows a round of `ahead` steps still
-   * in flight), and starts their readback.
-   */
-  private submitRound(batch: Sequence[], k: number, ahead: number): Round {
-    const B = batch.length;
-    const te = performance.now();
-    this.model.reserveHistory(k * B);
-    for (let j = 0; j < k; j++) {
-      this.model.step({
-        seqs: batch.map((s) => ({
-          seq: s.cache!,
-          tokens: [s.output[s.output.length - 1]],
-          n: 1,
-          pos0: s.prompt.length + s.output.length - 1 + ahead + j,
-          sampling: s.opts.sampling,
-          counter: s.output.length + ahead + j,
-          scoreRows: s.continual ? 1 : 0,
-        })),
-        tokensFromGpu: ahead > 0 || j > 0,
-        histOffset: j * B,
-      });
-    }
-    for (const s of batch) {
-      s.fed += k;
-      s.stepsSinceCompress += k;
-    }
-    // the copy is queued now, before any later step can overwrite the history
-    const hist = this.model.readHistory(k * B);
-    hist.catch(() => {}); // a round nobody reads any more (its sequences all ended) must not raise
-    this.stats.encodeMs += performance.now() - te;
-    this.stats.decodeSteps += k;
-    return { batch, k, hist, lastStep: this.model.steps };
+    const k = this.scheduler.roundSteps(round.batch, round.k);
+    return k >= 1 && this.scheduler.reserveAll(round.batch, k) ? k : 0;
   }
 
   /** Whether a round may follow `round` before its tokens are known (see `chainable`). */
   private followable(round: Round): boolean {
-    return !this.prefillReady() && this.model.steps === round.lastStep && round.batch.every((s) => !s.finished && s.cache);
-  }
-
-  /** Gives a sequence's blocks back; it waits at the front of the queue to be recomputed. */
-  private preempt(seq: Sequence) {
-    const r = this.running.indexOf(seq);
-    if (r >= 0) this.running.splice(r, 1);
-    const w = this.waiting.indexOf(seq);
-    if (w >= 0) this.waiting.splice(w, 1);
-    if (seq.cache) this.cache.release(seq.cache);
-    seq.cache = null;
-    seq.resetForRecompute();
-    this.waiting.unshift(seq);
-    this.stats.preemptions++;
+    return !this.scheduler.prefillReady() && this.runner.steps === round.lastStep && round.batch.every((s) => !s.finished && s.cache);
   }
 
   /** Takes one generated token; finishes the sequence on EOS, max tokens or full context. */
@@ -562,11 +334,11 @@ export class Engine {
 
   private releaseIfDone(seq: Sequence) {
     if (!seq.finished) return;
-    const i = this.running.indexOf(seq);
-    if (i >= 0) this.running.splice(i, 1);
+    const i = this.scheduler.running.indexOf(seq);
+    if (i >= 0) this.scheduler.running.splice(i, 1);
     if (seq.cache) {
       // lookahead steps past the end wrote K/V nobody will read: drop them first
-      this.cache.rollback(seq.cache, Math.max(0, seq.fed - seq.tokensNeeded));
+      this.cache.rollback(seq.cache, Math.max(0, seq.numWrittenTokens - seq.numContextTokens));
       seq.kv = this.kvStats(seq);
       this.cache.release(seq.cache);
       seq.cache = null;
@@ -575,41 +347,14 @@ export class Engine {
 
   /** Current cache figures of a sequence (what it holds against what it would hold uncompressed). */
   kvStats(seq: Sequence): KvStats {
-    if (!seq.cache) return seq.kv;
-    const c = this.cache;
-    const logical = Math.min(seq.fed, seq.tokensNeeded);
-    const blocksUsed = c.blocksUsed(seq.cache);
-    const blocksUncompressed = c.heads * Math.ceil(logical / c.blockSize);
-    return {
-      blocksUsed,
-      blocksUncompressed,
-      tokensKept: c.tokensKept(seq.cache),
-      tokensLogical: logical,
-      compressionRate: blocksUsed ? blocksUncompressed / blocksUsed : 1,
-      evictedTokens: seq.evictedTokens,
-    };
+    return kvStatsOf(this.cache, seq);
   }
 
   destroy() {
-    this.compactor.destroy();
-    this.planner.destroy();
+    this.compressor.destroy();
     this.model.destroy();
     this.cache.destroy();
     destroyWeights(this.weights);
     this.gpu.device.destroy();
   }
-}
-
-/** Decode steps on the GPU whose sampled tokens are not read yet. */
-interface Round {
-  batch: Sequence[];
-  k: number;
-  hist: Promise<Uint32Array>;
-  /** the model's step count after the round's last step */
-  lastStep: number;
-}
-
-function lastOf<T>(xs: T[], ok: (x: T) => boolean): T | undefined {
-  for (let i = xs.length - 1; i >= 0; i--) if (ok(xs[i])) return xs[i];
-  return undefined;
 }

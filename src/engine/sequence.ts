@@ -1,5 +1,5 @@
 // Sequence: one request's tokens and progress through prefill and decode.
-import type { SeqCache } from "../cache/kv-cache.ts";
+import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { Sampling } from "../model/llama.ts";
 import { DEFAULT_COMPRESSION, type CompressionOptions, type KvStats } from "../cache/compression.ts";
 
@@ -13,6 +13,16 @@ export interface SequenceOptions {
   onToken?: (id: number) => void;
   /** keep the first-step logits (tests, evaluation) */
   captureLogits?: boolean;
+  /**
+   * Keep this sequence's logits independent of the sequences beside it, so a seeded
+   * sampled answer is the same alone or under load: its prompt is prefilled in steps
+   * of its own (beside others it would run other kernels and splits, the GEMM past 32
+   * rows and tiled attention), and decode attention splits its keys at fixed offsets
+   * while it runs. Rounding differences would otherwise stay in the f16 cache and
+   * move a sampled token now and then. Up to 32 sequences decoding at once (past that
+   * the batch runs the GEMM) and unless preempted (recompute runs the prefill kernels).
+   */
+  batchInvariant?: boolean;
   /** KV compression for this sequence (default: none) */
   compression?: Partial<CompressionOptions>;
   /**
@@ -28,10 +38,10 @@ let nextId = 1;
 export class Sequence {
   readonly id = nextId++;
   readonly output: number[] = [];
-  /** prompt tokens whose K/V are in the cache */
-  numComputed = 0;
-  /** tokens whose K/V were written (prompt + decode steps, lookahead overshoot included) */
-  fed = 0;
+  /** tokens of `input` whose K/V are in the cache (how far the prefill got) */
+  numComputedTokens = 0;
+  /** positions whose K/V were written: prefill and decode steps, lookahead overshoot included */
+  numWrittenTokens = 0;
   cache: SeqCache | null = null;
   finishReason: FinishReason | null = null;
   firstLogits: Float32Array | null = null;
@@ -47,12 +57,11 @@ export class Sequence {
   input: number[];
   preemptions = 0;
   /** cache figures, kept current while running and frozen at release */
-  kv: KvStats = { blocksUsed: 0, blocksUncompressed: 0, tokensKept: 0, tokensLogical: 0, compressionRate: 1, evictedTokens: 0 };
+  kv: KvStats = { blocksUsed: 0, blocksUncompressed: 0, tokensKept: 0, contextTokens: 0, compressionRate: 1, evictedTokens: 0 };
   private done: Promise<void>;
   private resolveDone!: () => void;
 
   constructor(readonly prompt: number[], readonly opts: SequenceOptions) {
-    if (prompt.length === 0) throw new Error("prompt must hold at least one token");
     this.compression = { ...DEFAULT_COMPRESSION, ...opts.compression };
     this.compressAt = Math.min(prompt.length, Math.max(1, opts.compressAt ?? prompt.length));
     this.input = prompt;
@@ -60,11 +69,15 @@ export class Sequence {
   }
 
   get prefilled(): boolean {
-    return this.numComputed >= this.input.length;
+    return this.numComputedTokens >= this.input.length;
   }
-  /** tokens whose K/V the sequence needs: all but the newest output token (not fed yet) */
-  get tokensNeeded(): number {
-    return this.prefilled && this.output.length > 0 ? this.prompt.length + this.output.length - 1 : this.numComputed;
+  /**
+   * Positions whose K/V the sequence needs: once decoding, prompt and output but the
+   * newest output token (not written yet); before, what the prefill computed.
+   * numWrittenTokens may run past it by the lookahead steps after the end.
+   */
+  get numContextTokens(): number {
+    return this.prefilled && this.output.length > 0 ? this.prompt.length + this.output.length - 1 : this.numComputedTokens;
   }
 
   /**
@@ -74,8 +87,8 @@ export class Sequence {
    */
   resetForRecompute() {
     this.input = this.prompt.concat(this.output);
-    this.numComputed = 0;
-    this.fed = 0;
+    this.numComputedTokens = 0;
+    this.numWrittenTokens = 0;
     this.stepsSinceCompress = 0;
     // a sequence that had started decoding compresses once its recompute ends; one
     // still in its prompt keeps its own point (query-agnostic evaluation sets it)
@@ -102,4 +115,20 @@ export class Sequence {
   wait(): Promise<void> {
     return this.done;
   }
+}
+
+/** A sequence's cache figures now: what it holds against what it would hold uncompressed. */
+export function kvStatsOf(cache: KvCache, seq: Sequence): KvStats {
+  if (!seq.cache) return seq.kv;
+  const context = Math.min(seq.numWrittenTokens, seq.numContextTokens);
+  const blocksUsed = cache.blocksUsed(seq.cache);
+  const blocksUncompressed = cache.blocksFor(context);
+  return {
+    blocksUsed,
+    blocksUncompressed,
+    tokensKept: cache.tokensKept(seq.cache),
+    contextTokens: context,
+    compressionRate: blocksUsed ? blocksUncompressed / blocksUsed : 1,
+    evictedTokens: seq.evictedTokens,
+  };
 }

@@ -1,6 +1,7 @@
-// Dawn device toggles for Bun (bun-webgpu): a WGPUDawnTogglesDescriptor packed by hand,
-// since bun-webgpu packs a device descriptor's nextInChain as a raw pointer and has no
-// toggles option of its own. Deno's wgpu has no such chain, so this is Bun-only.
+// Dawn device toggles for Bun. dawn.node takes them as instance flags (src/gpu/dawn-node.ts);
+// for bun-webgpu, a WGPUDawnTogglesDescriptor is packed by hand here, since it packs a
+// device descriptor's nextInChain as a raw pointer and has no toggles option of its own.
+// Deno's wgpu has no toggles.
 
 const DAWN_TOGGLES_STYPE = 0x0005000a; // WGPUSType_DawnTogglesDescriptor
 
@@ -18,7 +19,12 @@ export const DEFAULT_DAWN_TOGGLES = ["disable_robustness", "disable_workgroup_in
  * The defaults, changed by KVC_DAWN_TOGGLES: "a,-b" enables a and disables b (so
  * "-disable_robustness" turns the robustness transform back on).
  */
-export function togglesFromEnv(): { enabled: string[]; disabled: string[] } {
+export interface DawnToggles {
+  enabled: string[];
+  disabled: string[];
+}
+
+export function togglesFromEnv(): DawnToggles {
   const v: string = (globalThis as any).process?.env?.KVC_DAWN_TOGGLES ?? "";
   const names = v.split(",").map((s) => s.trim()).filter(Boolean);
   for (const n of names) {
@@ -34,7 +40,7 @@ export function togglesFromEnv(): { enabled: string[]; disabled: string[] } {
  * `keep` holds every buffer the struct points into: it must stay reachable until the
  * device request has resolved.
  */
-export async function dawnTogglesChain(t: { enabled: string[]; disabled: string[] }): Promise<{ ptr: number; keep: unknown[] } | null> {
+export async function dawnTogglesChain(t: DawnToggles): Promise<{ ptr: number; keep: unknown[] } | null> {
   if (!t.enabled.length && !t.disabled.length) return null;
   const { ptr } = await import("bun:ffi");
   const keep: unknown[] = [];

@@ -122,6 +122,44 @@ export interface Kernel {
   id: number;
   key: string;
   pipeline: GPUComputePipeline;
+  /** its uniform `struct Params`, as the WGSL declares it */
+  params: ParamLayout;
+}
+
+/** A kernel's `struct Params { K: u32, eps: f32, ... }`: field names in order, and which are f32. */
+export interface ParamLayout {
+  names: string[];
+  f32: boolean[];
+}
+
+/** A dispatch's scalars named as its kernel's Params fields; f32 fields take their number as is. */
+export type ParamValues = Record<string, number>;
+
+/** The Params struct of a kernel's (preprocessed) source; no fields when it has none. */
+export function paramLayout(code: string): ParamLayout {
+  const body = /struct\s+Params\s*\{([^}]*)\}/.exec(code)?.[1] ?? "";
+  const fields = body.split(/[,;\n]/).map((f) => f.trim()).filter(Boolean).map((f) => f.split(":").map((x) => x.trim()));
+  for (const [name, type] of fields) if (type !== "u32" && type !== "f32" && type !== "i32") throw new Error(`Params field ${name}: ${type} is not a 32-bit scalar`);
+  return { names: fields.map((f) => f[0]), f32: fields.map((f) => f[1] === "f32") };
+}
+
+/**
+ * The u32 words of a kernel's Params from named values, in the struct's order; a
+ * field missing or one the struct lacks is an error that names the kernel.
+ */
+export function paramWords(layout: ParamLayout, values: ParamValues, kernel: string): number[] {
+  const { names, f32 } = layout;
+  const words = new Array<number>(names.length);
+  for (let i = 0; i < names.length; i++) {
+    const x = values[names[i]];
+    if (x === undefined) throw new Error(`${kernel}: Params field ${names[i]} is not set`);
+    words[i] = f32[i] ? f32Bits(x) : x >>> 0;
+  }
+  if (Object.keys(values).length !== names.length) {
+    const extra = Object.keys(values).filter((n) => !names.includes(n));
+    throw new Error(`${kernel}: Params has no field ${extra.join(", ")} (it has ${names.join(", ")})`);
+  }
+  return words;
 }
 
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
@@ -137,13 +175,15 @@ export interface CapturedDispatch {
 const PARAM_SLOT = 256; // minUniformBufferOffsetAlignment
 const PARAM_WORDS = 16; // 64 bytes of scalars per dispatch is enough for every kernel
 
-/** f32 bits for the params array (params are u32 words). */
+/** The bits of x as an f32, as a u32 word (params and storage structs are u32 words). */
 const f32buf = new Float32Array(1);
 const u32view = new Uint32Array(f32buf.buffer);
-export function F(x: number): number {
+export function f32Bits(x: number): number {
   f32buf[0] = x;
   return u32view[0];
 }
+/** Positional params still mirror a struct by hand; named ones (ParamValues) do not need it. */
+export const F = f32Bits;
 
 export class KernelContext {
   readonly device: GPUDevice;
@@ -181,7 +221,7 @@ export class KernelContext {
    */
   baseDefines(): Defines {
     const f = this.gpu.features;
-    return { F16: f.f16, SUBGROUPS: f.subgroups, QUANT: false };
+    return { F16: f.f16Weights, SUBGROUPS: f.subgroups, QUANT: false };
   }
 
   kernel(name: string, defines: Defines = {}, entry = "main"): Kernel {
@@ -203,12 +243,13 @@ export class KernelContext {
     if (k) return k;
     let code = preprocess(kernelSource(name), all);
     const enables: string[] = [];
-    if (all.F16) enables.push("enable f16;");
+    if (all.F16 || (this.gpu.features.f16 && /subgroup_matrix_/.test(code))) enables.push("enable f16;");
     if (all.SUBGROUPS && /subgroup/.test(code)) enables.push("enable subgroups;");
+    if (/subgroup_matrix_/.test(code)) enables.push("enable chromium_experimental_subgroup_matrix;");
     code = enables.join("\n") + "\n" + code;
     const module = this.device.createShaderModule({ label: key, code });
     const pipeline = this.device.createComputePipeline({ label: key, layout: "auto", compute: { module, entryPoint: entry } });
-    k = { id: this.pipelines.size + 1, key, pipeline };
+    k = { id: this.pipelines.size + 1, key, pipeline, params: paramLayout(code) };
     this.pipelines.set(key, k);
     return k;
   }
@@ -285,7 +326,9 @@ export class Step {
     this.timedFrom = ctx.passTimer?.used ?? 0;
   }
 
-  dispatch(k: Kernel, bindings: Binding[], params: number[], wg: [number, number?, number?]) {
+  /** `params`: named as the kernel's Params fields, or (older call sites) its words in order. */
+  dispatch(k: Kernel, bindings: Binding[], values: ParamValues | number[], wg: [number, number?, number?]) {
+    const params = Array.isArray(values) ? values : paramWords(k.params, values, k.key);
     if (this.ctx.captured) {
       this.ctx.captured.push({ k, bindings: [...bindings], params: [...params], wg: [wg[0], wg[1] ?? 1, wg[2] ?? 1] });
       return;
@@ -310,8 +353,10 @@ export class Step {
       const timestampWrites = this.ctx.passTimer?.next(this.pending[0].k.key.split(":")[0]);
       this.pass = this.encoder.beginComputePass(timestampWrites ? { timestampWrites } : {});
     }
+    // each call crosses into native code (an N-API call under dawn.node): skip a repeated pipeline
+    let last: GPUComputePipeline | null = null;
     for (const p of this.pending) {
-      this.pass.setPipeline(p.k.pipeline);
+      if (p.k.pipeline !== last) this.pass.setPipeline((last = p.k.pipeline));
       this.pass.setBindGroup(0, this.ctx.bindGroup(p.k, p.bindings, p.slot));
       this.pass.dispatchWorkgroups(p.wg[0], p.wg[1], p.wg[2]);
     }

@@ -1,17 +1,25 @@
-// ServerContext: what the routes see of the server. It owns the engine loop, the
-// metrics and the set of live generations, admits requests (bounded queue) and
-// shuts down in order: refuse new work, let streams finish, cancel the rest.
-import type { Engine } from "../engine/engine.ts";
+// ServerContext: what the routes see of the server. It owns the engine client, the
+// metrics and the set of live generations, tokenizes prompts (refusing text too
+// long to fit before the tokenizer spends time on it), admits requests (bounded
+// queue) and shuts down in order: refuse new work, let streams finish, cancel the rest.
+import { basename } from "node:path";
 import type { CompressionOptions } from "../cache/compression.ts";
-import { EngineLoop } from "./engine-loop.ts";
-import { createServerMetrics, type ServerMetrics } from "./server-metrics.ts";
+import { EngineClient, type EngineDevice, type EngineLimits } from "../engine/client.ts";
+import { Engine, type EngineOptions } from "../engine/engine.ts";
+import type { ChatMessage } from "../model/tokenizer.ts";
+import { ServingError } from "./errors.ts";
 import { Generation, type GenerationParams } from "./generation.ts";
-import { ApiError } from "./api-error.ts";
+import { maxPromptChars } from "./prompt-limit.ts";
+import { createServerMetrics, type ServerMetrics } from "./server-metrics.ts";
+import { QueueWait } from "./queue-wait.ts";
+
+export type { ChatMessage } from "../model/tokenizer.ts";
+export type { CompressionOptions } from "../cache/compression.ts";
 
 export interface ServerOptions {
   /** the id clients send as `model` (the model folder's name) */
   modelId: string;
-  /** most requests waiting + running; more get 429 */
+  /** most requests waiting + running; more are refused as busy */
   maxQueue: number;
   /** requests to /v1 need `Authorization: Bearer <apiKey>` when set */
   apiKey: string | null;
@@ -25,39 +33,74 @@ export interface ServerOptions {
   requestLog: ((entry: Record<string, unknown>) => void) | null;
   /** put prompts into the request log */
   logPrompts: boolean;
+  /** a request's body must arrive within this many seconds of its headers (else 408) */
+  bodyTimeoutS: number;
+  /** origins CORS lets in ("*": any); empty: no CORS headers */
+  corsOrigins: string[];
 }
 
 export interface ServerContext {
-  readonly engine: Engine;
   readonly opts: ServerOptions;
   readonly metrics: ServerMetrics;
   /** unix seconds when the model was loaded (the `created` of /v1/models) */
   readonly created: number;
+  readonly limits: EngineLimits;
+  readonly device: EngineDevice;
+  readonly hasChatTemplate: boolean;
+  /** Prompt text to token ids (BOS as the model expects); a ServingError when the text cannot fit. */
+  encode(text: string): number[];
+  /** Messages through the chat template to token ids; a ServingError when their text cannot fit. */
+  encodeChat(messages: ChatMessage[]): number[];
+  /** Throws the engine's PromptError for a prompt it would refuse. */
+  checkPrompt(prompt: number[]): void;
+  /** Queues a request; throws a ServingError (busy, shutting down) or the engine's PromptError. */
   generate(params: GenerationParams, signal?: AbortSignal): Generation;
   shutdown(graceMs: number): Promise<void>;
 }
 
-export function createServerContext(engine: Engine, opts: ServerOptions): ServerContext {
-  const loop = new EngineLoop(engine, opts.log);
-  const metrics = createServerMetrics(engine, opts.modelId);
+/** What loading takes besides the server options: the model folder and the engine's options. */
+export interface ServingSetup extends Omit<ServerOptions, "modelId" | "maxPromptChars"> {
+  modelDir: string;
+  engine?: Omit<EngineOptions, "log">;
+}
+
+/** Loads the model onto the GPU and starts serving it. */
+export async function startServing(o: ServingSetup): Promise<ServerContext> {
+  const { modelDir, engine: engineOpts, ...opts } = o;
+  const engine = await Engine.load(modelDir, { ...engineOpts, log: o.log });
+  return createServerContext(new EngineClient(engine, o.log), {
+    ...opts,
+    modelId: basename(modelDir.replace(/\/+$/, "")).replace(/\.gguf$/, ""),
+    maxPromptChars: maxPromptChars(engine.tokenizer, engine.cfg.maxContext),
+  });
+}
+
+export function createServerContext(client: EngineClient, opts: ServerOptions): ServerContext {
+  const metrics = createServerMetrics(client, opts.modelId);
   const live = new Set<Generation>();
+  const queueWait = new QueueWait();
   let closing = false;
-  loop.start();
+  client.start();
+  const tk = client.tokenizer;
+
+  function checkText(chars: number) {
+    if (chars > opts.maxPromptChars) throw new ServingError({ kind: "text_too_long", chars, maxChars: opts.maxPromptChars, maxContext: client.limits.maxContext });
+  }
 
   function generate(params: GenerationParams, signal?: AbortSignal): Generation {
-    if (closing) throw new ApiError(503, "the server is shutting down", null, "server_shutting_down");
-    const queued = engine.waiting.length + engine.running.length;
+    if (closing) throw new ServingError({ kind: "shutting_down" });
+    const { waiting, running } = client.stats();
+    const queued = waiting + running;
     if (queued >= opts.maxQueue) {
-      throw new ApiError(429, `the server is busy: ${queued} requests are queued or running (--max-queue ${opts.maxQueue}); retry shortly`, null, "queue_full", undefined, { "Retry-After": "1" });
+      metrics.queueFull.inc();
+      throw new ServingError({ kind: "busy", queued, maxQueue: opts.maxQueue, retryAfterS: queueWait.retryAfterS(queued - opts.maxQueue + 1) });
     }
-    let gen: Generation;
-    try {
-      gen = new Generation({ engine, loop, metrics }, params, signal);
-    } catch (e) {
-      throw e instanceof ApiError ? e : new ApiError(400, (e as Error).message);
-    }
+    const gen = new Generation({ client, metrics }, params, signal);
     live.add(gen);
-    gen.ended.then(() => live.delete(gen));
+    gen.ended.then(() => {
+      live.delete(gen);
+      queueWait.finished();
+    });
     return gen;
   }
 
@@ -66,11 +109,29 @@ export function createServerContext(engine: Engine, opts: ServerOptions): Server
     const deadline = Date.now() + graceMs;
     while (live.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     if (live.size) opts.log(`cancelling ${live.size} request(s) still running`);
-    for (const g of live) g.fail(new ApiError(503, "the server shut down before this request finished", null, "server_shutdown"));
+    for (const g of live) g.fail(new ServingError({ kind: "shut_down" }));
     await Promise.all([...live].map((g) => g.ended));
-    await loop.stop();
-    engine.destroy();
+    await client.stop();
+    client.destroy();
   }
 
-  return { engine, opts, metrics, created: Math.floor(Date.now() / 1000), generate, shutdown };
+  return {
+    opts,
+    metrics,
+    created: Math.floor(Date.now() / 1000),
+    limits: client.limits,
+    device: client.device,
+    hasChatTemplate: tk.hasChatTemplate,
+    encode(text) {
+      checkText(text.length);
+      return tk.encode(text);
+    },
+    encodeChat(messages) {
+      checkText(messages.reduce((n, m) => n + m.content.length, 0));
+      return tk.encodeChat(messages);
+    },
+    checkPrompt: (prompt) => client.checkPrompt(prompt),
+    generate,
+    shutdown,
+  };
 }

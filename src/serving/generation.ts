@@ -2,15 +2,14 @@
 // come from the engine step by step (onToken); the incremental decoder keeps
 // UTF-8 whole and the stop matcher holds back text that may become a stop string.
 // Iterate it for the deltas, then `finish()` gives the finish reason and usage.
-import type { Engine } from "../engine/engine.ts";
+import type { EngineClient } from "../engine/client.ts";
 import { Sequence } from "../engine/sequence.ts";
 import type { Sampling } from "../model/llama.ts";
 import { IncrementalDecoder } from "../model/tokenizer.ts";
 import type { CompressionOptions, KvStats } from "../cache/compression.ts";
-import type { EngineLoop } from "./engine-loop.ts";
 import type { ServerMetrics } from "./server-metrics.ts";
 import { StopMatcher } from "./stop-matcher.ts";
-import { ApiError } from "./api-error.ts";
+import { ServingError } from "./errors.ts";
 
 /** What a route asks for, in engine terms. */
 export interface GenerationParams {
@@ -20,6 +19,8 @@ export interface GenerationParams {
   stop: string[];
   ignoreEos: boolean;
   compression: Partial<CompressionOptions>;
+  /** logits independent of the requests beside it (Sequence's batchInvariant): a seeded answer's */
+  batchInvariant: boolean;
 }
 
 export interface GenerationResult {
@@ -32,8 +33,7 @@ export interface GenerationResult {
 }
 
 export interface GenerationDeps {
-  engine: Engine;
-  loop: EngineLoop;
+  client: EngineClient;
   metrics: ServerMetrics;
 }
 
@@ -47,7 +47,7 @@ export class Generation implements AsyncIterable<string> {
   private closed = false;
   private stopHit = false;
   private aborted = false;
-  private error: ApiError | null = null;
+  private error: ServingError | null = null;
   private tokens = 0;
   private readonly t0 = performance.now();
   private tLast = 0;
@@ -57,18 +57,19 @@ export class Generation implements AsyncIterable<string> {
   /** resolves once the sequence has ended and its blocks are back in the pool */
   readonly ended: Promise<void>;
 
-  /** Queues the request on the engine; throws an ApiError when it cannot be served. */
+  /** Queues the request on the engine; throws the engine's PromptError when it refuses the prompt. */
   constructor(private deps: GenerationDeps, params: GenerationParams, signal?: AbortSignal) {
-    this.decoder = new IncrementalDecoder(deps.engine.tokenizer);
+    this.decoder = new IncrementalDecoder(deps.client.tokenizer);
     this.matcher = new StopMatcher(params.stop);
     this.seq = new Sequence(params.prompt, {
       maxTokens: params.maxTokens,
       sampling: params.sampling,
       ignoreEos: params.ignoreEos,
       compression: params.compression,
+      batchInvariant: params.batchInvariant,
       onToken: (id) => this.onToken(id),
     });
-    deps.loop.add(this.seq, (e) => this.fail(new ApiError(500, `the engine failed on this request: ${e.message}`)));
+    deps.client.submit(this.seq, (e) => this.fail(new ServingError({ kind: "engine_failed", message: e.message })));
     this.ended = this.seq.wait().then(() => this.onFinished());
     if (signal) {
       if (signal.aborted) this.abort();
@@ -81,15 +82,15 @@ export class Generation implements AsyncIterable<string> {
     if (this.closed) return;
     this.aborted = true;
     this.close();
-    this.deps.loop.cancel(this.seq, "abort");
+    this.deps.client.abort(this.seq, "abort");
   }
 
   /** Ends the request with an error the client gets (engine failure, shutdown). */
-  fail(err: ApiError) {
+  fail(err: ServingError) {
     if (this.closed) return;
     this.error = err;
     this.close();
-    this.deps.loop.cancel(this.seq, "abort");
+    this.deps.client.abort(this.seq, "abort");
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<string> {
@@ -108,7 +109,7 @@ export class Generation implements AsyncIterable<string> {
     return s;
   }
 
-  /** Waits for the end; throws the ApiError of a failed request. */
+  /** Waits for the end; throws the ServingError of a failed request. */
   async finish(): Promise<GenerationResult> {
     await this.ended;
     if (this.error) throw this.error;
@@ -131,7 +132,7 @@ export class Generation implements AsyncIterable<string> {
     if (r.stopped) {
       this.stopHit = true;
       this.close();
-      this.deps.loop.cancel(this.seq, "stop");
+      this.deps.client.abort(this.seq, "stop");
     }
   }
 
@@ -146,11 +147,11 @@ export class Generation implements AsyncIterable<string> {
       this.close();
     }
     const m = this.deps.metrics;
-    m.promptTokens.inc(this.seq.numComputed);
+    m.promptTokens.inc(this.seq.numComputedTokens);
     m.generationTokens.inc(this.tokens);
     m.preemptions.inc(this.seq.preemptions);
     m.e2e.observe((this.endedAt - this.t0) / 1000);
-    if (this.seq.numComputed > 0) {
+    if (this.seq.numComputedTokens > 0) {
       m.evictedTokens.inc(this.seq.kv.evictedTokens);
       m.compressionRate.observe(this.seq.kv.compressionRate);
     }

@@ -1,7 +1,7 @@
 // The metrics `kvc serve` exposes on /metrics: vLLM's names (so its dashboards
 // work) plus kvc's own KV cache figures. Gauges read the engine at scrape time;
 // counters and histograms are fed by each request when it ends.
-import type { Engine } from "../engine/engine.ts";
+import type { EngineClient } from "../engine/client.ts";
 import { Registry } from "./metrics.ts";
 
 // vLLM v1's buckets (vllm/v1/metrics/loggers.py), so histograms line up.
@@ -12,12 +12,12 @@ const RATE_BUCKETS = [1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128];
 
 export type ServerMetrics = ReturnType<typeof createServerMetrics>;
 
-export function createServerMetrics(engine: Engine, modelName: string) {
+export function createServerMetrics(client: EngineClient, modelName: string) {
   const r = new Registry({ model_name: modelName });
-  const pool = engine.cache.pool;
-  r.gauge("vllm:num_requests_running", "Number of requests in model execution batches.", () => engine.running.length);
-  r.gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", () => engine.waiting.length);
-  r.gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", () => pool.numUsedBlocks / pool.numBlocks);
+  const load = () => client.stats();
+  r.gauge("vllm:num_requests_running", "Number of requests in model execution batches.", () => load().running);
+  r.gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", () => load().waiting);
+  r.gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", () => load().blocksUsed / load().blocksTotal);
   const metrics = {
     registry: r,
     promptTokens: r.counter("vllm:prompt_tokens_total", "Number of prefill tokens processed."),
@@ -26,9 +26,10 @@ export function createServerMetrics(engine: Engine, modelName: string) {
     ttft: r.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", TTFT_BUCKETS),
     itl: r.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", ITL_BUCKETS),
     e2e: r.histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", E2E_BUCKETS),
-    blocksUsed: r.gauge("kvc_kv_blocks_used", "KV cache blocks in use, each one (layer, KV head) of block_size tokens.", () => pool.numUsedBlocks),
-    blocksTotal: r.gauge("kvc_kv_blocks_total", "KV cache blocks in the pool.", () => pool.numBlocks),
+    blocksUsed: r.gauge("kvc_kv_blocks_used", "KV cache blocks in use, each one (layer, KV head) of block_size tokens.", () => load().blocksUsed),
+    blocksTotal: r.gauge("kvc_kv_blocks_total", "KV cache blocks in the pool.", () => load().blocksTotal),
     evictedTokens: r.counter("kvc_kv_evicted_tokens_total", "K/V entries evicted by compression, summed over every (layer, KV head)."),
+    queueFull: r.counter("kvc_requests_queue_full_total", "Requests refused with 429 because --max-queue requests were waiting or running."),
     compressionRate: r.histogram("kvc_kv_compression_rate", "Per-request KV compression rate at finish (uncompressed blocks / blocks used).", RATE_BUCKETS),
   };
   return metrics;

@@ -1,7 +1,7 @@
 // The benchmark's kernels against CPU references: fill_random (every bit, both modes,
 // across shard offsets), and the copy and read-only kernels of the bandwidth ceilings.
 import { describe, expect, test } from "bun:test";
-import { fillRandom, RANDOM_SHIFT, tensorSeed } from "../../src/model/weights.ts";
+import { fillRandom, RANDOM_SHIFT, tensorSeed } from "../../bench/random-weights.ts";
 import { f16BitsToF32 } from "../../src/model/f16.ts";
 import { grid256 } from "../../bench/profile.ts";
 import { rand, readU32, up, variants, zeros } from "../fixtures/gpu-helpers.ts";

@@ -4,8 +4,8 @@
 import { describe, expect, test } from "bun:test";
 import { Engine } from "../../src/engine/engine.ts";
 import { Sequence } from "../../src/engine/sequence.ts";
-import { configFromShape, SHAPES, type ModelShape } from "../../src/model/config.ts";
-import { randomWeights } from "../../src/model/weights.ts";
+import { configFromShape, SHAPES, type ModelShape } from "../../bench/shapes.ts";
+import { randomWeights } from "../../bench/random-weights.ts";
 import { capture, GpuTimer } from "../../bench/profile.ts";
 import { placeholderTokenizer } from "../../bench/common.ts";
 import { cpuForward } from "../fixtures/tiny-model.ts";

@@ -19,7 +19,7 @@ test("blocks_used <= 1.1 x blocks_uncompressed / rate (+ protected floor) at rat
   for (const s of seqs) {
     e.add(s);
     // look at the cache right after the post-prefill compression, before release
-    while (!s.finished && s.numComputed < prompt.length) await e.step();
+    while (!s.finished && s.numComputedTokens < prompt.length) await e.step();
     lengths.push(Array.from(s.cache!.lengths));
     await e.runUntilIdle();
   }
@@ -28,12 +28,12 @@ test("blocks_used <= 1.1 x blocks_uncompressed / rate (+ protected floor) at rat
   const table = seqs.map((s, i) => ({ rate: rates[i], ...s.kv }));
   console.log(table.map((r) => `rate ${r.rate}: ${r.blocksUsed}/${r.blocksUncompressed} blocks, achieved ${r.compressionRate.toFixed(2)}`).join("\n"));
   for (const r of table) {
-    expect(r.tokensLogical).toBe(2049); // the prompt and the first output token
-    expect(r.blocksUncompressed).toBe(heads * Math.ceil(r.tokensLogical / e.cache.blockSize));
+    expect(r.contextTokens).toBe(2049); // the prompt and the first output token
+    expect(r.blocksUncompressed).toBe(heads * Math.ceil(r.contextTokens / e.cache.blockSize));
     expect(r.blocksUsed).toBeLessThanOrEqual(1.1 * (r.blocksUncompressed / r.rate) + floorBlocks);
     // the budget at the post-prefill compression, plus the first output token in every head
     expect(r.tokensKept).toBeLessThanOrEqual(Math.max(Math.floor((heads * 2048) / r.rate), heads * pw) + heads);
-    expect(r.tokensKept + r.evictedTokens).toBe(heads * r.tokensLogical);
+    expect(r.tokensKept + r.evictedTokens).toBe(heads * r.contextTokens);
   }
   // up to 8x the protected floor does not bind: the achieved rate is within 10% of the target
   for (const r of table.filter((x) => x.rate <= 8)) expect(r.compressionRate).toBeGreaterThanOrEqual(r.rate / 1.1);

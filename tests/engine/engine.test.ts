@@ -3,6 +3,7 @@
 // reproducible, and every block returns to the pool.
 import { expect, test } from "bun:test";
 import { Sequence } from "../../src/engine/sequence.ts";
+import { PromptError } from "../../src/engine/prompt-check.ts";
 import { readBuffer } from "../../src/gpu/buffers.ts";
 import { engineFor, GREEDY, ROOT } from "../fixtures/helpers.ts";
 
@@ -59,6 +60,23 @@ test("seeded sampling is reproducible and independent of batching", async () => 
   expect(z).not.toEqual(x);
 });
 
+test("a batch-invariant (seeded) sampled sequence keeps its tokens beside prompts that arrive and decode with it", async () => {
+  const e = await engineFor(NANO, { lookahead: 4 });
+  const filler = (i: number) =>
+    new Sequence(e.tokenizer.encode(`It is a truth universally acknowledged ${"the union ".repeat(60 + 40 * i)}`), { maxTokens: 100, sampling: { temperature: 1, topP: 1, topK: 0, seed: 100 + i }, ignoreEos: true });
+  // seeds whose answers changed when their prompt shared a prefill step with these
+  for (const seed of [1, 2, 5]) {
+    const opts = { maxTokens: 100, sampling: { temperature: 1, topP: 1, topK: 0, seed }, ignoreEos: true, batchInvariant: true };
+    const ids = e.tokenizer.encode(["The President of the United States", "Once upon a time", "Mr. Darcy"][seed % 3]);
+    const alone = (await e.generate(ids, opts)).output;
+    const main = new Sequence(ids, opts);
+    for (const s of [filler(0), main, filler(1), filler(2)]) e.add(s);
+    await e.runUntilIdle();
+    expect({ seed, tokens: main.output }).toEqual({ seed, tokens: alone });
+  }
+  expect(e.cache.pool.numUsedBlocks).toBe(0);
+});
+
 test("EOS stops a sequence unless ignored; abort frees blocks at once", async () => {
   const e = await engineFor(NANO, { lookahead: 4 });
   // chat prompts end their answer with <|eot_id|> (id 4), an EOS of this model
@@ -74,10 +92,25 @@ test("EOS stops a sequence unless ignored; abort frees blocks at once", async ()
   await e.step();
   await e.step();
   expect(e.cache.pool.numUsedBlocks).toBeGreaterThan(0);
-  e.cancel(long);
+  e.abort(long);
   expect(long.finishReason).toBe("abort");
   expect(e.cache.pool.numUsedBlocks).toBe(0);
   await e.runUntilIdle();
+});
+
+test("an abort asked while a step runs is applied when the step ends", async () => {
+  const e = await engineFor(NANO, { lookahead: 4 });
+  const s = new Sequence(e.tokenizer.encode(prompts[0]), { maxTokens: 500, sampling: GREEDY, ignoreEos: true });
+  e.add(s);
+  await e.step(); // the prefill
+  const step = e.step();
+  e.abort(s);
+  // the step's bookkeeping after its readback still sees its batch whole
+  expect(s.finished).toBe(false);
+  await step;
+  expect(s.finishReason).toBe("abort");
+  await e.runUntilIdle();
+  expect(e.cache.pool.numUsedBlocks).toBe(0);
 });
 
 test("continual compression: the next round decodes behind the ranking; every head keeps distinct positions, the newest whole", async () => {
@@ -95,8 +128,8 @@ test("continual compression: the next round decodes behind the ranking; every he
   for (let h = 0; h < e.cache.heads; h++) {
     const got = Array.from({ length: s.cache!.lengths[h] }, (_, i) => pos[s.cache!.blocks[h][Math.floor(i / bs)] * bs + (i % bs)]);
     expect(new Set(got).size).toBe(got.length);
-    for (let p = s.fed - pw; p < s.fed; p++) expect(got).toContain(p);
-    expect(Math.max(...got)).toBe(s.fed - 1);
+    for (let p = s.numWrittenTokens - pw; p < s.numWrittenTokens; p++) expect(got).toContain(p);
+    expect(Math.max(...got)).toBe(s.numWrittenTokens - 1);
   }
   await e.runUntilIdle();
   expect(s.output.length).toBe(60);
@@ -107,5 +140,6 @@ test("bad prompts are refused with a clear message", async () => {
   const e = await engineFor(NANO);
   expect(() => e.add(new Sequence([0, 99999], { maxTokens: 1, sampling: GREEDY, ignoreEos: false }))).toThrow(/outside the vocabulary/);
   expect(() => e.add(new Sequence(new Array(5000).fill(5), { maxTokens: 1, sampling: GREEDY, ignoreEos: false }))).toThrow(/context is 2048/);
-  expect(() => new Sequence([], { maxTokens: 1, sampling: GREEDY, ignoreEos: false })).toThrow(/at least one token/);
+  expect(() => e.add(new Sequence([], { maxTokens: 1, sampling: GREEDY, ignoreEos: false }))).toThrow(/at least one token/);
+  expect(() => e.add(new Sequence([0, 99999], { maxTokens: 1, sampling: GREEDY, ignoreEos: false }))).toThrow(PromptError);
 });

@@ -25,7 +25,7 @@ test("deno: the same server streams a chat answer and sees clients leave", async
   const s = await serveNano("deno");
   try {
     expect(s.log()).toContain("via wgpu (Deno)");
-    expect(s.log()).toMatch(/serving kvc-nano with Deno\.serve on http:\/\/127\.0\.0\.1:\d+/);
+    expect(s.log()).toMatch(/serving kvc-nano with Deno node:http on http:\/\/127\.0\.0\.1:\d+/);
     const res = await postJson(`${s.url}/v1/chat/completions`, { ...chat("Tell me about the Union.", 12), stream: true, stream_options: { include_usage: true } });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("text/event-stream");

@@ -122,7 +122,7 @@ describe.each(RUNTIMES)("%s", (runtime) => {
     const r = request(1, 8);
     const res = await postJson(r.url, r.body);
     expect(res.status).toBe(429);
-    expect(res.headers.get("retry-after")).toBe("1");
+    expect(res.headers.get("retry-after")).toMatch(/^[1-9]\d*$/); // the expected wait (src/serving/queue-wait.ts)
     const body = (await res.json()) as any;
     expect(body.error.type).toBe("rate_limit_error");
     expect(body.error.message).toContain("--max-queue 16");

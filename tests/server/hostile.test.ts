@@ -20,6 +20,8 @@ interface Case {
   param?: string | null;
   /** text the message must hold */
   message?: RegExp;
+  /** the Allow header a 405 must carry */
+  allow?: string;
 }
 
 const COMPLETION = { model: "kvc-nano", prompt: "Hello", max_tokens: 4 };
@@ -59,7 +61,7 @@ function fieldCases(): Case[] {
   add("logit_bias", [{ "50": 100 }, "x"], both);
   add("model", [5, true, [], {}], both);
   add("model", ["gpt-4", "kvc-nano ", "KVC-NANO", "../kvc-nano"], both, 404);
-  add("prompt", [5, true, {}, [], [-1], [1.5], ["a", "b"], [[1], [2]], [[]], null, [8192], [[1e10]], ["x", 1]], completions);
+  add("prompt", ["", [""], 5, true, {}, [], [-1], [1.5], ["a", "b"], [[1], [2]], [[]], null, [8192], [[1e10]], ["x", 1]], completions);
   add("echo", [true, "no"], completions);
   add("best_of", [2, "1"], completions);
   add("logprobs", [5, true], completions);
@@ -72,6 +74,9 @@ function fieldCases(): Case[] {
   add("top_logprobs", [3], chat);
   add("tools", [[{ type: "function", function: { name: "f" } }], "x"], chat);
   add("tool_choice", ["auto", "required"], chat);
+  // legacy function calling is refused like tools, never ignored
+  add("functions", [[{ name: "get_weather", parameters: { type: "object", properties: {} } }], "x"], chat);
+  add("function_call", ["auto", { name: "get_weather" }], chat);
   add("response_format", [{ type: "json_object" }, "json"], chat);
   // compression: every field of kv_compression, and the KV-Compress fork's top-level fields
   add("kv_compression", ["kvcompress", 5, [], true], both);
@@ -148,9 +153,12 @@ function rawCases(): Case[] {
   cases.push({ name: "prompt + max_tokens over the context", path: "/v1/completions", body: { prompt: "Hello", max_tokens: 2047 }, status: 400, param: "max_tokens", message: /2048.*2047/ });
   cases.push({ name: "prompt + max_completion_tokens over the context", path: "/v1/chat/completions", body: { ...CHAT, max_completion_tokens: 4000 }, status: 400, param: "max_completion_tokens" });
   cases.push({ name: "token id past the vocabulary", path: "/v1/completions", body: { prompt: [1, 2, 8192] }, status: 400, param: "prompt[2]", message: /8192/ });
-  // routes and methods
-  for (const [method, path] of [["GET", "/v1/completions"], ["PUT", "/v1/chat/completions"], ["POST", "/v1/embeddings"], ["GET", "/"], ["GET", "/v1"], ["DELETE", "/v1/models"], ["GET", "/v1/models/gpt-4"], ["GET", "/v2/models"], ["POST", "/health"]] as const) {
+  // routes and methods: a route asked with another method is a 405 naming the ones it takes
+  for (const [method, path] of [["POST", "/v1/embeddings"], ["GET", "/"], ["GET", "/v1"], ["GET", "/v1/models/gpt-4"], ["GET", "/v2/models"]] as const) {
     cases.push({ name: `${method} ${path}`, method, path, body: method === "GET" ? undefined : COMPLETION, status: 404 });
+  }
+  for (const [method, path, allow] of [["GET", "/v1/completions", "POST"], ["PUT", "/v1/chat/completions", "POST"], ["DELETE", "/v1/models", "GET, HEAD"], ["POST", "/health", "GET, HEAD"], ["PATCH", "/v1/models/kvc-nano", "GET, HEAD"]] as const) {
+    cases.push({ name: `${method} ${path}`, method, path, body: method === "GET" ? undefined : COMPLETION, status: 405, allow, message: new RegExp(`takes ${allow.split(", ")[0]}`) });
   }
   // authentication
   for (const auth of [undefined, "", "Bearer", "Bearer ", "Bearer wrong", `Bearer ${KEY}x`, `Basic ${KEY}`, KEY, `Bearer ${KEY.slice(0, -1)}`]) {
@@ -211,6 +219,7 @@ describe.each(RUNTIMES)("%s", (runtime) => {
             typeof err?.type !== "string" && "no error.type",
             c.param !== undefined && !samePath(err?.param, c.param) && `param ${JSON.stringify(err?.param)}, expected ${JSON.stringify(c.param)}`,
             c.message && !c.message.test(err?.message ?? "") && `message "${err?.message}" does not match ${c.message}`,
+            c.allow !== undefined && res.headers.get("allow") !== c.allow && `Allow ${res.headers.get("allow")}, expected ${c.allow}`,
           ].filter(Boolean);
           if (problems.length) failures.push(`${c.name}: ${problems.join("; ")} (${text.slice(0, 200)})`);
         }),

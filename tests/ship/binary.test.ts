@@ -78,7 +78,7 @@ describe.each(ARTIFACTS)("$name", ({ name, script, runtime }) => {
     }
     const text = run(["generate", "--prompt", story.text, "--max-tokens", "8"]);
     expect(text.code).toBe(0);
-    expect(text.err).toContain(runtime === "bun" ? "via Dawn (bun-webgpu)" : "via wgpu (Deno)");
+    expect(text.err).toContain(runtime === "bun" ? "via Dawn (dawn.node)" : "via wgpu (Deno)");
   });
 
   test.skipIf(!hasShared)("serve answers on a free port and stops on SIGTERM", async () => {

@@ -22,6 +22,8 @@ test("defaults, then the environment, then flags", () => {
     maxQueue: DEFAULTS.maxQueue,
     maxBodyBytes: DEFAULTS.maxBodyBytes,
     logPrompts: false,
+    connections: { headerTimeoutS: DEFAULTS.headerTimeoutS, bodyTimeoutS: DEFAULTS.bodyTimeoutS, idleTimeoutS: DEFAULTS.idleTimeoutS, maxConnections: DEFAULTS.maxConnections },
+    corsOrigins: [],
     compression: {},
   });
   const env = envOf({
@@ -39,6 +41,11 @@ test("defaults, then the environment, then flags", () => {
     KVC_KV_PROTECTED_WINDOW: "16",
     KVC_KV_COMPRESS_ONCE: "1",
     KVC_KV_CRUSH_ANCHOR: "alternate",
+    KVC_HEADER_TIMEOUT: "5",
+    KVC_BODY_TIMEOUT: "20",
+    KVC_IDLE_TIMEOUT: "7",
+    KVC_MAX_CONNECTIONS: "300",
+    KVC_CORS_ORIGIN: "https://a.example, http://b.example:3000",
   });
   expect(resolveServeConfig({}, env, noDefaultModel)).toEqual({
     modelDir: NANO,
@@ -50,6 +57,8 @@ test("defaults, then the environment, then flags", () => {
     maxQueue: 8,
     maxBodyBytes: 2 ** 20,
     logPrompts: true,
+    connections: { headerTimeoutS: 5, bodyTimeoutS: 20, idleTimeoutS: 7, maxConnections: 300 },
+    corsOrigins: ["https://a.example", "http://b.example:3000"],
     compression: { method: "kvcrush", rate: 4, protectedWindow: 16, compressOnce: true, crushAnchor: "alternate" },
   });
   const flags = { port: "9100", "kv-rate": "2", "api-key": "sk-flag", "max-queue": "3" };
@@ -84,6 +93,10 @@ test("every bad setting is reported at once, named as it was given", () => {
   expect(() => resolveServeConfig({}, envOf({ KVC_KV_METHOD: "snapkv" }), noDefaultModel)).toThrow("KVC_KV_METHOD: snapkv needs a budget");
   expect(() => resolveServeConfig({}, envOf({ KVC_KV_COMPRESS_ONCE: "sometimes" }), noDefaultModel)).toThrow(/^KVC_KV_COMPRESS_ONCE: must be one of/);
   expect(() => resolveServeConfig({ "kv-crush-base": "streaming" }, envOf({}), noDefaultModel)).toThrow(/^--kv-crush-base: Invalid type/);
+  expect(() => resolveServeConfig({ "idle-timeout": "300" }, envOf({}), noDefaultModel)).toThrow('--idle-timeout: must be an integer in [1, 255] (got "300")');
+  expect(() => resolveServeConfig({}, envOf({ KVC_BODY_TIMEOUT: "0" }), noDefaultModel)).toThrow("KVC_BODY_TIMEOUT: must be an integer in [1, 3600]");
+  expect(() => resolveServeConfig({ "cors-origin": "app.example" }, envOf({}), noDefaultModel)).toThrow(/^--cors-origin: must be "\*" or origins/);
+  expect(resolveServeConfig({ "cors-origin": "*" }, envOf({}), noDefaultModel).corsOrigins).toEqual(["*"]);
 });
 
 test("kvc serve reads the environment, a flag beats a bad variable, and a bad one stops it before loading", async () => {

@@ -26,7 +26,7 @@ describe.each(RUNTIMES)("%s", (runtime) => {
 
   test("startup prints the adapter, the model and the cache in blocks and tokens", () => {
     const log = server.log();
-    expect(log).toMatch(new RegExp(`adapter: .+ via ${runtime === "bun" ? "Dawn \\(bun-webgpu\\)" : "wgpu \\(Deno\\)"}`));
+    expect(log).toMatch(new RegExp(`adapter: .+ via ${runtime === "bun" ? "Dawn \\(dawn\\.node\\)" : "wgpu \\(Deno\\)"}`));
     expect(log).toMatch(/model: LlamaForCausalLM 4 layers/);
     expect(log).toMatch(/kv cache: \d+ blocks x 16 tokens per \(layer, kv head\) = \d+ tokens of full-size context, 64\.0 MiB/);
   });
@@ -38,7 +38,7 @@ describe.each(RUNTIMES)("%s", (runtime) => {
     expect(v).toMatchObject({ name: "kvc", version: VERSION, runtime, model: "kvc-nano" });
     expect(v.runtime_version).toMatch(/^\d+\.\d+\.\d+/);
     expect(v.adapter.length).toBeGreaterThan(0);
-    expect(v.webgpu).toBe(runtime === "bun" ? "Dawn (bun-webgpu)" : "wgpu (Deno)");
+    expect(v.webgpu).toBe(runtime === "bun" ? "Dawn (dawn.node)" : "wgpu (Deno)");
   });
 
   test("X-Request-Id: the client's is echoed, a missing or unusable one is made up", async () => {

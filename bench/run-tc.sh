@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Tensor cores on the GPU machine, in one call: the adapter under each Bun backend, the
+# tensor-core kernel tests, then GEMM TFLOP/s of every variant side by side, prefill
+# tokens/s and batched decode with and without tensor cores (KVC_MMA_MIN_ROWS), all
+# into $OUT (tc.jsonl, log.txt). Carry what bench/run-device.sh carries.
+#   bash bench/run-tc.sh [STEP...]   STEP: adapter tests gemm prefill batch single golden
+#   (default: all, in that order)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source bench/device-env.sh >/dev/null 2>&1
+export KVC_COMMIT=${KVC_COMMIT:-$(cat .dev/commit 2>/dev/null || echo unknown)}
+export KVC_GPU_NAME=${KVC_GPU_NAME:-$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)}
+O=${OUT:-$PWD/bench-out}
+mkdir -p "$O"
+J=$O/tc.jsonl
+steps=("$@"); [ ${#steps[@]} -gt 0 ] || steps=(adapter tests gemm prefill golden batch single)
+has() { local x; for x in "${steps[@]}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
+log() { echo "== $(date -u +%T) $*"; }
+{
+  if has adapter; then
+    for b in dawn.node bun-webgpu; do
+      log "adapter $b"
+      KVC_WEBGPU=$b timeout 60 bun -e 'import { createGpu, describeGpu } from "./src/gpu/device.ts";
+const g = await createGpu(); console.log(describeGpu(g)); console.log(JSON.stringify({ limits: g.limits, sm: g.features.subgroupMatrix, sgmax: g.features.subgroupMaxSize }));' 2>&1 | grep -v '^Warning'
+    done
+  fi
+  if has tests; then
+    log "tensor-core tests"
+    timeout 300 bun test --timeout 600000 tests/gpu/gemm-mma.test.ts tests/gpu/attention.test.ts -t "gemm_mma|tensor-core" 2>&1 | grep -v '^Warning' |
+      grep -E '^\((pass|fail|skip)\)|Expected|Received|rror|^ *[0-9]+ (pass|fail|skip)' | grep -v 'pass) gemm_mma' | head -80
+  fi
+  if has gemm; then
+    log "gemm variants (prefill step, 512 and 2048 rows)"
+    for P in 512; do
+      timeout 200 bun cli/main.ts bench kernels --shape 8b,1b --contexts 256 --gemv-rows 1 --prefill-rows $P --prefill-attn-lens 512 --rank-lens 2048 --rank-batch 1 --passes 3 --copy-mib 64 --deadline-s 180 --out "$J" 2>&1 | grep -E '"test":"(gemm|prefill_step|adapter)"|error' | cut -c1-400
+    done
+  fi
+  if has prefill; then
+    for m in 33 1000000; do
+      log "prefill KVC_MMA_MIN_ROWS=$m"
+      KVC_MMA_MIN_ROWS=$m timeout 200 bun cli/main.ts bench prefill --shape 1b,8b --prefill-lens 2048,6000 --deadline-s 180 --out "$J" 2>&1 | grep -E 'tok_s|error' | cut -c1-400
+    done
+  fi
+  if has batch; then
+    for m in 8 16 32 1000000; do
+      log "batched decode KVC_MMA_MIN_ROWS=$m"
+      KVC_MMA_MIN_ROWS=$m timeout 150 bun cli/main.ts bench batch --shape 1b --batches 8,16,32,64,128 --deadline-s 130 --out "$J" 2>&1 | grep -E 'tok_s|error' | cut -c1-300
+    done
+  fi
+  if has single; then
+    for cfg in "KVC_WEBGPU=dawn.node" "KVC_WEBGPU=dawn.node KVC_F16=0" "KVC_WEBGPU=bun-webgpu"; do
+      log "single stream $cfg"
+      env $cfg timeout 120 bun cli/main.ts bench single --shape 1b,8b --deadline-s 100 --out "$J" 2>&1 | grep -E 'tok_s|error' | cut -c1-300
+    done
+  fi
+  if has golden; then
+    # kvc-nano from the tree with its golden.json from .dev/golden (kvc-small too where .dev/shared has it)
+    sh=/tmp/kvc-shared; mkdir -p $sh/models/kvc-nano
+    cp models/kvc-nano/* $sh/models/kvc-nano/ && cp .dev/golden/kvc-nano.json $sh/models/kvc-nano/golden.json
+    models=kvc-nano; [ -d .dev/shared/models/kvc-small ] && { cp -r .dev/shared/models/kvc-small $sh/models/; models=kvc-nano,kvc-small; }
+    for cfg in "KVC_MMA_MIN_ROWS=33" "KVC_MMA_MIN_ROWS=1" "KVC_MMA_MIN_ROWS=1 KVC_MMA_ATTN=1"; do
+      log "golden tokens ($models) $cfg"
+      env KVC_SHARED=$sh KVC_GOLDEN_MODELS=$models $cfg timeout 200 bun test --timeout 600000 tests/engine/golden.test.ts 2>&1 | grep -v '^Warning' | grep -E '^\(|pass$|fail$|rror|Expected|Received' | tail -30
+    done
+  fi
+} 2>&1 | tee -a "$O/log.txt" | grep -v "\"test\":\"gemm\"" | cut -c1-260

@@ -1,0 +1,142 @@
+// EngineClient: what serving sees of the engine (submit, abort, stats, limits),
+// and the one background task that drives `engine.step()`. It steps while any
+// sequence waits or runs and sleeps on a promise when idle; `submit` wakes it.
+// Sequences submitted between steps join the next step (continuous batching).
+// Aborts go to the engine, which applies them at the step's end. A failed step
+// fails only the sequences it concerns and serving goes on.
+import { BACKEND_NAMES } from "../gpu/device.ts";
+import type { TextTokenizer } from "../model/tokenizer.ts";
+import type { Engine } from "./engine.ts";
+import type { FinishReason, Sequence } from "./sequence.ts";
+
+type OnFail = (err: Error) => void;
+
+/** What a request must stay within: the model's context and vocabulary, and the KV cache's geometry. */
+export interface EngineLimits {
+  maxContext: number;
+  vocab: number;
+  layers: number;
+  kvHeads: number;
+  /** layers x KV heads: the block lists of one sequence */
+  heads: number;
+  blockSize: number;
+  numBlocks: number;
+}
+
+/** What the engine runs on. */
+export interface EngineDevice {
+  runtime: "bun" | "deno";
+  /** the WebGPU implementation, as /version names it */
+  webgpu: string;
+  adapterName: string;
+}
+
+/** The engine's load now (the /metrics gauges). */
+export interface EngineLoad {
+  waiting: number;
+  running: number;
+  blocksUsed: number;
+  blocksTotal: number;
+}
+
+export class EngineClient {
+  /** failure callback of every sequence submitted and not yet seen finished */
+  private live = new Map<Sequence, OnFail>();
+  private stopped = false;
+  private wake: (() => void) | null = null;
+  private done: Promise<void> | null = null;
+
+  constructor(
+    private engine: Engine,
+    private log: (msg: string) => void = () => {},
+  ) {}
+
+  get limits(): EngineLimits {
+    return this.engine.limits;
+  }
+  get tokenizer(): TextTokenizer {
+    return this.engine.tokenizer;
+  }
+  /** The runtime, WebGPU implementation and adapter it runs on (the /version route). */
+  get device(): EngineDevice {
+    const gpu = this.engine.gpu;
+    return { runtime: gpu.runtime, webgpu: BACKEND_NAMES[gpu.backend], adapterName: gpu.adapterName };
+  }
+
+  stats(): EngineLoad {
+    const pool = this.engine.cache.pool;
+    return { waiting: this.engine.waiting.length, running: this.engine.running.length, blocksUsed: pool.numUsedBlocks, blocksTotal: pool.numBlocks };
+  }
+
+  start() {
+    this.done ??= this.run();
+  }
+
+  /** Throws the engine's PromptError for a prompt it would refuse. */
+  checkPrompt(prompt: number[]) {
+    this.engine.checkPrompt(prompt);
+  }
+
+  /** Queues a sequence; throws the engine's PromptError when it refuses the prompt. */
+  submit(seq: Sequence, onFail: OnFail) {
+    if (this.stopped) throw new Error("the server is shutting down");
+    this.engine.add(seq);
+    this.live.set(seq, onFail);
+    this.wake?.();
+  }
+
+  /** Ends a sequence and frees its blocks, at the end of the step in flight if there is one. */
+  abort(seq: Sequence, reason: FinishReason) {
+    if (!seq.finished) this.engine.abort(seq, reason);
+  }
+
+  /** Stops stepping once the current step ends; sequences left are the caller's to abort first. */
+  async stop() {
+    this.stopped = true;
+    this.wake?.();
+    await this.done;
+  }
+
+  /** Frees the GPU; after stop(). */
+  destroy() {
+    this.engine.destroy();
+  }
+
+  private async run() {
+    while (!this.stopped) {
+      this.forgetFinished();
+      if (this.engine.idle) {
+        await new Promise<void>((r) => (this.wake = r));
+        this.wake = null;
+        continue;
+      }
+      const inStep = [...this.engine.waiting, ...this.engine.running].filter((s) => !s.finished);
+      try {
+        await this.engine.step();
+      } catch (e) {
+        this.failStep(inStep, e as Error);
+        await new Promise((r) => setTimeout(r, 0)); // never spin hot on a repeating failure
+      }
+    }
+  }
+
+  /**
+   * A step threw. The sequences it finished on the way out are the ones it was
+   * about (e.g. a prompt the cache can never hold); when it finished none, the
+   * failure concerns the whole batch, so every sequence of the step fails.
+   */
+  private failStep(inStep: Sequence[], err: Error) {
+    const finished = inStep.filter((s) => s.finished);
+    const affected = finished.length ? finished : inStep;
+    this.log(`step failed (${affected.length} request(s) ended): ${err.message}`);
+    for (const s of affected) {
+      this.engine.abort(s, "abort");
+      this.live.get(s)?.(err);
+      this.live.delete(s);
+    }
+  }
+
+  private forgetFinished() {
+    for (const s of this.live.keys()) if (s.finished) this.live.delete(s);
+  }
+}

@@ -1,0 +1,56 @@
+// Tensor-core GEMM (kernels/gemm_mma.wgsl) against the CPU reference, every variant.
+// It needs f16 subgroup matrices (Dawn on NVIDIA with dawn.node's toggles): where the
+// adapter has none, the tests are skipped under a name that says so.
+import { expect, test } from "bun:test";
+import { MMA_VARIANTS, mmaBytes, mmaGrid, mmaKernel } from "../../src/model/gemm.ts";
+import { KernelContext } from "../../src/gpu/kernels.ts";
+import { toF16Bytes } from "../../src/model/f16.ts";
+import { getGpu, maxAbsDiff, rand, readF32, up } from "../fixtures/gpu-helpers.ts";
+import * as ref from "../fixtures/reference.ts";
+
+const f16round = (x: Float32Array) => x.map(ref.roundF16);
+
+const gpu = await getGpu();
+const sm = gpu.features.subgroupMatrix;
+const kc = new KernelContext(gpu);
+const fits = MMA_VARIANTS.filter((v) => mmaBytes(v) <= gpu.limits.maxComputeWorkgroupStorageSize);
+
+test.skipIf(!!sm)(`tensor-core GEMM SKIPPED: ${gpu.adapterName} has no f16 subgroup matrices`, () => {});
+
+// f16-rounded X as well: the kernel stages X as f16, so only the summation order differs
+for (const v of sm ? fits : []) {
+  for (const [M, N, K] of [[1, 40, 32], [33, 130, 72], [200, 260, 40], [128, 256, 1024], [300, 70, 264]] as const) {
+    for (const fused of [false, true]) {
+      test(`gemm_mma ${v.name} M=${M} N=${N} K=${K}${fused ? " +bias +residual" : ""}`, async () => {
+        const w = f16round(rand(N * K, 11, 0.5));
+        const x = f16round(rand(M * K, 12));
+        const bias = rand(N, 13);
+        const res = rand(M * N, 14);
+        const Y = await up(fused ? res : new Float32Array(M * N));
+        const bindings = [await up(toF16Bytes(w)), await up(x), Y];
+        if (fused) bindings.push(await up(bias));
+        const st = kc.step();
+        st.dispatch(mmaKernel(kc, v, gpu.features.subgroupMaxSize, fused, fused), bindings, [K, N, M, N, 0], mmaGrid(v, M, N));
+        st.submit();
+        const want = ref.matmul(x, w, M, N, K, fused ? bias : undefined, fused ? res : undefined);
+        expect(maxAbsDiff(await readF32(Y, M * N), want)).toBeLessThan(2e-3);
+      });
+    }
+  }
+  test(`gemm_mma ${v.name} row shards write at their column offset`, async () => {
+    const M = 150, N = 200, K = 24;
+    const w = f16round(rand(N * K, 15, 0.5));
+    const x = f16round(rand(M * K, 16));
+    const bias = rand(N, 17);
+    const res = rand(M * N, 18);
+    const Y = await up(res);
+    const bBias = await up(bias);
+    const k = mmaKernel(kc, v, gpu.features.subgroupMaxSize, true, true);
+    const st = kc.step();
+    for (const [r0, n] of [[0, 72], [72, 128]]) {
+      st.dispatch(k, [await up(toF16Bytes(w.slice(r0 * K, (r0 + n) * K))), await up(x), Y, bBias], [K, n, M, N, r0], mmaGrid(v, M, n));
+    }
+    st.submit();
+    expect(maxAbsDiff(await readF32(Y, M * N), ref.matmul(x, w, M, N, K, bias, res))).toBeLessThan(2e-3);
+  });
+}
