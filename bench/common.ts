@@ -11,6 +11,7 @@ import { BlockPool } from "../src/cache/block-pool.ts";
 import { type ModelConfig } from "../src/model/config.ts";
 import { configFromShape, shapeByName, type ModelShape } from "./shapes.ts";
 import { randomWeights } from "./random-weights.ts";
+import { quantizeWeights, type OnLoadQuant } from "../src/model/quantize-weights.ts";
 import { TextTokenizer } from "../src/model/tokenizer.ts";
 import { describeGpu, type Gpu } from "../src/gpu/device.ts";
 
@@ -127,6 +128,8 @@ export interface BenchContext {
   lookahead?: number;
   /** caps storage bindings (tests exercise shards on small adapters) */
   maxBindingBytes?: number;
+  /** random weights quantized on the GPU to this block format (records carry `quant`) */
+  quant?: OnLoadQuant;
 }
 
 // --- engines over random weights ---
@@ -157,14 +160,17 @@ export async function syntheticEngine(ctx: BenchContext, shape: string | ModelSh
   const s = typeof shape === "string" ? shapeByName(shape) : shape;
   const cfg = configFromShape(s, o.maxContext);
   const t0 = performance.now();
-  const e = await Engine.create(cfg, placeholderTokenizer(), (gpu, kc) => randomWeights(gpu, kc, cfg, ctx.seed), {
+  const e = await Engine.create(cfg, placeholderTokenizer(), (gpu, kc) => {
+    const w = randomWeights(gpu, kc, cfg, ctx.seed);
+    return ctx.quant ? quantizeWeights(kc, w, ctx.quant) : w;
+  }, {
     lookahead: ctx.lookahead,
     maxBindingBytes: ctx.maxBindingBytes,
     ...o,
     log: (m) => ctx.rep.log(`${s.name}: ${m}`),
   });
   ctx.rep.setGpu(e.gpu.adapterName, e.gpu);
-  ctx.rep.log(`${s.name}: ${(e.weights.bytes / 2 ** 30).toFixed(2)} GiB of random weights built on the GPU in ${(performance.now() - t0).toFixed(0)} ms (${describeGpu(e.gpu)})`);
+  ctx.rep.log(`${s.name}: ${(e.weights.bytes / 2 ** 30).toFixed(2)} GiB of random weights${ctx.quant ? ` (${ctx.quant})` : ""} built on the GPU in ${(performance.now() - t0).toFixed(0)} ms (${describeGpu(e.gpu)})`);
   return e;
 }
 

@@ -43,7 +43,7 @@ export const E2E_DEFAULTS: E2eOptions = {
   batchTokens: 64,
 };
 
-const seqOf = (e: Engine, prompt: number[], maxTokens: number) => new Sequence(prompt, { maxTokens, sampling: GREEDY, ignoreEos: true });
+export const seqOf = (e: Engine, prompt: number[], maxTokens: number) => new Sequence(prompt, { maxTokens, sampling: GREEDY, ignoreEos: true });
 const outputTokens = (seqs: Sequence[]) => seqs.reduce((a, s) => a + s.output.length, 0);
 
 /**
@@ -51,7 +51,7 @@ const outputTokens = (seqs: Sequence[]) => seqs.reduce((a, s) => a + s.output.le
  * first token, then one decode round (a pipeline still compiling lands there), then the
  * timed decode. When the first round was the only one (lookahead >= tokens), it is timed.
  */
-async function runTimed(e: Engine, seqs: Sequence[]) {
+export async function runTimed(e: Engine, seqs: Sequence[]) {
   const t0 = performance.now();
   for (const s of seqs) e.add(s);
   let firstToken = NaN;
@@ -81,7 +81,7 @@ async function runTimed(e: Engine, seqs: Sequence[]) {
   };
 }
 
-async function warmUp(e: Engine, ctx: BenchContext) {
+export async function warmUp(e: Engine, ctx: BenchContext) {
   // compiles both prefill GEMM variants (short and long steps), both GEMV batch variants
   // and split/unsplit attention; a whole prefill chunk grows the step's buffers to full
   // size (first-time allocations once cost a timed 2048-token prefill ~200 ms)
@@ -97,7 +97,7 @@ export async function e2eSuite(ctx: BenchContext, shapeName: string, o: E2eOptio
   const { rep } = ctx;
   const shape = shapeByName(shapeName);
   const cfg0 = configFromShape(shape, 1);
-  const common = { suite: "e2e", shape: shape.name };
+  const common = { suite: "e2e", shape: shape.name, ...(ctx.quant ? { quant: ctx.quant } : {}) };
 
   // single stream and prefill: one sequence at a time
   if (parts.single || parts.prefill) {

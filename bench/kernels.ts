@@ -17,8 +17,9 @@ import { fillRandom } from "./random-weights.ts";
 import { datasheetGbps, GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
 import { configFromShape, shapeByName } from "./shapes.ts";
 import { ATTN_WORKGROUPS, decodeAttentionShape, prefillTileName, prefillTilingBytes, prefillTilings, gemvGrid, gemvScratchBytes, gemvTileFor, gemvTileName, type DecodeAttentionShape, type GemvTile } from "../src/model/llama.ts";
+import { rowWords, type QuantType } from "../src/model/quant.ts";
 import { rankFigures } from "./rank.ts";
-import { GEMM_VARIANTS, gemmBytes, gemmGrid, gemmKernel, gemmVariant, MMA_VARIANTS, mmaBytes, mmaFor, mmaGrid, mmaKernel } from "../src/model/gemm.ts";
+import { GEMM_DEFAULT, GEMM_VARIANTS, gemmBytes, gemmGrid, gemmKernel, gemmVariant, MMA_VARIANTS, mmaBytes, mmaFor, mmaGrid, mmaKernel } from "../src/model/gemm.ts";
 
 export interface KernelSuiteOptions {
   contexts: number[];
@@ -79,6 +80,11 @@ function definesOf(d: CapturedDispatch): Record<string, string | number | boolea
 }
 
 const defined = (d: CapturedDispatch, name: string) => definesOf(d)[name] === true;
+/** The block format of a matmul dispatch's weights (QUANT), false for f16. */
+const quantOf = (d: CapturedDispatch): QuantType | false => {
+  const q = definesOf(d).QUANT;
+  return typeof q === "string" ? (q as QuantType) : false;
+};
 
 /** What a GEMV folds in besides its matrix (kernels/gemv.wgsl NORM, SWIGLU), as a name suffix. */
 const fusedSuffix = (d: CapturedDispatch) => (defined(d, "SWIGLU") ? "+swiglu" : defined(d, "NORM") ? "+norm" : "");
@@ -113,7 +119,10 @@ function matmulCost(d: CapturedDispatch): { bytes: number; flops: number } {
   const [K, N, M] = d.params;
   const rows = defined(d, "SWIGLU") ? 2 * d.params[6] : N;
   const residual = defined(d, "RESIDUAL");
-  return { bytes: rows * K * 2 + M * K * 4 + M * N * 4 * (residual ? 2 : 1), flops: 2 * M * rows * K };
+  // quantized weights move their packed rows (src/model/quant.ts), f16 ones 2 bytes a weight
+  const quant = quantOf(d);
+  const rowBytes = quant ? rowWords(quant, K) * 4 : K * 2;
+  return { bytes: rows * rowBytes + M * K * 4 + M * N * 4 * (residual ? 2 : 1), flops: 2 * M * rows * K };
 }
 
 /** The matrix a breakdown name is about ("gate_up+swiglu" -> "gate_up"), or null. */
@@ -143,9 +152,10 @@ function asGemmVariant(e: Engine, d: CapturedDispatch, name: string): CapturedDi
   const [, N, M] = d.params;
   const bias = defined(d, "BIAS"), residual = defined(d, "RESIDUAL");
   const mma = MMA_VARIANTS.find((v) => v.name === name);
-  if (mma) return { ...d, k: mmaKernel(e.kc, mma, e.gpu.features.subgroupMaxSize, bias, residual), wg: [...mmaGrid(mma, M, N), 1] };
-  const v = gemmVariant(name);
-  return { ...d, k: gemmKernel(e.kc, v, bias, residual), wg: [...gemmGrid(v, M, N), 1] };
+  // the tensor-core GEMM reads f16 weights only: quantized dispatches stay on the tiled GEMM
+  if (mma && !quantOf(d)) return { ...d, k: mmaKernel(e.kc, mma, e.gpu.features.subgroupMaxSize, bias, residual), wg: [...mmaGrid(mma, M, N), 1] };
+  const v = gemmVariant(mma ? GEMM_DEFAULT : name);
+  return { ...d, k: gemmKernel(e.kc, v, bias, residual, quantOf(d)), wg: [...gemmGrid(v, M, N), 1] };
 }
 
 /**
@@ -154,7 +164,7 @@ function asGemmVariant(e: Engine, d: CapturedDispatch, name: string): CapturedDi
  */
 function asGemvTile(e: Engine, d: CapturedDispatch, t: GemvTile): CapturedDispatch {
   const defs = isGemm(d)
-    ? { WG: 256, BIAS: defined(d, "BIAS"), RESIDUAL: defined(d, "RESIDUAL"), NORM: false, GATHER: false, SWIGLU: false }
+    ? { WG: 256, BIAS: defined(d, "BIAS"), RESIDUAL: defined(d, "RESIDUAL"), NORM: false, GATHER: false, SWIGLU: false, QUANT: quantOf(d) }
     : definesOf(d);
   const [, cols, M] = d.params;
   return { ...d, k: e.kc.kernel("gemv", { ...defs, ROWS: t.ROWS, BATCH: t.BATCH, LANES: t.LANES, KU: t.KU }), wg: [...gemvGrid(t, M, cols, defs.SWIGLU === true), 1] };
@@ -267,7 +277,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
   const topt = { minPassMs: o.minPassMs, passes: o.passes };
   const cls = classifier(e);
   const gemmNames = (names: string[]) => names.filter((n) => !gemmUnfit(e, n));
-  const common = { suite: "kernels", shape: shape.name, timing: timer.source, hbm_datasheet_gbps: sheet };
+  const common = { suite: "kernels", shape: shape.name, timing: timer.source, hbm_datasheet_gbps: sheet, ...(ctx.quant ? { quant: ctx.quant } : {}) };
   let ceiling: number | null = null;
   let readCeiling: number | null = null;
   const pct = (gbps: number) => ({

@@ -40,6 +40,10 @@ export interface Summary {
   decode_8b_tok_s_deno?: number | null;
   decode_1b_tok_s_deno?: number | null;
   deno_commit?: string | null;
+  /** GGUF files (bench/gguf-peer.ts): single-stream decode of kvc and of llama.cpp's CUDA build on the same random-weight file */
+  decode_8b_q4km_tok_s?: number | null;
+  decode_8b_q8_tok_s?: number | null;
+  llamacpp_8b_q4km_tok_s?: number | null;
 }
 
 const S8 = "llama-3.1-8b", S1 = "llama-3.2-1b";
@@ -81,7 +85,7 @@ function withRatios(recs: Rec[]): Rec[] {
 
 /** Single-stream decode tok/s of a shape as the engine serves: its default lookahead (4 under Bun, 16 under Deno). */
 function singleOf(rs: Rec[], shape: string): number | null {
-  const all = rs.filter((r) => r.test === "single_stream" && r.shape === shape);
+  const all = rs.filter((r) => r.test === "single_stream" && r.shape === shape && !r.quant);
   const byDefault = all.filter((r) => r.lookahead === (r.runtime === "deno" ? 16 : 4));
   return num(last(byDefault.length ? byDefault : all)?.decode_tok_s);
 }
@@ -118,7 +122,7 @@ export function summarize(recs: Rec[]): Summary {
   const ours = recs.filter((r) => r.runtime === "bun" || r.runtime === "deno");
   const runtime = ours.some((r) => r.runtime === "bun" && r.suite !== "env") ? "bun" : ours.find((r) => r.suite !== "env")?.runtime ?? null;
   const mine = ours.filter((r) => r.runtime === runtime && !r.error && !r.skipped);
-  const gemvs = (shape: string) => mine.filter((r) => r.test === "gemv" && r.M === 1 && r.shape === shape).map((r) => r.gbps as number);
+  const gemvs = (shape: string) => mine.filter((r) => r.test === "gemv" && r.M === 1 && r.shape === shape && !r.quant).map((r) => r.gbps as number);
   const g = gemvs(S8).length ? gemvs(S8) : gemvs(S1);
   const single = (shape: string) => singleOf(mine, shape);
   const hf = (shape: string) => num(last(recs.filter((r) => r.suite === "hf" && r.shape === shape && r.batch === 1 && r.mode === "eager" && !r.error))?.decode_tok_s);
@@ -127,6 +131,10 @@ export function summarize(recs: Rec[]): Summary {
   const deno = runtime === "deno" ? [] : ours.filter((r) => r.runtime === "deno" && !r.error && !r.skipped);
   const denoFigures = deno.some((r) => r.test === "single_stream")
     ? { decode_8b_tok_s_deno: singleOf(deno, S8), decode_1b_tok_s_deno: singleOf(deno, S1), deno_commit: last(deno)?.commit ?? null }
+    : {};
+  const gguf = (engine: string, quant: string) => num(last(recs.filter((r) => r.suite === "gguf" && r.test === "gguf_decode" && r.engine === engine && r.shape === S8 && r.quant === quant && !r.error))?.decode_tok_s);
+  const ggufFigures = recs.some((r) => r.suite === "gguf")
+    ? { decode_8b_q4km_tok_s: gguf("kvc", "q4_k_m"), decode_8b_q8_tok_s: gguf("kvc", "q8_0"), llamacpp_8b_q4km_tok_s: gguf("llamacpp-cuda", "q4_k_m") }
     : {};
   return {
     gpu: head?.gpu ?? null,
@@ -147,6 +155,7 @@ export function summarize(recs: Rec[]): Summary {
     compress_overhead_pct: num(last(mine.filter((r) => r.test === "compress_slowdown_equal_cache" && r.pass_cost_pct != null))?.pass_cost_pct)
       ?? num(last(mine.filter((r) => r.test === "compress_overhead" && (r.planner ?? "gpu") === "gpu"))?.compress_overhead_pct),
     ...denoFigures,
+    ...ggufFigures,
   };
 }
 

@@ -6,6 +6,7 @@ import { Deadline, parseList, Reporter, sourceDigest, type BenchContext } from "
 import { KERNEL_DEFAULTS, kernelSuite } from "../bench/kernels.ts";
 import { E2E_DEFAULTS, e2eSuite } from "../bench/e2e.ts";
 import { anyGemmVariant, GEMM_DEFAULT, GEMM_SMALL, GEMM_SMALL_ROWS } from "../src/model/gemm.ts";
+import { ON_LOAD_QUANTS, type OnLoadQuant } from "../src/model/quantize-weights.ts";
 import { COMPRESS_DEFAULTS, compressSuite, OVERHEAD_DEFAULTS, overheadSuite } from "../bench/compress.ts";
 import { ALLOCATIONS, type Allocation } from "../src/cache/compression.ts";
 
@@ -29,6 +30,8 @@ common:
   --seed N               weights and prompts (default 1)
   --lookahead N          decode steps per readback (default: the engine's, 4 Bun / 16 Deno)
   --max-binding-mib N    cap storage bindings (forces weight shards)
+  --quant T              quantize the random weights on the GPU: q8_0 | q4_0 | q4_k (records carry "quant";
+                         the headline figures stay f16's)
   Generation always ignores EOS: output lengths are fixed.
 
 kernels:
@@ -69,6 +72,11 @@ overhead:
 
 const SUITES = ["kernels", "e2e", "single", "prefill", "batch", "compress", "overhead", "all"];
 
+function quantFlag(v: string): OnLoadQuant {
+  if (!(ON_LOAD_QUANTS as readonly string[]).includes(v)) throw new Error(`--quant must be one of ${ON_LOAD_QUANTS.join(", ")} (got "${v}")`);
+  return v as OnLoadQuant;
+}
+
 function int(v: string | undefined, name: string, def: number, min = 1): number {
   if (v === undefined) return def;
   const x = Number(v);
@@ -83,7 +91,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     strict: true,
     options: {
       shape: { type: "string" }, out: { type: "string" }, "deadline-s": { type: "string" }, seed: { type: "string" },
-      lookahead: { type: "string" }, "max-binding-mib": { type: "string" }, "ignore-eos": { type: "boolean" },
+      lookahead: { type: "string" }, "max-binding-mib": { type: "string" }, quant: { type: "string" }, "ignore-eos": { type: "boolean" },
       contexts: { type: "string" }, "gemv-rows": { type: "string" }, "gemv-tile-rows": { type: "string" }, "attn-sweep-contexts": { type: "string" }, "prefill-rows": { type: "string" }, "prefill-attn-lens": { type: "string" }, "prefill-attn-tiles": { type: "boolean" }, "rank-batch": { type: "string" }, "rank-lens": { type: "string" }, "gemm-variants": { type: "string" }, "copy-mib": { type: "string" },
       "min-pass-ms": { type: "string" }, passes: { type: "string" },
       "prompt-len": { type: "string" }, tokens: { type: "string" }, "prefill-lens": { type: "string" }, batches: { type: "string" },
@@ -110,6 +118,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     seed: int(a.seed, "seed", 1),
     lookahead: a.lookahead !== undefined ? int(a.lookahead, "lookahead", 1) : undefined,
     maxBindingBytes: a["max-binding-mib"] !== undefined ? int(a["max-binding-mib"], "max-binding-mib", 1) * 2 ** 20 : undefined,
+    quant: a.quant === undefined ? undefined : quantFlag(a.quant),
   };
   const shapes = (a.shape ?? "1b,8b").split(",").map((s) => s.trim()).filter(Boolean);
   const kernels = {

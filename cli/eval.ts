@@ -7,7 +7,7 @@ import { loadInstances, runRetrieval, summarize, type RetrievalReport } from "..
 import { ENGINE_FLAG_OPTIONS, intFlag, loadEngine } from "./flags.ts";
 import { KV_FLAG_OPTIONS, KV_FLAGS_HELP, parseKvFlags } from "./kv-flags.ts";
 
-export const EVAL_HELP = `kvc eval --model DIR (--data FILE.jsonl | --ppl FILE.txt) [options]
+export const EVAL_HELP = `kvc eval --model PATH (--data FILE.jsonl | --ppl FILE.txt) [options]
 
 Retrieval (--data, repeatable): each JSONL line holds "prompt" (text or chat
 messages), "question" (the prompt's tail) and "answer"; the greedy output is
@@ -17,7 +17,7 @@ Perplexity (--ppl, repeatable): teacher-forced over the text (cut to the model's
 context), compressed as the text streams (continual mode).
 
 options:
-  --model DIR        Hugging Face model folder (default: the embedded kvc-nano)
+  --model PATH       Hugging Face model folder or GGUF file (default: the embedded kvc-nano)
   --data FILE.jsonl  retrieval tasks
   --ppl FILE.txt     perplexity text
   --query-aware      prefill the whole prompt, then compress (as the server does);
@@ -26,6 +26,7 @@ options:
   --batch N          sequences in flight at once (default 16)
   --max-tokens N     answer length (default 12)
   --kv-memory SIZE   KV cache budget, e.g. 512MiB or 2GiB
+  --quantize TYPE    quantize f16 weights on the GPU as they load: q8_0 | q4_0 | q4_k
   --json             one JSON object: {"overall": {"accuracy", "n"}, "cells": [...],
                      "compression_rate_mean"} (+ "ppl": [...] with --ppl)
 

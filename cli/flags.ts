@@ -4,10 +4,12 @@
 import { Engine } from "../src/engine/engine.ts";
 import { parseBytes } from "../src/cache/kv-cache.ts";
 import { defaultModelDir } from "./model-dir.ts";
+import { ON_LOAD_QUANTS, type OnLoadQuant } from "../src/model/quantize-weights.ts";
 
 export const ENGINE_FLAG_OPTIONS = {
   model: { type: "string" },
   "kv-memory": { type: "string" },
+  quantize: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -22,8 +24,10 @@ export function numberFlag(v: string | undefined, name: string, def: number, che
 export const intFlag = (v: string | undefined, name: string, def: number, min: number): number =>
   numberFlag(v, name, def, (x) => Number.isInteger(x) && x >= min, `an integer >= ${min}`);
 
-/** The engine --model and --kv-memory name; progress lines go to stderr unless --json. */
-export function loadEngine(a: { model?: string; "kv-memory"?: string; json?: boolean }): Promise<Engine> {
+/** The engine --model, --kv-memory and --quantize name; progress lines go to stderr unless --json. */
+export function loadEngine(a: { model?: string; "kv-memory"?: string; quantize?: string; json?: boolean }): Promise<Engine> {
   const log = a.json ? () => {} : (m: string) => console.error(`[kvc] ${m}`);
-  return Engine.load(a.model ?? defaultModelDir(), { kvMemory: a["kv-memory"] ? parseBytes(a["kv-memory"]) : undefined, log });
+  const q = a.quantize;
+  if (q !== undefined && !(ON_LOAD_QUANTS as readonly string[]).includes(q)) throw new Error(`--quantize must be one of ${ON_LOAD_QUANTS.join(", ")} (got "${q}")`);
+  return Engine.load(a.model ?? defaultModelDir(), { kvMemory: a["kv-memory"] ? parseBytes(a["kv-memory"]) : undefined, quantize: q as OnLoadQuant | undefined, log });
 }

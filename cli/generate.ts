@@ -5,9 +5,9 @@ import { IncrementalDecoder, type ChatMessage } from "../src/model/tokenizer.ts"
 import { ENGINE_FLAG_OPTIONS, intFlag, loadEngine, numberFlag } from "./flags.ts";
 import { KV_FLAG_OPTIONS, KV_FLAGS_HELP, parseKvFlags } from "./kv-flags.ts";
 
-export const GENERATE_HELP = `kvc generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --messages JSON) [options]
+export const GENERATE_HELP = `kvc generate --model PATH (--prompt TEXT | --prompt-ids 1,2,3 | --messages JSON) [options]
 
-  --model DIR          HF model folder (default: the embedded kvc-nano)
+  --model PATH         HF model folder or GGUF file (default: the embedded kvc-nano)
   --prompt TEXT        text prompt; the tokenizer adds BOS as the model expects
   --prompt-ids IDS     comma-separated token ids, fed as given (no BOS added)
   --messages JSON      chat messages [{"role","content"}...], rendered by the chat template
@@ -18,6 +18,7 @@ export const GENERATE_HELP = `kvc generate --model DIR (--prompt TEXT | --prompt
   --seed S             sampling seed (default random)
   --ignore-eos         keep generating past end-of-sequence tokens
   --kv-memory SIZE     KV cache budget, e.g. 512MiB or 2GiB
+  --quantize TYPE      quantize f16 weights on the GPU as they load: q8_0 | q4_0 | q4_k
   --json               print one JSON object instead of streaming text
 
 KV compression:

@@ -7,6 +7,7 @@ import { parseBytes } from "../src/cache/kv-cache.ts";
 import { budgetProblem, SETTABLE, settingFromText, settingOf, SWITCH_ON, SWITCH_WORDS, withImpliedMethod, type CompressionOptions } from "../src/cache/compression.ts";
 import { DEFAULTS } from "../routes/server.ts";
 import { settingHelp } from "./kv-flags.ts";
+import { ON_LOAD_QUANTS, type OnLoadQuant } from "../src/model/quantize-weights.ts";
 import type { ConnectionLimits } from "../routes/adapter/types.ts";
 
 export interface Setting {
@@ -21,7 +22,8 @@ export interface Setting {
 
 /** The server's own settings, in the order of the help; the --kv-* ones follow from the compression table. */
 const SERVER_SETTINGS = {
-  model: { flag: "model", env: "KVC_MODEL", arg: "DIR", help: "HF model folder; its name is the model id (default: the embedded kvc-nano)" },
+  model: { flag: "model", env: "KVC_MODEL", arg: "PATH", help: "HF model folder or GGUF file; its name (less .gguf) is the model id (default: the embedded kvc-nano)" },
+  quantize: { flag: "quantize", env: "KVC_QUANTIZE", arg: "TYPE", help: "quantize f16 weights as they load: q8_0 | q4_0 | q4_k (default: keep them)" },
   host: { flag: "host", env: "KVC_HOST", arg: "HOST", help: `address to listen on; 0.0.0.0 for every interface (default ${DEFAULTS.host})` },
   port: { flag: "port", env: "KVC_PORT", arg: "N", help: `port; 0 picks a free one (default ${DEFAULTS.port})` },
   apiKey: { flag: "api-key", env: "KVC_API_KEY", arg: "KEY", help: 'require "Authorization: Bearer KEY" on /v1 (default: none)' },
@@ -53,6 +55,8 @@ export interface ServeConfig {
   apiKey: string | null;
   /** undefined: the engine's default budget */
   kvMemory: number | undefined;
+  /** on-load quantization of f16 weights, if any */
+  quantize?: OnLoadQuant;
   maxQueue: number;
   maxBodyBytes: number;
   logPrompts: boolean;
@@ -103,9 +107,10 @@ const boolean = v.pipe(
   v.picklist(SWITCH_WORDS, `must be one of ${SWITCH_WORDS.join(", ")}`),
   v.transform((s) => SWITCH_ON.includes(s)),
 );
-const isFolder = (p: string) => {
+const isModel = (p: string) => {
   try {
-    return statSync(p).isDirectory();
+    const st = statSync(p);
+    return st.isDirectory() || (p.endsWith(".gguf") && st.isFile());
   } catch {
     return false;
   }
@@ -113,7 +118,8 @@ const isFolder = (p: string) => {
 
 /** The server settings (the --kv-* ones go through the request schema instead). */
 const ServerSettingsSchema = v.object({
-  model: v.optional(v.pipe(v.string(), v.minLength(1, "must name a folder"), v.check(isFolder, "is not a folder"))),
+  model: v.optional(v.pipe(v.string(), v.minLength(1, "must name a folder or a .gguf file"), v.check(isModel, "is neither a folder nor a .gguf file"))),
+  quantize: v.optional(v.picklist(ON_LOAD_QUANTS, `must be one of ${ON_LOAD_QUANTS.join(", ")}`)),
   host: v.optional(v.pipe(v.string(), v.regex(/^[\w.:%-]+$/, "must be a host name or an IP address"))),
   port: v.optional(integer(0, 65535)),
   apiKey: v.optional(v.pipe(v.string(), v.regex(/^\S+$/, "must be non-empty without spaces"))),
@@ -174,6 +180,7 @@ export function resolveServeConfig(flags: Record<string, string | boolean | unde
     port: o.port ?? DEFAULTS.port,
     apiKey: o.apiKey ?? null,
     kvMemory: o.kvMemory,
+    quantize: o.quantize,
     maxQueue: o.maxQueue ?? DEFAULTS.maxQueue,
     maxBodyBytes: o.maxBody ?? DEFAULTS.maxBodyBytes,
     logPrompts: o.logPrompts ?? false,

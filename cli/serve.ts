@@ -4,7 +4,7 @@ import { startServer } from "../routes/server.ts";
 import { resolveServeConfig, serveArgOptions, settingsHelp } from "./serve-config.ts";
 import { defaultModelDir } from "./model-dir.ts";
 
-export const SERVE_HELP = `kvc serve [--model DIR] [options]
+export const SERVE_HELP = `kvc serve [--model PATH] [options]
 
 Each setting is a flag or an environment variable; the flag wins.
 
@@ -34,7 +34,7 @@ export async function serveCommand(argv: string[]) {
     apiKey: c.apiKey,
     maxBodyBytes: c.maxBodyBytes,
     compression: c.compression,
-    engine: { kvMemory: c.kvMemory },
+    engine: { kvMemory: c.kvMemory, quantize: c.quantize },
     logPrompts: c.logPrompts,
     connections: c.connections,
     corsOrigins: c.corsOrigins,

@@ -1,14 +1,20 @@
 // Prefill GEMM: Y[m, colOff + n] (+)= sum_k X[m, k] * W[n, k] (+ B[colOff + n]).
-// W: f16 [N, K] (native f16 or packed u32 pairs), X: f32 [M, K], K % 8 == 0.
+// W: f16 [N, K] (native f16 or packed u32 pairs) or, with QUANT, block-quantized rows
+// dequantized on their way into workgroup memory (kernels/quant.wgsl), X: f32 [M, K],
+// K % 8 == 0.
 // f32 accumulators. Two designs (src/model/gemm.ts names the variants): !TILED, the
 // first one, and TILED, register tiles of 4 or 8 per side with vec4 workgroup reads
 // (DB: with double-buffered workgroup tiles).
 struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, }
 
+#if QUANT
+@group(0) @binding(0) var<storage, read> W: array<u32>;
+#else
 #if F16
 @group(0) @binding(0) var<storage, read> W: array<vec4<f16>>;
 #else
 @group(0) @binding(0) var<storage, read> W: array<vec2<u32>>;
+#endif
 #endif
 @group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
@@ -19,7 +25,14 @@ struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, }
 @group(0) @binding(3) var<uniform> P: Params;
 #endif
 
-fn load4w(i: u32) -> vec4<f32> {
+// weights k .. k + 3 of row n (k % 4 == 0)
+#if QUANT
+fn qw(b: u32, i: u32) -> u32 { return W[i]; }
+#include quant
+fn load4w(n: u32, k: u32) -> vec4<f32> { return qload8(0u, n, k / 8u, P.K)[(k / 4u) % 2u]; }
+#else
+fn load4w(n: u32, k: u32) -> vec4<f32> {
+  let i = (n * P.K + k) / 4u;
 #if F16
   return vec4<f32>(W[i]);
 #else
@@ -27,6 +40,7 @@ fn load4w(i: u32) -> vec4<f32> {
   return vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y));
 #endif
 }
+#endif
 
 #include matmul_out
 
@@ -61,7 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var w = vec4<f32>(0.0);
     if (k < P.K) {
       if (m0 + lr < P.M) { a = X[((m0 + lr) * P.K + k) / 4u]; }
-      if (n0 + lr < P.N) { w = load4w(((n0 + lr) * P.K + k) / 4u); }
+      if (n0 + lr < P.N) { w = load4w(n0 + lr, k); }
     }
     for (var i = 0u; i < 4u; i++) {
       As[(lk + i) * BM + lr] = a[i];
@@ -140,7 +154,7 @@ fn loadA(m0: u32, k0: u32, e: u32) -> vec4<f32> {
 fn loadB(n0: u32, k0: u32, e: u32) -> vec4<f32> {
   let n = n0 + slotRow(e);
   let k = k0 + 4u * slotGroup(e);
-  if (n < P.N && k < P.K) { return load4w((n * P.K + k) / 4u); }
+  if (n < P.N && k < P.K) { return load4w(n, k); }
   return vec4<f32>(0.0);
 }
 

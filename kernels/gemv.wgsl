@@ -1,5 +1,6 @@
 // Decode GEMV: Y[m, colOff + n] (+)= sum_k X[m, k] * W[n, k] (+ B[colOff + n]).
-// W: f16 [N, K] (native f16 or packed u32 pairs), X: f32 [M, K], K % 8 == 0.
+// W: f16 [N, K] (native f16 or packed u32 pairs) or, with QUANT, block-quantized rows
+// (kernels/quant.wgsl), X: f32 [M, K], K % 8 == 0.
 // One workgroup: WG / LANES row groups, each ROWS weight rows x BATCH activation rows.
 // The LANES threads of a group stride K in 16-byte weight loads and then sum their
 // partials, in an order fixed by LANES alone: so a tile's BATCH, ROWS and KU never change an
@@ -16,10 +17,14 @@
 //   the down projection's K) get 0.
 struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, eps: f32, nW: u32, gRow: u32, uRow: u32, }
 
+#if QUANT
+@group(0) @binding(#) var<storage, read> W: array<u32>;
+#else
 #if F16
 @group(0) @binding(#) var<storage, read> W: array<vec4<f16>>;
 #else
 @group(0) @binding(#) var<storage, read> W: array<vec4<u32>>;
+#endif
 #endif
 @group(0) @binding(#) var<storage, read> X: array<vec4<f32>>;
 @group(0) @binding(#) var<storage, read_write> Y: array<f32>;
@@ -33,10 +38,14 @@ struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, eps: f32, nW: u32
 @group(0) @binding(#) var<storage, read> R: array<u32>;
 #endif
 #if SWIGLU
+#if QUANT
+@group(0) @binding(#) var<storage, read> W2: array<u32>;
+#else
 #if F16
 @group(0) @binding(#) var<storage, read> W2: array<vec4<f16>>;
 #else
 @group(0) @binding(#) var<storage, read> W2: array<vec4<u32>>;
+#endif
 #endif
 #endif
 @group(0) @binding(#) var<uniform> P: Params;
@@ -69,13 +78,28 @@ const SLOTS = WG / 2u;
 #endif
 var<workgroup> red: array<f32, NR * SLOTS>;
 
-// 8 consecutive weights starting at element 8*i
+// weights 8 k8 .. 8 k8 + 7 of weight row `row` (load8up: of W2)
+#if QUANT
+fn qw(b: u32, i: u32) -> u32 {
+#if SWIGLU
+  if (b == 1u) { return W2[i]; }
+#endif
+  return W[i];
+}
+#include quant
+fn load8(row: u32, k8: u32) -> array<vec4<f32>, 2> { return qload8(0u, row, k8, P.K); }
+#if SWIGLU
+fn load8up(row: u32, k8: u32) -> array<vec4<f32>, 2> { return qload8(1u, row, k8, P.K); }
+#endif
+#else
 #if F16
-fn load8(i: u32) -> array<vec4<f32>, 2> {
+fn load8(row: u32, k8: u32) -> array<vec4<f32>, 2> {
+  let i = row * (P.K / 8u) + k8;
   return array<vec4<f32>, 2>(vec4<f32>(W[2u * i]), vec4<f32>(W[2u * i + 1u]));
 }
 #if SWIGLU
-fn load8up(i: u32) -> array<vec4<f32>, 2> {
+fn load8up(row: u32, k8: u32) -> array<vec4<f32>, 2> {
+  let i = row * (P.K / 8u) + k8;
   return array<vec4<f32>, 2>(vec4<f32>(W2[2u * i]), vec4<f32>(W2[2u * i + 1u]));
 }
 #endif
@@ -85,9 +109,10 @@ fn unpack8(u: vec4<u32>) -> array<vec4<f32>, 2> {
     vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y)),
     vec4<f32>(unpack2x16float(u.z), unpack2x16float(u.w)));
 }
-fn load8(i: u32) -> array<vec4<f32>, 2> { return unpack8(W[i]); }
+fn load8(row: u32, k8: u32) -> array<vec4<f32>, 2> { return unpack8(W[row * (P.K / 8u) + k8]); }
 #if SWIGLU
-fn load8up(i: u32) -> array<vec4<f32>, 2> { return unpack8(W2[i]); }
+fn load8up(row: u32, k8: u32) -> array<vec4<f32>, 2> { return unpack8(W2[row * (P.K / 8u) + k8]); }
+#endif
 #endif
 #endif
 
@@ -179,12 +204,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let k{{u}} = min(k8 + {{u}}u * LANES, K8 - 1u);
 #if SWIGLU
 #unroll r ROWS/2
-    let w{{u}}_{{r}} = load8((P.gRow + min(n0 + {{r}}u, lastRow())) * K8 + k{{u}});
-    let u{{u}}_{{r}} = load8up((P.uRow + min(n0 + {{r}}u, lastRow())) * K8 + k{{u}});
+    let w{{u}}_{{r}} = load8(P.gRow + min(n0 + {{r}}u, lastRow()), k{{u}});
+    let u{{u}}_{{r}} = load8up(P.uRow + min(n0 + {{r}}u, lastRow()), k{{u}});
 #endunroll
 #else
 #unroll r ROWS
-    let w{{u}}_{{r}} = load8(min(n0 + {{r}}u, lastRow()) * K8 + k{{u}});
+    let w{{u}}_{{r}} = load8(min(n0 + {{r}}u, lastRow()), k{{u}});
 #endunroll
 #endif
 #endunroll

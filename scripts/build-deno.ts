@@ -74,7 +74,26 @@ function appFiles(): { files: string[]; packages: string[] } {
       if (!BUN_ONLY.test(pkg[1])) packages.add(pkg[1]);
     } else files.add(rel);
   }
-  return { files: [...files].sort(), packages: [...packages].sort() };
+  return { files: [...files].sort(), packages: withDependencies([...packages]) };
+}
+
+/**
+ * The packages and, transitively, what their package.json depends on: Deno's graph
+ * lists only the modules it read, and a package's dependency (@huggingface/gguf needs
+ * @huggingface/tasks) may be missing from it.
+ */
+function withDependencies(packages: string[]): string[] {
+  const all = new Set(packages);
+  const queue = [...packages];
+  while (queue.length) {
+    const deps = JSON.parse(readFileSync(join(ROOT, "node_modules", queue.pop()!, "package.json"), "utf8")).dependencies ?? {};
+    for (const d of Object.keys(deps)) {
+      if (all.has(d) || BUN_ONLY.test(d) || !existsSync(join(ROOT, "node_modules", d))) continue;
+      all.add(d);
+      queue.push(d);
+    }
+  }
+  return [...all].sort();
 }
 
 rmSync(STAGE, { recursive: true, force: true });

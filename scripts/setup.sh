@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything kvc needs on a fresh Debian bookworm machine: Mesa's software
 # Vulkan (lavapipe, Mesa 25 from bookworm-backports; Mesa 22 makes Dawn fall back to
-# a null backend), bun and deno from npm, and the project's packages.
+# a null backend), bun and deno from npm, the project's packages, llama.cpp's CPU
+# build (tools/llamacpp) and the GGUF test fixtures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -20,4 +21,8 @@ if ! command -v deno >/dev/null; then
   $SUDO npm install -g --no-audit --no-fund deno@2.9.6 >/dev/null 2>&1
 fi
 bun install --frozen-lockfile >/dev/null
+# llama.cpp for the GGUF oracle tests: node-llama-cpp with its linux-x64 CPU build only
+(cd tools/llamacpp && bun install --frozen-lockfile --omit=optional >/dev/null)
+# GGUF fixtures of the shared test models (derived weights: built here, never committed)
+bun scripts/make-gguf-fixtures.ts >/dev/null
 echo "setup: bun $(bun --version), $(deno --version | head -1), mesa-vulkan-drivers $(dpkg-query -W -f='${Version}' mesa-vulkan-drivers)"

@@ -13,7 +13,9 @@ import { createGpu, describeGpu, type Gpu } from "../gpu/device.ts";
 import { KernelContext } from "../gpu/kernels.ts";
 import { BlockPool } from "../cache/block-pool.ts";
 import { KvCache } from "../cache/kv-cache.ts";
-import { loadConfig, type ModelConfig } from "../model/config.ts";
+import type { ModelConfig } from "../model/config.ts";
+import { openModel } from "../model/model-files.ts";
+import { quantizeWeights, type OnLoadQuant } from "../model/quantize-weights.ts";
 import { loadWeights, destroyWeights, type ModelWeights } from "../model/weights.ts";
 import { LlamaModel } from "../model/llama.ts";
 import { TextTokenizer } from "../model/tokenizer.ts";
@@ -38,6 +40,8 @@ export interface EngineOptions {
   maxSeqs?: number;
   /** caps a storage binding below the adapter's limit (exercises weight sharding) */
   maxBindingBytes?: number;
+  /** quantize f16 weights on the GPU as they load (src/model/quantize-weights.ts) */
+  quantize?: OnLoadQuant;
   /** plan kvcompress / snapkv evictions on the GPU (default); false plans every policy on the host */
   gpuPlanner?: boolean;
   log?: (msg: string) => void;
@@ -63,7 +67,7 @@ export class Engine {
     readonly cache: KvCache,
     readonly model: LlamaModel,
     readonly tokenizer: TextTokenizer,
-    readonly opts: Required<Omit<EngineOptions, "log" | "kvMemory" | "maxBindingBytes">>,
+    readonly opts: Required<Omit<EngineOptions, "log" | "kvMemory" | "maxBindingBytes" | "quantize">>,
   ) {
     this.scheduler = new Scheduler(cache, cfg, opts, this.stats);
     const limits = gpu.limits;
@@ -71,9 +75,13 @@ export class Engine {
     this.runner = new ModelRunner(model, this.stats);
   }
 
-  static async load(dir: string, o: EngineOptions = {}): Promise<Engine> {
-    const cfg = loadConfig(dir);
-    return Engine.create(cfg, TextTokenizer.load(dir), (gpu, kc) => loadWeights(gpu, kc, dir, cfg), o);
+  /** An engine over an HF folder or a GGUF file (src/model/model-files.ts). */
+  static async load(path: string, o: EngineOptions = {}): Promise<Engine> {
+    const m = await openModel(path);
+    return Engine.create(m.cfg, m.tokenizer, (gpu, kc) => {
+      const w = loadWeights(gpu, kc, m.tensors, m.source, m.cfg);
+      return o.quantize ? quantizeWeights(kc, w, o.quantize) : w;
+    }, o);
   }
 
   /** An engine over weights that `makeWeights` puts on the GPU (benchmarks: random ones at a real shape). */

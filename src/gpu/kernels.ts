@@ -215,10 +215,13 @@ export class KernelContext {
     });
   }
 
-  /** Base defines every kernel may use: the weight-load variant and reduction variant. */
+  /**
+   * Base defines every kernel may use: the weight-load variant and reduction variant;
+   * QUANT: the block format of quantized weights (src/model/quant.ts), false for f16.
+   */
   baseDefines(): Defines {
     const f = this.gpu.features;
-    return { F16: f.f16Weights, SUBGROUPS: f.subgroups };
+    return { F16: f.f16Weights, SUBGROUPS: f.subgroups, QUANT: false };
   }
 
   kernel(name: string, defines: Defines = {}, entry = "main"): Kernel {

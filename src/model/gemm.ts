@@ -62,8 +62,9 @@ export function modelGemm(): (M: number) => GemmVariant {
   return (M) => forced ?? (M <= GEMM_SMALL_ROWS ? small : large);
 }
 
-export function gemmKernel(kc: KernelContext, v: GemmVariant, bias: boolean, residual: boolean): Kernel {
-  return kc.kernel("gemm", { ...v.defines, BIAS: bias, RESIDUAL: residual });
+/** The GEMM kernel of variant v; QUANT: the weights' block format (src/model/quant.ts), false for f16. */
+export function gemmKernel(kc: KernelContext, v: GemmVariant, bias: boolean, residual: boolean, QUANT: string | false = false): Kernel {
+  return kc.kernel("gemm", { ...v.defines, BIAS: bias, RESIDUAL: residual, QUANT });
 }
 
 /** Workgroups for an M x N output. */

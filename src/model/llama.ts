@@ -233,7 +233,7 @@ export class LlamaModel {
       else if (tiling) this.attentionTiled(st, tiling, l, qkv, bRows, bHeads, attn, M, tiles!.length / 4, maxLen, scoring);
       else this.attention(st, attnPlan, l, qkv, bRows, bHeads, attn, M, scoring);
       this.matmul(st, lw.o, attn, x, M, Dm, { residual: true });
-      if (M <= GEMV_MAX_ROWS && !this.mmaAt(M)) {
+      if (M <= GEMV_MAX_ROWS && !this.mmaAt(M) && this.swiglu[l].every((r) => r.gate.quant === r.up.quant)) {
         this.gateUpSwiglu(st, this.swiglu[l], lw.gateUp.K, x, lw.ln2, act, M);
       } else {
         this.rmsnorm(st, x, lw.ln2, hbuf, M);
@@ -280,7 +280,7 @@ export class LlamaModel {
   private embed(st: Step, tok: GPUBuffer, x: GPUBuffer, M: number) {
     const e = this.w.embed;
     for (const s of e.shards) {
-      st.dispatch(this.kc.kernel("embed"), [s.buffer, tok, x], [e.K, M, s.rowStart, s.rows, 0], [cdiv(e.K / 2, 64), M]);
+      st.dispatch(this.kc.kernel("embed", { QUANT: s.quant ?? false }), [s.buffer, tok, x], [e.K, M, s.rowStart, s.rows, 0], [cdiv(e.K / 2, 64), M]);
     }
   }
 
@@ -295,14 +295,18 @@ export class LlamaModel {
   matmul(st: Step, m: Matrix, X: GPUBuffer, Y: GPUBuffer, M: number, ldy: number, o: { bias?: GPUBuffer | null; residual?: boolean } = {}) {
     const bias = !!o.bias;
     const mma = this.mmaAt(M);
-    const gemv = !mma && M <= GEMV_MAX_ROWS ? this.gemv(M, { BIAS: bias, RESIDUAL: !!o.residual }) : null;
     const gemm = this.gemmFor(M);
-    const k = mma ? mmaKernel(this.kc, mma, this.gpu.features.subgroupMaxSize, bias, !!o.residual)
-      : gemv ? gemv.k : gemmKernel(this.kc, gemm, bias, !!o.residual);
     for (const s of m.shards) {
+      // the shard's weight format (f16 or a block format: src/model/quant.ts) picks the
+      // variant; the tensor-core GEMM reads f16 weights only
+      const QUANT = s.quant ?? false;
+      const tc = QUANT ? null : mma;
+      const gemv = !tc && M <= GEMV_MAX_ROWS ? this.gemv(M, { BIAS: bias, RESIDUAL: !!o.residual, QUANT }) : null;
+      const k = tc ? mmaKernel(this.kc, tc, this.gpu.features.subgroupMaxSize, bias, !!o.residual)
+        : gemv ? gemv.k : gemmKernel(this.kc, gemm, bias, !!o.residual, QUANT);
       const bindings: Binding[] = [s.buffer, X, Y];
       if (o.bias) bindings.push(o.bias);
-      const wg: [number, number] = mma ? mmaGrid(mma, M, s.rows) : gemv ? gemvGrid(gemv.tile, M, s.rows, false) : gemmGrid(gemm, M, s.rows);
+      const wg: [number, number] = tc ? mmaGrid(tc, M, s.rows) : gemv ? gemvGrid(gemv.tile, M, s.rows, false) : gemmGrid(gemm, M, s.rows);
       st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart], wg);
     }
   }
@@ -322,8 +326,8 @@ export class LlamaModel {
       this.matmul(st, m, h, Y, M, ldy, { bias: o.bias });
       return;
     }
-    const { k, tile } = this.gemv(M, { BIAS: !!o.bias, NORM: true, GATHER: !!o.gather });
     for (const s of m.shards) {
+      const { k, tile } = this.gemv(M, { BIAS: !!o.bias, NORM: true, GATHER: !!o.gather, QUANT: s.quant ?? false });
       const bindings: Binding[] = [s.buffer, X, Y];
       if (o.bias) bindings.push(o.bias);
       bindings.push(g);
@@ -334,8 +338,8 @@ export class LlamaModel {
 
   /** act = swiglu(rmsnorm(X, g) Wgate, rmsnorm(X, g) Wup), zero padded to ffnPad, for a few rows. */
   private gateUpSwiglu(st: Step, runs: SwigluRun[], K: number, X: GPUBuffer, g: GPUBuffer, act: GPUBuffer, M: number) {
-    const { k, tile } = this.gemv(M, { NORM: true, SWIGLU: true });
     for (const r of runs) {
+      const { k, tile } = this.gemv(M, { NORM: true, SWIGLU: true, QUANT: r.gate.quant ?? false });
       st.dispatch(k, [r.gate.buffer, X, act, g, r.up.buffer],
         [K, r.n, M, this.ffnPad, r.col, F(this.cfg.normEps), r.nW, r.col - r.gate.rowStart, this.cfg.ffn + r.col - r.up.rowStart], gemvGrid(tile, M, r.n, true));
     }

@@ -70,8 +70,8 @@ export function listTensors(dir: string): Map<string, TensorInfo> {
   return all;
 }
 
-/** Reads a tensor's bytes [start, start + len) into `dst` (a reusable chunk). */
-export function readTensorBytes(t: TensorInfo, start: number, dst: Uint8Array, len: number) {
+/** Reads a tensor's bytes [start, start + len) into `dst` (a reusable chunk); GGUF tensors too. */
+export function readTensorBytes(t: Pick<TensorInfo, "file" | "name" | "offset">, start: number, dst: Uint8Array, len: number) {
   const fd = openSync(t.file, "r");
   try {
     let done = 0;

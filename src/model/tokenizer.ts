@@ -17,9 +17,15 @@ export class TextTokenizer {
   readonly bosToken: string | null;
   readonly eosToken: string | null;
   readonly specialIds: Set<number>;
+  /** characters of the longest vocabulary or added piece (src/server/prompt-limit.ts) */
+  readonly longestPiece: number;
 
   constructor(tokenizerJson: any, private config: any) {
     this.tk = new Tokenizer(tokenizerJson, config);
+    const vocab: unknown = tokenizerJson.model?.vocab;
+    const pieces = Array.isArray(vocab) ? vocab.map((p) => String(p[0])) : Object.keys(vocab ?? {});
+    const added = (tokenizerJson.added_tokens ?? []).map((t: { content: string }) => t.content);
+    this.longestPiece = pieces.concat(added).reduce((m: number, s: string) => Math.max(m, s.length), 1);
     const tokText = (t: unknown) => (typeof t === "string" ? t : (t as { content?: string } | null)?.content ?? null);
     this.bosToken = tokText(config.bos_token);
     this.eosToken = tokText(config.eos_token);

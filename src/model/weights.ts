@@ -1,17 +1,27 @@
 // ModelWeights: read-only GPU tensors of a Llama-family model. Matrices are f16
 // (packed pairs), K padded to a multiple of 8, q|k|v and gate|up fused by rows,
-// and split into row shards that each fit one storage binding.
+// and split into row shards that each fit one storage binding. A shard may instead
+// hold block-quantized rows (GGUF; `quant` names the format, src/model/quant.ts).
 import type { Gpu } from "../gpu/device.ts";
 import { createStorage, uploadStorage, writeAligned } from "../gpu/buffers.ts";
 import { cdiv, type KernelContext } from "../gpu/kernels.ts";
 import type { ModelConfig } from "./config.ts";
 import { toF16Bytes, toF32 } from "./f16.ts";
-import { listTensors, readTensorBytes, type TensorInfo } from "./safetensors.ts";
+import { QUANT, rowWords, toGpuRows, type QuantType } from "./quant.ts";
+import { readTensorBytes, type TensorInfo } from "./safetensors.ts";
+
+/** A tensor to load: from a safetensors or GGUF file, or from `data` (rows already reordered on the host). */
+export interface WeightTensor extends Omit<TensorInfo, "dtype"> {
+  dtype: TensorInfo["dtype"] | QuantType;
+  data?: Uint8Array;
+}
 
 export interface MatrixShard {
   buffer: GPUBuffer;
   rowStart: number;
   rows: number;
+  /** block format of the rows (kernels/quant.wgsl); f16 when absent */
+  quant?: QuantType;
 }
 export interface Matrix {
   N: number; // output rows
@@ -60,13 +70,13 @@ class Loader {
   bytes = 0;
   private lastDraw = 0;
 
-  constructor(private gpu: Gpu, private kc: KernelContext, private tensors: Map<string, TensorInfo>, private dir: string) {
+  constructor(private gpu: Gpu, private kc: KernelContext, private tensors: Map<string, WeightTensor>, private dir: string) {
     for (const t of tensors.values()) this.total += t.bytes;
   }
 
-  get(name: string, shape: number[]): TensorInfo {
+  get(name: string, shape: number[]): WeightTensor {
     const t = this.tensors.get(name);
-    if (!t) throw new Error(`${this.dir}: tensor ${name} is missing from the safetensors files`);
+    if (!t) throw new Error(`${this.dir}: tensor ${name} is missing from the model files`);
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
       throw new Error(`${t.file}: tensor ${name} has shape [${t.shape}], expected [${shape}]`);
     }
@@ -86,45 +96,99 @@ class Loader {
     if (this.loaded >= this.total) out.write("\n");
   }
 
+  /** bytes [start, start + len) of a tensor into `dst` */
+  private read(t: WeightTensor, start: number, dst: Uint8Array, len: number) {
+    if (t.data) dst.set(t.data.subarray(start, start + len));
+    else readTensorBytes(t, start, dst, len);
+  }
+
+  /** A float tensor's values (norms, biases); a quantized one is refused by name. */
+  private floats(t: WeightTensor): Float32Array {
+    if (t.dtype in QUANT) throw new Error(`${t.file}: tensor ${t.name} is ${t.dtype.toUpperCase()}; kvc reads vectors as F32, F16 or BF16`);
+    const raw = new Uint8Array(t.bytes);
+    this.read(t, 0, raw, t.bytes);
+    this.progress(t.bytes);
+    return toF32(raw, t.dtype as TensorInfo["dtype"]);
+  }
+
   vector(name: string, len: number): GPUBuffer {
     const t = this.get(name, [len]);
-    const raw = new Uint8Array(t.bytes);
-    readTensorBytes(t, 0, raw, t.bytes);
-    this.progress(t.bytes);
     this.bytes += len * 4;
-    return uploadStorage(this.gpu.device, toF32(raw, t.dtype), name);
+    return uploadStorage(this.gpu.device, this.floats(t), name);
   }
 
   vectors(names: string[], lens: number[]): GPUBuffer {
     const all = new Float32Array(lens.reduce((a, b) => a + b, 0));
     let off = 0;
     names.forEach((n, i) => {
-      const t = this.get(n, [lens[i]]);
-      const raw = new Uint8Array(t.bytes);
-      readTensorBytes(t, 0, raw, t.bytes);
-      this.progress(t.bytes);
-      all.set(toF32(raw, t.dtype), off);
+      all.set(this.floats(this.get(n, [lens[i]])), off);
       off += lens[i];
     });
     this.bytes += all.byteLength;
     return uploadStorage(this.gpu.device, all, names.join("+"));
   }
 
-  /** Rows of several [rows_i, K] tensors stacked into one sharded f16 matrix. */
+  /**
+   * Rows of several [rows_i, K] tensors stacked into one sharded matrix: f16, or, where
+   * any of them is block-quantized, shards of each tensor's own format.
+   */
   matrix(label: string, names: string[], rows: number[], K: number): Matrix {
+    const ts = names.map((n, i) => this.get(n, [rows[i], K]));
+    if (ts.some((t) => t.dtype in QUANT)) return this.mixedMatrix(label, ts, rows, K);
     const m = allocMatrix(this.gpu, label, rows.reduce((a, b) => a + b, 0), K);
     this.bytes += m.N * m.K * 2;
     let row0 = 0;
-    names.forEach((name, i) => {
-      const t = this.get(name, [rows[i], K]);
+    ts.forEach((t, i) => {
       this.fill(m, t, row0, rows[i], K);
       row0 += rows[i];
     });
     return m;
   }
 
+  /** Each tensor in its own shards: quantized rows as they are (GPU row layout), float ones as f16. */
+  private mixedMatrix(label: string, ts: WeightTensor[], rows: number[], K: number): Matrix {
+    const shards: MatrixShard[] = [];
+    let row0 = 0;
+    ts.forEach((t, i) => {
+      if (t.dtype in QUANT) {
+        for (const s of this.quantShards(`${label}[${i}]`, t, rows[i], K)) shards.push({ ...s, rowStart: row0 + s.rowStart });
+      } else {
+        const sub = allocMatrix(this.gpu, `${label}[${i}]`, rows[i], K);
+        this.bytes += sub.N * sub.K * 2;
+        this.fill(sub, t, 0, rows[i], K);
+        for (const s of sub.shards) shards.push({ ...s, rowStart: row0 + s.rowStart });
+      }
+      row0 += rows[i];
+    });
+    return { N: row0, K: pad8(K), shards };
+  }
+
+  /** A quantized tensor's rows in shards that each fit one storage binding, streamed in chunks. */
+  private quantShards(label: string, t: WeightTensor, N: number, K: number): MatrixShard[] {
+    const quant = t.dtype as QuantType;
+    const srcRow = t.bytes / N;
+    const gpuRow = rowWords(quant, K) * 4;
+    const perShard = Math.max(1, Math.floor(this.gpu.limits.maxStorageBufferBindingSize / gpuRow));
+    const perChunk = Math.max(1, Math.floor(CHUNK / srcRow));
+    const shards: MatrixShard[] = [];
+    for (let r = 0; r < N; r += perShard) {
+      const rows = Math.min(perShard, N - r);
+      const buffer = createStorage(this.gpu.device, rows * gpuRow, `${label}[${shards.length}]`);
+      for (let c = 0; c < rows; c += perChunk) {
+        const n = Math.min(perChunk, rows - c);
+        const buf = n * srcRow <= this.chunk.length ? this.chunk : new Uint8Array(n * srcRow);
+        this.read(t, (r + c) * srcRow, buf, n * srcRow);
+        this.progress(n * srcRow);
+        writeAligned(this.gpu.device, buffer, c * gpuRow, new Uint8Array(toGpuRows(quant, buf.subarray(0, n * srcRow), n, K).buffer));
+      }
+      this.bytes += rows * gpuRow;
+      shards.push({ buffer, rowStart: r, rows, quant });
+    }
+    return shards;
+  }
+
   /** Streams one tensor's rows into matrix rows [row0, row0 + nrows). */
-  private fill(m: Matrix, t: TensorInfo, row0: number, nrows: number, K: number) {
+  private fill(m: Matrix, t: WeightTensor, row0: number, nrows: number, K: number) {
     const eb = t.dtype === "F32" ? 4 : 2;
     const srcRow = K * eb;
     const rowsPerChunk = Math.max(1, Math.floor(CHUNK / srcRow));
@@ -132,12 +196,12 @@ class Loader {
       const n = Math.min(rowsPerChunk, nrows - r);
       const len = n * srcRow;
       const buf = len <= this.chunk.length ? this.chunk : new Uint8Array(len);
-      readTensorBytes(t, r * srcRow, buf, len);
+      this.read(t, r * srcRow, buf, len);
       this.progress(len);
       const bytes = buf.subarray(0, len);
       if (K !== m.K) {
         // odd K (e.g. an FFN of 172): pad each row with zeros on the host
-        const vals = toF32(bytes, t.dtype);
+        const vals = toF32(bytes, t.dtype as TensorInfo["dtype"]);
         const padded = new Float32Array(n * m.K);
         for (let i = 0; i < n; i++) padded.set(vals.subarray(i * K, (i + 1) * K), i * m.K);
         this.writeRows(m, row0 + r, n, (shard, off, a, b) => writeAligned(this.gpu.device, shard.buffer, off, toF16Bytes(padded.subarray(a * m.K, b * m.K))));
@@ -178,12 +242,12 @@ class Loader {
   }
 }
 
-export function loadWeights(gpu: Gpu, kc: KernelContext, dir: string, cfg: ModelConfig): ModelWeights {
-  const tensors = listTensors(dir);
-  const ld = new Loader(gpu, kc, tensors, dir);
+/** Uploads a model's tensors (HF names; from safetensors or GGUF); `source` names them in errors. */
+export function loadWeights(gpu: Gpu, kc: KernelContext, tensors: Map<string, WeightTensor>, source: string, cfg: ModelConfig): ModelWeights {
+  const ld = new Loader(gpu, kc, tensors, source);
   const { hidden: Dm, heads: H, kvHeads: KVH, headDim: D, ffn: F, vocab: V } = cfg;
-  if (Dm % 8 !== 0) throw new Error(`${dir}/config.json: hidden_size ${Dm} must be a multiple of 8`);
-  if ((H * D) % 8 !== 0) throw new Error(`${dir}/config.json: num_attention_heads * head_dim must be a multiple of 8`);
+  if (Dm % 8 !== 0) throw new Error(`${source}: hidden size ${Dm} must be a multiple of 8`);
+  if ((H * D) % 8 !== 0) throw new Error(`${source}: heads * head dim must be a multiple of 8`);
   try {
     const embed = ld.matrix("embed_tokens", ["model.embed_tokens.weight"], [V], Dm);
     const layers: LayerWeights[] = [];

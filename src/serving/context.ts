@@ -70,8 +70,8 @@ export async function startServing(o: ServingSetup): Promise<ServerContext> {
   const engine = await Engine.load(modelDir, { ...engineOpts, log: o.log });
   return createServerContext(new EngineClient(engine, o.log), {
     ...opts,
-    modelId: basename(modelDir.replace(/\/+$/, "")),
-    maxPromptChars: maxPromptChars(modelDir, engine.cfg.maxContext),
+    modelId: basename(modelDir.replace(/\/+$/, "")).replace(/\.gguf$/, ""),
+    maxPromptChars: maxPromptChars(engine.tokenizer, engine.cfg.maxContext),
   });
 }
 

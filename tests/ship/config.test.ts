@@ -32,6 +32,7 @@ test("defaults, then the environment, then flags", () => {
     KVC_PORT: "9000",
     KVC_API_KEY: "sk-env",
     KVC_KV_MEMORY: "128MiB",
+    KVC_QUANTIZE: "q4_k",
     KVC_MAX_QUEUE: "8",
     KVC_MAX_BODY: "1MiB",
     KVC_LOG_PROMPTS: "yes",
@@ -52,6 +53,7 @@ test("defaults, then the environment, then flags", () => {
     port: 9000,
     apiKey: "sk-env",
     kvMemory: 128 * 2 ** 20,
+    quantize: "q4_k",
     maxQueue: 8,
     maxBodyBytes: 2 ** 20,
     logPrompts: true,
@@ -66,7 +68,7 @@ test("defaults, then the environment, then flags", () => {
 });
 
 test("every bad setting is reported at once, named as it was given", () => {
-  const env = envOf({ KVC_PORT: "http", KVC_MAX_QUEUE: "0", KVC_LOG_PROMPTS: "maybe", KVC_MODEL: "/nonexistent/model", KVC_KV_MEMORY: "lots", KVC_HOST: "bad host" });
+  const env = envOf({ KVC_PORT: "http", KVC_MAX_QUEUE: "0", KVC_LOG_PROMPTS: "maybe", KVC_MODEL: "/nonexistent/model", KVC_QUANTIZE: "q5_k", KVC_KV_MEMORY: "lots", KVC_HOST: "bad host" });
   let message = "";
   try {
     resolveServeConfig({ "kv-rate": "0.5", "max-body": "10" }, env, noDefaultModel);
@@ -77,7 +79,8 @@ test("every bad setting is reported at once, named as it was given", () => {
   expect(lines[0]).toBe("bad settings:");
   expect(lines.slice(1).map((l) => l.trim()).sort()).toEqual(
     [
-      'KVC_MODEL: is not a folder (got "/nonexistent/model")',
+      'KVC_MODEL: is neither a folder nor a .gguf file (got "/nonexistent/model")',
+      'KVC_QUANTIZE: must be one of q8_0, q4_0, q4_k (got "q5_k")',
       'KVC_HOST: must be a host name or an IP address (got "bad host")',
       'KVC_PORT: must be an integer in [0, 65535] (got "http")',
       `KVC_KV_MEMORY: cannot read "lots" as a size; use e.g. 512MiB or 2GiB (got "lots")`,

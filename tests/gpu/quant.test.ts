@@ -1,0 +1,160 @@
+// Block-quantized weights: the CPU dequantization against hand-built blocks, and the
+// GEMV, GEMM and embedding gather reading quantized rows (kernels/quant.wgsl) against
+// a CPU matmul over the dequantized weights, in each variant the adapter runs.
+import { describe, expect, test } from "bun:test";
+import { cdiv, F } from "../../src/gpu/kernels.ts";
+import { f16BitsToF32, f32ToF16Bits, toF16Bytes } from "../../src/model/f16.ts";
+import { GEMM_SMALL, GEMM_VARIANTS, gemmGrid } from "../../src/model/gemm.ts";
+import { gemvGrid, gemvTileFor, gemvTileName, type GemvTile } from "../../src/model/llama.ts";
+import { dequantize, quantize, QUANT, QUANT_TYPES, rowBytes, toGpuRows, type QuantType } from "../../src/model/quant.ts";
+import * as ref from "../fixtures/reference.ts";
+import { quantizeShard } from "../../src/model/quantize-weights.ts";
+import { maxAbsDiff, rand, readF32, readU32, up, variants, zeros } from "../fixtures/gpu-helpers.ts";
+
+const h = (x: number) => [f32ToF16Bits(x) & 255, f32ToF16Bits(x) >> 8];
+
+describe("dequantize (ggml block layouts)", () => {
+  test("q8_0: d then 32 signed bytes", () => {
+    const b = new Uint8Array([...h(0.5), ...Array.from({ length: 32 }, (_, j) => (j - 16) & 255)]);
+    expect([...dequantize("q8_0", b, 32)]).toEqual(Array.from({ length: 32 }, (_, j) => 0.5 * (j - 16)));
+  });
+  test("q4_0: low nibbles are weights 0..15, high nibbles 16..31, offset 8", () => {
+    const b = new Uint8Array([...h(2), ...Array.from({ length: 16 }, (_, j) => (j & 15) | ((15 - j) << 4))]);
+    const want = [...Array.from({ length: 16 }, (_, j) => 2 * (j - 8)), ...Array.from({ length: 16 }, (_, j) => 2 * (7 - j))];
+    expect([...dequantize("q4_0", b, 32)]).toEqual(want);
+  });
+  test("q4_k: six-bit scales and mins, sub-blocks 4..7 take their high bits from bytes 0..7", () => {
+    const b = new Uint8Array(144);
+    b.set([...h(1), ...h(0.5)], 0);
+    // sub-block 1: scale 3, min 2; sub-block 5: scale 17 (low 4 bits in byte 9, high 2 in byte 1), min 33
+    b[4 + 1] = 3 | (1 << 6);
+    b[4 + 5] = 2 | (2 << 6);
+    b[4 + 9] = (17 & 15) | ((33 & 15) << 4);
+    for (let l = 0; l < 32; l++) b[16 + l] = (l % 16) << 4; // sub-block 1: high nibbles of chunk 0
+    for (let l = 0; l < 32; l++) b[16 + 64 + l] = (15 - (l % 16)) << 4; // sub-block 5: chunk 2, high nibbles
+    const y = dequantize("q4_k", b, 256);
+    for (let l = 0; l < 32; l++) {
+      expect(y[32 + l]).toBe(3 * (l % 16) - 0.5 * 2);
+      expect(y[160 + l]).toBe(17 * (15 - (l % 16)) - 0.5 * 33);
+    }
+  });
+  test("q6_k: ql nibbles, qh bit pairs and i8 scales per 16 weights", () => {
+    const b = new Uint8Array(210);
+    b.set(h(0.25), 208);
+    b[192 + 2] = 0xfe; // scale -2 for weights 32..47 (quadrant 1 of the first half)
+    b[0 + 32] = 0x05; // ql[32] low nibble: weight 32
+    b[128 + 0] = 0b1100; // qh[0] bits 2-3 -> weight 32: high bits 3
+    const y = dequantize("q6_k", b, 256);
+    expect(y[32]).toBe(0.25 * -2 * ((5 | (3 << 4)) - 32));
+  });
+  for (const t of QUANT_TYPES) {
+    test(`${t}: quantize then dequantize stays within the format's step`, () => {
+      const x = rand(1024, 3, 2);
+      const y = dequantize(t, quantize(t, x), x.length);
+      const step = { q8_0: 2 / 127, q4_0: 2 / 7, q4_k: 4 / 15, q6_k: 2 / 31 }[t];
+      expect(maxAbsDiff(x, y)).toBeLessThanOrEqual(step * 1.1);
+    });
+  }
+});
+
+const GEMV = { WG: 256, BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false };
+
+/** N x K random weights in format t: the GPU rows and the exact f32 values they hold. */
+function weights(t: QuantType, N: number, K: number, seed: number) {
+  const q = quantize(t, rand(N * K, seed, 0.5));
+  expect(q.length).toBe(N * rowBytes(t, K));
+  return { gpu: toGpuRows(t, q, N, K), w: dequantize(t, q, N * K) };
+}
+const kOf = (t: QuantType) => (QUANT[t].block === 256 ? 512 : 160);
+
+// lavapipe compiles each pipeline slowly: the model's tiles and one odd tile, the
+// model's small GEMM (every GEMM variant shares the quantized tile loader)
+describe("quantized kernels", async () => {
+  for (const { name, kc } of await variants()) {
+    for (const t of QUANT_TYPES) {
+      const K = kOf(t);
+      for (const M of [1, 9]) {
+        test(`${name} ${t} gemv M=${M} (+bias +residual)`, async () => {
+          const N = 37;
+          const { gpu, w } = weights(t, N, K, 1);
+          const x = rand(M * K, 2), bias = rand(N, 3), res = rand(M * N, 4);
+          const want = ref.matmul(x, w, M, N, K, bias, res);
+          const tiles: GemvTile[] = M === 1 ? [gemvTileFor(M, false)] : [gemvTileFor(M, false), { ROWS: 2, BATCH: 4, LANES: 32, KU: 2 }];
+          for (const tile of tiles) {
+            const Y = await up(res);
+            const k = kc.kernel("gemv", { ...GEMV, ...tile, BIAS: true, RESIDUAL: true, QUANT: t });
+            const st = kc.step();
+            st.dispatch(k, [await up(gpu), await up(x), Y, await up(bias)], [K, N, M, N, 0], gemvGrid(tile, M, N, false));
+            st.submit();
+            expect(maxAbsDiff(await readF32(Y, M * N), want), gemvTileName(tile)).toBeLessThan(1e-3);
+          }
+        });
+      }
+      test(`${name} ${t} gemv +norm +swiglu, gate and up in two buffers`, async () => {
+        const M = 2, Fn = 24, eps = 1e-5;
+        const gate = weights(t, Fn, K, 5), upw = weights(t, Fn, K, 6);
+        const x = rand(M * K, 7, 2), g = rand(K, 8, 2);
+        const h1 = ref.rmsnorm(x, g, M, K, eps);
+        const w = new Float32Array([...gate.w, ...upw.w]);
+        const want = ref.swiglu(ref.matmul(h1, w, M, 2 * Fn, K), M, Fn, Fn);
+        const tile = gemvTileFor(M, true, undefined, undefined, true);
+        const act = await zeros(M * Fn * 4);
+        const k = kc.kernel("gemv", { ...GEMV, ...tile, NORM: true, SWIGLU: true, QUANT: t });
+        const st = kc.step();
+        st.dispatch(k, [await up(gate.gpu), await up(x), act, await up(g), await up(upw.gpu)], [K, Fn, M, Fn, 0, F(eps), Fn, 0, 0], gemvGrid(tile, M, Fn, true));
+        st.submit();
+        expect(maxAbsDiff(await readF32(act, M * Fn), want)).toBeLessThan(1e-3);
+      });
+      for (const v of GEMM_VARIANTS.filter((v) => v.name === GEMM_SMALL)) {
+        test(`${name} ${t} gemm ${v.name} M=70 N=130`, async () => {
+          const M = 70, N = 130;
+          const { gpu, w } = weights(t, N, K, 9);
+          const x = rand(M * K, 10);
+          const Y = await zeros(M * N * 4);
+          const st = kc.step();
+          st.dispatch(kc.kernel("gemm", { ...v.defines, BIAS: false, RESIDUAL: false, QUANT: t }), [await up(gpu), await up(x), Y], [K, N, M, N, 0], gemmGrid(v, M, N));
+          st.submit();
+          expect(maxAbsDiff(await readF32(Y, M * N), ref.matmul(x, w, M, N, K))).toBeLessThan(2e-3);
+        });
+      }
+      test(`${name} ${t} embedding gather of quantized rows`, async () => {
+        const V = 11, toks = [3, 0, 10, 3];
+        const { gpu, w } = weights(t, V, K, 12);
+        const X = await zeros(toks.length * K * 4);
+        const st = kc.step();
+        st.dispatch(kc.kernel("embed", { QUANT: t }), [await up(gpu), await up(new Uint32Array(toks)), X], [K, toks.length, 0, V, 0], [cdiv(K / 2, 64), toks.length]);
+        st.submit();
+        const want = new Float32Array(toks.flatMap((id) => [...w.subarray(id * K, (id + 1) * K)]));
+        expect(maxAbsDiff(await readF32(X, toks.length * K), want)).toBe(0);
+      });
+    }
+  }
+});
+
+describe("on-load quantization (kernels/quantize.wgsl)", async () => {
+  const [{ kc }] = await variants();
+  for (const t of ["q8_0", "q4_0", "q4_k"] as const) {
+    test(`${t}: the GPU's blocks are the CPU reference's`, async () => {
+      const N = 5, K = t === "q4_k" ? 512 : 96; // Q8_0 / Q4_0: an odd block count (3) shares the last d word with a zero
+      const x = rand(N * K, 40, 0.5).map((v) => f16BitsToF32(f32ToF16Bits(v)));
+      const want = toGpuRows(t, quantize(t, x), N, K);
+      const src = await up(toF16Bytes(x));
+      const q = quantizeShard(kc, { buffer: src, rowStart: 0, rows: N }, K, t, "test");
+      expect(q.quant).toBe(t);
+      const got = await readU32(q.buffer, want.length);
+      // f32 on the GPU, f64 on the host: a value at a rounding midpoint lands one step
+      // apart (Q4_K: about 5% of words hold such a nibble or 6-bit scale), never more
+      let words = 0, worst = 0;
+      want.forEach((w, i) => {
+        if (w === got[i]) return;
+        words++;
+        // Q8_0: signed bytes; Q4_0, Q4_K: nibbles
+        const bits = t === "q8_0" ? 8 : 4;
+        const field = (v: number, j: number) => (bits === 8 ? ((v >>> (8 * j)) << 24) >> 24 : (v >>> (4 * j)) & 15);
+        for (let j = 0; j < 32 / bits; j++) worst = Math.max(worst, Math.abs(field(w, j) - field(got[i], j)));
+      });
+      expect(worst).toBeLessThanOrEqual(1);
+      expect(words / want.length).toBeLessThan(0.1);
+    });
+  }
+});
