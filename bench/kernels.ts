@@ -19,7 +19,7 @@ import { configFromShape, shapeByName } from "./shapes.ts";
 import { ATTN_WORKGROUPS, decodeAttentionShape, prefillTileName, prefillTilingBytes, prefillTilings, gemvGrid, gemvScratchBytes, gemvTileFor, gemvTileName, type DecodeAttentionShape, type GemvTile } from "../src/model/llama.ts";
 import { rowWords, type QuantType } from "../src/model/quant.ts";
 import { rankFigures } from "./rank.ts";
-import { GEMM_DEFAULT, GEMM_VARIANTS, gemmBytes, gemmGrid, gemmKernel, gemmVariant, MMA_VARIANTS, mmaBytes, mmaFor, mmaGrid, mmaKernel } from "../src/model/gemm.ts";
+import { GEMM_DEFAULT, GEMM_VARIANTS, gemmBytes, gemmGrid, gemmKernel, gemmVariant, MMA_VARIANTS, mmaBytes, mmaGrid, mmaKernel } from "../src/model/gemm.ts";
 
 export interface KernelSuiteOptions {
   contexts: number[];
@@ -131,7 +131,7 @@ const matrixOf = (name: string) => MATRICES.find((m) => name === m || name.start
 /** The variant the model itself picks for a captured GEMM dispatch's rows. */
 function modelGemmName(e: Engine, d: CapturedDispatch): string {
   const M = d.params[2];
-  return M >= e.model.mmaMinRows ? mmaFor(M, e.gpu.limits.maxComputeWorkgroupStorageSize)?.name ?? e.model.gemmFor(M).name : e.model.gemmFor(M).name;
+  return e.model.mmaAt(M)?.name ?? e.model.gemmFor(M).name;
 }
 
 /** A GEMM dispatch: the f32 kernel or the tensor-core one (same bindings and params). */

@@ -116,8 +116,6 @@ export function mmaVariant(name: string): MmaVariant {
  * 4319 tokens/s, 1B) and at 32 rows the GEMV beat every tile. KVC_MMA forces one.
  */
 export function mmaFor(M: number, maxBytes: number): MmaVariant | null {
-  const env = (globalThis as any).process?.env?.KVC_MMA ?? (globalThis as any).Deno?.env?.get("KVC_MMA");
-  if (env) return mmaVariant(env);
   const fits = MMA_VARIANTS.filter((v) => mmaBytes(v) <= maxBytes);
   const order = M >= 128 ? ["mma128", "mma128d"] : ["mma64d", "mma128"];
   for (const n of order) {
@@ -155,6 +153,18 @@ export function mmaMinRows(gpu: Gpu): number {
 }
 
 export const MMA_MIN_ROWS = 33;
+
+/**
+ * The model's tensor-core variant by rows (null: GEMV or f32 GEMM), with KVC_MMA and the
+ * threshold read once here, not on every matmul of every step.
+ */
+export function modelMma(gpu: Gpu, minRows: number): (M: number) => MmaVariant | null {
+  const env = (globalThis as any).process?.env?.KVC_MMA ?? (globalThis as any).Deno?.env?.get("KVC_MMA");
+  const forced = env ? mmaVariant(env) : null;
+  const maxBytes = gpu.limits.maxComputeWorkgroupStorageSize;
+  const large = forced ?? mmaFor(128, maxBytes), small = forced ?? mmaFor(64, maxBytes);
+  return (M) => (M < minRows ? null : M >= 128 ? large : small);
+}
 
 /** A GEMM variant's name, f32 or tensor-core, checked: the error lists both kinds. */
 export function anyGemmVariant(name: string): string {

@@ -25,7 +25,7 @@ import { cdiv, F, nextPow2, type Binding, type Defines, type Kernel, type Kernel
 import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
 import { pad8, type Matrix, type MatrixShard, type ModelWeights } from "./weights.ts";
-import { gemmGrid, gemmKernel, mmaFor, mmaGrid, mmaKernel, mmaMinRows, modelGemm, type MmaVariant } from "./gemm.ts";
+import { gemmGrid, gemmKernel, mmaGrid, mmaKernel, mmaMinRows, modelGemm, modelMma, type MmaVariant } from "./gemm.ts";
 
 export interface Sampling {
   temperature: number; // 0 = greedy
@@ -101,6 +101,8 @@ export class LlamaModel {
    * where the adapter has f16 subgroup matrices; Infinity elsewhere. KVC_MMA_MIN_ROWS sets it.
    */
   mmaMinRows: number;
+  /** the tensor-core GEMM variant for a step of M rows, or null (GEMV / f32 GEMM) */
+  readonly mmaAt: (M: number) => MmaVariant | null;
   /** a uniform (see kernels/rope_append.wgsl), padded to whole vec4s */
   private invFreq: GPUBuffer;
   private freq4: number;
@@ -120,12 +122,9 @@ export class LlamaModel {
     gpu.device.queue.writeBuffer(this.invFreq, 0, freqs);
     this.swiglu = w.layers.map((l) => swigluRuns(l.gateUp, cfg.ffn, this.ffnPad));
     this.mmaMinRows = mmaMinRows(gpu);
+    this.mmaAt = modelMma(gpu, this.mmaMinRows);
   }
 
-  /** The tensor-core GEMM variant for a step of M rows, or null (GEMV / f32 GEMM). */
-  private mmaAt(M: number): MmaVariant | null {
-    return M >= this.mmaMinRows ? mmaFor(M, this.gpu.limits.maxComputeWorkgroupStorageSize) : null;
-  }
 
   /**
    * Sample history: `rows` u32 entries the host reads back in one map. Reserve the
