@@ -3,8 +3,10 @@
 # tensor-core kernel tests, then GEMM TFLOP/s of every variant side by side, prefill
 # tokens/s and batched decode with and without tensor cores (KVC_MMA_MIN_ROWS), all
 # into $OUT (tc.jsonl, log.txt). Carry what bench/run-device.sh carries.
-#   bash bench/run-tc.sh [STEP...]   STEP: adapter tests gemm prefill batch single golden
-#   (default: all, in that order)
+#   bash bench/run-tc.sh [STEP...]   STEP: adapter tests gemm prefill batch single golden,
+#   and prim splitk breakdown attn (the subgroup-matrix primitives, batched decode by
+#   split-K target and row threshold, a batched decode step's kernels, tensor-core
+#   prefill attention on and off)   (default: the first seven, in that order)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source bench/device-env.sh >/dev/null 2>&1
@@ -28,6 +30,27 @@ const g = await createGpu(); console.log(describeGpu(g)); console.log(JSON.strin
     log "tensor-core tests"
     timeout 300 bun test --timeout 600000 tests/gpu/gemm-mma.test.ts tests/gpu/attention.test.ts -t "gemm_mma|tensor-core" 2>&1 | grep -v '^Warning' |
       grep -E '^\((pass|fail|skip)\)|Expected|Received|rror|^ *[0-9]+ (pass|fail|skip)' | grep -v 'pass) gemm_mma' | head -80
+  fi
+  if has prim; then
+    log "subgroup-matrix primitives, tensor-core GEMM (split-K too) and attention tests"
+    timeout 300 bun test --timeout 600000 tests/gpu/subgroup-matrix.test.ts tests/gpu/gemm-mma.test.ts tests/gpu/attention.test.ts -t "subgroup matrix|gemm_mma|split|tensor-core" 2>&1 | grep -v '^Warning' |
+      grep -E '^\((pass|fail|skip)\)|Expected|Received|rror|worst|^ *[0-9]+ (pass|fail|skip)' | grep -v 'pass) gemm_mma mma' | head -80
+  fi
+  if has splitk; then
+    for cfg in "KVC_MMA_MIN_ROWS=1000000" "KVC_MMA_MIN_ROWS=33 KVC_SPLITK_WGS=0" "KVC_MMA_MIN_ROWS=8 KVC_SPLITK_WGS=512" "KVC_MMA_MIN_ROWS=8 KVC_SPLITK_WGS=1024" "KVC_MMA_MIN_ROWS=8 KVC_SPLITK_WGS=256"; do
+      log "batched decode $cfg"
+      env $cfg timeout 90 bun cli/main.ts bench batch --shape 1b --batches ${TC_BATCHES:-8,16,32,64,128} --deadline-s 75 --out "$J" 2>&1 | grep -E 'tok_s|error' | cut -c1-300
+    done
+  fi
+  if has breakdown; then
+    log "decode step kernels at 32 and 64 rows, tensor cores from 8 rows"
+    KVC_MMA_MIN_ROWS=8 timeout 120 bun cli/main.ts bench kernels --shape 1b --contexts 256 --gemv-rows 16,32,64 --prefill-rows 512 --prefill-attn-lens 512 --rank-lens 2048 --rank-batch 1 --passes 3 --copy-mib 64 --deadline-s 100 --out "$J" 2>&1 | grep -E '"test":"decode_step"|error' | cut -c1-900
+  fi
+  if has attn; then
+    for a in 1 0; do
+      log "prefill KVC_MMA_ATTN=$a"
+      KVC_MMA_ATTN=$a timeout 150 bun cli/main.ts bench prefill --shape 1b,8b --prefill-lens 2048,6000 --deadline-s 130 --out "$J" 2>&1 | grep -E 'tok_s|error' | cut -c1-400
+    done
   fi
   if has gemm; then
     log "gemm variants (prefill step, 512 and 2048 rows)"

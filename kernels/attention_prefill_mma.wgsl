@@ -10,6 +10,9 @@
 // sums them in f32, and accumulates O without ever rescaling it. Scores live in
 // workgroup memory between the products, where lanes mask, exponentiate and (SCORES)
 // write the raw logits and the log-sum-exp that kv_scores reads, as the other kernels do.
+// Results are stored as whole 16 x 16 blocks (stride 16), the one store layout the GEMM
+// has shown right on the GPU; lanes walk a block's columns rotated by their row, so the
+// 16 rows a read touches fall in different banks.
 // K and V tiles share one f16 staging buffer [key][d] (K^T is its column-major view),
 // which first carries the scaled queries.
 struct Params { layer: u32, H: u32, KVH: u32, L: u32, BS: u32, ldq: u32, scale: f32, tileBase: u32, sStride: u32, lseBase: u32, splitLen: u32, nsplit: u32, }
@@ -34,13 +37,12 @@ const BK = 64u;       // keys per tile
 const NQ = BQ * G;
 const D8 = D / 8u;
 const DS = D + 8u;    // f16 row stride of the staging buffer (padded against bank conflicts)
-const SS = BK + 4u;   // f32 row stride of a subgroup's scores
 const PS = BK + 8u;   // f16 row stride of a subgroup's probabilities
 const NEG = -3.0e38;
 const NO_SLOT = 0xffffffffu;
 
 var<workgroup> kv: array<f16, BK * DS>;            // queries, then each K tile, then its V tile [key][d]
-var<workgroup> ss: array<f32, NSG * 16u * SS>;     // per subgroup: scores [16 q][BK], then output blocks
+var<workgroup> ss: array<f32, NSG * 16u * BK>;     // per subgroup: scores [BK / 16 blocks][16 q][16], then output blocks
 var<workgroup> ps: array<f16, NSG * 16u * PS>;     // per subgroup: probabilities [16 q][BK]
 var<workgroup> wend: u32;
 
@@ -108,7 +110,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     slot = rw.w;
   }
   let qh = h * G + q % G;
-  let sBase = sg * 16u * SS + qr * SS;
+  let sBase = sg * 16u * BK + qr * 16u;
   let pBase = sg * 16u * PS;
 
   // pass 1: each row's max over its visible keys
@@ -122,13 +124,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       #unroll c D/16
       s = subgroupMatrixMultiplyAccumulate(ql{{c}}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + {{c}}u * 16u, true, DS), s);
       #endunroll
-      subgroupMatrixStore(&ss, sg * 16u * SS + {{n}}u * 16u, s, false, SS);
+      subgroupMatrixStore(&ss, sg * 16u * BK + {{n}}u * 256u, s, false, 16u);
     }
     #endunroll
     workgroupBarrier();
     for (var u = 0u; u < 32u; u++) {
-      let j = k0 + hf * 32u + u;
-      if (j < lim && j < end) { m = max(m, ss[sBase + hf * 32u + u]); }
+      let kk = hf * 32u + (u + qr) % 32u;
+      let j = k0 + kk;
+      if (j < lim && j < end) { m = max(m, ss[sBase + (kk / 16u) * 256u + kk % 16u]); }
     }
     workgroupBarrier();
   }
@@ -148,16 +151,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       #unroll c D/16
       s = subgroupMatrixMultiplyAccumulate(ql{{c}}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + {{c}}u * 16u, true, DS), s);
       #endunroll
-      subgroupMatrixStore(&ss, sg * 16u * SS + {{n}}u * 16u, s, false, SS);
+      subgroupMatrixStore(&ss, sg * 16u * BK + {{n}}u * 256u, s, false, 16u);
     }
     #endunroll
     workgroupBarrier();
     for (var u = 0u; u < 32u; u++) {
-      let kk = hf * 32u + u;
+      let kk = hf * 32u + (u + qr) % 32u;
       let j = k0 + kk;
       var p = 0.0;
       if (j < lim && j < end) {
-        let s = ss[sBase + kk];
+        let s = ss[sBase + (kk / 16u) * 256u + kk % 16u];
         p = exp(s - m);
 #if SCORES
         if (slot != NO_SLOT) { sraw[(slot * P.H + qh) * P.sStride + j] = s; }
@@ -183,7 +186,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
   // O / l through this subgroup's score rows, 16 dims at a time
   #unroll d D/16
-  subgroupMatrixStore(&ss, sg * 16u * SS, o{{d}}, false, SS);
+  subgroupMatrixStore(&ss, sg * 16u * BK, o{{d}}, false, 16u);
   workgroupBarrier();
   if (lim > 0u) {
     for (var e = 0u; e < 8u; e++) {

@@ -11,7 +11,15 @@
 // in registers while the tensor cores work on the current one, one barrier a step.
 // The epilogue goes through workgroup memory, one 16 x 16 result per subgroup at a
 // time, so bias and residual are added as in the other matmuls (matmul_out).
+//
+// SPLITK (decode batches: a few rows give too few output tiles to keep the GPU's memory
+// busy): workgroup z sums only K range [z * kSplit, (z + 1) * kSplit) and writes its
+// partial tile to Y[z][M][N]; gemm_splitk_sum adds the partials, bias and residual.
+#if SPLITK
+struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, kSplit: u32, }
+#else
 struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, }
+#endif
 
 @group(0) @binding(#) var<storage, read> W: array<vec4<f16>>;
 @group(0) @binding(#) var<storage, read> X: array<vec4<f32>>;
@@ -21,7 +29,9 @@ struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, }
 #endif
 @group(0) @binding(#) var<uniform> P: Params;
 
+#if !SPLITK
 #include matmul_out
+#endif
 
 const TM = {{TM}}u;
 const TN = {{TN}}u;
@@ -74,6 +84,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sgs: u32) {
   let m0 = wid.x * BM;
   let n0 = wid.y * BN;
+#if SPLITK
+  let kBeg = wid.z * P.kSplit;
+  let kEnd = min(P.K, kBeg + P.kSplit);
+#else
+  let kBeg = 0u;
+  let kEnd = P.K;
+#endif
   // this subgroup's corner inside the tile
   let sm = (sg / {{SG_COLS}}u) * TM * 16u;
   let sn = (sg % {{SG_COLS}}u) * TN * 16u;
@@ -83,18 +100,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 #if DB
   #unroll i XL
-  storeX(0u, t + {{i}}u * NT, loadX(m0, 0u, t + {{i}}u * NT));
+  storeX(0u, t + {{i}}u * NT, loadX(m0, kBeg, t + {{i}}u * NT));
   #endunroll
   #unroll i WL
-  storeW(0u, t + {{i}}u * NT, loadW(n0, 0u, t + {{i}}u * NT));
+  storeW(0u, t + {{i}}u * NT, loadW(n0, kBeg, t + {{i}}u * NT));
   #endunroll
   workgroupBarrier();
   var buf = 0u;
 #endif
-  for (var k0 = 0u; k0 < P.K; k0 += BK) {
+  for (var k0 = kBeg; k0 < kEnd; k0 += BK) {
 #if DB
     let next = k0 + BK;
-    if (next < P.K) {
+    if (next < kEnd) {
       #unroll i XL
       xr[{{i}}] = loadX(m0, next, t + {{i}}u * NT);
       #endunroll
@@ -131,7 +148,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     #endunroll
 #if DB
-    if (next < P.K) {
+    if (next < kEnd) {
       let nb = 1u - buf;
       #unroll i XL
       storeX(nb, t + {{i}}u * NT, xr[{{i}}]);
@@ -156,7 +173,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var e = lane; e < 256u; e += sgs) {
     let m = m0 + sm + {{i}}u * 16u + e / 16u;
     let n = n0 + sn + {{j}}u * 16u + e % 16u;
+#if SPLITK
+    if (m < P.M && n < P.N) { Y[(wid.z * P.M + m) * P.N + n] = Cs[c0 + e]; }
+#else
     if (m < P.M && n < P.N) { storeOut(m * P.ldy + P.colOff + n, n, Cs[c0 + e]); }
+#endif
   }
   workgroupBarrier();
   #endunroll

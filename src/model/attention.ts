@@ -126,7 +126,7 @@ export interface PrefillMmaTiling {
 }
 
 export function prefillMmaBytes(t: PrefillMmaTiling): number {
-  return 64 * (t.D + 8) * 2 + t.NSG * 16 * (64 + 4) * 4 + t.NSG * 16 * (64 + 8) * 2 + 4;
+  return 64 * (t.D + 8) * 2 + t.NSG * 16 * 64 * 4 + t.NSG * 16 * (64 + 8) * 2 + 4;
 }
 
 /**

@@ -92,6 +92,7 @@ export const MMA_VARIANTS: readonly MmaVariant[] = [
   { name: "mma128d", SG_ROWS: 4, SG_COLS: 2, TM: 2, TN: 4, DB: true },
   { name: "mma64d", SG_ROWS: 2, SG_COLS: 4, TM: 2, TN: 2, DB: true },
   { name: "mma32d", SG_ROWS: 1, SG_COLS: 4, TM: 2, TN: 2, DB: true },
+  { name: "mma16d", SG_ROWS: 1, SG_COLS: 4, TM: 1, TN: 2, DB: true },
   { name: "mma128x64d", SG_ROWS: 4, SG_COLS: 2, TM: 2, TN: 2, DB: true },
 ];
 
@@ -117,7 +118,7 @@ export function mmaVariant(name: string): MmaVariant {
  */
 export function mmaFor(M: number, maxBytes: number): MmaVariant | null {
   const fits = MMA_VARIANTS.filter((v) => mmaBytes(v) <= maxBytes);
-  const order = M >= 128 ? ["mma128", "mma128d"] : ["mma64d", "mma128"];
+  const order = M >= 128 ? ["mma128", "mma128d"] : M > 32 ? ["mma64d", "mma128"] : M > 16 ? ["mma32d", "mma64d"] : ["mma16d", "mma32d"];
   for (const n of order) {
     const v = fits.find((x) => x.name === n);
     if (v) return v;
@@ -125,13 +126,42 @@ export function mmaFor(M: number, maxBytes: number): MmaVariant | null {
   return null;
 }
 
-export function mmaKernel(kc: KernelContext, v: MmaVariant, subgroupSize: number, bias: boolean, residual: boolean): Kernel {
+/** SPLITK: the kernel writes per-split partial tiles (bias and residual then go to gemm_splitk_sum). */
+export function mmaKernel(kc: KernelContext, v: MmaVariant, subgroupSize: number, bias: boolean, residual: boolean, SPLITK = false): Kernel {
   const { SG_ROWS, SG_COLS, TM, TN, DB } = v;
   const WG = SG_ROWS * SG_COLS * subgroupSize;
   // vec4 loads a thread makes of each K step (32 wide) of the X and W tiles
   const XL = (mmaRows(v) * 8) / WG, WL = (mmaCols(v) * 8) / WG;
   if (!Number.isInteger(XL) || !Number.isInteger(WL)) throw new Error(`gemm_mma ${v.name}: ${WG} threads do not divide its tiles`);
-  return kc.kernel("gemm_mma", { SG_ROWS, SG_COLS, TM, TN, DB, WG, XL, WL, BIAS: bias, RESIDUAL: residual });
+  return kc.kernel("gemm_mma", { SG_ROWS, SG_COLS, TM, TN, DB, WG, XL, WL, BIAS: bias && !SPLITK, RESIDUAL: residual && !SPLITK, SPLITK });
+}
+
+/**
+ * Split-K for a tensor-core matmul with few output tiles (decode batches: at 32 rows an
+ * N = 2048 matrix is 16 tiles of mma32d, for 132 SMs): the K range is cut into `splits`
+ * runs of kSplit (a multiple of the 32-wide K step) until about `workgroups` workgroups
+ * run, at most SPLITK_MAX (the partial tiles are written and read back: splits x M x N
+ * floats against the N x K weights). Null where one split is enough.
+ */
+export const SPLITK_MAX = 8;
+export const SPLITK_WORKGROUPS = 512;
+export function splitK(v: MmaVariant, M: number, N: number, K: number, workgroups: number): { splits: number; kSplit: number } | null {
+  const tiles = cdiv(M, mmaRows(v)) * cdiv(N, mmaCols(v));
+  if (workgroups <= 0 || 2 * tiles >= workgroups) return null;
+  const want = Math.min(SPLITK_MAX, cdiv(workgroups, tiles), Math.floor(K / 64));
+  if (want < 2) return null;
+  const kSplit = cdiv(cdiv(K, want), 32) * 32;
+  const splits = cdiv(K, kSplit);
+  return splits >= 2 ? { splits, kSplit } : null;
+}
+
+/** The model's split-K target: KVC_SPLITK_WGS workgroups if set (0: never split), else SPLITK_WORKGROUPS. */
+export function splitKTarget(): number {
+  const env = (globalThis as any).process?.env?.KVC_SPLITK_WGS ?? (globalThis as any).Deno?.env?.get("KVC_SPLITK_WGS");
+  if (env === undefined || env === "") return SPLITK_WORKGROUPS;
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`KVC_SPLITK_WGS="${env}": expected a whole number of workgroups >= 0`);
+  return n;
 }
 
 export function mmaGrid(v: MmaVariant, M: number, N: number): [number, number] {
@@ -162,8 +192,8 @@ export function modelMma(gpu: Gpu, minRows: number): (M: number) => MmaVariant |
   const env = (globalThis as any).process?.env?.KVC_MMA ?? (globalThis as any).Deno?.env?.get("KVC_MMA");
   const forced = env ? mmaVariant(env) : null;
   const maxBytes = gpu.limits.maxComputeWorkgroupStorageSize;
-  const large = forced ?? mmaFor(128, maxBytes), small = forced ?? mmaFor(64, maxBytes);
-  return (M) => (M < minRows ? null : M >= 128 ? large : small);
+  const by = [128, 64, 32, 16].map((m) => forced ?? mmaFor(m, maxBytes));
+  return (M) => (M < minRows ? null : M >= 128 ? by[0] : M > 32 ? by[1] : M > 16 ? by[2] : by[3]);
 }
 
 /** A GEMM variant's name, f32 or tensor-core, checked: the error lists both kinds. */

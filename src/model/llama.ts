@@ -25,7 +25,7 @@ import { cdiv, F, nextPow2, type Binding, type Defines, type Kernel, type Kernel
 import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
 import { pad8, type Matrix, type MatrixShard, type ModelWeights } from "./weights.ts";
-import { gemmGrid, gemmKernel, mmaGrid, mmaKernel, mmaMinRows, modelGemm, modelMma, type MmaVariant } from "./gemm.ts";
+import { gemmGrid, gemmKernel, mmaGrid, mmaKernel, mmaMinRows, modelGemm, modelMma, splitK, splitKTarget, SPLITK_MAX, type MmaVariant } from "./gemm.ts";
 
 export interface Sampling {
   temperature: number; // 0 = greedy
@@ -103,6 +103,10 @@ export class LlamaModel {
   mmaMinRows: number;
   /** the tensor-core GEMM variant for a step of M rows, or null (GEMV / f32 GEMM) */
   readonly mmaAt: (M: number) => MmaVariant | null;
+  /** workgroups a tensor-core matmul with few output tiles splits its K range to reach (0: never) */
+  splitKWorkgroups = splitKTarget();
+  /** this step's split-K partials (sized for every matmul of the step before any is recorded) */
+  private splitPart: GPUBuffer | null = null;
   /** a uniform (see kernels/rope_append.wgsl), padded to whole vec4s */
   private invFreq: GPUBuffer;
   private freq4: number;
@@ -192,6 +196,10 @@ export class LlamaModel {
     }
     cache.flush();
 
+    // split-K partials of the widest matrix but the LM head (never split: it has tiles enough);
+    // got before any dispatch is recorded, since a buffer that grows is replaced
+    this.splitPart = this.mmaAt(M) && this.splitKWorkgroups > 0
+      ? ws.get("splitk", SPLITK_MAX * M * Math.max(this.qkvWidth, 2 * cfg.ffn, Dm) * 4) : null;
     const x = ws.get("x", M * Dm * 4);
     const hbuf = ws.get("h", M * Dm * 4);
     const qkv = ws.get("qkv", M * this.qkvWidth * 4);
@@ -300,6 +308,16 @@ export class LlamaModel {
       // variant; the tensor-core GEMM reads f16 weights only
       const QUANT = s.quant ?? false;
       const tc = QUANT ? null : mma;
+      const sk = tc && this.splitPart ? splitK(tc, M, s.rows, m.K, this.splitKWorkgroups) : null;
+      if (tc && sk && sk.splits * M * s.rows * 4 <= this.splitPart!.size) {
+        const part = this.splitPart!;
+        st.dispatch(mmaKernel(this.kc, tc, this.gpu.features.subgroupMaxSize, false, false, true), [s.buffer, X, part],
+          [m.K, s.rows, M, ldy, s.rowStart, sk.kSplit], [...mmaGrid(tc, M, s.rows), sk.splits]);
+        const sum: Binding[] = [part, Y];
+        if (o.bias) sum.push(o.bias);
+        st.dispatch(this.kc.kernel("gemm_splitk_sum", { BIAS: bias, RESIDUAL: !!o.residual }), sum, [s.rows, M, ldy, s.rowStart, sk.splits], [cdiv(s.rows, 256), M]);
+        continue;
+      }
       const gemv = !tc && M <= GEMV_MAX_ROWS ? this.gemv(M, { BIAS: bias, RESIDUAL: !!o.residual, QUANT }) : null;
       const k = tc ? mmaKernel(this.kc, tc, this.gpu.features.subgroupMaxSize, bias, !!o.residual)
         : gemv ? gemv.k : gemmKernel(this.kc, gemm, bias, !!o.residual, QUANT);

@@ -2,7 +2,7 @@
 // It needs f16 subgroup matrices (Dawn on NVIDIA with dawn.node's toggles): where the
 // adapter has none, the tests are skipped under a name that says so.
 import { expect, test } from "bun:test";
-import { MMA_VARIANTS, mmaBytes, mmaGrid, mmaKernel } from "../../src/model/gemm.ts";
+import { MMA_VARIANTS, mmaBytes, mmaGrid, mmaKernel, splitK } from "../../src/model/gemm.ts";
 import { KernelContext } from "../../src/gpu/kernels.ts";
 import { toF16Bytes } from "../../src/model/f16.ts";
 import { getGpu, maxAbsDiff, rand, readF32, up } from "../fixtures/gpu-helpers.ts";
@@ -54,3 +54,36 @@ for (const v of sm ? fits : []) {
     expect(maxAbsDiff(await readF32(Y, M * N), ref.matmul(x, w, M, N, K, bias, res))).toBeLessThan(2e-3);
   });
 }
+
+// split-K: partial tiles per K range (gemm_mma SPLITK), then gemm_splitk_sum adds them,
+// the bias and the residual; K ranges that end off the 32-wide step and a short last split
+for (const v of sm ? fits : []) {
+  for (const [M, N, K, splits] of [[8, 130, 1000, 3], [33, 260, 2048, 8], [16, 64, 96, 2]] as const) {
+    test(`gemm_mma ${v.name} split-K M=${M} N=${N} K=${K} into ${splits} +bias +residual`, async () => {
+      const w = f16round(rand(N * K, 31, 0.5));
+      const x = f16round(rand(M * K, 32));
+      const bias = rand(N, 33);
+      const res = rand(M * N, 34);
+      const kSplit = Math.ceil(K / splits / 32) * 32;
+      const n = Math.ceil(K / kSplit);
+      const part = await up(new Float32Array(n * M * N).fill(NaN));
+      const Y = await up(res);
+      const st = kc.step();
+      st.dispatch(mmaKernel(kc, v, gpu.features.subgroupMaxSize, true, true, true), [await up(toF16Bytes(w)), await up(x), part], [K, N, M, N, 0, kSplit], [...mmaGrid(v, M, N), n]);
+      st.dispatch(kc.kernel("gemm_splitk_sum", { BIAS: true, RESIDUAL: true }), [part, Y, await up(bias)], [N, M, N, 0, n], [Math.ceil(N / 256), M]);
+      st.submit();
+      expect(maxAbsDiff(await readF32(Y, M * N), ref.matmul(x, w, M, N, K, bias, res))).toBeLessThan(2e-3);
+    });
+  }
+}
+
+test("splitK plans: few tiles split up to SPLITK_MAX on 32-wide K steps, many tiles never", () => {
+  const v = MMA_VARIANTS.find((x) => x.name === "mma32d")!;
+  expect(splitK(v, 32, 2048, 2048, 512)).toEqual({ splits: 8, kSplit: 256 });
+  expect(splitK(v, 32, 2048, 100, 512)).toBeNull(); // K too short to split
+  expect(splitK(v, 32, 128256, 2048, 512)).toBeNull(); // the LM head: 1002 tiles
+  expect(splitK(v, 32, 2048, 2048, 0)).toBeNull(); // off
+  const p = splitK(v, 32, 3072, 1000, 512)!;
+  expect(p.kSplit % 32).toBe(0);
+  expect((p.splits - 1) * p.kSplit < 1000 && p.splits * p.kSplit >= 1000).toBe(true);
+});

@@ -188,6 +188,28 @@ describe("matmul", async () => {
   }
 });
 
+// the second half of a split-K matmul: partials summed in order, then bias and residual,
+// written at the shard's column offset of a wider output (the tensor-core half is in
+// tests/gpu/gemm-mma.test.ts, where the adapter has subgroup matrices)
+test("gemm_splitk_sum: partials, bias, residual at a column offset", async () => {
+  const { kc } = (await variants())[0];
+  const S = 3, M = 5, N = 300, ldy = 320, off = 17;
+  const part = rand(S * M * N, 41), bias = rand(ldy, 42), res = rand(M * ldy, 43);
+  const Y = await up(res);
+  const st = kc.step();
+  st.dispatch(kc.kernel("gemm_splitk_sum", { BIAS: true, RESIDUAL: true }), [await up(part), Y, await up(bias)], [N, M, ldy, off, S], [cdiv(N, 256), M]);
+  st.submit();
+  const want = res.slice();
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let z = 0; z < S; z++) s += part[(z * M + m) * N + n];
+      want[m * ldy + off + n] += s + bias[off + n];
+    }
+  }
+  expect(maxAbsDiff(await readF32(Y, M * ldy), want)).toBeLessThan(1e-5);
+});
+
 describe("elementwise and norms", async () => {
   const [{ kc }] = await variants();
 
