@@ -4,7 +4,7 @@
 // f16 x f16 products, f32 accumulators (subgroup_matrix_result<f32>).
 //
 // A workgroup computes a BM x BN output tile with SG_ROWS x SG_COLS subgroups, each
-// owning TM x TN result matrices of 16 x 16. K runs in steps of BK = 32 through
+// owning TM x TN result matrices of 16 x 16. K runs in steps of BK (32 or 64) through
 // workgroup memory: X rows as the left matrix ([m][k], row-major) and W rows as the
 // right one ([n][k] is W^T column-major), rows padded by 8 halves against bank
 // conflicts. With DB the tiles are double-buffered: the next K step's global loads are
@@ -37,7 +37,7 @@ const TM = {{TM}}u;
 const TN = {{TN}}u;
 const BM = {{SG_ROWS}}u * TM * 16u;
 const BN = {{SG_COLS}}u * TN * 16u;
-const BK = 32u;
+const BK = {{BK}}u;
 const LDS = BK + 8u;
 const NT = {{WG}}u;
 /** vec4 loads of one K step per thread: X tile (BM * BK / 4 / NT), then W tile (BN * BK / 4 / NT) */
@@ -132,7 +132,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let a0 = 0u;
     let b0 = 0u;
 #endif
-    #unroll kk 2
+    #unroll kk BK/16
     {
       #unroll i TM
       var l{{i}} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&As, a0 + (sm + {{i}}u * 16u) * LDS + {{kk}}u * 16u, false, LDS);

@@ -85,6 +85,8 @@ export interface MmaVariant {
   TM: number;
   TN: number;
   DB: boolean;
+  /** K a step (32 unless set): 64 halves the barriers a K range takes */
+  BK?: number;
 }
 
 export const MMA_VARIANTS: readonly MmaVariant[] = [
@@ -93,15 +95,19 @@ export const MMA_VARIANTS: readonly MmaVariant[] = [
   { name: "mma64d", SG_ROWS: 2, SG_COLS: 4, TM: 2, TN: 2, DB: true },
   { name: "mma32d", SG_ROWS: 1, SG_COLS: 4, TM: 2, TN: 2, DB: true },
   { name: "mma16d", SG_ROWS: 1, SG_COLS: 4, TM: 1, TN: 2, DB: true },
+  { name: "mma128k64", SG_ROWS: 4, SG_COLS: 2, TM: 2, TN: 4, DB: false, BK: 64 },
+  { name: "mma128s4", SG_ROWS: 2, SG_COLS: 2, TM: 4, TN: 4, DB: false },
   { name: "mma128x64d", SG_ROWS: 4, SG_COLS: 2, TM: 2, TN: 2, DB: true },
 ];
 
 export const mmaRows = (v: MmaVariant) => v.SG_ROWS * v.TM * 16;
 export const mmaCols = (v: MmaVariant) => v.SG_COLS * v.TN * 16;
 
-/** Workgroup storage bytes: f16 tiles of 32 K (rows padded to 40), once or twice, and a 16 x 16 f32 result per subgroup. */
+export const mmaK = (v: MmaVariant) => v.BK ?? 32;
+
+/** Workgroup storage bytes: f16 tiles of BK K (rows padded by 8), once or twice, and a 16 x 16 f32 result per subgroup. */
 export function mmaBytes(v: MmaVariant): number {
-  return (v.DB ? 2 : 1) * (mmaRows(v) + mmaCols(v)) * 40 * 2 + v.SG_ROWS * v.SG_COLS * 1024;
+  return (v.DB ? 2 : 1) * (mmaRows(v) + mmaCols(v)) * (mmaK(v) + 8) * 2 + v.SG_ROWS * v.SG_COLS * 1024;
 }
 
 export function mmaVariant(name: string): MmaVariant {
@@ -130,16 +136,17 @@ export function mmaFor(M: number, maxBytes: number): MmaVariant | null {
 export function mmaKernel(kc: KernelContext, v: MmaVariant, subgroupSize: number, bias: boolean, residual: boolean, SPLITK = false): Kernel {
   const { SG_ROWS, SG_COLS, TM, TN, DB } = v;
   const WG = SG_ROWS * SG_COLS * subgroupSize;
-  // vec4 loads a thread makes of each K step (32 wide) of the X and W tiles
-  const XL = (mmaRows(v) * 8) / WG, WL = (mmaCols(v) * 8) / WG;
+  const BK = mmaK(v);
+  // vec4 loads a thread makes of each K step of the X and W tiles
+  const XL = (mmaRows(v) * BK) / 4 / WG, WL = (mmaCols(v) * BK) / 4 / WG;
   if (!Number.isInteger(XL) || !Number.isInteger(WL)) throw new Error(`gemm_mma ${v.name}: ${WG} threads do not divide its tiles`);
-  return kc.kernel("gemm_mma", { SG_ROWS, SG_COLS, TM, TN, DB, WG, XL, WL, BIAS: bias && !SPLITK, RESIDUAL: residual && !SPLITK, SPLITK });
+  return kc.kernel("gemm_mma", { SG_ROWS, SG_COLS, TM, TN, DB, BK, WG, XL, WL, BIAS: bias && !SPLITK, RESIDUAL: residual && !SPLITK, SPLITK });
 }
 
 /**
  * Split-K for a tensor-core matmul with few output tiles (decode batches: at 32 rows an
  * N = 2048 matrix is 16 tiles of mma32d, for 132 SMs): the K range is cut into `splits`
- * runs of kSplit (a multiple of the 32-wide K step) until about `workgroups` workgroups
+ * runs of kSplit (a multiple of 64, so of every variant's K step) until about `workgroups` workgroups
  * run, at most SPLITK_MAX (the partial tiles are written and read back: splits x M x N
  * floats against the N x K weights). Null where one split is enough.
  */
@@ -150,7 +157,7 @@ export function splitK(v: MmaVariant, M: number, N: number, K: number, workgroup
   if (workgroups <= 0 || 2 * tiles >= workgroups) return null;
   const want = Math.min(SPLITK_MAX, cdiv(workgroups, tiles), Math.floor(K / 64));
   if (want < 2) return null;
-  const kSplit = cdiv(cdiv(K, want), 32) * 32;
+  const kSplit = cdiv(cdiv(K, want), 64) * 64;
   const splits = cdiv(K, kSplit);
   return splits >= 2 ? { splits, kSplit } : null;
 }

@@ -64,7 +64,7 @@ for (const v of sm ? fits : []) {
       const x = f16round(rand(M * K, 32));
       const bias = rand(N, 33);
       const res = rand(M * N, 34);
-      const kSplit = Math.ceil(K / splits / 32) * 32;
+      const kSplit = Math.ceil(K / splits / 64) * 64;
       const n = Math.ceil(K / kSplit);
       const part = await up(new Float32Array(n * M * N).fill(NaN));
       const Y = await up(res);
@@ -77,13 +77,13 @@ for (const v of sm ? fits : []) {
   }
 }
 
-test("splitK plans: few tiles split up to SPLITK_MAX on 32-wide K steps, many tiles never", () => {
+test("splitK plans: few tiles split up to SPLITK_MAX on 64-wide K runs, many tiles never", () => {
   const v = MMA_VARIANTS.find((x) => x.name === "mma32d")!;
   expect(splitK(v, 32, 2048, 2048, 512)).toEqual({ splits: 8, kSplit: 256 });
   expect(splitK(v, 32, 2048, 100, 512)).toBeNull(); // K too short to split
   expect(splitK(v, 32, 128256, 2048, 512)).toBeNull(); // the LM head: 1002 tiles
   expect(splitK(v, 32, 2048, 2048, 0)).toBeNull(); // off
   const p = splitK(v, 32, 3072, 1000, 512)!;
-  expect(p.kSplit % 32).toBe(0);
+  expect(p.kSplit % 64).toBe(0);
   expect((p.splits - 1) * p.kSplit < 1000 && p.splits * p.kSplit >= 1000).toBe(true);
 });
