@@ -37,7 +37,9 @@ const g = await createGpu(); console.log(describeGpu(g)); console.log(JSON.strin
       grep -E '^\((pass|fail|skip)\)|Expected|Received|rror|worst|^ *[0-9]+ (pass|fail|skip)' | grep -v 'pass) gemm_mma mma' | head -80
   fi
   if has splitk; then
-    for cfg in "KVC_MMA_MIN_ROWS=1000000" "KVC_MMA_MIN_ROWS=33 KVC_SPLITK_WGS=0" "KVC_MMA_MIN_ROWS=8 KVC_SPLITK_WGS=512" "KVC_MMA_MIN_ROWS=8 KVC_SPLITK_WGS=1024" "KVC_MMA_MIN_ROWS=8 KVC_SPLITK_WGS=256"; do
+    # TC_SPLITK: the configurations, separated by ";"
+    IFS=';' read -ra cfgs <<<"${TC_SPLITK:-KVC_MMA_MIN_ROWS=1000000;KVC_MMA_MIN_ROWS=33 KVC_SPLITK_WGS=0;KVC_MMA_MIN_ROWS=8 KVC_SPLITK_WGS=512;KVC_MMA_MIN_ROWS=8 KVC_SPLITK_WGS=1024;KVC_MMA_MIN_ROWS=8 KVC_SPLITK_WGS=256}"
+    for cfg in "${cfgs[@]}"; do
       log "batched decode $cfg"
       env $cfg timeout 90 bun cli/main.ts bench batch --shape 1b --batches ${TC_BATCHES:-8,16,32,64,128} --deadline-s 75 --out "$J" 2>&1 | grep -E 'tok_s|error' | cut -c1-300
     done
