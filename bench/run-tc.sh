@@ -6,7 +6,7 @@
 #   bash bench/run-tc.sh [STEP...]   STEP: adapter tests gemm prefill batch single golden,
 #   and prim splitk breakdown attn (the subgroup-matrix primitives, batched decode by
 #   split-K target and row threshold, a batched decode step's kernels, tensor-core
-#   prefill attention on and off)   (default: the first seven, in that order)
+#   prefill attention on and off, quantized q4_k kernels and decode)   (default: the first seven)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source bench/device-env.sh >/dev/null 2>&1
@@ -45,8 +45,8 @@ const g = await createGpu(); console.log(describeGpu(g)); console.log(JSON.strin
     done
   fi
   if has breakdown; then
-    log "decode step kernels at 32 and 64 rows, tensor cores from 8 rows"
-    KVC_MMA_MIN_ROWS=8 timeout 120 bun cli/main.ts bench kernels --shape 1b --contexts 256 --gemv-rows 16,32,64 --prefill-rows 512 --prefill-attn-lens 512 --rank-lens 2048 --rank-batch 1 --passes 3 --copy-mib 64 --deadline-s 100 --out "$J" 2>&1 | grep -E '"test":"decode_step"|error' | cut -c1-900
+    log "decode step kernels at 16, 32 and 64 rows, tensor cores from 8 rows ${TC_BREAKDOWN_ENV:-}"
+    env KVC_MMA_MIN_ROWS=8 ${TC_BREAKDOWN_ENV:-} timeout 120 bun cli/main.ts bench kernels --shape 1b --contexts 256 --gemv-rows 16,32,64 --prefill-rows 512 --prefill-attn-lens 512 --rank-lens 2048 --rank-batch 1 --passes 3 --copy-mib 64 --deadline-s 100 --out "$J" 2>&1 | grep -E '"test":"decode_step"|error' | cut -c1-900
   fi
   if has attn; then
     for a in 1 0; do
@@ -83,9 +83,15 @@ const g = await createGpu(); console.log(describeGpu(g)); console.log(JSON.strin
     sh=/tmp/kvc-shared; mkdir -p $sh/models/kvc-nano
     cp models/kvc-nano/* $sh/models/kvc-nano/ && cp .dev/golden/kvc-nano.json $sh/models/kvc-nano/golden.json
     models=kvc-nano; [ -d .dev/shared/models/kvc-small ] && { cp -r .dev/shared/models/kvc-small $sh/models/; models=kvc-nano,kvc-small; }
-    for cfg in "KVC_MMA_MIN_ROWS=33" "KVC_MMA_MIN_ROWS=1" "KVC_MMA_MIN_ROWS=1 KVC_MMA_ATTN=1"; do
+    for cfg in "KVC_MMA_MIN_ROWS=33" "KVC_MMA_MIN_ROWS=1" "KVC_MMA_MIN_ROWS=1 KVC_MMA_SKINNY=1" "KVC_MMA_MIN_ROWS=1 KVC_MMA_ATTN=1"; do
       log "golden tokens ($models) $cfg"
       env KVC_SHARED=$sh KVC_GOLDEN_MODELS=$models $cfg timeout 200 bun test --timeout 600000 tests/engine/golden.test.ts 2>&1 | grep -v '^Warning' | grep -E '^\(|pass$|fail$|rror|Expected|Received' | tail -30
     done
   fi
+  if has quant; then
+    log "quantized (q4_k) kernels and single-stream decode"
+    timeout 150 bun cli/main.ts bench kernels single --shape 1b,8b --quant q4_k --contexts 1024 --gemv-rows 1,16 --prefill-rows 512 --prefill-attn-lens 512 --rank-lens 2048 --rank-batch 1 --passes 3 --deadline-s 140 --out "$J" 2>&1 | grep -E '"test":"(gemv|decode_step|single_decode|decode)"|rror|at ' | cut -c1-500 | head -40
+  fi
 } 2>&1 | tee -a "$O/log.txt" | grep -v "\"test\":\"gemm\"" | cut -c1-260
+# one archive: a device call brings back only a few files
+tar -C "$O" -czf "$O/tc-out.tgz" --exclude=tc-out.tgz . 2>/dev/null || true

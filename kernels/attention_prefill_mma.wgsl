@@ -120,7 +120,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     #unroll n 4
     {
-      var s = subgroup_matrix_result<f32, 16, 16>();
+      var s: subgroup_matrix_result<f32, 16, 16>;
       #unroll c D/16
       s = subgroupMatrixMultiplyAccumulate(ql{{c}}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + {{c}}u * 16u, true, DS), s);
       #endunroll
@@ -140,14 +140,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // pass 2: p = exp(s - m), its sum, and O += P V
   var l = 0.0;
   #unroll d D/16
-  var o{{d}} = subgroup_matrix_result<f32, 16, 16>();
+  var o{{d}}: subgroup_matrix_result<f32, 16, 16>;
   #endunroll
   for (var k0 = 0u; k0 < end; k0 += BK) {
     stage(t, hd, k0, end, false);
     workgroupBarrier();
     #unroll n 4
     {
-      var s = subgroup_matrix_result<f32, 16, 16>();
+      var s: subgroup_matrix_result<f32, 16, 16>;
       #unroll c D/16
       s = subgroupMatrixMultiplyAccumulate(ql{{c}}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + {{c}}u * 16u, true, DS), s);
       #endunroll

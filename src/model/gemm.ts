@@ -152,14 +152,35 @@ export function mmaKernel(kc: KernelContext, v: MmaVariant, subgroupSize: number
  */
 export const SPLITK_MAX = 8;
 export const SPLITK_WORKGROUPS = 512;
-export function splitK(v: MmaVariant, M: number, N: number, K: number, workgroups: number): { splits: number; kSplit: number } | null {
-  const tiles = cdiv(M, mmaRows(v)) * cdiv(N, mmaCols(v));
+export function splitK(tiles: number, K: number, workgroups: number): { splits: number; kSplit: number } | null {
   if (workgroups <= 0 || 2 * tiles >= workgroups) return null;
   const want = Math.min(SPLITK_MAX, cdiv(workgroups, tiles), Math.floor(K / 64));
   if (want < 2) return null;
   const kSplit = cdiv(cdiv(K, want), 64) * 64;
   const splits = cdiv(K, kSplit);
   return splits >= 2 ? { splits, kSplit } : null;
+}
+
+/** Output tiles of a tensor-core GEMM variant for an M x N matmul (workgroups before any split). */
+export const mmaTiles = (v: MmaVariant, M: number, N: number) => cdiv(M, mmaRows(v)) * cdiv(N, mmaCols(v));
+
+/**
+ * The decode-batch kernel (kernels/gemm_mma_skinny.wgsl): up to SKINNY_MAX_ROWS rows,
+ * 4 subgroups of 16 columns a workgroup streaming their weights straight into matrices.
+ * It needs N and K multiples of 16.
+ */
+export const SKINNY_MAX_ROWS = 64;
+export const SKINNY_COLS = 64;
+export const skinnyFits = (M: number, N: number, K: number) => M <= SKINNY_MAX_ROWS && N >= 16 && N % 16 === 0 && K % 16 === 0;
+export function skinnyKernel(kc: KernelContext, M: number, subgroupSize: number, bias: boolean, residual: boolean, SPLITK: boolean): Kernel {
+  const TM = M <= 16 ? 1 : M <= 32 ? 2 : 4;
+  return kc.kernel("gemm_mma_skinny", { TM, WG: 4 * subgroupSize, BIAS: bias && !SPLITK, RESIDUAL: residual && !SPLITK, SPLITK });
+}
+
+/** KVC_MMA_SKINNY=1 runs decode batches on gemm_mma_skinny (off by default until measured). */
+export function skinnyOn(): boolean {
+  const env = (globalThis as any).process?.env?.KVC_MMA_SKINNY ?? (globalThis as any).Deno?.env?.get("KVC_MMA_SKINNY");
+  return env === "1";
 }
 
 /** The model's split-K target: KVC_SPLITK_WGS workgroups if set (0: never split), else SPLITK_WORKGROUPS. */

@@ -25,7 +25,7 @@ import { cdiv, F, nextPow2, type Binding, type Defines, type Kernel, type Kernel
 import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
 import { pad8, type Matrix, type MatrixShard, type ModelWeights } from "./weights.ts";
-import { gemmGrid, gemmKernel, mmaGrid, mmaKernel, mmaMinRows, modelGemm, modelMma, splitK, splitKTarget, SPLITK_MAX, type MmaVariant } from "./gemm.ts";
+import { gemmGrid, gemmKernel, mmaGrid, mmaKernel, mmaMinRows, mmaTiles, modelGemm, modelMma, SKINNY_COLS, skinnyFits, skinnyKernel, skinnyOn, splitK, splitKTarget, SPLITK_MAX, type MmaVariant } from "./gemm.ts";
 
 export interface Sampling {
   temperature: number; // 0 = greedy
@@ -105,6 +105,8 @@ export class LlamaModel {
   readonly mmaAt: (M: number) => MmaVariant | null;
   /** workgroups a tensor-core matmul with few output tiles splits its K range to reach (0: never) */
   splitKWorkgroups = splitKTarget();
+  /** decode batches on kernels/gemm_mma_skinny.wgsl (KVC_MMA_SKINNY) */
+  skinny = skinnyOn();
   /** this step's split-K partials (sized for every matmul of the step before any is recorded) */
   private splitPart: GPUBuffer | null = null;
   /** a uniform (see kernels/rope_append.wgsl), padded to whole vec4s */
@@ -308,14 +310,24 @@ export class LlamaModel {
       // variant; the tensor-core GEMM reads f16 weights only
       const QUANT = s.quant ?? false;
       const tc = QUANT ? null : mma;
-      const sk = tc && this.splitPart ? splitK(tc, M, s.rows, m.K, this.splitKWorkgroups) : null;
+      const sgSize = this.gpu.features.subgroupMaxSize;
+      const skinny = !!tc && this.skinny && skinnyFits(M, s.rows, m.K);
+      const tiles = skinny ? cdiv(s.rows, SKINNY_COLS) : tc ? mmaTiles(tc, M, s.rows) : 0;
+      const sk = tc && this.splitPart ? splitK(tiles, m.K, this.splitKWorkgroups) : null;
       if (tc && sk && sk.splits * M * s.rows * 4 <= this.splitPart!.size) {
         const part = this.splitPart!;
-        st.dispatch(mmaKernel(this.kc, tc, this.gpu.features.subgroupMaxSize, false, false, true), [s.buffer, X, part],
-          [m.K, s.rows, M, ldy, s.rowStart, sk.kSplit], [...mmaGrid(tc, M, s.rows), sk.splits]);
+        const k = skinny ? skinnyKernel(this.kc, M, sgSize, false, false, true) : mmaKernel(this.kc, tc, sgSize, false, false, true);
+        const grid: [number, number] = skinny ? [1, tiles] : mmaGrid(tc, M, s.rows);
+        st.dispatch(k, [s.buffer, X, part], [m.K, s.rows, M, ldy, s.rowStart, sk.kSplit], [...grid, sk.splits]);
         const sum: Binding[] = [part, Y];
         if (o.bias) sum.push(o.bias);
         st.dispatch(this.kc.kernel("gemm_splitk_sum", { BIAS: bias, RESIDUAL: !!o.residual }), sum, [s.rows, M, ldy, s.rowStart, sk.splits], [cdiv(s.rows, 256), M]);
+        continue;
+      }
+      if (skinny) {
+        const bindings: Binding[] = [s.buffer, X, Y];
+        if (o.bias) bindings.push(o.bias);
+        st.dispatch(skinnyKernel(this.kc, M, sgSize, bias, !!o.residual, false), bindings, [m.K, s.rows, M, ldy, s.rowStart], [1, tiles]);
         continue;
       }
       const gemv = !tc && M <= GEMV_MAX_ROWS ? this.gemv(M, { BIAS: bias, RESIDUAL: !!o.residual, QUANT }) : null;

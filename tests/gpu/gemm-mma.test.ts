@@ -2,7 +2,7 @@
 // It needs f16 subgroup matrices (Dawn on NVIDIA with dawn.node's toggles): where the
 // adapter has none, the tests are skipped under a name that says so.
 import { expect, test } from "bun:test";
-import { MMA_VARIANTS, mmaBytes, mmaGrid, mmaKernel, splitK } from "../../src/model/gemm.ts";
+import { MMA_VARIANTS, mmaBytes, mmaGrid, mmaKernel, mmaTiles, skinnyKernel, splitK } from "../../src/model/gemm.ts";
 import { KernelContext } from "../../src/gpu/kernels.ts";
 import { toF16Bytes } from "../../src/model/f16.ts";
 import { getGpu, maxAbsDiff, rand, readF32, up } from "../fixtures/gpu-helpers.ts";
@@ -79,11 +79,38 @@ for (const v of sm ? fits : []) {
 
 test("splitK plans: few tiles split up to SPLITK_MAX on 64-wide K runs, many tiles never", () => {
   const v = MMA_VARIANTS.find((x) => x.name === "mma32d")!;
-  expect(splitK(v, 32, 2048, 2048, 512)).toEqual({ splits: 8, kSplit: 256 });
-  expect(splitK(v, 32, 2048, 100, 512)).toBeNull(); // K too short to split
-  expect(splitK(v, 32, 128256, 2048, 512)).toBeNull(); // the LM head: 1002 tiles
-  expect(splitK(v, 32, 2048, 2048, 0)).toBeNull(); // off
-  const p = splitK(v, 32, 3072, 1000, 512)!;
+  expect(mmaTiles(v, 32, 2048)).toBe(16);
+  expect(splitK(mmaTiles(v, 32, 2048), 2048, 512)).toEqual({ splits: 8, kSplit: 256 });
+  expect(splitK(16, 100, 512)).toBeNull(); // K too short to split
+  expect(splitK(mmaTiles(v, 32, 128256), 2048, 512)).toBeNull(); // the LM head: 1002 tiles
+  expect(splitK(16, 2048, 0)).toBeNull(); // off
+  const p = splitK(24, 1000, 512)!;
   expect(p.kSplit % 64).toBe(0);
   expect((p.splits - 1) * p.kSplit < 1000 && p.splits * p.kSplit >= 1000).toBe(true);
 });
+
+// the decode-batch kernel (gemm_mma_skinny.wgsl): 1..64 rows, whole and split-K, N past
+// its 64-column tiles (a subgroup with no columns of its own), K off the 256-wide rounds
+for (const [M, N, K, splits] of sm ? ([[1, 80, 272, 1], [16, 64, 96, 1], [20, 144, 1040, 3], [64, 48, 512, 2], [33, 2048, 2048, 8]] as const) : []) {
+  test(`gemm_mma_skinny M=${M} N=${N} K=${K}${splits > 1 ? ` split-K into ${splits}` : ""} +bias +residual`, async () => {
+    const w = f16round(rand(N * K, 51, 0.5));
+    const x = f16round(rand(M * K, 52));
+    const bias = rand(N, 53);
+    const res = rand(M * N, 54);
+    const Y = await up(res);
+    const bW = await up(toF16Bytes(w)), bX = await up(x), bB = await up(bias);
+    const st = kc.step();
+    const sg = gpu.features.subgroupMaxSize;
+    if (splits > 1) {
+      const kSplit = Math.ceil(K / splits / 64) * 64;
+      const n = Math.ceil(K / kSplit);
+      const part = await up(new Float32Array(n * M * N).fill(NaN));
+      st.dispatch(skinnyKernel(kc, M, sg, true, true, true), [bW, bX, part], [K, N, M, N, 0, kSplit], [1, Math.ceil(N / 64), n]);
+      st.dispatch(kc.kernel("gemm_splitk_sum", { BIAS: true, RESIDUAL: true }), [part, Y, bB], [N, M, N, 0, n], [Math.ceil(N / 256), M]);
+    } else {
+      st.dispatch(skinnyKernel(kc, M, sg, true, true, false), [bW, bX, Y, bB], [K, N, M, N, 0], [1, Math.ceil(N / 64)]);
+    }
+    st.submit();
+    expect(maxAbsDiff(await readF32(Y, M * N), ref.matmul(x, w, M, N, K, bias, res))).toBeLessThan(2e-3);
+  });
+}
