@@ -35,6 +35,11 @@ const g = await createGpu(); console.log(describeGpu(g)); console.log(JSON.strin
     log "subgroup-matrix primitives, tensor-core GEMM (split-K too) and attention tests"
     timeout 300 bun test --timeout 600000 tests/gpu/subgroup-matrix.test.ts tests/gpu/gemm-mma.test.ts tests/gpu/attention.test.ts -t "subgroup matrix|gemm_mma|split|tensor-core" 2>&1 | grep -v '^Warning' |
       grep -E '^\((pass|fail|skip)\)|Expected|Received|rror|worst|^ *[0-9]+ (pass|fail|skip)' | grep -v 'pass) gemm_mma mma' | head -80
+    # TC_ATTN_CFGS: configurations separated by spaces, the variables of one joined by "+"
+    for cfg in ${TC_ATTN_CFGS:-}; do
+      log "tensor-core attention tests with $cfg"
+      env ${cfg//+/ } timeout 120 bun test --timeout 600000 tests/gpu/attention.test.ts -t "tensor-core" 2>&1 | grep -E '^\((pass|fail)\)|Received|^ *[0-9]+ (pass|fail)' | head -20
+    done
   fi
   if has splitk; then
     # TC_SPLITK: the configurations, separated by ";"
@@ -53,6 +58,10 @@ const g = await createGpu(); console.log(describeGpu(g)); console.log(JSON.strin
       log "prefill KVC_MMA_ATTN=$a"
       KVC_MMA_ATTN=$a timeout 150 bun cli/main.ts bench prefill --shape 1b,8b --prefill-lens 2048,6000 --deadline-s 130 --out "$J" 2>&1 | grep -E 'tok_s|error' | cut -c1-400
     done
+  fi
+  if has compress; then
+    log "compression throughput experiment (a slice: ${TC_COMPRESS:---prompts 12 --rates 1,64})"
+    timeout 200 bun cli/main.ts bench compress ${TC_COMPRESS:---prompts 12 --rates 1,64} --deadline-s 190 --out "$J" 2>&1 | grep -E 'ratio|tok_s|error' | cut -c1-400
   fi
   if has gemm; then
     log "gemm variants (prefill step, 512 and 2048 rows)"

@@ -42,6 +42,9 @@ const NEG = -3.0e38;
 const NO_SLOT = 0xffffffffu;
 
 var<workgroup> kv: array<f16, BK * DS>;            // queries, then each K tile, then its V tile [key][d]
+#if QSMEM
+var<workgroup> qs: array<f16, NSG * 16u * DS>;     // the scaled queries for the whole kernel (QSMEM: loaded per product, not held)
+#endif
 var<workgroup> ss: array<f32, NSG * 16u * BK>;     // per subgroup: scores [BK / 16 blocks][16 q][16], then output blocks
 var<workgroup> ps: array<f16, NSG * 16u * PS>;     // per subgroup: probabilities [16 q][BK]
 var<workgroup> wend: u32;
@@ -88,13 +91,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (q < NQ && row < nr) { v = qkv[((r0 + row) * P.ldq + (h * G + q % G) * D) / 4u + c] * P.scale; }
     let hv = vec4<f16>(v);
     let o = q * DS + c * 4u;
+#if QSMEM
+    qs[o] = hv.x; qs[o + 1u] = hv.y; qs[o + 2u] = hv.z; qs[o + 3u] = hv.w;
+#else
     kv[o] = hv.x; kv[o + 1u] = hv.y; kv[o + 2u] = hv.z; kv[o + 3u] = hv.w;
+#endif
   }
   workgroupBarrier();
   let q0 = sg * 16u;
+#if !QSMEM
   #unroll c D/16
   var ql{{c}} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&kv, q0 * DS + {{c}}u * 16u, false, DS);
   #endunroll
+#endif
   workgroupBarrier();
 
   // this lane's query vector (two lanes a row: keys [hf * 32, hf * 32 + 32) of each tile)
@@ -122,7 +131,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     {
       var s: subgroup_matrix_result<f32, 16, 16>;
       #unroll c D/16
+#if QSMEM
+      s = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&qs, q0 * DS + {{c}}u * 16u, false, DS), subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + {{c}}u * 16u, true, DS), s);
+#else
       s = subgroupMatrixMultiplyAccumulate(ql{{c}}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + {{c}}u * 16u, true, DS), s);
+#endif
       #endunroll
       subgroupMatrixStore(&ss, sg * 16u * BK + {{n}}u * 256u, s, false, 16u);
     }
@@ -149,7 +162,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     {
       var s: subgroup_matrix_result<f32, 16, 16>;
       #unroll c D/16
+#if QSMEM
+      s = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&qs, q0 * DS + {{c}}u * 16u, false, DS), subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + {{c}}u * 16u, true, DS), s);
+#else
       s = subgroupMatrixMultiplyAccumulate(ql{{c}}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + {{c}}u * 16u, true, DS), s);
+#endif
       #endunroll
       subgroupMatrixStore(&ss, sg * 16u * BK + {{n}}u * 256u, s, false, 16u);
     }

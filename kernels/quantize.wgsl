@@ -3,6 +3,8 @@
 // algorithms of src/model/quant.ts `quantize` (its CPU reference). One thread per two
 // blocks (q8_0, q4_0: their two f16 d share a word) or per 256-block (q4_k).
 struct Params { K: u32, rows: u32, }
+// rows past the 65535 workgroups a grid dimension holds (a vocabulary's) continue in z
+const ROWS_Y = 65535u;
 @group(0) @binding(0) var<storage, read> W: array<u32>;
 @group(0) @binding(1) var<storage, read_write> Q: array<u32>;
 @group(0) @binding(2) var<uniform> P: Params;
@@ -62,7 +64,7 @@ fn legacy(row: u32, b: u32, rw: u32) -> f32 {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let nb = P.K / 32u;
   let pairs = (nb + 1u) / 2u;
-  let row = gid.y;
+  let row = gid.y + gid.z * ROWS_Y;
   let p = gid.x;
   if (row >= P.rows || p >= pairs) { return; }
   let rw = nb * {{BODY}}u + pairs;
@@ -77,7 +79,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let nb = P.K / 256u;
-  let row = gid.y;
+  let row = gid.y + gid.z * ROWS_Y;
   let sb = gid.x;
   if (row >= P.rows || sb >= nb) { return; }
   var sc: array<f32, 8>;

@@ -119,6 +119,8 @@ export interface PrefillTiling {
  */
 export interface PrefillMmaTiling {
   NSG: number;
+  /** queries in workgroup memory, loaded for each product (else held in registers across the key loops) */
+  QSMEM: boolean;
   WG: number;
   G: number;
   D: number;
@@ -126,7 +128,7 @@ export interface PrefillMmaTiling {
 }
 
 export function prefillMmaBytes(t: PrefillMmaTiling): number {
-  return 64 * (t.D + 8) * 2 + t.NSG * 16 * 64 * 4 + t.NSG * 16 * (64 + 8) * 2 + 4;
+  return 64 * (t.D + 8) * 2 + t.NSG * 16 * 64 * 4 + t.NSG * 16 * (64 + 8) * 2 + (t.QSMEM ? t.NSG * 16 * (t.D + 8) * 2 : 0) + 4;
 }
 
 /**
@@ -140,9 +142,14 @@ export function prefillMmaTiling(gpu: Gpu, G: number, D: number): PrefillMmaTili
   // off unless asked for (KVC_MMA_ATTN=1) until it matches the reference on the GPU
   if (env !== "1" || !sm || sm.M !== 16 || sm.N !== 16 || sm.K !== 16 || gpu.features.subgroupMaxSize !== 32) return null;
   if (D % 16 !== 0 || G > 64) return null;
-  const NSG = 4;
-  const t = { NSG, WG: NSG * 32, G, D, BQ: Math.floor((NSG * 16) / G) };
-  return prefillMmaBytes(t) <= gpu.limits.maxComputeWorkgroupStorageSize ? t : null;
+  // KVC_MMA_ATTN_Q=reg holds the queries in registers (the first design, wrong on the H100)
+  const qenv = (globalThis as any).process?.env?.KVC_MMA_ATTN_Q ?? (globalThis as any).Deno?.env?.get("KVC_MMA_ATTN_Q");
+  const QSMEM = qenv !== "reg";
+  for (const NSG of [4, 2]) {
+    const t = { NSG, QSMEM, WG: NSG * 32, G, D, BQ: Math.floor((NSG * 16) / G) };
+    if (t.BQ >= 1 && prefillMmaBytes(t) <= gpu.limits.maxComputeWorkgroupStorageSize) return t;
+  }
+  return null;
 }
 
 /** e.g. "64t/2q/16k": threads, query vectors a thread, keys a tile */

@@ -118,13 +118,14 @@ export function mmaVariant(name: string): MmaVariant {
 
 /**
  * The variant for M rows on an adapter. On an H100 (bench/results, 8B prefill step of 512
- * rows) the single-buffered 128 x 128 tile ran 83-110 TFLOP/s against 66-88 double-buffered
- * and 48-54 for 64 x 128; at decode batch 64 mma64d still beat the f32 GEMM (5192 against
- * 4319 tokens/s, 1B) and at 32 rows the GEMV beat every tile. KVC_MMA forces one.
+ * rows) the single-buffered 128 x 128 tile with 64-wide K steps ran the step at 7026 tok/s
+ * against 6404 with 32-wide steps and 5282 double-buffered; at decode batch 64 mma64d with
+ * split-K ran 10862 tokens/s (1B). Up to 32 rows gemm_mma_skinny serves instead (see
+ * skinnyFits). KVC_MMA forces one.
  */
 export function mmaFor(M: number, maxBytes: number): MmaVariant | null {
   const fits = MMA_VARIANTS.filter((v) => mmaBytes(v) <= maxBytes);
-  const order = M >= 128 ? ["mma128", "mma128d"] : M > 32 ? ["mma64d", "mma128"] : M > 16 ? ["mma32d", "mma64d"] : ["mma16d", "mma32d"];
+  const order = M >= 128 ? ["mma128k64", "mma128", "mma128d"] : M > 32 ? ["mma64d", "mma128"] : M > 16 ? ["mma32d", "mma64d"] : ["mma16d", "mma32d"];
   for (const n of order) {
     const v = fits.find((x) => x.name === n);
     if (v) return v;
@@ -167,9 +168,11 @@ export const mmaTiles = (v: MmaVariant, M: number, N: number) => cdiv(M, mmaRows
 /**
  * The decode-batch kernel (kernels/gemm_mma_skinny.wgsl): up to SKINNY_MAX_ROWS rows,
  * 4 subgroups of 16 columns a workgroup streaming their weights straight into matrices.
- * It needs N and K multiples of 16.
+ * It needs N and K multiples of 16. H100, 1B batched decode (bench/results): 8579 tok/s
+ * at batch 32 against 5790 for mma32d with split-K and 4234 for the GEMV; at 64 rows
+ * mma64d with split-K was ahead (10862 against 9554).
  */
-export const SKINNY_MAX_ROWS = 64;
+export const SKINNY_MAX_ROWS = 32;
 export const SKINNY_COLS = 64;
 export const skinnyFits = (M: number, N: number, K: number) => M <= SKINNY_MAX_ROWS && N >= 16 && N % 16 === 0 && K % 16 === 0;
 export function skinnyKernel(kc: KernelContext, M: number, subgroupSize: number, bias: boolean, residual: boolean, SPLITK: boolean): Kernel {
@@ -177,10 +180,10 @@ export function skinnyKernel(kc: KernelContext, M: number, subgroupSize: number,
   return kc.kernel("gemm_mma_skinny", { TM, WG: 4 * subgroupSize, BIAS: bias && !SPLITK, RESIDUAL: residual && !SPLITK, SPLITK });
 }
 
-/** KVC_MMA_SKINNY=1 runs decode batches on gemm_mma_skinny (off by default until measured). */
+/** Decode batches run on gemm_mma_skinny unless KVC_MMA_SKINNY=0. */
 export function skinnyOn(): boolean {
   const env = (globalThis as any).process?.env?.KVC_MMA_SKINNY ?? (globalThis as any).Deno?.env?.get("KVC_MMA_SKINNY");
-  return env === "1";
+  return env !== "0";
 }
 
 /** The model's split-K target: KVC_SPLITK_WGS workgroups if set (0: never split), else SPLITK_WORKGROUPS. */
@@ -197,8 +200,10 @@ export function mmaGrid(v: MmaVariant, M: number, N: number): [number, number] {
 }
 
 /**
- * Rows from which the model's matmuls run on tensor cores: past the GEMV's 32 by default
- * (KVC_MMA_MIN_ROWS changes it); Infinity without f16 16x16x16 subgroup matrices.
+ * Rows from which the model's matmuls run on tensor cores (KVC_MMA_MIN_ROWS changes it);
+ * Infinity without f16 16x16x16 subgroup matrices. H100, 1B batched decode: at 16 rows
+ * gemm_mma_skinny ran 5241 tok/s against 3712 for the GEMV, at 8 rows they tied (2809,
+ * 2873), at 1 row the GEMV ran 687 against 374.
  */
 export function mmaMinRows(gpu: Gpu): number {
   const sm = gpu.features.subgroupMatrix;
@@ -210,7 +215,7 @@ export function mmaMinRows(gpu: Gpu): number {
   return n;
 }
 
-export const MMA_MIN_ROWS = 33;
+export const MMA_MIN_ROWS = 16;
 
 /**
  * The model's tensor-core variant by rows (null: GEMV or f32 GEMM), with KVC_MMA and the

@@ -26,7 +26,7 @@ export function quantizeShard(kc: KernelContext, s: MatrixShard, K: number, t: Q
   const out = createStorage(kc.device, s.rows * rowWords(t, K) * 4, `${label}[${t}]`);
   const per = t === "q4_k" ? K / 256 : cdiv(K / 32, 2);
   const st = kc.step();
-  st.dispatch(kc.kernel("quantize", { Q8: t === "q8_0", Q4K: t === "q4_k", BODY: QUANT[t].bodyWords }), [s.buffer, out], [K, s.rows], [cdiv(per, 64), s.rows]);
+  st.dispatch(kc.kernel("quantize", { Q8: t === "q8_0", Q4K: t === "q4_k", BODY: QUANT[t].bodyWords }), [s.buffer, out], [K, s.rows], [cdiv(per, 64), Math.min(s.rows, 65535), cdiv(s.rows, 65535)]);
   st.submit();
   return { buffer: out, rowStart: s.rowStart, rows: s.rows, quant: t };
 }

@@ -157,4 +157,16 @@ describe("on-load quantization (kernels/quantize.wgsl)", async () => {
       expect(words / want.length).toBeLessThan(0.1);
     });
   }
+  // a vocabulary's rows (Llama 3: 128256) are more than one grid dimension's 65535 workgroups
+  test("q4_k: rows past 65535 are quantized too", async () => {
+    const N = 65540, K = 256;
+    const x = rand(N * K, 41, 0.5).map((v) => f16BitsToF32(f32ToF16Bits(v)));
+    const q = quantizeShard(kc, { buffer: await up(toF16Bytes(x)), rowStart: 0, rows: N }, K, "q4_k", "test");
+    const words = toGpuRows("q4_k", quantize("q4_k", x.subarray(0, K)), 1, K).length;
+    const got = await readU32(q.buffer, N * words);
+    const row = (r: number) => Array.from(got.subarray(r * words, (r + 1) * words));
+    const cpu = (r: number) => Array.from(toGpuRows("q4_k", quantize("q4_k", x.subarray(r * K, (r + 1) * K)), 1, K));
+    const near = (a: number[], b: number[]) => a.filter((w, i) => w !== b[i]).length <= Math.ceil(0.1 * a.length);
+    for (const r of [0, 65534, 65535, 65539]) expect(near(row(r), cpu(r)), `row ${r}`).toBe(true);
+  });
 });
