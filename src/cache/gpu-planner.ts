@@ -4,7 +4,8 @@
 // keys each head loses, then kernels/kv_evict.wgsl evicts that prefix of each head's
 // order and compacts it in place. Many sequences share each dispatch and the readback.
 import { GrowableBuffers, readBuffer } from "../gpu/buffers.ts";
-import { nextPow2, type KernelContext } from "../gpu/kernels.ts";
+import { kernelSource, nextPow2, type KernelContext } from "../gpu/kernels.ts";
+import { StructArray, structLayout, type ParamLayout } from "../gpu/params.ts";
 import type { CompressionOptions } from "./compression.ts";
 import { METHODS } from "./methods.ts";
 import type { KvCache, SeqCache } from "./kv-cache.ts";
@@ -17,7 +18,9 @@ export interface GpuPlanRequest {
   keep: number;
 }
 
-const INFO_WORDS = 9; // struct Head in kv_rank.wgsl / kv_evict.wgsl
+/** struct Head of kv_rank.wgsl / kv_evict.wgsl (kv_plan_head.wgsl): one per (request, KV head) */
+let headLayout: ParamLayout | null = null;
+const heads = (n: number) => new StructArray((headLayout ??= structLayout(kernelSource("kv_plan_head"), "Head")), n, "kv_plan_head Head");
 const MAX_GROUPS_X = 65535;
 /** kv_rank's smallest workgroup sort (and the sort length of the shortest head) */
 const MIN_SORT_PAIRS = 16;
@@ -25,7 +28,7 @@ const ALL = 0xffffffff;
 
 export class GpuPlanner {
   private ws: GrowableBuffers;
-  private info = new Uint32Array(0);
+  private info = heads(0);
   private scratchBytes = 0;
 
   /** kv_rank's workgroup arrays: keys a head may have to sort there, and bitmap words of positions it can rank */
@@ -80,10 +83,10 @@ export class GpuPlanner {
     return reqs.map((r, i) => {
       const ranked: HeadChunkSums[] = [];
       for (let h = 0; h < c.heads; h++) {
-        const at = (i * c.heads + h) * INFO_WORDS;
-        const evictable = words[i * c.heads + h];
-        const from = info[at + 6];
-        ranked.push({ len: info[at + 1], evictable, sums: sums.subarray(from, from + Math.ceil(evictable / r.ctx.opts.chunkSize)) });
+        const at = i * c.heads + h;
+        const evictable = words[at];
+        const from = info.get(at, "outBase");
+        ranked.push({ len: info.get(at, "len"), evictable, sums: sums.subarray(from, from + Math.ceil(evictable / r.ctx.opts.chunkSize)) });
       }
       return ranked;
     });
@@ -93,21 +96,23 @@ export class GpuPlanner {
    * Writes the heads of `reqs` and submits kv_rank over them (one workgroup a head);
    * `out` receives the evictable counts and, from word `nHeads`, the chunk sums.
    */
-  encodeRank(reqs: GpuPlanRequest[]): { info: Uint32Array; outBase: number; out: GPUBuffer } {
+  encodeRank(reqs: GpuPlanRequest[]): { info: StructArray; outBase: number; out: GPUBuffer } {
     const c = this.cache;
     const n = reqs.length * c.heads;
-    const info = new Uint32Array(n * INFO_WORDS);
-    const heads = new Uint32Array(2 * c.heads);
+    const info = heads(n);
+    const table = new Uint32Array(2 * c.heads);
     let base = 0;
     let outBase = n;
     let longestHead = 0;
     reqs.forEach((r, i) => {
-      c.writeHeads(r.cache, heads, 0);
+      c.writeHeads(r.cache, table, 0);
       const o = r.ctx.opts;
       const protectFrom = Math.max(0, r.ctx.lastPos - o.protectedWindow + 1);
       for (let h = 0; h < c.heads; h++) {
-        const len = heads[2 * h + 1];
-        info.set([heads[2 * h], len, protectFrom, Math.floor(o.poolKernel / 2), o.chunkSize, base, outBase, 0, len], (i * c.heads + h) * INFO_WORDS);
+        const len = table[2 * h + 1];
+        info.set(i * c.heads + h, {
+          tableOffset: table[2 * h], len, protectFrom, radius: Math.floor(o.poolKernel / 2), chunk: o.chunkSize, base, outBase, evict: 0, lenNow: len,
+        });
         base += 4 * nextPow2(len);
         longestHead = Math.max(longestHead, nextPow2(len));
         outBase += Math.ceil(len / o.chunkSize);
@@ -115,10 +120,10 @@ export class GpuPlanner {
     });
     this.info = info;
     this.scratchBytes = base * 4;
-    const bInfo = this.ws.get("info", info.byteLength);
+    const bInfo = this.ws.get("info", info.words.byteLength);
     const scratch = this.ws.get("scratch", base * 4);
     const out = this.ws.get("ranked", outBase * 4);
-    this.kc.device.queue.writeBuffer(bInfo, 0, info);
+    this.kc.device.queue.writeBuffer(bInfo, 0, info.words);
     c.flush();
     const st = this.kc.step();
     const { sortPairs, posWords } = this.sizes;
@@ -152,22 +157,22 @@ export class GpuPlanner {
     const c = this.cache;
     const n = reqs.length * c.heads;
     const info = this.info;
-    if (info.length !== n * INFO_WORDS) throw new Error("evict() must follow rank() of the same requests");
+    if (info.length !== n) throw new Error("evict() must follow rank() of the same requests");
     let any = false;
     reqs.forEach((r, i) => {
       for (let h = 0; h < c.heads; h++) {
         const e = live[i] ? counts[i][h] : 0;
-        const at = (i * c.heads + h) * INFO_WORDS;
-        info[at + 7] = e;
+        const at = i * c.heads + h;
+        info.put(at, "evict", e);
         // keys appended since the ranking stay; the compaction moves them too
-        if (live[i]) info[at + 8] = r.cache.lengths[h];
+        if (live[i]) info.put(at, "lenNow", r.cache.lengths[h]);
         any ||= e > 0;
       }
     });
     if (any) {
-      const bInfo = this.ws.get("info", info.byteLength);
+      const bInfo = this.ws.get("info", info.words.byteLength);
       const scratch = this.ws.get("scratch", this.scratchBytes);
-      this.kc.device.queue.writeBuffer(bInfo, 0, info);
+      this.kc.device.queue.writeBuffer(bInfo, 0, info.words);
       const st = this.kc.step();
       st.dispatch(this.kc.kernel("kv_evict"), [bInfo, c.table, scratch, c.pool.k, c.pool.v, c.pool.pos, c.pool.scores],
         { BS: c.blockSize, nHeads: n, half: c.opts.headDim / 2 }, grid(n));

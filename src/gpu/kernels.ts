@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import type { Gpu } from "./device.ts";
 import { Usage } from "./flags.ts";
+import { paramLayout, paramWords, type ParamLayout, type ParamValues } from "./params.ts";
 
 export type Defines = Record<string, string | number | boolean>;
 
@@ -127,41 +128,6 @@ export interface Kernel {
 }
 
 /** A kernel's `struct Params { K: u32, eps: f32, ... }`: field names in order, and which are f32. */
-export interface ParamLayout {
-  names: string[];
-  f32: boolean[];
-}
-
-/** A dispatch's scalars named as its kernel's Params fields; f32 fields take their number as is. */
-export type ParamValues = Record<string, number>;
-
-/** The Params struct of a kernel's (preprocessed) source; no fields when it has none. */
-export function paramLayout(code: string): ParamLayout {
-  const body = /struct\s+Params\s*\{([^}]*)\}/.exec(code)?.[1] ?? "";
-  const fields = body.split(/[,;\n]/).map((f) => f.trim()).filter(Boolean).map((f) => f.split(":").map((x) => x.trim()));
-  for (const [name, type] of fields) if (type !== "u32" && type !== "f32" && type !== "i32") throw new Error(`Params field ${name}: ${type} is not a 32-bit scalar`);
-  return { names: fields.map((f) => f[0]), f32: fields.map((f) => f[1] === "f32") };
-}
-
-/**
- * The u32 words of a kernel's Params from named values, in the struct's order; a
- * field missing or one the struct lacks is an error that names the kernel.
- */
-export function paramWords(layout: ParamLayout, values: ParamValues, kernel: string): number[] {
-  const { names, f32 } = layout;
-  const words = new Array<number>(names.length);
-  for (let i = 0; i < names.length; i++) {
-    const x = values[names[i]];
-    if (x === undefined) throw new Error(`${kernel}: Params field ${names[i]} is not set`);
-    words[i] = f32[i] ? f32Bits(x) : x >>> 0;
-  }
-  if (Object.keys(values).length !== names.length) {
-    const extra = Object.keys(values).filter((n) => !names.includes(n));
-    throw new Error(`${kernel}: Params has no field ${extra.join(", ")} (it has ${names.join(", ")})`);
-  }
-  return words;
-}
-
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
 
 /** One dispatch as a step recorded it, for replays under a timer (bench/profile.ts). */
@@ -174,16 +140,6 @@ export interface CapturedDispatch {
 
 const PARAM_SLOT = 256; // minUniformBufferOffsetAlignment
 const PARAM_WORDS = 16; // 64 bytes of scalars per dispatch is enough for every kernel
-
-/** The bits of x as an f32, as a u32 word (params and storage structs are u32 words). */
-const f32buf = new Float32Array(1);
-const u32view = new Uint32Array(f32buf.buffer);
-export function f32Bits(x: number): number {
-  f32buf[0] = x;
-  return u32view[0];
-}
-/** Positional params still mirror a struct by hand; named ones (ParamValues) do not need it. */
-export const F = f32Bits;
 
 export class KernelContext {
   readonly device: GPUDevice;

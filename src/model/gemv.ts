@@ -96,3 +96,6 @@ export const gemvTileName = (t: GemvTile) => `${t.ROWS}x${t.BATCH}${t.LANES === 
 export function gemvGrid(t: GemvTile, M: number, cols: number, swiglu: boolean): [number, number] {
   return [cdiv(cols, (GEMV_WG / t.LANES) * (swiglu ? t.ROWS / 2 : t.ROWS)), cdiv(M, t.BATCH)];
 }
+
+/** The gemv Params fields a plain (or NORM-only) GEMV leaves unused: the SWIGLU run's and the norm's epsilon. */
+export const GEMV_UNFUSED = { eps: 0, nW: 0, gRow: 0, uRow: 0 } as const;

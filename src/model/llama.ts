@@ -16,12 +16,11 @@
 import { checkGpuErrors, type Gpu } from "../gpu/device.ts";
 import { GrowableBuffers, readBuffer } from "../gpu/buffers.ts";
 import { Usage } from "../gpu/flags.ts";
-import { GEMV_MAX_ROWS, GEMV_WG, gemvGrid, gemvTileFor, swigluRuns, type GemvTile, type SwigluRun } from "./gemv.ts";
+import { GEMV_MAX_ROWS, GEMV_UNFUSED, GEMV_WG, gemvGrid, gemvTileFor, swigluRuns, type GemvTile, type SwigluRun } from "./gemv.ts";
 import { ATTN_WORKGROUPS, decodeAttentionFixedPlan, decodeAttentionPlan, decodeAttentionShape, prefillMmaTiling, prefillSplit, prefillTiles, prefillTiling, type DecodeAttentionShape, type PrefillMmaTiling, type PrefillTiling } from "./attention.ts";
 // the tile choice lives beside its kernels (gemv.ts, attention.ts); importers that still name this module get it here
-export * from "./gemv.ts";
-export * from "./attention.ts";
-import { cdiv, F, nextPow2, type Binding, type Defines, type Kernel, type KernelContext, type Step } from "../gpu/kernels.ts";
+import { cdiv, nextPow2, type Binding, type Defines, type Kernel, type KernelContext, type Step } from "../gpu/kernels.ts";
+import { f32Bits } from "../gpu/params.ts";
 import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
 import { pad8, type Matrix, type MatrixShard, type ModelWeights } from "./weights.ts";
@@ -179,7 +178,7 @@ export class LlamaModel {
       last[b] = r - 1;
       cache.writeHeads(s.seq, heads, b * cache.heads * 2);
       for (let h = 0; h < cache.heads; h++) maxLen = Math.max(maxLen, s.seq.lengths[h] + s.n);
-      samp.set([F(s.sampling.temperature), F(s.sampling.topP), s.sampling.topK >>> 0, s.sampling.seed >>> 0, s.counter >>> 0], b * 8);
+      samp.set([f32Bits(s.sampling.temperature), f32Bits(s.sampling.topP), s.sampling.topK >>> 0, s.sampling.seed >>> 0, s.counter >>> 0], b * 8);
     });
     const ws = this.ws;
     const bRows = ws.get("rows", rows.byteLength);
@@ -237,7 +236,7 @@ export class LlamaModel {
       this.normMatmul(st, lw.qkv, x, lw.ln1, hbuf, qkv, M, this.qkvWidth, { bias: lw.qkvBias });
       st.dispatch(kc.kernel("rope_append", { FREQ4: this.freq4 }),
         [qkv, bRows, bHeads, cache.table, cache.pool.k, cache.pool.v, cache.pool.pos, cache.pool.scores, this.invFreq],
-        [M, D, H, KVH, L, l, cache.blockSize, this.qkvWidth], [cdiv((H + KVH) * (D / 4), 64), M]);
+        { M, D, H, KVH, L, layer: l, BS: cache.blockSize, ldq: this.qkvWidth }, [cdiv((H + KVH) * (D / 4), 64), M]);
       if (mmaTiling) this.attentionMma(st, mmaTiling, l, qkv, bRows, bHeads, attn, M, tiles!.length / 4, scoring);
       else if (tiling) this.attentionTiled(st, tiling, l, qkv, bRows, bHeads, attn, M, tiles!.length / 4, maxLen, scoring);
       else this.attention(st, attnPlan, l, qkv, bRows, bHeads, attn, M, scoring);
@@ -247,7 +246,7 @@ export class LlamaModel {
       } else {
         this.rmsnorm(st, x, lw.ln2, hbuf, M);
         this.matmul(st, lw.gateUp, hbuf, gu, M, 2 * cfg.ffn);
-        st.dispatch(kc.kernel("swiglu"), [gu, act], [M, cfg.ffn, this.ffnPad], [cdiv(this.ffnPad, 64), M]);
+        st.dispatch(kc.kernel("swiglu"), [gu, act], { M, F: cfg.ffn, Fp: this.ffnPad }, [cdiv(this.ffnPad, 64), M]);
       }
       this.matmul(st, lw.down, act, x, M, Dm, { residual: true });
     }
@@ -256,10 +255,10 @@ export class LlamaModel {
       dev.queue.writeBuffer(bTargets, 0, forced);
       this.normMatmul(st, this.w.lmHead, x, this.w.norm, xs, logits, M, cfg.vocab);
       const gx = Math.min(M, 65535);
-      st.dispatch(kc.kernel("token_nll"), [logits, bTargets, ws.get("nll", M * 4)], [cfg.vocab, M], [gx, cdiv(M, gx)]);
+      st.dispatch(kc.kernel("token_nll"), [logits, bTargets, ws.get("nll", M * 4)], { V: cfg.vocab, M }, [gx, cdiv(M, gx)]);
     } else {
       this.normMatmul(st, this.w.lmHead, x, this.w.norm, xs, logits, B, cfg.vocab, { gather: bLast });
-      st.dispatch(kc.kernel("sample"), [logits, bSamp, bSampled, ws.get("hist", this.histCapacity * 4)], [cfg.vocab, B, input.histOffset], [B]);
+      st.dispatch(kc.kernel("sample"), [logits, bSamp, bSampled, ws.get("hist", this.histCapacity * 4)], { V: cfg.vocab, M: B, histOffset: input.histOffset }, [B]);
     }
     st.submit();
     for (const s of input.seqs) cache.commit(s.seq, s.n);
@@ -289,7 +288,7 @@ export class LlamaModel {
   private embed(st: Step, tok: GPUBuffer, x: GPUBuffer, M: number) {
     const e = this.w.embed;
     for (const s of e.shards) {
-      st.dispatch(this.kc.kernel("embed", { QUANT: s.quant ?? false }), [s.buffer, tok, x], [e.K, M, s.rowStart, s.rows, 0], [cdiv(e.K / 2, 64), M]);
+      st.dispatch(this.kc.kernel("embed", { QUANT: s.quant ?? false }), [s.buffer, tok, x], { D: e.K, M, rowStart: s.rowStart, rowCount: s.rows, tokOffset: 0 }, [cdiv(e.K / 2, 64), M]);
     }
   }
 
@@ -297,7 +296,7 @@ export class LlamaModel {
     const k = this.kc.kernel("rmsnorm", { GATHER: !!gather });
     const bindings: Binding[] = gather ? [x, w, y, gather] : [x, w, y];
     const gx = Math.min(rows, 65535);
-    st.dispatch(k, bindings, [this.cfg.hidden, F(this.cfg.normEps), rows], [gx, cdiv(rows, gx)]);
+    st.dispatch(k, bindings, { D: this.cfg.hidden, eps: this.cfg.normEps, M: rows }, [gx, cdiv(rows, gx)]);
   }
 
   /** Y[M, ldy] (+)= X[M, m.K] W^T over every row shard of W. */
@@ -318,16 +317,16 @@ export class LlamaModel {
         const part = this.splitPart!;
         const k = skinny ? skinnyKernel(this.kc, M, sgSize, false, false, true) : mmaKernel(this.kc, tc, sgSize, false, false, true);
         const grid: [number, number] = skinny ? [1, tiles] : mmaGrid(tc, M, s.rows);
-        st.dispatch(k, [s.buffer, X, part], [m.K, s.rows, M, ldy, s.rowStart, sk.kSplit], [...grid, sk.splits]);
+        st.dispatch(k, [s.buffer, X, part], { K: m.K, N: s.rows, M, ldy, colOff: s.rowStart, kSplit: sk.kSplit }, [...grid, sk.splits]);
         const sum: Binding[] = [part, Y];
         if (o.bias) sum.push(o.bias);
-        st.dispatch(this.kc.kernel("gemm_splitk_sum", { BIAS: bias, RESIDUAL: !!o.residual }), sum, [s.rows, M, ldy, s.rowStart, sk.splits], [cdiv(s.rows, 256), M]);
+        st.dispatch(this.kc.kernel("gemm_splitk_sum", { BIAS: bias, RESIDUAL: !!o.residual }), sum, { N: s.rows, M, ldy, colOff: s.rowStart, splits: sk.splits }, [cdiv(s.rows, 256), M]);
         continue;
       }
       if (skinny) {
         const bindings: Binding[] = [s.buffer, X, Y];
         if (o.bias) bindings.push(o.bias);
-        st.dispatch(skinnyKernel(this.kc, M, sgSize, bias, !!o.residual, false), bindings, [m.K, s.rows, M, ldy, s.rowStart], [1, tiles]);
+        st.dispatch(skinnyKernel(this.kc, M, sgSize, bias, !!o.residual, false), bindings, { K: m.K, N: s.rows, M, ldy, colOff: s.rowStart }, [1, tiles]);
         continue;
       }
       const gemv = !tc && M <= GEMV_MAX_ROWS ? this.gemv(M, { BIAS: bias, RESIDUAL: !!o.residual, QUANT }) : null;
@@ -336,7 +335,8 @@ export class LlamaModel {
       const bindings: Binding[] = [s.buffer, X, Y];
       if (o.bias) bindings.push(o.bias);
       const wg: [number, number] = tc ? mmaGrid(tc, M, s.rows) : gemv ? gemvGrid(gemv.tile, M, s.rows, false) : gemmGrid(gemm, M, s.rows);
-      st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart], wg);
+      const out = { K: m.K, N: s.rows, M, ldy, colOff: s.rowStart };
+      st.dispatch(k, bindings, gemv ? { ...out, ...GEMV_UNFUSED } : out, wg);
     }
   }
 
@@ -361,7 +361,7 @@ export class LlamaModel {
       if (o.bias) bindings.push(o.bias);
       bindings.push(g);
       if (o.gather) bindings.push(o.gather);
-      st.dispatch(k, bindings, [m.K, s.rows, M, ldy, s.rowStart, F(this.cfg.normEps)], gemvGrid(tile, M, s.rows, false));
+      st.dispatch(k, bindings, { K: m.K, N: s.rows, M, ldy, colOff: s.rowStart, ...GEMV_UNFUSED, eps: this.cfg.normEps }, gemvGrid(tile, M, s.rows, false));
     }
   }
 
@@ -370,7 +370,8 @@ export class LlamaModel {
     for (const r of runs) {
       const { k, tile } = this.gemv(M, { NORM: true, SWIGLU: true, QUANT: r.gate.quant ?? false });
       st.dispatch(k, [r.gate.buffer, X, act, g, r.up.buffer],
-        [K, r.n, M, this.ffnPad, r.col, F(this.cfg.normEps), r.nW, r.col - r.gate.rowStart, this.cfg.ffn + r.col - r.up.rowStart], gemvGrid(tile, M, r.n, true));
+        { K, N: r.n, M, ldy: this.ffnPad, colOff: r.col, eps: this.cfg.normEps, nW: r.nW, gRow: r.col - r.gate.rowStart, uRow: this.cfg.ffn + r.col - r.up.rowStart },
+        gemvGrid(tile, M, r.n, true));
     }
   }
 
@@ -380,7 +381,7 @@ export class LlamaModel {
     const shape = this.decodeAttention;
     const split = plan.nsplit > 1;
     const defs = { ...shape, SPLIT: split, SCORES: !!scoring };
-    const params = [layer, H, KVH, cfg.layers, cache.blockSize, this.qkvWidth, F(1 / Math.sqrt(D)), plan.splitLen, plan.nsplit, scoring?.stride ?? 0];
+    const params = { ...this.attnParams(layer), splitLen: plan.splitLen, nsplit: plan.nsplit, sStride: scoring?.stride ?? 0 };
     const common: Binding[] = [qkv, rows, heads, cache.table, cache.pool.k, cache.pool.v];
     const grid: [number, number, number] = [KVH * shape.NG, M, plan.nsplit];
     if (!split) {
@@ -390,7 +391,7 @@ export class LlamaModel {
       const ml = this.ws.get("part-ml", M * H * plan.nsplit * 8);
       const po = this.ws.get("part-o", M * H * plan.nsplit * D * 4);
       st.dispatch(kc.kernel("attention", defs), scoring ? [...common, ml, po, scoring.sraw] : [...common, ml, po], params, grid);
-      st.dispatch(kc.kernel("attn_merge", { SCORES: !!scoring }), scoring ? [ml, po, out, rows, scoring.lse] : [ml, po, out], [H, D, plan.nsplit], [H, M]);
+      st.dispatch(kc.kernel("attn_merge", { SCORES: !!scoring }), scoring ? [ml, po, out, rows, scoring.lse] : [ml, po, out], { H, D, nsplit: plan.nsplit }, [H, M]);
     }
     if (scoring) this.kvScores(st, layer, heads, scoring, scoring.lse);
   }
@@ -401,14 +402,14 @@ export class LlamaModel {
     const H = cfg.heads, D = cfg.headDim;
     // split-K pays only where the (tile, KV head) workgroups leave the GPU short; scoring rows stay unsplit
     const { nsplit, splitLen } = scoring ? { nsplit: 1, splitLen: Math.max(maxLen, 1) } : prefillSplit(nTiles * cfg.kvHeads, maxLen, tiling.BK);
-    const params = [layer, H, cfg.kvHeads, cfg.layers, cache.blockSize, this.qkvWidth, F(1 / Math.sqrt(D)), M, scoring?.stride ?? 0, scoring?.lseBase ?? 0, splitLen, nsplit];
+    const params = { ...this.attnParams(layer), tileBase: M, sStride: scoring?.stride ?? 0, lseBase: scoring?.lseBase ?? 0, splitLen, nsplit };
     const common: Binding[] = [qkv, rows, heads, cache.table, cache.pool.k, cache.pool.v];
     const defs = { ...tiling, SPLIT: nsplit > 1, SCORES: !!scoring };
     if (nsplit > 1) {
       const ml = this.ws.get("part-ml", M * H * nsplit * 8);
       const po = this.ws.get("part-o", M * H * nsplit * D * 4);
       st.dispatch(kc.kernel("attention_prefill", defs), [...common, ml, po], params, [cfg.kvHeads, nTiles, nsplit]);
-      st.dispatch(kc.kernel("attn_merge", { SCORES: false }), [ml, po, out], [H, D, nsplit], [H, M]);
+      st.dispatch(kc.kernel("attn_merge", { SCORES: false }), [ml, po, out], { H, D, nsplit }, [H, M]);
       return;
     }
     st.dispatch(kc.kernel("attention_prefill", defs), scoring ? [...common, out, scoring.sraw] : [...common, out], params, [cfg.kvHeads, nTiles, 1]);
@@ -419,17 +420,23 @@ export class LlamaModel {
   private attentionMma(st: Step, t: PrefillMmaTiling, layer: number, qkv: GPUBuffer, rows: GPUBuffer, heads: GPUBuffer, out: GPUBuffer, M: number, nTiles: number, scoring: Scoring | null) {
     const { cfg, cache, kc } = this;
     const H = cfg.heads, D = cfg.headDim;
-    const params = [layer, H, cfg.kvHeads, cfg.layers, cache.blockSize, this.qkvWidth, F(1 / Math.sqrt(D)), M, scoring?.stride ?? 0, scoring?.lseBase ?? 0, 0, 1];
+    const params = { ...this.attnParams(layer), tileBase: M, sStride: scoring?.stride ?? 0, lseBase: scoring?.lseBase ?? 0, splitLen: 0, nsplit: 1 };
     const b: Binding[] = [qkv, rows, heads, cache.table, cache.pool.k, cache.pool.v, out];
     if (scoring) b.push(scoring.sraw);
     st.dispatch(kc.kernel("attention_prefill_mma", { ...t, SCORES: !!scoring }), b, params, [cfg.kvHeads, nTiles, 1]);
     if (scoring) this.kvScores(st, layer, heads, scoring, { buffer: scoring.sraw, offset: scoring.lseBase * 4, size: scoring.slots * H * 4 });
   }
 
+  /** The Params fields every attention kernel shares (attention, attention_prefill, attention_prefill_mma). */
+  private attnParams(layer: number) {
+    const { cfg, cache } = this;
+    return { layer, H: cfg.heads, KVH: cfg.kvHeads, L: cfg.layers, BS: cache.blockSize, ldq: this.qkvWidth, scale: 1 / Math.sqrt(cfg.headDim) };
+  }
+
   private kvScores(st: Step, layer: number, heads: GPUBuffer, scoring: Scoring, lse: Binding) {
     const { cfg, cache, kc } = this;
     st.dispatch(kc.kernel("kv_scores"), [scoring.sraw, lse, scoring.seqs, heads, cache.table, cache.pool.scores],
-      [layer, cfg.heads, cfg.kvHeads, cfg.layers, cache.blockSize, scoring.stride], [cfg.kvHeads, scoring.nSeqs, cdiv(scoring.stride, 64)]);
+      { layer, H: cfg.heads, KVH: cfg.kvHeads, L: cfg.layers, BS: cache.blockSize, sStride: scoring.stride }, [cfg.kvHeads, scoring.nSeqs, cdiv(scoring.stride, 64)]);
   }
 
   destroy() {

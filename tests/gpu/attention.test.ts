@@ -3,10 +3,11 @@
 // with scattered blocks and different lengths per KV head; with scoring rows, the
 // KV-Compress metric (squared attention summed over queries and the GQA group) too.
 import { expect, test } from "bun:test";
-import { cdiv, F, KernelContext, type Step } from "../../src/gpu/kernels.ts";
+import { cdiv, KernelContext, type Step } from "../../src/gpu/kernels.ts";
+import { f32Bits as F } from "../../src/gpu/params.ts";
 import { Usage } from "../../src/gpu/flags.ts";
 import { webgpu } from "../../src/gpu/device.ts";
-import { ATTN_FIXED_SPLIT_KEYS, ATTN_WORKGROUPS, decodeAttentionFixedPlan, decodeAttentionPlan, decodeAttentionShape, prefillTileName, prefillMmaTiling, prefillTiles, prefillTiling, prefillTilings, type DecodeAttentionChoice, type PrefillMmaTiling, type PrefillTiling } from "../../src/model/llama.ts";
+import { ATTN_FIXED_SPLIT_KEYS, ATTN_WORKGROUPS, decodeAttentionFixedPlan, decodeAttentionPlan, decodeAttentionShape, prefillTileName, prefillMmaTiling, prefillTiles, prefillTiling, prefillTilings, type DecodeAttentionChoice, type PrefillMmaTiling, type PrefillTiling } from "../../src/model/attention.ts";
 import * as ref from "../fixtures/reference.ts";
 import { getGpu, maxAbsDiff, rand, readF32, up, variants, zeros } from "../fixtures/gpu-helpers.ts";
 

@@ -1,12 +1,13 @@
 // Every compute kernel against its CPU reference on this adapter (lavapipe in CI),
 // in each variant the adapter can run: packed-u32 weights, native f16, subgroups.
 import { describe, expect, test } from "bun:test";
-import { cdiv, F } from "../../src/gpu/kernels.ts";
+import { cdiv } from "../../src/gpu/kernels.ts";
+import { f32Bits as F } from "../../src/gpu/params.ts";
 import { Usage } from "../../src/gpu/flags.ts";
 import { f16BitsToF32, toF16Bytes } from "../../src/model/f16.ts";
 import { ropeInvFreq } from "../../src/model/config.ts";
 import { GEMM_VARIANTS, gemmGrid, gemmKernel } from "../../src/model/gemm.ts";
-import { gemvGrid, gemvTileFor, gemvTileName, swigluRuns, type GemvTile } from "../../src/model/llama.ts";
+import { gemvGrid, gemvTileFor, gemvTileName, swigluRuns, type GemvTile } from "../../src/model/gemv.ts";
 import type { Matrix } from "../../src/model/weights.ts";
 import * as ref from "../fixtures/reference.ts";
 import { getGpu, maxAbsDiff, rand, readF32, readU32, up, variants, zeros } from "../fixtures/gpu-helpers.ts";

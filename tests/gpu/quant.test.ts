@@ -2,10 +2,11 @@
 // GEMV, GEMM and embedding gather reading quantized rows (kernels/quant.wgsl) against
 // a CPU matmul over the dequantized weights, in each variant the adapter runs.
 import { describe, expect, test } from "bun:test";
-import { cdiv, F } from "../../src/gpu/kernels.ts";
+import { cdiv } from "../../src/gpu/kernels.ts";
+import { f32Bits as F } from "../../src/gpu/params.ts";
 import { f16BitsToF32, f32ToF16Bits, toF16Bytes } from "../../src/model/f16.ts";
 import { GEMM_SMALL, GEMM_VARIANTS, gemmGrid } from "../../src/model/gemm.ts";
-import { gemvGrid, gemvTileFor, gemvTileName, type GemvTile } from "../../src/model/llama.ts";
+import { gemvGrid, gemvTileFor, gemvTileName, type GemvTile } from "../../src/model/gemv.ts";
 import { dequantize, quantize, QUANT, QUANT_TYPES, rowBytes, toGpuRows, type QuantType } from "../../src/model/quant.ts";
 import * as ref from "../fixtures/reference.ts";
 import { quantizeShard } from "../../src/model/quantize-weights.ts";
