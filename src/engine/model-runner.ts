@@ -7,11 +7,18 @@ import type { PrefillChunk } from "./scheduler.ts";
 import type { Sequence } from "./sequence.ts";
 import type { EngineStats } from "./stats.ts";
 
+/** Sampled tokens read back: one per (step, sequence) row, and their logprobs rows when any sequence asked. */
+export interface Sampled {
+  tokens: Uint32Array;
+  /** kernels/logprobs.wgsl's rows (src/model/token-logprobs.ts), null when no sequence asked */
+  logprobs: Uint32Array | null;
+}
+
 /** Decode steps on the GPU whose sampled tokens are not read yet. */
 export interface Round {
   batch: Sequence[];
   k: number;
-  hist: Promise<Uint32Array>;
+  hist: Promise<Sampled>;
   /** the model's step count after the round's last step */
   lastStep: number;
 }
@@ -28,7 +35,7 @@ export class ModelRunner {
   }
 
   /** One prefill step of `plan`; resolves to each sequence's sampled token (used once its prefill is whole). */
-  prefill(plan: PrefillChunk[]): Promise<Uint32Array> {
+  prefill(plan: PrefillChunk[]): Promise<Sampled> {
     this.model.reserveHistory(plan.length);
     this.model.step({
       seqs: plan.map(({ seq, n, scoreRows }) => ({
@@ -40,11 +47,13 @@ export class ModelRunner {
         counter: seq.output.length,
         scoreRows,
         fixedSplits: seq.opts.batchInvariant,
+        logprobs: seq.opts.logprobs,
+        mask: seq.mask ?? undefined,
       })),
       tokensFromGpu: false,
       histOffset: 0,
     });
-    return this.model.readHistory(plan.length);
+    return this.readSampled(plan.map((c) => c.seq), plan.length);
   }
 
   /**
@@ -67,6 +76,8 @@ export class ModelRunner {
           counter: s.output.length + ahead + j,
           scoreRows: s.continual ? 1 : 0,
           fixedSplits: s.opts.batchInvariant,
+          logprobs: s.opts.logprobs,
+          mask: s.mask ?? undefined,
         })),
         tokensFromGpu: ahead > 0 || j > 0,
         histOffset: j * B,
@@ -77,10 +88,17 @@ export class ModelRunner {
       s.stepsSinceCompress += k;
     }
     // the copy is queued now, before any later step can overwrite the history
-    const hist = this.model.readHistory(k * B);
+    const hist = this.readSampled(batch, k * B);
     hist.catch(() => {}); // a round nobody reads any more (its sequences all ended) must not raise
     this.stats.encodeMs += performance.now() - te;
     this.stats.decodeSteps += k;
     return { batch, k, hist, lastStep: this.model.steps };
+  }
+
+  /** Reads `rows` sampled tokens, and their logprobs when a sequence of `seqs` asked (both maps overlap). */
+  private async readSampled(seqs: Sequence[], rows: number): Promise<Sampled> {
+    const lp = seqs.some((s) => s.opts.logprobs != null) ? this.model.readLogprobs(rows) : null;
+    const [tokens, logprobs] = await Promise.all([this.model.readHistory(rows), lp]);
+    return { tokens, logprobs };
   }
 }

@@ -125,6 +125,8 @@ export class Scheduler {
   roundSteps(batch: Sequence[], ahead: number): number {
     let k = this.opts.lookahead;
     for (const s of batch) {
+      // a grammar's next mask needs the last token: one step a round, none queued ahead
+      if (s.opts.constraint) k = Math.min(k, ahead > 0 ? 0 : 1);
       const out = s.output.length + ahead;
       k = Math.min(k, s.opts.maxTokens - out, this.cfg.maxContext - (s.prompt.length + out));
       if (s.continual) k = Math.min(k, s.compression.interval - s.stepsSinceCompress);
