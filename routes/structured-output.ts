@@ -48,7 +48,7 @@ export function callableTools(body: StructuredRequest): Tool[] | null {
     if (names.has(t.function.name)) throw new ApiError(400, `tools[${i}].function.name: "${t.function.name}" is named twice`, `tools[${i}].function.name`);
     names.add(t.function.name);
     const problem = t.function.parameters ? schemaProblem(t.function.parameters) : null;
-    if (problem) throw new ApiError(400, `tools[${i}].function.parameters: the schema ${problem}`, `tools[${i}].function.parameters`);
+    if (problem) throw new ApiError(400, `tools[${i}].function.parameters: ${problem}`, `tools[${i}].function.parameters`);
   });
   if (choice === "none") return null;
   if (typeof choice === "object") {
@@ -67,7 +67,7 @@ export async function answerGrammar(body: StructuredRequest, tools: Tool[] | nul
   const formatParam = rf?.type === "json_schema" ? "response_format.json_schema.schema" : "response_format";
   if (format?.kind === "json_schema") {
     const problem = schemaProblem(format.schema);
-    if (problem) throw new ApiError(400, `${formatParam}: the schema ${problem}`, formatParam);
+    if (problem) throw new ApiError(400, `${formatParam}: ${problem}`, formatParam);
   }
   if (!tools) return format && { spec: format, param: formatParam };
   const choice = body.tool_choice ?? "auto";

@@ -129,7 +129,7 @@ const JSON_TYPES = new Set(["string", "number", "integer", "boolean", "object", 
 
 /** What xgrammar would refuse in a JSON schema before it aborts: nesting too deep, unknown types; null when none. */
 export function schemaProblem(schema: unknown): string | null {
-  if (jsonDepth(schema) > MAX_SCHEMA_DEPTH) return `nests deeper than ${MAX_SCHEMA_DEPTH} levels`;
+  if (jsonDepth(schema) > MAX_SCHEMA_DEPTH) return `the schema nests deeper than ${MAX_SCHEMA_DEPTH} levels`;
   // "properties" and the like map names to schemas: their keys are no keywords
   const walk = (x: unknown, path: string, names = false): string | null => {
     if (typeof x !== "object" || x === null) return null;
@@ -137,7 +137,7 @@ export function schemaProblem(schema: unknown): string | null {
       const t = (x as { type: unknown }).type;
       const types = Array.isArray(t) ? t : [t];
       const bad = types.find((y) => typeof y !== "string" || !JSON_TYPES.has(y));
-      if (bad !== undefined || types.length === 0) return `${path || "the schema"} has type ${JSON.stringify(t)}; JSON schema types are ${[...JSON_TYPES].join(", ")}`;
+      if (bad !== undefined || types.length === 0) return `${path ? `the schema's ${path}` : "the schema"} has type ${JSON.stringify(t)}; JSON schema types are ${[...JSON_TYPES].join(", ")}`;
     }
     for (const [k, v] of Object.entries(x)) {
       const p = walk(v, path ? `${path}.${k}` : k, !names && NAME_MAPS.has(k));
