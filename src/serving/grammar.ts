@@ -20,10 +20,11 @@ export type GrammarSpec =
 export class GrammarError extends Error {}
 
 /**
- * JSON nesting a schema may have. xgrammar's schema converter recurses per level and
- * runs out of the wasm stack near 100 nested schemas (200 JSON levels); refuse well before.
+ * JSON nesting a schema may have (a nested object schema takes two levels: itself and
+ * its "properties"), so 16 nested objects; OpenAI's strict mode allows 10. xgrammar's
+ * converter recurses per level and runs out of the wasm stack near 100 nested schemas.
  */
-export const MAX_SCHEMA_DEPTH = 64;
+export const MAX_SCHEMA_DEPTH = 32;
 
 /** A matcher per request; serving disposes it when the sequence ends (its wasm memory is not collected). */
 export interface GrammarConstraint extends TokenConstraint {
