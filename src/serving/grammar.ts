@@ -4,7 +4,7 @@
 // routes/tool-calls.ts) is compiled once against the model's vocabulary and cached; each
 // request gets a matcher that hands the engine the bitmask of allowed next tokens
 // (TokenConstraint) and follows the tokens it samples.
-import xg, { type CompiledGrammar, type GrammarCompiler } from "@mlc-ai/web-xgrammar";
+import { xgrammar, type CompiledGrammar, type GrammarCompiler } from "./xgrammar.ts";
 import type { TokenConstraint } from "../engine/sequence.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 
@@ -48,6 +48,7 @@ export class Grammars {
   /** A fresh matcher for `spec`; throws GrammarError when xgrammar cannot compile it. */
   async constraint(spec: GrammarSpec): Promise<GrammarConstraint> {
     const compiled = await this.compile(spec);
+    const xg = await xgrammar();
     const m = await xg.GrammarMatcher.createGrammarMatcher(compiled);
     return {
       nextMask: async () => {
@@ -98,6 +99,7 @@ export class Grammars {
 
   private async createCompiler(): Promise<GrammarCompiler> {
     const tk = this.tokenizer;
+    const xg = await xgrammar();
     const info = await xg.TokenizerInfo.createTokenizerInfo(tk.pieces, tk.vocabType, tk.prependsSpace, this.vocab, this.stopIds);
     return xg.GrammarCompiler.createGrammarCompiler(info);
   }
@@ -108,7 +110,7 @@ export class Grammars {
  * whose own `json_schema` format allows any whitespace). Throws GrammarError.
  */
 export function jsonSchemaEbnf(schema: Record<string, unknown>, strict: boolean): Promise<string> {
-  return xgrammarCall(() => xg.Testings._jsonSchemaToEBNF(JSON.stringify(schema), false, -1, undefined, strict));
+  return xgrammarCall(async () => (await xgrammar()).Testings._jsonSchemaToEBNF(JSON.stringify(schema), false, -1, undefined, strict));
 }
 
 /**
