@@ -119,6 +119,8 @@ function parseCall(block: string): ToolCall | null {
  */
 export class ToolCallSplitter {
   private held = "";
+  /** the newline that separates blocks may still come after the last one */
+  private afterBlock = false;
   readonly calls: ToolCall[] = [];
 
   /** Content that is certain now, and the calls completed by `text`. */
@@ -127,6 +129,10 @@ export class ToolCallSplitter {
     let content = "";
     const calls: ToolCall[] = [];
     for (;;) {
+      if (this.afterBlock && this.held) {
+        this.held = this.held.replace(/^\n/, "");
+        this.afterBlock = false;
+      }
       const open = this.held.indexOf(OPEN);
       if (open < 0) {
         // keep a tail that could still become "<tool_call>"
@@ -146,7 +152,8 @@ export class ToolCallSplitter {
       const close = this.held.indexOf(CLOSE);
       if (close < 0) break;
       const block = this.held.slice(0, close + CLOSE.length);
-      this.held = this.held.slice(block.length).replace(/^\n/, "");
+      this.held = this.held.slice(block.length);
+      this.afterBlock = true;
       const call = parseCall(block);
       if (call) calls.push(call);
       else content += block;

@@ -5,7 +5,7 @@ import * as v from "valibot";
 import { KvCompressFields } from "./kv-compression.ts";
 import { objectSchema } from "./object-schema.ts";
 import { StructuredFields } from "./structured.ts";
-import { TOP_LOGPROBS_MAX } from "../../src/model/token-logprobs.ts";
+import { TOP_LOGPROBS_MAX } from "../../src/serving/generation.ts";
 
 const TokenId = v.pipe(v.number(), v.integer(), v.minValue(0));
 const MaxTokens = v.pipe(v.number(), v.safeInteger(), v.minValue(1));

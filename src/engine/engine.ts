@@ -9,6 +9,7 @@
 // A decode round is `lookahead` steps submitted back to back; while one runs the next
 // is already queued behind it, so the GPU does not wait for the readback or for the
 // host to record the next round. Serving drives it through EngineClient (client.ts).
+// Long file: the step loop, round chaining and token intake read as one.
 import { createGpu, describeGpu, type Gpu } from "../gpu/device.ts";
 import { KernelContext } from "../gpu/kernels.ts";
 import { BlockPool } from "../cache/block-pool.ts";

@@ -6,6 +6,7 @@
 import type { EngineClient } from "../engine/client.ts";
 import { Sequence, type TokenConstraint } from "../engine/sequence.ts";
 import type { TokenLogprobs } from "../model/token-logprobs.ts";
+export { TOP_LOGPROBS_MAX } from "../model/token-logprobs.ts";
 import type { Sampling } from "../model/llama.ts";
 import { IncrementalDecoder } from "../model/tokenizer.ts";
 import type { CompressionOptions, KvStats } from "../cache/compression.ts";
