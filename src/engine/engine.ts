@@ -336,11 +336,12 @@ export class Engine {
 
   /**
    * A round of `batch` submitted now, behind whatever the GPU is doing and `ahead` steps
-   * of it still in flight, if it needs no prefill first and the pool has room without
-   * compressing or preempting; else null.
+   * of it still in flight, if it needs no prefill first, no grammar mask and the pool has
+   * room without compressing or preempting; else null.
    */
   private roundBehind(batch: Sequence[], ahead: number): Round | null {
-    if (this.scheduler.prefillReady() || !batch.length) return null;
+    // a constrained sequence's next mask is fetched (asynchronously) by freshRound only
+    if (this.scheduler.prefillReady() || !batch.length || batch.some((s) => s.opts.constraint)) return null;
     const k = this.scheduler.roundSteps(batch, ahead);
     return k >= 1 && this.scheduler.reserveAll(batch, k) ? this.runner.submitRound(batch, k, ahead) : null;
   }
