@@ -26,7 +26,8 @@ export function chatRoute(ctx: ServerContext) {
     const model = resolveModel(ctx, body.model);
     const { stream, includeUsage } = streamOptionsOf(body);
     if (!ctx.hasChatTemplate) throw new ApiError(400, `${model} has no chat template; use /v1/completions`, "messages");
-    if (body.top_logprobs != null && !body.logprobs) throw new ApiError(400, "top_logprobs needs logprobs: true", "top_logprobs");
+    // as vLLM: top_logprobs 0 goes without logprobs, more needs it (OpenAI refuses any)
+    if (body.top_logprobs && !body.logprobs) throw new ApiError(400, "top_logprobs needs logprobs: true", "top_logprobs");
     const top = body.logprobs ? (body.top_logprobs ?? 0) : null;
     const tools = callableTools(body);
     const grammar = await answerGrammar(body, tools);

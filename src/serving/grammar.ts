@@ -83,7 +83,11 @@ export class Grammars {
   }
 
   private async compileNew(spec: GrammarSpec): Promise<CompiledGrammar> {
-    const compiler = await (this.compiler ??= this.createCompiler());
+    // a failed start is not kept: the next request tries again
+    const compiler = await (this.compiler ??= this.createCompiler().catch((e) => {
+      this.compiler = null;
+      throw e;
+    }));
     return xgrammarCall(() => {
       switch (spec.kind) {
         // one line, ", " and ": " between items: no run of whitespace for a sampler to wander into
