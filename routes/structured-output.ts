@@ -10,10 +10,10 @@
 // `parameters` schema (one-line JSON, so a sampler cannot wander off into whitespace):
 //   required / named  only blocks (of that one function when named): at least one, and
 //                     just one unless parallel_tool_calls
-//   auto              free text (or response_format's JSON, when one is set); where the
-//                     text reaches "<tool_call>" the block must follow and be whole, so
-//                     the model decides between answering and calling, and a call it
-//                     starts is always valid ("triggered tags")
+//   auto              free text; where the text reaches "<tool_call>" the block must
+//                     follow and be whole, so the model decides between answering and
+//                     calling, and a call it starts is always valid ("triggered tags");
+//                     beside a response_format: its JSON answer or one call
 //   none              no tool grammar (response_format's alone, if any)
 import type { GrammarSpec } from "../src/serving/grammar.ts";
 import { jsonSchemaEbnf, schemaProblem } from "../src/serving/grammar.ts";
@@ -79,10 +79,12 @@ export async function answerGrammar(body: StructuredRequest, tools: Tool[] | nul
   const calls = { type: "tags_with_separator", tags, separator: "\n", at_least_one: true, stop_after_first: !parallel };
   if (choice !== "auto") return { spec: { kind: "structural_tag", format: calls }, param: "tools" };
   if (!format) return { spec: { kind: "structural_tag", format: { type: "triggered_tags", triggers: [OPEN], tags, stop_after_first: !parallel } }, param: "tools" };
-  // auto beside a response format: either the calls or the formatted answer
+  // auto beside a response format: one call or the formatted answer (xgrammar's "or" takes
+  // tags but not the repetition of tags_with_separator, so no parallel calls here)
   const answer = format.kind === "json_object" ? { type: "object" } : format.schema;
   const answerEbnf = await asBadRequest(formatParam, () => jsonSchemaEbnf(answer, format.kind === "json_schema" && format.strict));
-  return { spec: { kind: "structural_tag", format: { type: "or", elements: [calls, { type: "grammar", grammar: answerEbnf }] } }, param: "tools" };
+  const oneCall = tags.length === 1 ? tags[0] : { type: "or", elements: tags };
+  return { spec: { kind: "structural_tag", format: { type: "or", elements: [oneCall, { type: "grammar", grammar: answerEbnf }] } }, param: "tools" };
 }
 
 async function asBadRequest<T>(param: string, f: () => Promise<T>): Promise<T> {

@@ -127,7 +127,9 @@ async function xgrammarCall<T>(f: () => Promise<T>): Promise<T> {
   try {
     return await f();
   } catch (e) {
-    throw new GrammarError(`the grammar engine (xgrammar) could not compile it (${(e as Error).message.split(".")[0]}); the server's log has its reason`);
+    // an aborted wasm call throws a RuntimeError; a C++ exception arrives as a bare pointer
+    const what = e instanceof Error ? e.message.split(".")[0] : `exception ${String(e)}`;
+    throw new GrammarError(`the grammar engine (xgrammar) could not compile it (${what}); the server's log has its reason`);
   }
 }
 

@@ -37,6 +37,20 @@ describe("tool-call grammar", () => {
     expect(await takes(auto, '<tool_call>{"name": "get_time", "arguments": {}}</tool_call>')).toBe(false);
   });
 
+  test("auto beside a response format: a call or the formatted answer, not free text", async () => {
+    const format = { type: "json_schema", json_schema: { name: "a", strict: true, schema: { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"], additionalProperties: false } } };
+    const body = { tools: TOOLS, response_format: format };
+    expect(await takes(body, CALL)).toBe(true);
+    expect(await takes(body, '{"ok": true}')).toBe(true);
+    expect(await takes(body, "It is sunny.")).toBe(false);
+    expect(await takes(body, '{"ok": 1}')).toBe(false);
+  });
+
+  test("a function without parameters takes any object", async () => {
+    const body = { tools: [{ type: "function" as const, function: { name: "ping" } }], tool_choice: "required" };
+    expect(await takes(body, '<tool_call>{"name": "ping", "arguments": {"x": [1, "y"]}}</tool_call>')).toBe(true);
+  });
+
   test("required: calls only, one unless parallel_tool_calls", async () => {
     expect(await takes({ tools: TOOLS, tool_choice: "required" }, "It is sunny.")).toBe(false);
     expect(await takes({ tools: TOOLS, tool_choice: "required" }, `${CALL}\n${CALL}`)).toBe(true);
