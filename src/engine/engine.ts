@@ -289,11 +289,9 @@ export class Engine {
     const tw = performance.now();
     const hist = await round.hist;
     this.stats.waitMs += performance.now() - tw;
-    const B = round.batch.length;
-    for (let b = 0; b < B; b++) {
-      const s = round.batch[b];
-      for (let j = 0; j < round.k && !s.finished; j++) this.accept(s, hist, j * B + b);
-    }
+    round.batch.forEach((s, b) => {
+      for (const row of round.rows[b]) if (!s.finished) this.accept(s, hist, row);
+    });
     for (const s of round.batch) this.releaseIfDone(s);
     // a round in flight holds no sequence due to compress (chainable sees to it); the
     // compression may queue the next round itself, behind its ranking

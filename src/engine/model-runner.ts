@@ -18,6 +18,8 @@ export interface Sampled {
 export interface Round {
   batch: Sequence[];
   k: number;
+  /** rows[b]: the readback rows of batch[b]'s tokens, one per step it took (a constrained sequence takes one) */
+  rows: number[][];
   hist: Promise<Sampled>;
   /** the model's step count after the round's last step */
   lastStep: number;
@@ -59,15 +61,26 @@ export class ModelRunner {
   /**
    * Submits k decode steps of `batch`, each feeding on the previous step's GPU-sampled
    * tokens (the first too when `ahead` > 0: it follows a round of `ahead` steps still
-   * in flight), and starts their readback.
+   * in flight), and starts their readback. A grammar-constrained sequence takes the
+   * first step only (its next mask needs this token): the batch is ordered with those
+   * last, so the later steps' batch is a prefix of the first's and reads its samples in
+   * the same rows, and the other sequences keep their k steps.
    */
   submitRound(batch: Sequence[], k: number, ahead: number): Round {
-    const B = batch.length;
+    batch = [...batch.filter((s) => !s.opts.constraint), ...batch.filter((s) => s.opts.constraint)];
+    if (!batch.some((s) => !s.opts.constraint)) k = 1;
+    const stepsOf = (s: Sequence) => (s.opts.constraint ? 1 : k);
     const te = performance.now();
-    this.model.reserveHistory(k * B);
+    const rows: number[][] = batch.map(() => []);
+    let nRows = 0;
+    for (const s of batch) nRows += stepsOf(s);
+    this.model.reserveHistory(nRows);
+    let histOffset = 0;
     for (let j = 0; j < k; j++) {
+      const stepBatch = batch.filter((s) => stepsOf(s) > j);
+      stepBatch.forEach((_, b) => rows[b].push(histOffset + b));
       this.model.step({
-        seqs: batch.map((s) => ({
+        seqs: stepBatch.map((s) => ({
           seq: s.cache!,
           tokens: [s.output[s.output.length - 1]],
           n: 1,
@@ -80,19 +93,20 @@ export class ModelRunner {
           mask: s.mask ?? undefined,
         })),
         tokensFromGpu: ahead > 0 || j > 0,
-        histOffset: j * B,
+        histOffset,
       });
+      histOffset += stepBatch.length;
     }
     for (const s of batch) {
-      s.numWrittenTokens += k;
-      s.stepsSinceCompress += k;
+      s.numWrittenTokens += stepsOf(s);
+      s.stepsSinceCompress += stepsOf(s);
     }
     // the copy is queued now, before any later step can overwrite the history
-    const hist = this.readSampled(batch, k * B);
+    const hist = this.readSampled(batch, nRows);
     hist.catch(() => {}); // a round nobody reads any more (its sequences all ended) must not raise
     this.stats.encodeMs += performance.now() - te;
     this.stats.decodeSteps += k;
-    return { batch, k, hist, lastStep: this.model.steps };
+    return { batch, k, rows, hist, lastStep: this.model.steps };
   }
 
   /** Reads `rows` sampled tokens, and their logprobs when a sequence of `seqs` asked (both maps overlap). */

@@ -35,3 +35,28 @@ test("grammar-constrained sequences beside free ones, under continual compressio
   for (const s of free) expect(s.output).toHaveLength(30);
   expect(engine.cache.pool.numUsedBlocks).toBe(0);
 }, 300_000);
+
+test("a free sequence decodes its k steps a round beside constrained ones, to the same tokens as alone", async () => {
+  const engine = await engineFor(NANO);
+  const grammars = new Grammars(engine.tokenizer, engine.cfg.vocab, engine.cfg.eosIds);
+  const prompt = engine.tokenizer.encode("The President of the United States said that");
+  // batch-invariant and seeded: its tokens do not depend on what runs beside it
+  const freeSeq = () => new Sequence(prompt, { maxTokens: 24, sampling: { temperature: 1, topP: 1, topK: 0, seed: 9 }, ignoreEos: true, batchInvariant: true });
+  const alone = await engine.generate(prompt, freeSeq().opts);
+  const beside = freeSeq();
+  const cs = await Promise.all([0, 1].map(() => grammars.constraint({ kind: "json_schema", schema: SCHEMA, strict: true })));
+  const constrained = cs.map((c, i) => new Sequence(prompt, { maxTokens: 60, sampling: { temperature: 1, topP: 1, topK: 0, seed: i }, ignoreEos: false, batchInvariant: true, constraint: c }));
+  // the free one first in the batch and last: submitRound orders constrained ones last either way
+  engine.add(constrained[0]);
+  engine.add(beside);
+  engine.add(constrained[1]);
+  const steps0 = engine.stats.decodeSteps;
+  await engine.runUntilIdle();
+  expect(beside.output).toEqual(alone.output);
+  for (const s of constrained) expect(() => JSON.parse(engine.tokenizer.decode(s.output))).not.toThrow();
+  // rounds of lookahead steps went on while the constrained ones took one step each
+  const rounds = Math.max(...constrained.map((s) => s.output.length));
+  expect(engine.stats.decodeSteps - steps0).toBeGreaterThan(rounds);
+  for (const c of cs) c.dispose();
+  expect(engine.cache.pool.numUsedBlocks).toBe(0);
+}, 300_000);
