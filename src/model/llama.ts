@@ -185,7 +185,7 @@ export class LlamaModel {
       last[b] = r - 1;
       cache.writeHeads(s.seq, heads, b * cache.heads * 2);
       for (let h = 0; h < cache.heads; h++) maxLen = Math.max(maxLen, s.seq.lengths[h] + s.n);
-      samp.set([F(s.sampling.temperature), F(s.sampling.topP), s.sampling.topK >>> 0, s.sampling.seed >>> 0, s.counter >>> 0, s.mask ? 1 : 0, s.logprobs == null ? 0 : 1 + s.logprobs], b * 8);
+      samp.set([F(s.sampling.temperature), F(s.sampling.topP), s.sampling.topK >>> 0, s.sampling.seed >>> 0, s.counter >>> 0, 0, s.logprobs == null ? 0 : 1 + s.logprobs], b * 8);
     });
     const ws = this.ws;
     const bRows = ws.get("rows", rows.byteLength);
