@@ -5,6 +5,7 @@ import { createGpu, describeGpu } from "../src/gpu/device.ts";
 import { Deadline, parseList, Reporter, sourceDigest, type BenchContext } from "../bench/common.ts";
 import { KERNEL_DEFAULTS, kernelSuite } from "../bench/kernels.ts";
 import { E2E_DEFAULTS, e2eSuite } from "../bench/e2e.ts";
+import { samplingSuite } from "../bench/sampling.ts";
 import { anyGemmVariant, GEMM_DEFAULT, GEMM_SMALL, GEMM_SMALL_ROWS } from "../src/model/gemm.ts";
 import { ON_LOAD_QUANTS, type OnLoadQuant } from "../src/model/quantize-weights.ts";
 import { COMPRESS_DEFAULTS, compressSuite, OVERHEAD_DEFAULTS, overheadSuite } from "../bench/compress.ts";
@@ -68,9 +69,13 @@ overhead:
   --overhead-batch N --overhead-prompt-len N --overhead-output-len N --overhead-rate R
                          (default ${O.batch}, ${O.promptLen}, ${O.outputLen}, ${O.rate}; interval from --interval)
   --overhead-allocation A  kvcompress budget split: ${ALLOCATIONS.join(" | ")} (default ${O.allocation})
+
+sampling:
+  the batch decode four ways (plain, logprobs with 20 alternatives, a constraint allowing every
+  token, both) at --batches (default 1,32), --batch-prompt-len, --batch-tokens: tokens/s each
 `;
 
-const SUITES = ["kernels", "e2e", "single", "prefill", "batch", "compress", "overhead", "all"];
+const SUITES = ["kernels", "e2e", "single", "prefill", "batch", "compress", "overhead", "sampling", "all"];
 
 function quantFlag(v: string): OnLoadQuant {
   if (!(ON_LOAD_QUANTS as readonly string[]).includes(v)) throw new Error(`--quant must be one of ${ON_LOAD_QUANTS.join(", ")} (got "${v}")`);
@@ -192,6 +197,8 @@ export async function benchCommand(argv: string[]): Promise<number> {
       for (const s of shapes) await guard(suite, s, () => e2eSuite(ctx, s, e2e, parts));
     }
     if (suite === "overhead") await guard(suite, overhead.shape, () => overheadSuite(ctx, overhead));
+    // the batch sweep's flags, batches 1 and 32 unless --batches says
+    if (suite === "sampling") for (const s of shapes) await guard(suite, s, () => samplingSuite(ctx, s, { batches: a.batches ? e2e.batches : [1, 32], promptLen: e2e.batchPromptLen, tokens: e2e.batchTokens }));
     if (suite === "compress") await guard(suite, compress.shape, () => compressSuite(ctx, compress));
   }
   return failed ? 1 : 0;

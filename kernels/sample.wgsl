@@ -4,6 +4,7 @@
 // then top-p (smallest head of the distribution holding top_p of the mass); one draw
 // u ~ U[0,1) from a counter-based hash of (seed, counter) picks a token by the
 // cumulative mass in index order. Ties at a threshold may keep a few extra tokens.
+// Logits of -3e38 (token_mask.wgsl) are never kept.
 struct Params { V: u32, M: u32, histOffset: u32, }
 struct Sampling { temperature: f32, topP: f32, topK: u32, seed: u32, counter: u32, p0: u32, p1: u32, p2: u32, }
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
@@ -78,9 +79,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
   if (sp.temperature > 0.0 && sp.topK != 1u) {
     let invT = 1.0 / sp.temperature;
-    // smallest logit, the lower end of every bisection
+    // smallest logit, the lower end of every bisection; a grammar's masked tokens
+    // (token_mask.wgsl: -3e38) stay out of it, or the bisections lose their resolution
     var mn = 3.0e38;
-    for (var i = t; i < P.V; i += WG) { mn = min(mn, logits[base + i]); }
+    for (var i = t; i < P.V; i += WG) {
+      let x = logits[base + i];
+      if (x > -3.0e38) { mn = min(mn, x); }
+    }
     workgroupBarrier();
     redv[t] = mn;
     workgroupBarrier();

@@ -1,11 +1,13 @@
 // POST /v1/completions: a text prompt (or token ids) continued, streamed or whole.
 import { Hono } from "hono";
 import type { ServerContext } from "../src/serving/context.ts";
+import type { GenerationDelta } from "../src/serving/generation.ts";
 import type { JsonBodyEnv } from "./middleware/json-body.ts";
 import { parseBody } from "./validate.ts";
 import { CompletionRequestSchema, type CompletionRequest } from "./schemas/requests.ts";
 import { resolveModel, toGenerationParams } from "./generation-params.ts";
 import { asApiErrors } from "./errors.ts";
+import { completionLogprobs } from "./logprobs.ts";
 import { newId, streamChunks, usageOf } from "./respond.ts";
 import { streamOptionsOf } from "./schemas/stream-options.ts";
 import { noteRequest } from "./middleware/request-log.ts";
@@ -18,15 +20,18 @@ export function completionsRoute(ctx: ServerContext) {
     const body = parseBody(CompletionRequestSchema, c.get("body"));
     const model = resolveModel(ctx, body.model);
     const { stream, includeUsage } = streamOptionsOf(body);
-    const gen = asApiErrors("prompt", () => ctx.generate(toGenerationParams(ctx, body, promptIds(ctx, body), DEFAULT_MAX_TOKENS), c.req.raw.signal));
+    const logprobs = body.logprobs ?? undefined;
+    const gen = asApiErrors("prompt", () => ctx.generate({ ...toGenerationParams(ctx, body, promptIds(ctx, body), DEFAULT_MAX_TOKENS), logprobs }, c.req.raw.signal));
     const id = newId("cmpl");
     noteRequest(c, { generation: gen, responseId: id, model, stream, prompt: body.prompt });
     const created = Math.floor(Date.now() / 1000);
-    const choice = (text: string, finishReason: string | null) => ({ index: 0, text, logprobs: null, finish_reason: finishReason });
+    const lp = logprobs == null ? null : completionLogprobs(logprobs);
+    const choice = (d: GenerationDelta, finishReason: string | null) =>
+      !d.text && !d.logprobs.length && !finishReason ? null : { index: 0, text: d.text, logprobs: lp ? lp(d.logprobs) : null, finish_reason: finishReason };
     if (stream) return streamChunks(c, gen, { id, object: "text_completion", created, model, choice }, includeUsage);
     const text = await gen.text();
     const r = await gen.finish();
-    return c.json({ id, object: "text_completion", created, model, choices: [choice(text, r.finishReason)], usage: usageOf(r) });
+    return c.json({ id, object: "text_completion", created, model, choices: [choice({ text, logprobs: gen.logprobs }, r.finishReason)], usage: usageOf(r) });
   });
 }
 

@@ -3,7 +3,7 @@
 // with `choices: []` when stream_options.include_usage asks for it).
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
-import type { Generation, GenerationResult } from "../src/serving/generation.ts";
+import type { Generation, GenerationDelta, GenerationResult } from "../src/serving/generation.ts";
 import { toApiError } from "./errors.ts";
 
 export function newId(prefix: "cmpl" | "chatcmpl"): string {
@@ -31,8 +31,8 @@ export interface ChunkShape {
   object: string;
   created: number;
   model: string;
-  /** the choice of a chunk: text so far, or the finish reason at the end */
-  choice(text: string, finishReason: string | null): object;
+  /** the choice of a chunk: a delta, or (empty) the finish reason at the end; null: send no chunk */
+  choice(delta: GenerationDelta, finishReason: string | null): object | null;
   /** a choice sent before any text (chat: the assistant role) */
   opening?: object;
 }
@@ -50,10 +50,13 @@ export function streamChunks(c: Context, gen: Generation, shape: ChunkShape, inc
     const send = (data: object) => stream.writeSSE({ data: JSON.stringify(data) });
     try {
       if (shape.opening) await send({ ...head, choices: [shape.opening], ...tail });
-      for await (const text of gen) await send({ ...head, choices: [shape.choice(text, null)], ...tail });
+      for await (const delta of gen) {
+        const choice = shape.choice(delta, null);
+        if (choice) await send({ ...head, choices: [choice], ...tail });
+      }
       const r = await gen.finish();
       if (r.finishReason === "abort") return; // nobody is listening
-      await send({ ...head, choices: [shape.choice("", r.finishReason)], ...tail });
+      await send({ ...head, choices: [shape.choice({ text: "", logprobs: [] }, r.finishReason)], ...tail });
       if (includeUsage) await send({ ...head, choices: [], usage: usageOf(r) });
     } catch (e) {
       await send(toApiError(e).toJSON());

@@ -23,6 +23,10 @@ fi
 bun install --frozen-lockfile >/dev/null
 # llama.cpp for the GGUF oracle tests: node-llama-cpp with its linux-x64 CPU build only
 (cd tools/llamacpp && bun install --frozen-lockfile --omit=optional >/dev/null)
+# the Python openai SDK for tests/server/openai-python.test.ts (skipped where python3 or the package is missing)
+if command -v python3 >/dev/null; then
+  python3 -m pip install -q openai >/dev/null 2>&1 || echo "setup: pip could not install openai; the Python SDK test will be skipped"
+fi
 # GGUF fixtures of the shared test models (derived weights: built here, never committed)
 bun scripts/make-gguf-fixtures.ts >/dev/null
 echo "setup: bun $(bun --version), $(deno --version | head -1), mesa-vulkan-drivers $(dpkg-query -W -f='${Version}' mesa-vulkan-drivers)"

@@ -4,6 +4,8 @@
 import * as v from "valibot";
 import { KvCompressFields } from "./kv-compression.ts";
 import { objectSchema } from "./object-schema.ts";
+import { StructuredFields } from "./structured.ts";
+import { TOP_LOGPROBS_MAX } from "../../src/serving/generation.ts";
 
 const TokenId = v.pipe(v.number(), v.integer(), v.minValue(0));
 const MaxTokens = v.pipe(v.number(), v.safeInteger(), v.minValue(1));
@@ -54,32 +56,45 @@ export const CompletionRequestSchema = objectSchema({
   prompt: PromptSchema,
   best_of: onlyDefault(v.number(), (x) => x === 1, "best_of other than 1"),
   echo: onlyDefault(v.boolean(), (x) => !x, "echo"),
-  logprobs: onlyDefault(v.number(), (x) => x === 0, "logprobs"),
+  /** OpenAI's legacy limit: the sampled token's logprob and up to 5 alternatives */
+  logprobs: v.nullish(v.pipe(v.number(), v.safeInteger("logprobs must be an integer from 0 to 5"), v.minValue(0, "logprobs must be an integer from 0 to 5"), v.maxValue(5, "logprobs must be an integer from 0 to 5"))),
   suffix: onlyDefault(v.string(), (x) => x === "", "suffix"),
 });
 export type CompletionRequest = v.InferOutput<typeof CompletionRequestSchema>;
 
 const TextPartSchema = objectSchema({ type: v.literal("text"), text: v.string() });
 
-const MessageSchema = objectSchema({
-  role: v.picklist(["system", "developer", "user", "assistant"]),
-  content: v.union([v.string(), v.array(TextPartSchema)], "content must be a string or an array of text parts"),
-  name: v.nullish(v.string()),
+const ToolCallSchema = objectSchema({
+  id: v.string(),
+  type: v.literal("function"),
+  function: objectSchema({ name: v.string(), arguments: v.string() }),
 });
+
+const MessageSchema = v.pipe(
+  objectSchema({
+    role: v.picklist(["system", "developer", "user", "assistant", "tool"]),
+    content: v.nullish(v.union([v.string(), v.array(TextPartSchema)], "content must be a string or an array of text parts")),
+    name: v.nullish(v.string()),
+    /** an assistant turn that called tools */
+    tool_calls: v.nullish(v.array(ToolCallSchema)),
+    /** a tool turn: the call it answers */
+    tool_call_id: v.nullish(v.string()),
+  }),
+  v.forward(v.check((m) => m.content != null || (m.role === "assistant" && !!m.tool_calls?.length), "content must be a string or an array of text parts (null only in an assistant turn with tool_calls)"), ["content"]),
+  v.forward(v.check((m) => m.role !== "tool" || m.tool_call_id != null, "a tool message needs the tool_call_id it answers"), ["tool_call_id"]),
+);
 export type ChatMessageInput = v.InferOutput<typeof MessageSchema>;
 
 export const ChatRequestSchema = objectSchema({
   ...CommonFields,
   messages: v.pipe(v.array(MessageSchema), v.minLength(1, "messages must hold at least one message")),
   max_completion_tokens: v.nullish(MaxTokens),
-  logprobs: onlyDefault(v.boolean(), (x) => !x, "logprobs"),
-  top_logprobs: onlyDefault(v.number(), (x) => x === 0, "top_logprobs"),
-  tools: onlyDefault(v.array(v.unknown()), (x) => x.length === 0, "tools"),
-  tool_choice: onlyDefault(v.unknown(), (x) => x === "none", "tool_choice"),
+  logprobs: v.nullish(v.boolean()),
+  top_logprobs: v.nullish(v.pipe(v.number(), v.safeInteger(`top_logprobs must be an integer from 0 to ${TOP_LOGPROBS_MAX}`), v.minValue(0, `top_logprobs must be an integer from 0 to ${TOP_LOGPROBS_MAX}`), v.maxValue(TOP_LOGPROBS_MAX, `top_logprobs must be an integer from 0 to ${TOP_LOGPROBS_MAX}`))),
+  ...StructuredFields,
   // legacy function calling: refused like tools, never ignored
   functions: onlyDefault(v.array(v.unknown()), (x) => x.length === 0, "functions (legacy function calling)"),
   function_call: onlyDefault(v.unknown(), (x) => x === "none", "function_call (legacy function calling)"),
-  response_format: onlyDefault(objectSchema({ type: v.string() }), (x) => x.type === "text", "response_format other than text"),
 });
 export type ChatRequest = v.InferOutput<typeof ChatRequestSchema>;
 

@@ -57,6 +57,10 @@ export class EngineClient {
   get tokenizer(): TextTokenizer {
     return this.engine.tokenizer;
   }
+  /** the tokens that end a sequence (a grammar's stop tokens) */
+  get eosIds(): number[] {
+    return this.engine.cfg.eosIds;
+  }
   /** The runtime, WebGPU implementation and adapter it runs on (the /version route). */
   get device(): EngineDevice {
     const gpu = this.engine.gpu;

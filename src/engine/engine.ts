@@ -9,6 +9,7 @@
 // A decode round is `lookahead` steps submitted back to back; while one runs the next
 // is already queued behind it, so the GPU does not wait for the readback or for the
 // host to record the next round. Serving drives it through EngineClient (client.ts).
+// Long file: the step loop, round chaining and token intake read as one.
 import { createGpu, describeGpu, type Gpu } from "../gpu/device.ts";
 import { KernelContext } from "../gpu/kernels.ts";
 import { BlockPool } from "../cache/block-pool.ts";
@@ -27,6 +28,8 @@ import { checkPrompt } from "./prompt-check.ts";
 import { Scheduler } from "./scheduler.ts";
 import { kvStatsOf, Sequence, type FinishReason } from "./sequence.ts";
 import { newEngineStats } from "./stats.ts";
+import { readTokenLogprobs } from "../model/token-logprobs.ts";
+import type { Sampled } from "./model-runner.ts";
 import type { EngineLimits } from "./client.ts";
 
 export interface EngineOptions {
@@ -223,6 +226,7 @@ export class Engine {
       if (this.scheduler.running.length) return this.decodeRound();
       throw new Error("no sequence can be scheduled: the KV cache is full");
     }
+    await this.fetchMasks(plan.map((c) => c.seq));
     const hist = await this.runner.prefill(plan);
     for (const { seq, n } of plan) {
       seq.numComputedTokens += n;
@@ -248,11 +252,11 @@ export class Engine {
       if (!seq.finished) {
         if (seq.opts.captureLogits) seq.firstLogits = await this.model.readLogits(b);
         this.scheduler.promote(seq);
-        this.accept(seq, hist[b]);
+        this.accept(seq, hist, b);
       }
       for (const f of forks) {
         this.scheduler.running.push(f);
-        this.accept(f, hist[b]);
+        this.accept(f, hist, b);
       }
     }
   }
@@ -285,11 +289,9 @@ export class Engine {
     const tw = performance.now();
     const hist = await round.hist;
     this.stats.waitMs += performance.now() - tw;
-    const B = round.batch.length;
-    for (let b = 0; b < B; b++) {
-      const s = round.batch[b];
-      for (let j = 0; j < round.k && !s.finished; j++) this.accept(s, hist[j * B + b]);
-    }
+    round.batch.forEach((s, b) => {
+      for (const row of round.rows[b]) if (!s.finished) this.accept(s, hist, row);
+    });
     for (const s of round.batch) this.releaseIfDone(s);
     // a round in flight holds no sequence due to compress (chainable sees to it); the
     // compression may queue the next round itself, behind its ranking
@@ -318,16 +320,26 @@ export class Engine {
       }
     }
     const batch = sched.running.filter((s) => !s.finished);
-    return batch.length ? this.runner.submitRound(batch, k, 0) : null;
+    if (!batch.length) return null;
+    await this.fetchMasks(batch);
+    return this.runner.submitRound(batch.filter((s) => !s.finished), k, 0);
+  }
+
+  /** The next-token masks of the constrained sequences among `seqs` (Sequence.mask), before a step samples for them. */
+  private async fetchMasks(seqs: Sequence[]) {
+    await Promise.all(seqs.map(async (s) => {
+      if (s.opts.constraint) s.mask = await s.opts.constraint.nextMask();
+    }));
   }
 
   /**
    * A round of `batch` submitted now, behind whatever the GPU is doing and `ahead` steps
-   * of it still in flight, if it needs no prefill first and the pool has room without
-   * compressing or preempting; else null.
+   * of it still in flight, if it needs no prefill first, no grammar mask and the pool has
+   * room without compressing or preempting; else null.
    */
   private roundBehind(batch: Sequence[], ahead: number): Round | null {
-    if (this.scheduler.prefillReady() || !batch.length) return null;
+    // a constrained sequence's next mask is fetched (asynchronously) by freshRound only
+    if (this.scheduler.prefillReady() || !batch.length || batch.some((s) => s.opts.constraint)) return null;
     const k = this.scheduler.roundSteps(batch, ahead);
     return k >= 1 && this.scheduler.reserveAll(batch, k) ? this.runner.submitRound(batch, k, ahead) : null;
   }
@@ -349,12 +361,20 @@ export class Engine {
     return !this.scheduler.prefillReady() && this.runner.steps === round.lastStep && round.batch.every((s) => !s.finished && s.cache);
   }
 
-  /** Takes one generated token; finishes the sequence on EOS, max tokens or full context. */
-  private accept(seq: Sequence, id: number) {
+  /**
+   * Takes the generated token of row `row` of a readback; finishes the sequence on EOS,
+   * a completed or refused grammar, max tokens or full context.
+   */
+  private accept(seq: Sequence, sampled: Sampled, row: number) {
     if (seq.finished) return;
+    const id = sampled.tokens[row];
     seq.output.push(id);
-    seq.opts.onToken?.(id);
-    if (!seq.opts.ignoreEos && this.cfg.eosIds.includes(id)) seq.finish("stop");
+    const c = seq.opts.constraint;
+    const allowed = c ? c.accept(id) : true;
+    const lp = seq.opts.logprobs != null && sampled.logprobs ? readTokenLogprobs(sampled.logprobs, row, seq.opts.logprobs) : undefined;
+    seq.opts.onToken?.(id, lp);
+    if (!allowed || c?.terminated) seq.finish("stop");
+    else if (!seq.opts.ignoreEos && this.cfg.eosIds.includes(id)) seq.finish("stop");
     else if (seq.output.length >= seq.opts.maxTokens) seq.finish("length");
     else if (seq.prompt.length + seq.output.length >= this.cfg.maxContext) seq.finish("length");
     this.releaseIfDone(seq);

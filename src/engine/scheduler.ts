@@ -125,6 +125,9 @@ export class Scheduler {
   roundSteps(batch: Sequence[], ahead: number): number {
     let k = this.opts.lookahead;
     for (const s of batch) {
+      // a grammar's next mask needs the last token: such a sequence takes the first step
+      // of a round only (ModelRunner.submitRound), and no round goes in ahead of its tokens
+      if (s.opts.constraint && ahead > 0) k = 0;
       const out = s.output.length + ahead;
       k = Math.min(k, s.opts.maxTokens - out, this.cfg.maxContext - (s.prompt.length + out));
       if (s.continual) k = Math.min(k, s.compression.interval - s.stepsSinceCompress);

@@ -2,6 +2,21 @@
 import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { Sampling } from "../model/llama.ts";
 import { DEFAULT_COMPRESSION, type CompressionOptions, type KvStats } from "../cache/compression.ts";
+import type { TokenLogprobs } from "../model/token-logprobs.ts";
+
+/**
+ * What a grammar allows next (constrained decoding): the engine asks for the mask
+ * before each step that samples for the sequence and tells it each token taken. Such
+ * a sequence decodes one step per round, since its next mask needs its last token.
+ */
+export interface TokenConstraint {
+  /** allowed next tokens, bit i % 32 of word i / 32 (ceil(vocab / 32) words) */
+  nextMask(): Promise<Uint32Array>;
+  /** takes a sampled token; false if the grammar refuses it */
+  accept(id: number): boolean;
+  /** the grammar is complete: nothing may follow */
+  readonly terminated: boolean;
+}
 
 export type FinishReason = "stop" | "length" | "abort";
 
@@ -9,8 +24,12 @@ export interface SequenceOptions {
   maxTokens: number;
   sampling: Sampling;
   ignoreEos: boolean;
-  /** called with each generated token id as soon as the host knows it */
-  onToken?: (id: number) => void;
+  /** called with each generated token id as soon as the host knows it (and its logprobs when asked) */
+  onToken?: (id: number, logprobs?: TokenLogprobs) => void;
+  /** log-probabilities of each token and this many alternatives (0-20); absent: none */
+  logprobs?: number;
+  /** constrained decoding: only tokens this grammar allows are sampled */
+  constraint?: TokenConstraint;
   /** keep the first-step logits (tests, evaluation) */
   captureLogits?: boolean;
   /**
@@ -63,6 +82,8 @@ export class Sequence {
   /** tokens to prefill: the prompt, or prompt + output after a preemption */
   input: number[];
   preemptions = 0;
+  /** the constraint's mask for the next token, fetched before a step samples it */
+  mask: Uint32Array | null = null;
   /** cache figures, kept current while running and frozen at release */
   kv: KvStats = { blocksUsed: 0, blocksUncompressed: 0, tokensKept: 0, contextTokens: 0, compressionRate: 1, evictedTokens: 0 };
   private done: Promise<void>;

@@ -24,6 +24,7 @@ import { f32Bits } from "../gpu/params.ts";
 import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
 import { pad8, type Matrix, type MatrixShard, type ModelWeights } from "./weights.ts";
+import { LP_STRIDE } from "./token-logprobs.ts";
 import { gemmGrid, gemmKernel, mmaGrid, mmaKernel, mmaMinRows, mmaTiles, modelGemm, modelMma, SKINNY_COLS, skinnyFits, skinnyKernel, skinnyOn, splitK, splitKTarget, SPLITK_MAX, type MmaVariant } from "./gemm.ts";
 
 export interface Sampling {
@@ -48,6 +49,10 @@ export interface StepSeq {
   scoreRows?: number;
   /** decode attention splits this step's keys at fixed offsets (decodeAttentionFixedPlan) */
   fixedSplits?: boolean;
+  /** log-probabilities of the sampled token and this many alternatives (kernels/logprobs.wgsl); absent: none */
+  logprobs?: number;
+  /** a grammar's allowed tokens (bit i % 32 of word i / 32), applied before sampling (kernels/token_mask.wgsl) */
+  mask?: Uint32Array;
 }
 
 export interface StepInput {
@@ -137,6 +142,7 @@ export class LlamaModel {
    */
   reserveHistory(rows: number): GPUBuffer {
     this.histCapacity = Math.max(this.histCapacity, rows);
+    this.ws.get("lp-hist", this.histCapacity * LP_STRIDE * 4);
     return this.ws.get("hist", this.histCapacity * 4);
   }
 
@@ -178,7 +184,7 @@ export class LlamaModel {
       last[b] = r - 1;
       cache.writeHeads(s.seq, heads, b * cache.heads * 2);
       for (let h = 0; h < cache.heads; h++) maxLen = Math.max(maxLen, s.seq.lengths[h] + s.n);
-      samp.set([f32Bits(s.sampling.temperature), f32Bits(s.sampling.topP), s.sampling.topK >>> 0, s.sampling.seed >>> 0, s.counter >>> 0], b * 8);
+      samp.set([f32Bits(s.sampling.temperature), f32Bits(s.sampling.topP), s.sampling.topK >>> 0, s.sampling.seed >>> 0, s.counter >>> 0, 0, s.logprobs == null ? 0 : 1 + s.logprobs], b * 8);
     });
     const ws = this.ws;
     const bRows = ws.get("rows", rows.byteLength);
@@ -258,7 +264,11 @@ export class LlamaModel {
       st.dispatch(kc.kernel("token_nll"), [logits, bTargets, ws.get("nll", M * 4)], { V: cfg.vocab, M }, [gx, cdiv(M, gx)]);
     } else {
       this.normMatmul(st, this.w.lmHead, x, this.w.norm, xs, logits, B, cfg.vocab, { gather: bLast });
+      this.maskLogits(st, logits, input.seqs);
       st.dispatch(kc.kernel("sample"), [logits, bSamp, bSampled, ws.get("hist", this.histCapacity * 4)], { V: cfg.vocab, M: B, histOffset: input.histOffset }, [B]);
+      if (input.seqs.some((s) => s.logprobs != null)) {
+        st.dispatch(kc.kernel("logprobs"), [logits, bSamp, bSampled, ws.get("lp-hist", this.histCapacity * LP_STRIDE * 4)], { V: cfg.vocab, histOffset: input.histOffset }, [B]);
+      }
     }
     st.submit();
     for (const s of input.seqs) cache.commit(s.seq, s.n);
@@ -277,6 +287,33 @@ export class LlamaModel {
     const out = new Float32Array(await readBuffer(this.gpu.device, this.ws.get("nll", rows * 4), 0, rows * 4));
     checkGpuErrors(this.gpu);
     return out;
+  }
+
+  /** The logprobs rows of the last `rows` history entries (src/model/token-logprobs.ts reads them). */
+  async readLogprobs(rows: number): Promise<Uint32Array> {
+    this.reserveHistory(rows);
+    const out = new Uint32Array(await readBuffer(this.gpu.device, this.ws.get("lp-hist", this.histCapacity * LP_STRIDE * 4), 0, rows * LP_STRIDE * 4));
+    checkGpuErrors(this.gpu);
+    return out;
+  }
+
+  /** The grammar masks of the step's constrained sequences, applied to their logits rows. */
+  private maskLogits(st: Step, logits: GPUBuffer, seqs: StepSeq[]) {
+    const V = this.cfg.vocab;
+    const W = cdiv(V, 32);
+    const rows = seqs.flatMap((s, b) => (s.mask ? [b] : []));
+    if (!rows.length) return;
+    const masks = new Uint32Array(rows.length * W);
+    rows.forEach((b, m) => {
+      const mask = seqs[b].mask!;
+      if (mask.length !== W) throw new Error(`a token mask has ${mask.length} words; the vocabulary of ${V} needs ${W}`);
+      masks.set(mask, m * W);
+    });
+    const bMasks = this.ws.get("masks", masks.byteLength);
+    const bRows = this.ws.get("mask-rows", rows.length * 4);
+    this.gpu.device.queue.writeBuffer(bMasks, 0, masks);
+    this.gpu.device.queue.writeBuffer(bRows, 0, new Uint32Array(rows));
+    st.dispatch(this.kc.kernel("token_mask"), [logits, bMasks, bRows], { V, W }, [cdiv(V, 256), rows.length]);
   }
 
   async readHistory(rows: number): Promise<Uint32Array> {

@@ -9,6 +9,7 @@ import { Engine, type EngineOptions } from "../engine/engine.ts";
 import type { ChatMessage } from "../model/tokenizer.ts";
 import { ServingError } from "./errors.ts";
 import { Generation, type GenerationParams } from "./generation.ts";
+import { Grammars, type GrammarConstraint, type GrammarSpec } from "./grammar.ts";
 import { maxPromptChars } from "./prompt-limit.ts";
 import { createServerMetrics, type ServerMetrics } from "./server-metrics.ts";
 import { QueueWait } from "./queue-wait.ts";
@@ -49,8 +50,10 @@ export interface ServerContext {
   readonly hasChatTemplate: boolean;
   /** Prompt text to token ids (BOS as the model expects); a ServingError when the text cannot fit. */
   encode(text: string): number[];
-  /** Messages through the chat template to token ids; a ServingError when their text cannot fit. */
-  encodeChat(messages: ChatMessage[]): number[];
+  /** Messages (and tools, for the template) through the chat template to token ids; a ServingError when their text cannot fit. */
+  encodeChat(messages: ChatMessage[], tools?: unknown[]): number[];
+  /** A matcher for a grammar (constrained decoding); throws a GrammarError for one xgrammar refuses. */
+  constrain(spec: GrammarSpec): Promise<GrammarConstraint>;
   /** Throws the engine's PromptError for a prompt it would refuse. */
   checkPrompt(prompt: number[]): void;
   /** Queues a request; throws a ServingError (busy, shutting down) or the engine's PromptError. */
@@ -82,6 +85,7 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
   let closing = false;
   client.start();
   const tk = client.tokenizer;
+  const grammars = new Grammars(tk, client.limits.vocab, client.eosIds);
 
   function checkText(chars: number) {
     if (chars > opts.maxPromptChars) throw new ServingError({ kind: "text_too_long", chars, maxChars: opts.maxPromptChars, maxContext: client.limits.maxContext });
@@ -98,6 +102,7 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
     const gen = new Generation({ client, metrics }, params, signal);
     live.add(gen);
     gen.ended.then(() => {
+      params.constraint?.dispose?.();
       live.delete(gen);
       queueWait.finished();
     });
@@ -126,10 +131,11 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
       checkText(text.length);
       return tk.encode(text);
     },
-    encodeChat(messages) {
-      checkText(messages.reduce((n, m) => n + m.content.length, 0));
-      return tk.encodeChat(messages);
+    encodeChat(messages, tools) {
+      checkText(messages.reduce((n, m) => n + m.content.length, 0) + (tools ? JSON.stringify(tools).length : 0));
+      return tk.encodeChat(messages, tools);
     },
+    constrain: (spec) => grammars.constraint(spec),
     checkPrompt: (prompt) => client.checkPrompt(prompt),
     generate,
     shutdown,

@@ -1,9 +1,12 @@
 // Generation: one request's run through the engine, as text deltas. Token ids
 // come from the engine step by step (onToken); the incremental decoder keeps
 // UTF-8 whole and the stop matcher holds back text that may become a stop string.
-// Iterate it for the deltas, then `finish()` gives the finish reason and usage.
+// Iterate it for the deltas (text, and the logprobs of the tokens behind it when
+// asked), then `finish()` gives the finish reason and usage.
 import type { EngineClient } from "../engine/client.ts";
-import { Sequence } from "../engine/sequence.ts";
+import { Sequence, type TokenConstraint } from "../engine/sequence.ts";
+import type { TokenLogprobs } from "../model/token-logprobs.ts";
+export { TOP_LOGPROBS_MAX } from "../model/token-logprobs.ts";
 import type { Sampling } from "../model/llama.ts";
 import { IncrementalDecoder } from "../model/tokenizer.ts";
 import type { CompressionOptions, KvStats } from "../cache/compression.ts";
@@ -21,6 +24,24 @@ export interface GenerationParams {
   compression: Partial<CompressionOptions>;
   /** logits independent of the requests beside it (Sequence's batchInvariant): a seeded answer's */
   batchInvariant: boolean;
+  /** each token's logprob and this many alternatives (0-20); absent: none */
+  logprobs?: number;
+  /** constrained decoding (src/serving/grammar.ts); disposed when the request ends */
+  constraint?: TokenConstraint & { dispose?(): void };
+}
+
+/** A token as the client sees it: its text (U+FFFD where it splits a character), UTF-8 bytes and logprob. */
+export interface TokenLogprob {
+  token: string;
+  bytes: number[];
+  logprob: number;
+  top: { token: string; bytes: number[]; logprob: number }[];
+}
+
+/** Text that became stable, and the logprobs of the tokens that came since the last delta (when asked). */
+export interface GenerationDelta {
+  text: string;
+  logprobs: TokenLogprob[];
 }
 
 export interface GenerationResult {
@@ -37,11 +58,15 @@ export interface GenerationDeps {
   metrics: ServerMetrics;
 }
 
-export class Generation implements AsyncIterable<string> {
+export class Generation implements AsyncIterable<GenerationDelta> {
   readonly seq: Sequence;
   private decoder: IncrementalDecoder;
   private matcher: StopMatcher;
-  private deltas: string[] = [];
+  private deltas: GenerationDelta[] = [];
+  /** logprobs of tokens not yet given to a delta */
+  private pendingLogprobs: TokenLogprob[] = [];
+  /** every generated token's logprobs, in order (when asked) */
+  readonly logprobs: TokenLogprob[] = [];
   private wakeReader: (() => void) | null = null;
   /** no more deltas will come: finished, stopped, aborted or failed */
   private closed = false;
@@ -67,7 +92,9 @@ export class Generation implements AsyncIterable<string> {
       ignoreEos: params.ignoreEos,
       compression: params.compression,
       batchInvariant: params.batchInvariant,
-      onToken: (id) => this.onToken(id),
+      logprobs: params.logprobs,
+      constraint: params.constraint,
+      onToken: (id, lp) => this.onToken(id, lp),
     });
     deps.client.submit(this.seq, (e) => this.fail(new ServingError({ kind: "engine_failed", message: e.message })));
     this.ended = this.seq.wait().then(() => this.onFinished());
@@ -93,7 +120,7 @@ export class Generation implements AsyncIterable<string> {
     this.deps.client.abort(this.seq, "abort");
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<string> {
+  async *[Symbol.asyncIterator](): AsyncIterator<GenerationDelta> {
     for (;;) {
       if (this.deltas.length) yield this.deltas.shift()!;
       else if (this.closed) break;
@@ -105,7 +132,7 @@ export class Generation implements AsyncIterable<string> {
   /** All text at once (non-streaming requests). */
   async text(): Promise<string> {
     let s = "";
-    for await (const d of this) s += d;
+    for await (const d of this) s += d.text;
     return s;
   }
 
@@ -117,8 +144,13 @@ export class Generation implements AsyncIterable<string> {
     return { finishReason, promptTokens: this.seq.prompt.length, completionTokens: this.tokens, kv: this.seq.kv };
   }
 
-  private onToken(id: number) {
+  private onToken(id: number, lp?: TokenLogprobs) {
     if (this.closed) return; // lookahead tokens after a stop match or an abort
+    if (lp) {
+      const tl = { ...this.tokenText(id), logprob: clampLogprob(lp.logprob), top: lp.top.map((t) => ({ ...this.tokenText(t.id), logprob: clampLogprob(t.logprob) })) };
+      this.logprobs.push(tl);
+      this.pendingLogprobs.push(tl);
+    }
     const now = performance.now();
     const m = this.deps.metrics;
     if (this.tokens === 0) {
@@ -131,6 +163,7 @@ export class Generation implements AsyncIterable<string> {
     this.emit(r.text);
     if (r.stopped) {
       this.stopHit = true;
+      this.emit("", true);
       this.close();
       this.deps.client.abort(this.seq, "stop");
     }
@@ -144,6 +177,7 @@ export class Generation implements AsyncIterable<string> {
       this.emit(r.text);
       this.stopHit ||= r.stopped;
       if (!r.stopped) this.emit(this.matcher.flush());
+      this.emit("", true);
       this.close();
     }
     const m = this.deps.metrics;
@@ -157,10 +191,17 @@ export class Generation implements AsyncIterable<string> {
     }
   }
 
-  private emit(text: string) {
-    if (!text) return;
-    this.deltas.push(text);
+  /** Queues a delta with the logprobs since the last one; empty text only when `flush` and logprobs wait. */
+  private emit(text: string, flush = false) {
+    if (!text && !(flush && this.pendingLogprobs.length)) return;
+    this.deltas.push({ text, logprobs: this.pendingLogprobs });
+    this.pendingLogprobs = [];
     this.wake();
+  }
+
+  private tokenText(id: number) {
+    const bytes = this.deps.client.tokenizer.tokenBytes(id);
+    return { token: new TextDecoder().decode(bytes), bytes: [...bytes] };
   }
 
   private close() {
@@ -173,4 +214,9 @@ export class Generation implements AsyncIterable<string> {
     this.wakeReader = null;
     w?.();
   }
+}
+
+/** JSON has no -Infinity: a token the sampler could not draw (masked) gets vLLM's -9999. */
+function clampLogprob(x: number): number {
+  return Number.isFinite(x) ? Math.max(x, -9999) : -9999;
 }

@@ -189,6 +189,14 @@ describe("kvc bench --shape tiny", () => {
     expect(recs.some((x) => x.test === "single_stream" && x.lookahead === 16)).toBe(true);
   });
 
+  test("the sampling suite decodes each batch four ways (logprobs, a constraint)", () => {
+    const r = bench(["bun"], ["sampling", "--shape", "tiny", "--batches", "1,3", "--batch-prompt-len", "8", "--batch-tokens", "8"]);
+    expect(r.code).toBe(0);
+    const recs = r.lines.map((l) => JSON.parse(l)).filter((x) => x.suite === "sampling");
+    expect(recs.map((x) => `${x.batch} ${x.mode}`)).toEqual([1, 3].flatMap((b) => ["plain", "logprobs", "constrained", "logprobs+constrained"].map((m) => `${b} ${m}`)));
+    expect(recs.every((x) => isNum(x.decode_tok_s) && x.decode_tok_s > 0 && x.truncated === 0)).toBe(true);
+  });
+
   test("bad flags are refused with the flag's name", () => {
     const r = bench(["bun"], ["compress", "--rates", "0,2"]);
     expect(r.code).toBe(1);

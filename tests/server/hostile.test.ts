@@ -64,20 +64,21 @@ function fieldCases(): Case[] {
   add("prompt", ["", [""], 5, true, {}, [], [-1], [1.5], ["a", "b"], [[1], [2]], [[]], null, [8192], [[1e10]], ["x", 1]], completions);
   add("echo", [true, "no"], completions);
   add("best_of", [2, "1"], completions);
-  add("logprobs", [5, true], completions);
+  add("logprobs", [6, true, -1, 1.5, "2", 1000], completions);
   add("suffix", ["end", 5], completions);
   add("messages", [5, "hi", {}, [], [{}], [1, 2], null], chat);
-  add("messages[0].role", ["tool", "function", 5, "", "USER"], chat);
+  add("messages[0].role", ["function", 5, "", "USER"], chat);
   add("messages[0].content", [5, null, {}, [{ type: "image_url", image_url: { url: "http://x" } }], [{ type: "text" }], [{ type: "text", text: 5 }]], chat);
   add("max_completion_tokens", [0, -3, "8", 1.5], chat);
-  add("logprobs", [true, "x"], chat);
-  add("top_logprobs", [3], chat);
-  add("tools", [[{ type: "function", function: { name: "f" } }], "x"], chat);
-  add("tool_choice", ["auto", "required"], chat);
+  add("logprobs", ["x", 1], chat);
+  add("top_logprobs", [3, 21, 1000, -1, 1.5, "3"], chat); // also 3: top_logprobs needs logprobs: true
+  add("tools", ["x", {}, [5], [{ type: "function" }], [{ type: "function", function: {} }], [{ type: "function", function: { name: "" } }], [{ type: "function", function: { name: "f", parameters: "x" } }], [{ type: "web_search" }]], chat);
+  add("tool_choice", ["auto", "required", "sometimes", 5, { type: "function" }], chat); // no tools: only "none" goes
+  add("parallel_tool_calls", ["yes", 1], chat);
   // legacy function calling is refused like tools, never ignored
   add("functions", [[{ name: "get_weather", parameters: { type: "object", properties: {} } }], "x"], chat);
   add("function_call", ["auto", { name: "get_weather" }], chat);
-  add("response_format", [{ type: "json_object" }, "json"], chat);
+  add("response_format", ["json", 5, { type: "yaml" }, { type: "json_schema" }, { type: "json_schema", json_schema: { schema: {} } }, { type: "json_schema", json_schema: { name: "s", schema: "{}" } }, { type: "json_schema", json_schema: { name: "s", schema: { type: "nonsense" } } }], chat);
   // compression: every field of kv_compression, and the KV-Compress fork's top-level fields
   add("kv_compression", ["kvcompress", 5, [], true], both);
   add("kv_compression.method", ["fast", 5, "", "KVCOMPRESS", ["kvcompress"]], both);

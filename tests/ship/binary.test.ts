@@ -94,6 +94,11 @@ describe.each(ARTIFACTS)("$name", ({ name, script, runtime }) => {
       const body = (await res.json()) as any;
       expect(body.usage.completion_tokens).toBe(8);
       expect(body.choices[0].text).toBe(TextTokenizer.load(modelDir("kvc-nano")).decode(sotu.greedy_ids.slice(0, 8)));
+      // the grammar engine (xgrammar's wasm) travels inside the binary
+      const schema = { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"], additionalProperties: false };
+      const json = await postJson(`${s.url}/v1/chat/completions`, { messages: [{ role: "user", content: "Hi" }], max_tokens: 30, response_format: { type: "json_schema", json_schema: { name: "a", strict: true, schema } } });
+      expect(json.status).toBe(200);
+      expect(typeof JSON.parse(((await json.json()) as any).choices[0].message.content).ok).toBe("boolean");
     } finally {
       expect(await s.stop()).toBe(0);
     }
