@@ -117,11 +117,11 @@ export function mmaVariant(name: string): MmaVariant {
 }
 
 /**
- * The variant for M rows on an adapter. On an H100 (bench/results, 8B prefill step of 512
- * rows) the single-buffered 128 x 128 tile with 64-wide K steps ran the step at 7026 tok/s
- * against 6404 with 32-wide steps and 5282 double-buffered; at decode batch 64 mma64d with
- * split-K ran 10862 tokens/s (1B). Up to 32 rows gemm_mma_skinny serves instead (see
- * skinnyFits). KVC_MMA forces one.
+ * The variant for M rows on an adapter: the single-buffered 128 x 128 tile with 64-wide K
+ * steps from 128 rows (fastest of the sweep on the 8B and 1B prefill steps), mma64d with
+ * split-K below (ahead of the skinny kernel at 64 rows); up to 32 rows gemm_mma_skinny
+ * serves instead (skinnyFits). Measured: bench/results/2026-12-07-NVIDIA-H100-31bc009-tensor-cores-2.md.
+ * KVC_MMA forces one.
  */
 export function mmaFor(M: number, maxBytes: number): MmaVariant | null {
   const fits = MMA_VARIANTS.filter((v) => mmaBytes(v) <= maxBytes);
@@ -168,9 +168,8 @@ export const mmaTiles = (v: MmaVariant, M: number, N: number) => cdiv(M, mmaRows
 /**
  * The decode-batch kernel (kernels/gemm_mma_skinny.wgsl): up to SKINNY_MAX_ROWS rows,
  * 4 subgroups of 16 columns a workgroup streaming their weights straight into matrices.
- * It needs N and K multiples of 16. H100, 1B batched decode (bench/results): 8579 tok/s
- * at batch 32 against 5790 for mma32d with split-K and 4234 for the GEMV; at 64 rows
- * mma64d with split-K was ahead (10862 against 9554).
+ * It needs N and K multiples of 16. At 16 and 32 rows it beat mma32d with split-K and the
+ * GEMV, at 64 rows mma64d with split-K was ahead (bench/results/2026-12-07-NVIDIA-H100-31bc009-tensor-cores-2.md).
  */
 export const SKINNY_MAX_ROWS = 32;
 export const SKINNY_COLS = 64;
@@ -201,9 +200,8 @@ export function mmaGrid(v: MmaVariant, M: number, N: number): [number, number] {
 
 /**
  * Rows from which the model's matmuls run on tensor cores (KVC_MMA_MIN_ROWS changes it);
- * Infinity without f16 16x16x16 subgroup matrices. H100, 1B batched decode: at 16 rows
- * gemm_mma_skinny ran 5241 tok/s against 3712 for the GEMV, at 8 rows they tied (2809,
- * 2873), at 1 row the GEMV ran 687 against 374.
+ * Infinity without f16 16x16x16 subgroup matrices. On the 1B decode sweep the skinny
+ * kernel beat the GEMV from 16 rows, tied at 8 and lost at 1 (same results file).
  */
 export function mmaMinRows(gpu: Gpu): number {
   const sm = gpu.features.subgroupMatrix;
