@@ -5,6 +5,7 @@
 // Aborts go to the engine, which applies them at the step's end. A failed step
 // fails only the sequences it concerns and serving goes on.
 import { BACKEND_NAMES } from "../gpu/device.ts";
+import type { HeadsMap } from "../cache/cache-map.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { Engine } from "./engine.ts";
 import type { FinishReason, Sequence } from "./sequence.ts";
@@ -66,6 +67,11 @@ export class EngineClient {
   stats(): EngineLoad {
     const pool = this.engine.cache.pool;
     return { waiting: this.engine.waiting.length, running: this.engine.running.length, blocksUsed: pool.numUsedBlocks, blocksTotal: pool.numBlocks };
+  }
+
+  /** A read-only map of a sequence's cache while it holds one (Engine.cacheMap). */
+  cacheMap(seq: Sequence, bins: number): HeadsMap | null {
+    return this.engine.cacheMap(seq, bins);
   }
 
   start() {

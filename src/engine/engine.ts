@@ -13,6 +13,7 @@ import { createGpu, describeGpu, type Gpu } from "../gpu/device.ts";
 import { KernelContext } from "../gpu/kernels.ts";
 import { BlockPool } from "../cache/block-pool.ts";
 import { KvCache } from "../cache/kv-cache.ts";
+import { CacheMapper, type HeadsMap } from "../cache/cache-map.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { openModel } from "../model/model-files.ts";
 import { quantizeWeights, type OnLoadQuant } from "../model/quantize-weights.ts";
@@ -53,6 +54,7 @@ export class Engine {
   readonly scheduler: Scheduler;
   private compressor: Compressor;
   private runner: ModelRunner;
+  private mapper: CacheMapper;
   private stepping: Promise<void> | null = null;
   /** a decode round submitted ahead, whose tokens the next decode round reads */
   private inflight: Round | null = null;
@@ -73,6 +75,7 @@ export class Engine {
     const limits = gpu.limits;
     this.compressor = new Compressor(kc, cache, cfg, { gpuPlanner: opts.gpuPlanner, maxWorkgroupBytes: limits.maxComputeWorkgroupStorageSize, maxBindingBytes: limits.maxStorageBufferBindingSize }, this.stats);
     this.runner = new ModelRunner(model, this.stats);
+    this.mapper = new CacheMapper(kc, cache);
   }
 
   /** An engine over an HF folder or a GGUF file (src/model/model-files.ts). */
@@ -368,9 +371,22 @@ export class Engine {
       // lookahead steps past the end wrote K/V nobody will read: drop them first
       this.cache.rollback(seq.cache, Math.max(0, seq.numWrittenTokens - seq.numContextTokens));
       seq.kv = this.kvStats(seq);
+      if (seq.opts.mapAtRelease) seq.finalMap = this.cacheMap(seq, seq.opts.mapAtRelease);
       this.cache.release(seq.cache);
       seq.cache = null;
     }
+  }
+
+  /**
+   * A read-only map of a running sequence's cache, per (layer, KV head), with the
+   * positions that survive counted into `bins` ranges (src/cache/cache-map.ts); null
+   * while it holds no cache (waiting, preempted, finished). Callable between or
+   * during steps: it reads the host's figures now and queues its GPU read behind
+   * the work already submitted.
+   */
+  cacheMap(seq: Sequence, bins: number): HeadsMap | null {
+    if (!seq.cache) return null;
+    return this.mapper.map(seq.cache, Math.min(seq.numWrittenTokens, seq.numContextTokens), bins, seq.evictedTokens > 0);
   }
 
   /** Current cache figures of a sequence (what it holds against what it would hold uncompressed). */
@@ -379,6 +395,7 @@ export class Engine {
   }
 
   destroy() {
+    this.mapper.destroy();
     this.compressor.destroy();
     this.model.destroy();
     this.cache.destroy();
