@@ -13,6 +13,7 @@ import { modelsRoute } from "./models.ts";
 import { healthRoute } from "./health.ts";
 import { metricsRoute } from "./metrics.ts";
 import { versionRoute } from "./version.ts";
+import { kvCacheRoute } from "./kv-cache.ts";
 import { requestId } from "./middleware/request-id.ts";
 import { requestLog } from "./middleware/request-log.ts";
 
@@ -33,6 +34,7 @@ export function createApp(ctx: ServerContext) {
   app.route("/v1", completionsRoute(ctx));
   app.route("/v1", chatRoute(ctx));
   app.route("/v1", modelsRoute(ctx));
+  app.route("/v1", kvCacheRoute(ctx));
   app.route("/", healthRoute(ctx));
   app.route("/", metricsRoute(ctx));
   app.route("/", versionRoute(ctx));

@@ -19,12 +19,12 @@ export function chatRoute(ctx: ServerContext) {
     const model = resolveModel(ctx, body.model);
     const { stream, includeUsage } = streamOptionsOf(body);
     if (!ctx.hasChatTemplate) throw new ApiError(400, `${model} has no chat template; use /v1/completions`, "messages");
+    const id = newId("chatcmpl");
     const gen = asApiErrors("messages", () => {
       const prompt = ctx.encodeChat(body.messages.map(toTemplateMessage));
       // chat answers may run to the end of the context, as in vLLM
-      return ctx.generate(toGenerationParams(ctx, body, prompt, Infinity), c.req.raw.signal);
+      return ctx.generate(toGenerationParams(ctx, body, prompt, Infinity), c.req.raw.signal, id);
     });
-    const id = newId("chatcmpl");
     noteRequest(c, { generation: gen, responseId: id, model, stream, prompt: body.messages });
     const created = Math.floor(Date.now() / 1000);
     if (stream) {

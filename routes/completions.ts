@@ -18,8 +18,8 @@ export function completionsRoute(ctx: ServerContext) {
     const body = parseBody(CompletionRequestSchema, c.get("body"));
     const model = resolveModel(ctx, body.model);
     const { stream, includeUsage } = streamOptionsOf(body);
-    const gen = asApiErrors("prompt", () => ctx.generate(toGenerationParams(ctx, body, promptIds(ctx, body), DEFAULT_MAX_TOKENS), c.req.raw.signal));
     const id = newId("cmpl");
+    const gen = asApiErrors("prompt", () => ctx.generate(toGenerationParams(ctx, body, promptIds(ctx, body), DEFAULT_MAX_TOKENS), c.req.raw.signal, id));
     noteRequest(c, { generation: gen, responseId: id, model, stream, prompt: body.prompt });
     const created = Math.floor(Date.now() / 1000);
     const choice = (text: string, finishReason: string | null) => ({ index: 0, text, logprobs: null, finish_reason: finishReason });

@@ -6,6 +6,7 @@
 // fails only the sequences it concerns and serving goes on.
 import { BACKEND_NAMES } from "../gpu/device.ts";
 import type { HeadsMap } from "../cache/cache-map.ts";
+import type { KvStats } from "../cache/compression.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { Engine } from "./engine.ts";
 import type { FinishReason, Sequence } from "./sequence.ts";
@@ -72,6 +73,11 @@ export class EngineClient {
   /** A read-only map of a sequence's cache while it holds one (Engine.cacheMap). */
   cacheMap(seq: Sequence, bins: number): HeadsMap | null {
     return this.engine.cacheMap(seq, bins);
+  }
+
+  /** A sequence's cache figures now (frozen once it ends). */
+  kvStats(seq: Sequence): KvStats {
+    return this.engine.kvStats(seq);
   }
 
   start() {

@@ -12,6 +12,7 @@ import { Generation, type GenerationParams } from "./generation.ts";
 import { maxPromptChars } from "./prompt-limit.ts";
 import { createServerMetrics, type ServerMetrics } from "./server-metrics.ts";
 import { QueueWait } from "./queue-wait.ts";
+import { CacheMaps, type CacheMapView } from "./cache-maps.ts";
 
 export type { ChatMessage } from "../model/tokenizer.ts";
 export type { CompressionOptions } from "../cache/compression.ts";
@@ -53,8 +54,13 @@ export interface ServerContext {
   encodeChat(messages: ChatMessage[]): number[];
   /** Throws the engine's PromptError for a prompt it would refuse. */
   checkPrompt(prompt: number[]): void;
-  /** Queues a request; throws a ServingError (busy, shutting down) or the engine's PromptError. */
-  generate(params: GenerationParams, signal?: AbortSignal): Generation;
+  /**
+   * Queues a request; throws a ServingError (busy, shutting down) or the engine's PromptError.
+   * `responseId`: the id the client sees, under which cacheMap finds it (one call per choice).
+   */
+  generate(params: GenerationParams, signal?: AbortSignal, responseId?: string): Generation;
+  /** Choice `index` of a response's cache, head by head; null for an id not known (or no longer kept). */
+  cacheMap(responseId: string, index?: number): CacheMapView | null;
   shutdown(graceMs: number): Promise<void>;
 }
 
@@ -79,6 +85,7 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
   const metrics = createServerMetrics(client, opts.modelId);
   const live = new Set<Generation>();
   const queueWait = new QueueWait();
+  const maps = new CacheMaps(client);
   let closing = false;
   client.start();
   const tk = client.tokenizer;
@@ -87,7 +94,7 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
     if (chars > opts.maxPromptChars) throw new ServingError({ kind: "text_too_long", chars, maxChars: opts.maxPromptChars, maxContext: client.limits.maxContext });
   }
 
-  function generate(params: GenerationParams, signal?: AbortSignal): Generation {
+  function generate(params: GenerationParams, signal?: AbortSignal, responseId?: string): Generation {
     if (closing) throw new ServingError({ kind: "shutting_down" });
     const { waiting, running } = client.stats();
     const queued = waiting + running;
@@ -97,6 +104,7 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
     }
     const gen = new Generation({ client, metrics }, params, signal);
     live.add(gen);
+    if (responseId) maps.track(responseId, gen);
     gen.ended.then(() => {
       live.delete(gen);
       queueWait.finished();
@@ -132,6 +140,7 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
     },
     checkPrompt: (prompt) => client.checkPrompt(prompt),
     generate,
+    cacheMap: (id, index) => maps.view(id, index),
     shutdown,
   };
 }

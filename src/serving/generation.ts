@@ -10,6 +10,7 @@ import type { CompressionOptions, KvStats } from "../cache/compression.ts";
 import type { ServerMetrics } from "./server-metrics.ts";
 import { StopMatcher } from "./stop-matcher.ts";
 import { ServingError } from "./errors.ts";
+import { CACHE_MAP_BINS } from "./cache-maps.ts";
 
 /** What a route asks for, in engine terms. */
 export interface GenerationParams {
@@ -67,6 +68,8 @@ export class Generation implements AsyncIterable<string> {
       ignoreEos: params.ignoreEos,
       compression: params.compression,
       batchInvariant: params.batchInvariant,
+      // the playground's last look at the cache (GET /v1/kv_cache/{id}); costs a GPU read only where keys were evicted
+      mapAtRelease: CACHE_MAP_BINS,
       onToken: (id) => this.onToken(id),
     });
     deps.client.submit(this.seq, (e) => this.fail(new ServingError({ kind: "engine_failed", message: e.message })));
