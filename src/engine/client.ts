@@ -10,6 +10,7 @@ import type { KvStats } from "../cache/compression.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { Engine } from "./engine.ts";
 import type { FinishReason, Sequence } from "./sequence.ts";
+import { warmUpPhases } from "./warm-up.ts";
 
 type OnFail = (err: Error) => void;
 
@@ -78,6 +79,27 @@ export class EngineClient {
   /** A sequence's cache figures now (frozen once it ends). */
   kvStats(seq: Sequence): KvStats {
     return this.engine.kvStats(seq);
+  }
+
+  /**
+   * Runs the warm-up's synthetic requests (warm-up.ts) through the stepping loop, phase
+   * by phase, so that every pipeline a request can need is compiled; requests submitted
+   * meanwhile run beside them. `onPhase` hears each phase as it starts. Returns the
+   * pipelines built. Stops early (between phases) once the client stops.
+   */
+  async warmUp(onPhase: (i: number, n: number, name: string) => void = () => {}): Promise<number> {
+    const e = this.engine;
+    const phases = warmUpPhases({ maxContext: e.cfg.maxContext, vocab: e.cfg.vocab, maxSeqs: e.opts.maxSeqs, lookahead: e.opts.lookahead, prefillChunk: e.opts.prefillChunk, maxWorkgroupBytes: e.gpu.limits.maxComputeWorkgroupStorageSize });
+    const before = e.kc.pipelineCount;
+    for (const [i, p] of phases.entries()) {
+      if (this.stopped) break;
+      onPhase(i, phases.length, p.name);
+      const failed: Error[] = [];
+      for (const s of p.seqs) this.submit(s, (err) => failed.push(err));
+      await Promise.all(p.seqs.map((s) => s.wait()));
+      if (failed.length) throw new Error(`warm-up ${p.name}: ${failed[0].message}`);
+    }
+    return e.kc.pipelineCount - before;
   }
 
   start() {

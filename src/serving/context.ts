@@ -48,6 +48,14 @@ export interface ServerContext {
   readonly limits: EngineLimits;
   readonly device: EngineDevice;
   readonly hasChatTemplate: boolean;
+  /** true while warmUp runs (/health answers 503 warming_up) */
+  readonly warming: boolean;
+  /**
+   * Compiles every pipeline a request can need by running the engine's warm-up
+   * (src/engine/warm-up.ts); requests that come meanwhile run beside it. Resolves to
+   * the pipelines it built.
+   */
+  warmUp(onPhase?: (i: number, n: number, name: string) => void): Promise<number>;
   /** Prompt text to token ids (BOS as the model expects); a ServingError when the text cannot fit. */
   encode(text: string): number[];
   /** Messages through the chat template to token ids; a ServingError when their text cannot fit. */
@@ -87,6 +95,7 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
   const queueWait = new QueueWait();
   const maps = new CacheMaps(client);
   let closing = false;
+  let warming = false;
   client.start();
   const tk = client.tokenizer;
 
@@ -130,6 +139,17 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
     limits: client.limits,
     device: client.device,
     hasChatTemplate: tk.hasChatTemplate,
+    get warming() {
+      return warming;
+    },
+    async warmUp(onPhase) {
+      warming = true;
+      try {
+        return await client.warmUp(onPhase);
+      } finally {
+        warming = false;
+      }
+    },
     encode(text) {
       checkText(text.length);
       return tk.encode(text);

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { TextTokenizer } from "../../src/model/tokenizer.ts";
 import { SERVE_SETTINGS } from "../../cli/serve-config.ts";
 import { hasShared, modelDir, readJsonFile, ROOT, withoutDawnNotices } from "../fixtures/helpers.ts";
-import { postJson, spawnServer } from "../fixtures/server-helpers.ts";
+import { postJson, spawnServer, untilHealthy } from "../fixtures/server-helpers.ts";
 
 const WORK = mkdtempSync(join(tmpdir(), "kvc-ship-"));
 afterAll(() => rmSync(WORK, { recursive: true, force: true }));
@@ -86,7 +86,8 @@ describe.each(ARTIFACTS)("$name", ({ name, script, runtime }) => {
     const sotu = golden.prompts.find((p: any) => p.name === "sotu");
     const s = await spawnServer([bin], ["--port", "0", "--kv-memory", "64MiB"], { cwd: dir, env });
     try {
-      expect((await fetch(`${s.url}/health`)).status).toBe(200);
+      // the warm-up first: 503 warming_up until every pipeline is compiled
+      expect((await untilHealthy(s.url)).every((status) => status === 503)).toBe(true);
       const version = (await (await fetch(`${s.url}/version`)).json()) as any;
       expect(version).toMatchObject({ name: "kvc", version: JSON.parse(readFileSync(`${ROOT}/package.json`, "utf8")).version, runtime, model: "kvc-nano" });
       const res = await postJson(`${s.url}/v1/completions`, { prompt: sotu.prompt_ids, max_tokens: 8, temperature: 0, ignore_eos: true });
