@@ -162,7 +162,7 @@ async function send(text) {
         const chunk = JSON.parse(event.slice(6));
         if (chunk.error) throw new Error(chunk.error.message);
         if (!id && chunk.id) {
-          id = chunk.id;
+          id = li.dataset.responseId = chunk.id;
           watching = watchMap(id);
         }
         const delta = chunk.choices?.[0]?.delta?.content;
@@ -175,6 +175,7 @@ async function send(text) {
       const meta = document.createElement("span");
       meta.className = "meta";
       const kv = usage.kv_cache;
+      li.dataset.compressionRate = String(kv.compression_rate);
       meta.textContent = `${usage.completion_tokens} tokens · cache ${kv.blocks_used} of ${kv.blocks_uncompressed} blocks (${fmtRate(kv.compression_rate)}) · ${kv.evicted_tokens} evicted`;
       li.append(meta);
     }
@@ -299,7 +300,7 @@ function showHead(i, focus = false) {
   if (!m || !m.positions) return;
   const H = m.kv_heads;
   const levels = levelsOf(m.positions.heads[i]);
-  $("head-title").textContent = `Layer ${Math.floor(i / H)}, KV head ${i % H}: positions 0 to ${m.context_tokens - 1}, left to right (dark: kept)`;
+  $("head-title").textContent = `Layer ${Math.floor(i / H)}, KV head ${i % H}: positions 0 to ${m.context_tokens - 1}, left to right (filled: kept)`;
   paintRows($("strip"), [levels], m.positions.bins);
   $("head-detail").textContent = `${m.tokens_kept[i]} tokens kept in ${m.blocks[i]} blocks of ${m.block_size}; ${Math.max(0, m.context_tokens - m.tokens_kept[i])} of ${m.context_tokens} positions gone`;
   drawStrips(m);
