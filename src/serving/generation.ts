@@ -130,6 +130,8 @@ export class Generation implements AsyncIterable<string> {
     } else m.itl.observe((now - this.tLast) / 1000);
     this.tLast = now;
     this.tokens++;
+    // counted as they come, so a scrape during a long answer sees its tokens (the playground's tokens/s)
+    m.generationTokens.inc();
     const r = this.matcher.push(this.decoder.push(id));
     this.emit(r.text);
     if (r.stopped) {
@@ -151,7 +153,6 @@ export class Generation implements AsyncIterable<string> {
     }
     const m = this.deps.metrics;
     m.promptTokens.inc(this.seq.numComputedTokens);
-    m.generationTokens.inc(this.tokens);
     m.preemptions.inc(this.seq.preemptions);
     m.e2e.observe((this.endedAt - this.t0) / 1000);
     if (this.seq.numComputedTokens > 0) {

@@ -2,7 +2,7 @@
 // build --compile) and `bun run build:deno` (dist/kvc-deno), each copied alone into
 // an empty temp folder (no source tree, no node_modules) and run there: the help
 // of every command, `generate` giving the transformers golden ids of kvc-nano, and
-// `serve` answering over HTTP until SIGTERM.
+// `serve` warming up, serving the playground and answering over HTTP until SIGTERM.
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -88,6 +88,11 @@ describe.each(ARTIFACTS)("$name", ({ name, script, runtime }) => {
     try {
       // the warm-up first: 503 warming_up until every pipeline is compiled
       expect((await untilHealthy(s.url)).every((status) => status === 503)).toBe(true);
+      // the playground's page and script, from the copies the binary carries
+      expect(await (await fetch(`${s.url}/`)).text()).toContain("<title>kvc playground</title>");
+      const script = await fetch(`${s.url}/playground/playground.js`);
+      expect(script.headers.get("content-type")).toStartWith("text/javascript");
+      expect(await script.text()).toContain("/v1/kv_cache/");
       const version = (await (await fetch(`${s.url}/version`)).json()) as any;
       expect(version).toMatchObject({ name: "kvc", version: JSON.parse(readFileSync(`${ROOT}/package.json`, "utf8")).version, runtime, model: "kvc-nano" });
       const res = await postJson(`${s.url}/v1/completions`, { prompt: sotu.prompt_ids, max_tokens: 8, temperature: 0, ignore_eos: true });
