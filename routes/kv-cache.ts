@@ -5,10 +5,8 @@
 // stream's chunks carry it); `?index=N` picks a choice. Behind --api-key like all /v1.
 import { Hono } from "hono";
 import { SETTABLE } from "../src/cache/compression.ts";
-import { binWidths } from "../src/cache/cache-map.ts";
-import type { CacheMapView } from "../src/serving/cache-maps.ts";
+import { survivalLevels, type CacheMapView } from "../src/serving/cache-maps.ts";
 import type { ServerContext } from "../src/serving/context.ts";
-import type { EngineLimits } from "../src/engine/client.ts";
 import { ApiError } from "./api-error.ts";
 
 /** How `positions.heads` is written, for whoever reads it. */
@@ -27,7 +25,7 @@ export function kvCacheRoute(ctx: ServerContext) {
 }
 
 /** The endpoint's JSON for one view (exported for the payload-size test). */
-export async function cacheMapBody(id: string, index: number, view: CacheMapView, limits: Pick<EngineLimits, "layers" | "kvHeads" | "blockSize">) {
+export async function cacheMapBody(id: string, index: number, view: CacheMapView, limits: Pick<ServerContext["limits"], "layers" | "kvHeads" | "blockSize">) {
   const { kv, heads } = view;
   const compression: Record<string, unknown> = {};
   for (const s of SETTABLE) compression[s.field!] = view.compression[s.key];
@@ -44,7 +42,7 @@ export async function cacheMapBody(id: string, index: number, view: CacheMapView
     // per (layer, KV head), layer-major: entry layer * kv_heads + head
     tokens_kept: heads ? Array.from(heads.tokensKept) : [],
     blocks: heads ? Array.from(heads.blocks) : [],
-    positions: heads ? { bins: heads.bins, encoding: SURVIVAL_ENCODING, heads: await survivalLevels(heads.context, heads.bins, heads.tokensKept.length, heads.survival) } : null,
+    positions: heads ? { bins: heads.bins, encoding: SURVIVAL_ENCODING, heads: (await survivalLevels(heads)).map(base64) } : null,
     totals: {
       blocks_used: kv.blocksUsed,
       blocks_uncompressed: kv.blocksUncompressed,
@@ -55,18 +53,8 @@ export async function cacheMapBody(id: string, index: number, view: CacheMapView
   };
 }
 
-/** Each head's bins as one byte of how much of the bin survives (see SURVIVAL_ENCODING). */
-async function survivalLevels(context: number, bins: number, nHeads: number, survival: Promise<Uint32Array> | null): Promise<string[]> {
-  const widths = binWidths(context, bins);
-  const counts = survival ? await survival : null;
-  const out: string[] = [];
-  const row = new Uint8Array(bins);
-  for (let h = 0; h < nHeads; h++) {
-    for (let i = 0; i < bins; i++) {
-      const kept = counts ? counts[h * bins + i] : widths[i];
-      row[i] = kept === 0 ? 0 : kept >= widths[i] ? 255 : Math.min(254, Math.ceil((255 * kept) / widths[i]));
-    }
-    out.push(btoa(String.fromCharCode(...row)));
-  }
-  return out;
+function base64(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s);
 }

@@ -377,13 +377,7 @@ export class Engine {
     }
   }
 
-  /**
-   * A read-only map of a running sequence's cache, per (layer, KV head), with the
-   * positions that survive counted into `bins` ranges (src/cache/cache-map.ts); null
-   * while it holds no cache (waiting, preempted, finished). Callable between or
-   * during steps: it reads the host's figures now and queues its GPU read behind
-   * the work already submitted.
-   */
+  /** A read-only map of a sequence's cache now (src/cache/cache-map.ts; also during a step); null while it holds none. */
   cacheMap(seq: Sequence, bins: number): HeadsMap | null {
     if (!seq.cache) return null;
     return this.mapper.map(seq.cache, Math.min(seq.numWrittenTokens, seq.numContextTokens), bins, seq.evictedTokens > 0);

@@ -3,7 +3,7 @@
 // sequences ended (Sequence.mapAtRelease). A response with several choices lists one
 // generation per choice, in order.
 import type { CompressionOptions, KvStats } from "../cache/compression.ts";
-import type { HeadsMap } from "../cache/cache-map.ts";
+import { binWidths, type HeadsMap } from "../cache/cache-map.ts";
 import type { EngineClient } from "../engine/client.ts";
 import type { Generation } from "./generation.ts";
 
@@ -50,4 +50,22 @@ export class CacheMaps {
     if (live) return { status: seq.finished ? "finished" : "running", compression: seq.compression, kv: this.client.kvStats(seq), heads: live };
     return { status: seq.finished ? "finished" : "waiting", compression: seq.compression, kv: seq.kv, heads: seq.finalMap };
   }
+}
+
+/**
+ * How much of each bin survives in each head, one byte a bin: 0 none of the bin's
+ * positions, 255 all, else ceil(255 * kept / the bin's width) (at most 254).
+ */
+export async function survivalLevels(heads: HeadsMap): Promise<Uint8Array[]> {
+  const { context, bins } = heads;
+  const widths = binWidths(context, bins);
+  const counts = heads.survival ? await heads.survival : null;
+  return Array.from(heads.tokensKept, (_, h) => {
+    const row = new Uint8Array(bins);
+    for (let i = 0; i < bins; i++) {
+      const kept = counts ? counts[h * bins + i] : widths[i];
+      row[i] = kept === 0 ? 0 : kept >= widths[i] ? 255 : Math.min(254, Math.ceil((255 * kept) / widths[i]));
+    }
+    return row;
+  });
 }
