@@ -45,13 +45,17 @@ export function warmUpPhases(s: WarmUpShape): WarmUpPhase[] {
     ...[1, 2, 4, 8].map((b) => ({ name: `decode batch ${b}`, seqs: batch(b) })),
   ];
   if (s.maxSeqs > GEMV_MAX_ROWS) phases.push({ name: `decode batch ${GEMV_MAX_ROWS + 1}`, seqs: batch(GEMV_MAX_ROWS + 1) });
-  // tiled prefill attention without scores (a step scores when any of its prompts does)
-  phases.push({ name: "prefill 96 tokens", seqs: [seq(fits(96), 95)] });
-  // a long prompt: a full chunk (GEMM past GEMM_SMALL_ROWS rows), a short last chunk,
-  // attention over many keys, scoring; its heads outgrow the planner's workgroup sort
-  // (where the context allows; past it no head can outgrow the sort)
+  // tiled prefill attention without scores (a step scores when any of its prompts does),
+  // at the most rows of the small GEMM tiles (127: two tensor-core tiles of 64, the least split-K)
+  phases.push({ name: `prefill ${GEMM_SMALL_ROWS - 1} tokens`, seqs: [seq(fits(GEMM_SMALL_ROWS - 1), 95)] });
+  // a long prompt: full chunks (the f32 GEMM's large tiles; tensor cores' large tiles with the
+  // least split-K), then a last chunk of GEMM_SMALL_ROWS rows (their large tiles with the most
+  // split-K; which matrices split depends on the rows, so both ends are met); attention
+  // over many keys, scoring, and heads that outgrow the planner's workgroup sort where the
+  // context allows (past it no head can)
   const past = rankSizes(s.maxWorkgroupBytes).sortPairs + 64;
-  const long = fits(Math.max(s.prefillChunk + GEMM_SMALL_ROWS / 2, past < s.maxContext - steps ? past : 0));
+  const full = Math.ceil(Math.max(s.prefillChunk, past < s.maxContext - steps ? past : 0) / s.prefillChunk) * s.prefillChunk;
+  const long = fits(full + GEMM_SMALL_ROWS);
   phases.push({ name: `prefill ${long} tokens, kvcompress`, seqs: [seq(long, 90, { method: "kvcompress", rate: 2, interval: 4 })] });
   phases.push({
     name: "snapkv, streaming, kvcrush",
