@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TextTokenizer } from "../../src/model/tokenizer.ts";
 import { SERVE_SETTINGS } from "../../cli/serve-config.ts";
-import { hasShared, modelDir, readJsonFile, ROOT, withoutDawnNotices } from "../fixtures/helpers.ts";
+import { hasShared, MESA_SHADER_CACHE_DIR, modelDir, readJsonFile, ROOT, withoutDawnNotices } from "../fixtures/helpers.ts";
 import { postJson, spawnServer, untilHealthy } from "../fixtures/server-helpers.ts";
 
 const WORK = mkdtempSync(join(tmpdir(), "kvc-ship-"));
@@ -20,7 +20,7 @@ afterAll(() => rmSync(WORK, { recursive: true, force: true }));
 function userEnv(home: string): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("KVC_")) env[k] = v;
-  return { ...env, HOME: home, KVC_CACHE_DIR: join(home, "cache") };
+  return { ...env, HOME: home, KVC_CACHE_DIR: join(home, "cache"), MESA_SHADER_CACHE_DIR };
 }
 
 const ARTIFACTS = [
