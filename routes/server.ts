@@ -82,7 +82,7 @@ async function warmUp(ctx: ServerContext, log: (m: string) => void, onPhase?: (i
   const t0 = performance.now();
   try {
     const n = await ctx.warmUp(onPhase);
-    log(`warmed up: ${n} pipelines compiled in ${((performance.now() - t0) / 1000).toFixed(1)} s; ready`);
+    log(`warmed up: ${n} pipelines built in ${((performance.now() - t0) / 1000).toFixed(1)} s; ready`);
   } catch (e) {
     log(`warm-up failed (${(e as Error).message}); serving, the first requests compile what they need`);
   }
