@@ -10,7 +10,7 @@ import type { KvStats } from "../cache/compression.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { Engine } from "./engine.ts";
 import type { FinishReason, Sequence } from "./sequence.ts";
-import { warmUpPhases } from "./warm-up.ts";
+import { matmulKind, warmUpPhases } from "./warm-up.ts";
 
 type OnFail = (err: Error) => void;
 
@@ -89,7 +89,16 @@ export class EngineClient {
    */
   async warmUp(onPhase: (i: number, n: number, name: string) => void = () => {}): Promise<number> {
     const e = this.engine;
-    const phases = warmUpPhases({ maxContext: e.cfg.maxContext, vocab: e.cfg.vocab, maxSeqs: e.opts.maxSeqs, lookahead: e.opts.lookahead, prefillChunk: e.opts.prefillChunk, maxWorkgroupBytes: e.gpu.limits.maxComputeWorkgroupStorageSize });
+    const maxWorkgroupBytes = e.gpu.limits.maxComputeWorkgroupStorageSize;
+    const phases = warmUpPhases({
+      maxContext: e.cfg.maxContext,
+      vocab: e.cfg.vocab,
+      maxSeqs: e.opts.maxSeqs,
+      lookahead: e.opts.lookahead,
+      prefillChunk: e.opts.prefillChunk,
+      maxWorkgroupBytes,
+      matmulKind: (M) => matmulKind(e.model, M, maxWorkgroupBytes, e.gpu.features.subgroups),
+    });
     const before = e.kc.pipelineCount;
     for (const [i, p] of phases.entries()) {
       if (this.stopped) break;

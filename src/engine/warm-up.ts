@@ -3,11 +3,13 @@
 // on two cores, 42.7 s for a first chat), so creating them is not enough: the warm-up
 // runs small synthetic requests through the engine that reach every kernel variant a
 // request can: prefill steps of few rows (GEMV) and many (both GEMM tiles, split and
-// scoring attention), decode rounds at each GEMV batch tile and past the GEMV,
+// scoring attention), decode rounds at each batch size whose matmuls differ (GEMV tiles,
+// tensor-core kernels),
 // compression on the GPU planner (short and long heads) and on the host, and the
 // batch-invariant (seeded) attention splits.
-import { GEMV_MAX_ROWS } from "../model/gemv.ts";
-import { GEMM_SMALL_ROWS } from "../model/gemm.ts";
+import { GEMV_MAX_ROWS, gemvTileFor, gemvTileName } from "../model/gemv.ts";
+import { GEMM_SMALL_ROWS, SKINNY_MAX_ROWS } from "../model/gemm.ts";
+import type { LlamaModel } from "../model/llama.ts";
 import { rankSizes } from "../cache/gpu-planner.ts";
 import type { CompressionOptions } from "../cache/compression.ts";
 import { Sequence } from "./sequence.ts";
@@ -26,6 +28,20 @@ export interface WarmUpShape {
   prefillChunk: number;
   /** the adapter's maxComputeWorkgroupStorageSize (sizes the planner's workgroup sort) */
   maxWorkgroupBytes: number;
+  /** names the matmul kernels a step of M rows runs (matmulKind): decode batches differ where it does */
+  matmulKind: (M: number) => string;
+}
+
+/**
+ * The matmul kernels of a step of M rows, as the model picks them: the tensor-core kernel
+ * (gemm_mma_skinny's row tile mirrors skinnyKernel's), the f32 GEMM past the GEMV, or the
+ * GEMV's batch tiles (plain, normed, normed SwiGLU).
+ */
+export function matmulKind(model: Pick<LlamaModel, "mmaAt" | "skinny">, M: number, maxStorage: number, subgroups: boolean): string {
+  const tc = model.mmaAt(M);
+  if (tc) return model.skinny && M <= SKINNY_MAX_ROWS ? `skinny TM${M <= 16 ? 1 : 2}` : tc.name;
+  if (M > GEMV_MAX_ROWS) return "gemm";
+  return [gemvTileFor(M, false, maxStorage, subgroups), gemvTileFor(M, true, maxStorage, subgroups), gemvTileFor(M, true, maxStorage, subgroups, true)].map(gemvTileName).join(" ");
 }
 
 const GREEDY = { temperature: 0, topP: 1, topK: 0, seed: 0 };
@@ -40,11 +56,16 @@ export function warmUpPhases(s: WarmUpShape): WarmUpPhase[] {
     new Sequence(prompt(n, salt), { maxTokens: steps, sampling: GREEDY, ignoreEos: true, compression, ...extra });
   const fits = (n: number) => Math.max(2, Math.min(n, s.maxContext - steps - 1));
   const batch = (b: number) => Array.from({ length: Math.min(b, s.maxSeqs) }, (_, i) => seq(1, i + 1));
-  const phases: WarmUpPhase[] = [
-    // decode batches: the GEMV's batch tiles (1, 2, 3-4, 5 and up), then past the GEMV
-    ...[1, 2, 4, 8].map((b) => ({ name: `decode batch ${b}`, seqs: batch(b) })),
-  ];
-  if (s.maxSeqs > GEMV_MAX_ROWS) phases.push({ name: `decode batch ${GEMV_MAX_ROWS + 1}`, seqs: batch(GEMV_MAX_ROWS + 1) });
+  // decode batches: the smallest of each size whose matmuls differ (GEMV tiles 1, 2, 3-4 and
+  // 5 up; the tensor-core kernels; the GEMM past the GEMV); their prompts prefill as many rows
+  const kinds = new Set<string>();
+  const phases: WarmUpPhase[] = [];
+  for (let b = 1; b <= s.maxSeqs; b++) {
+    const kind = s.matmulKind(b);
+    if (kinds.has(kind)) continue;
+    kinds.add(kind);
+    phases.push({ name: `decode batch ${b}`, seqs: batch(b) });
+  }
   // tiled prefill attention without scores (a step scores when any of its prompts does),
   // at the most rows of the small GEMM tiles (127: two tensor-core tiles of 64, the least split-K)
   phases.push({ name: `prefill ${GEMM_SMALL_ROWS - 1} tokens`, seqs: [seq(fits(GEMM_SMALL_ROWS - 1), 95)] });

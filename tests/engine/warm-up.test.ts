@@ -1,6 +1,7 @@
 // The warm-up (src/engine/warm-up.ts) reaches every pipeline: after it, a mix of
 // requests like a server gets (each compression method and allocation, seeded and
-// sampled, batches across the GEMV tiles and past them, prompts short and past a
+// sampled, batches across the GEMV tiles, the tensor-core kernels (where the adapter has
+// them) and past the GEMV, prompts short and past a
 // prefill chunk, continual and one-shot compression) builds no new pipeline.
 import { expect, test } from "bun:test";
 import { Engine } from "../../src/engine/engine.ts";
@@ -46,6 +47,7 @@ test("after the warm-up, a mix of requests compiles nothing new", async () => {
     ]);
     await run([{ n: 300, seed: 11 }]);
     await run([{ n: 12, seed: 5 }, { n: 200, seed: 6 }]);
+    await run(Array.from({ length: 16 }, (_, i) => ({ n: 2 + i })));
     await run(Array.from({ length: 20 }, (_, i) => ({ n: 3 + i })));
     await run(Array.from({ length: 40 }, (_, i) => ({ n: 2 + (i % 7), maxTokens: 10 })));
     await run([{ n: 700, compression: { method: "kvcompress", rate: 16, allocation: "global" }, maxTokens: 40 }, { n: 1 }]);
