@@ -24,6 +24,7 @@ COPY cli cli
 COPY routes routes
 COPY bench/*.ts bench/
 COPY kernels kernels
+COPY web web
 COPY models/kvc-nano models/kvc-nano
 RUN bun run build && ./dist/kvc --help > /dev/null
 

@@ -35,6 +35,7 @@ const SERVER_SETTINGS = {
   bodyTimeout: { flag: "body-timeout", env: "KVC_BODY_TIMEOUT", arg: "S", help: `seconds to receive a request's body; slower ones get 408 (default ${DEFAULTS.bodyTimeoutS})` },
   idleTimeout: { flag: "idle-timeout", env: "KVC_IDLE_TIMEOUT", arg: "S", help: `seconds a keep-alive connection may wait for its next request (default ${DEFAULTS.idleTimeoutS})` },
   maxConnections: { flag: "max-connections", env: "KVC_MAX_CONNECTIONS", arg: "N", help: `most open connections (Bun: requests in progress); more get 503 (default ${DEFAULTS.maxConnections})` },
+  noWarmup: { flag: "no-warmup", env: "KVC_NO_WARMUP", help: "listen without compiling the pipelines first: the first requests then wait for their compiles (default: warm up first; /health says warming_up until done)" },
   corsOrigin: { flag: "cors-origin", env: "KVC_CORS_ORIGIN", arg: "ORIGIN", help: 'allow browsers from ORIGIN ("*" for any, or comma-separated origins) to call the API (default: off)' },
 } as const satisfies Record<string, Setting>;
 
@@ -64,6 +65,8 @@ export interface ServeConfig {
   connections: ConnectionLimits;
   /** origins allowed by CORS; empty: CORS off */
   corsOrigins: string[];
+  /** compile every pipeline (run the warm-up) before /health says ok */
+  warmUp: boolean;
   /** defaults for requests that set no kv_compression */
   compression: Partial<CompressionOptions>;
 }
@@ -127,6 +130,7 @@ const ServerSettingsSchema = v.object({
   maxQueue: v.optional(integer(1, 1e9)),
   maxBody: v.optional(size(1024, "1KiB")),
   logPrompts: v.optional(boolean),
+  noWarmup: v.optional(boolean),
   headerTimeout: v.optional(integer(1, 3600)),
   bodyTimeout: v.optional(integer(1, 3600)),
   // Bun takes at most 255 s
@@ -191,6 +195,7 @@ export function resolveServeConfig(flags: Record<string, string | boolean | unde
       maxConnections: o.maxConnections ?? DEFAULTS.maxConnections,
     },
     corsOrigins: o.corsOrigin ? o.corsOrigin.split(",").map((x) => x.trim()) : [],
+    warmUp: !o.noWarmup,
     compression,
   };
 }

@@ -25,7 +25,9 @@ export async function serveCommand(argv: string[]) {
     return;
   }
   const c = resolveServeConfig(a as Record<string, string | boolean | undefined>, envVar, defaultModelDir);
-  const log = (m: string) => console.error(`[kvc] ${m}`);
+  // on a terminal a log line first clears the warm-up's progress line
+  const clear = stderrIsTerminal() ? "\r\x1b[K" : "";
+  const log = (m: string) => console.error(`${clear}[kvc] ${m}`);
   const server = await startServer({
     modelDir: c.modelDir,
     host: c.host,
@@ -38,6 +40,8 @@ export async function serveCommand(argv: string[]) {
     logPrompts: c.logPrompts,
     connections: c.connections,
     corsOrigins: c.corsOrigins,
+    warmUp: c.warmUp,
+    onWarmUp: warmUpProgress(),
     requestLog: (entry) => console.error(JSON.stringify(entry)),
     log,
   });
@@ -52,6 +56,19 @@ export async function serveCommand(argv: string[]) {
     onSignal("SIGINT", () => stop("SIGINT"));
     onSignal("SIGTERM", () => stop("SIGTERM"));
   });
+}
+
+/** stderr is a terminal: the warm-up's progress line is rewritten in place there. */
+function stderrIsTerminal(): boolean {
+  const g = globalThis as any;
+  return g.Deno ? g.Deno.stderr.isTerminal() : !!g.process?.stderr?.isTTY;
+}
+
+/** On a terminal, one line rewritten as each warm-up phase starts (the next log line replaces it); elsewhere none. */
+function warmUpProgress(): ((i: number, n: number, name: string) => void) | undefined {
+  if (!stderrIsTerminal()) return undefined;
+  const t0 = performance.now();
+  return (i, n, name) => (globalThis as any).process.stderr.write(`\r\x1b[K[kvc] warming up ${i + 1}/${n}: ${name} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 }
 
 function envVar(name: string): string | undefined {

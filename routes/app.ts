@@ -13,6 +13,8 @@ import { modelsRoute } from "./models.ts";
 import { healthRoute } from "./health.ts";
 import { metricsRoute } from "./metrics.ts";
 import { versionRoute } from "./version.ts";
+import { kvCacheRoute } from "./kv-cache.ts";
+import { playgroundRoute } from "./playground.ts";
 import { requestId } from "./middleware/request-id.ts";
 import { requestLog } from "./middleware/request-log.ts";
 
@@ -23,7 +25,7 @@ export function createApp(ctx: ServerContext) {
   const app = new Hono();
   app.use("*", requestId());
   const write = ctx.opts.requestLog;
-  if (write) app.use("*", requestLog({ write, logPrompts: ctx.opts.logPrompts, quiet: ["/health", "/metrics"] }));
+  if (write) app.use("*", requestLog({ write, logPrompts: ctx.opts.logPrompts, quiet: ["/health", "/metrics", "/", "/playground/*", "/v1/kv_cache/*"] }));
   // before the key check: a browser's preflight carries no Authorization
   const origins = ctx.opts.corsOrigins;
   if (origins.length) app.use("*", cors({ origin: origins.includes("*") ? "*" : origins, exposeHeaders: ["X-Request-Id", "Retry-After"], maxAge: 600 }));
@@ -33,9 +35,11 @@ export function createApp(ctx: ServerContext) {
   app.route("/v1", completionsRoute(ctx));
   app.route("/v1", chatRoute(ctx));
   app.route("/v1", modelsRoute(ctx));
+  app.route("/v1", kvCacheRoute(ctx));
   app.route("/", healthRoute(ctx));
   app.route("/", metricsRoute(ctx));
   app.route("/", versionRoute(ctx));
+  app.route("/", playgroundRoute(ctx));
   let allowed: ((path: string) => string[]) | null = null;
   app.notFound((c) => {
     allowed ??= allowedMethods(app.routes);

@@ -33,15 +33,15 @@ export function chatRoute(ctx: ServerContext) {
     const grammar = await answerGrammar(body, tools);
     const prompt = asApiErrors("messages", () => ctx.encodeChat(body.messages.map(toTemplateMessage), body.tools ?? undefined));
     const constraint = grammar ? await constrained(ctx, grammar.spec, grammar.param) : undefined;
+    const id = newId("chatcmpl");
     let gen;
     try {
       // chat answers may run to the end of the context, as in vLLM
-      gen = asApiErrors("messages", () => ctx.generate({ ...toGenerationParams(ctx, body, prompt, Infinity), logprobs: top ?? undefined, constraint }, c.req.raw.signal));
+      gen = asApiErrors("messages", () => ctx.generate({ ...toGenerationParams(ctx, body, prompt, Infinity), logprobs: top ?? undefined, constraint }, c.req.raw.signal, id));
     } catch (e) {
       constraint?.dispose();
       throw e;
     }
-    const id = newId("chatcmpl");
     noteRequest(c, { generation: gen, responseId: id, model, stream, prompt: body.messages });
     const created = Math.floor(Date.now() / 1000);
     const logprobsOf = (d: GenerationDelta) => (top == null ? null : chatLogprobs(d.logprobs, top));

@@ -21,8 +21,8 @@ export function completionsRoute(ctx: ServerContext) {
     const model = resolveModel(ctx, body.model);
     const { stream, includeUsage } = streamOptionsOf(body);
     const logprobs = body.logprobs ?? undefined;
-    const gen = asApiErrors("prompt", () => ctx.generate({ ...toGenerationParams(ctx, body, promptIds(ctx, body), DEFAULT_MAX_TOKENS), logprobs }, c.req.raw.signal));
     const id = newId("cmpl");
+    const gen = asApiErrors("prompt", () => ctx.generate({ ...toGenerationParams(ctx, body, promptIds(ctx, body), DEFAULT_MAX_TOKENS), logprobs }, c.req.raw.signal, id));
     noteRequest(c, { generation: gen, responseId: id, model, stream, prompt: body.prompt });
     const created = Math.floor(Date.now() / 1000);
     const lp = logprobs == null ? null : completionLogprobs(logprobs);

@@ -12,12 +12,18 @@ export interface StartOptions extends Partial<Omit<ServingSetup, "modelDir" | "e
   /** 0 picks a free port */
   port?: number;
   engine?: ServingSetup["engine"];
+  /** run the warm-up once listening (/health: 503 until it ends); `ready` resolves after it */
+  warmUp?: boolean;
+  /** hears each warm-up phase as it starts (the CLI's progress line) */
+  onWarmUp?: (i: number, n: number, name: string) => void;
 }
 
 export interface RunningServer {
   readonly url: string;
   readonly listener: Listener;
   readonly ctx: ServerContext;
+  /** resolves once the warm-up has ended (at once without one) */
+  readonly ready: Promise<void>;
   /** Stops accepting, lets requests finish for `graceMs`, cancels the rest, frees the GPU. */
   close(graceMs?: number): Promise<void>;
 }
@@ -58,6 +64,7 @@ export async function startServer(o: StartOptions): Promise<RunningServer> {
     throw e;
   }
   log(`serving ${ctx.opts.modelId} with ${listener.adapter} on ${listener.url}`);
+  const ready = o.warmUp ? warmUp(ctx, log, o.onWarmUp) : Promise.resolve();
   let closing: Promise<void> | null = null;
   const close = (graceMs = 5000) =>
     (closing ??= (async () => {
@@ -67,5 +74,16 @@ export async function startServer(o: StartOptions): Promise<RunningServer> {
       const timedOut = await Promise.race([drained.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), 1000))]);
       if (timedOut) await listener.stop(true);
     })());
-  return { url: listener.url, listener, ctx, close };
+  return { url: listener.url, listener, ctx, ready, close };
+}
+
+/** The warm-up with its closing line; a failure is logged (requests then compile as they come). */
+async function warmUp(ctx: ServerContext, log: (m: string) => void, onPhase?: (i: number, n: number, name: string) => void) {
+  const t0 = performance.now();
+  try {
+    const n = await ctx.warmUp(onPhase);
+    log(`warmed up: ${n} pipelines built in ${((performance.now() - t0) / 1000).toFixed(1)} s; ready`);
+  } catch (e) {
+    log(`warm-up failed (${(e as Error).message}); serving, the first requests compile what they need`);
+  }
 }

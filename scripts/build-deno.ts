@@ -1,7 +1,7 @@
 // `bun run build:deno [OUT]`: dist/kvc-deno (or OUT), kvc on Deno's built-in WebGPU as one file.
 //
 // First choice is `deno compile` (the deno.json "build" task): Deno's runtime
-// (denort) with the code, kernels/ and models/kvc-nano embedded. deno compile
+// (denort) with the code, kernels/, web/ (the playground) and models/kvc-nano embedded. deno compile
 // downloads denort from dl.deno.land, which no npm package carries; where that
 // host cannot be reached (CI here: only package registries are), this builds the
 // same single file another way: a small sh launcher followed by a tar.gz of the
@@ -19,7 +19,7 @@ const shown = (p: string) => (relative(ROOT, p).startsWith("..") ? p : relative(
 const OUT = process.argv[2] ?? join(ROOT, "dist/kvc-deno");
 const STAGE = join(ROOT, `dist/.deno-stage-${process.pid}`);
 /** read at run time rather than imported */
-const RUNTIME_FILES = ["kernels", "models/kvc-nano", "deno.json", "package.json"];
+const RUNTIME_FILES = ["kernels", "web", "models/kvc-nano", "deno.json", "package.json"];
 /** packages only Bun loads (Deno has WebGPU built in) */
 const BUN_ONLY = /^bun-webgpu/;
 const want = process.env.KVC_DENO_BUILD ?? "auto";
@@ -41,7 +41,7 @@ rmSync(OUT, { force: true });
 
 if (want !== "launcher") {
   const bunOnly = ["node_modules/bun-webgpu", `node_modules/bun-webgpu-${process.platform}-${process.arch}`].filter((p) => existsSync(join(ROOT, p)));
-  const r = run(["deno", "compile", "-A", "--no-check", "--include", "kernels", "--include", "models/kvc-nano", ...bunOnly.flatMap((p) => ["--exclude", p]), "-o", OUT, "cli/main.ts"]);
+  const r = run(["deno", "compile", "-A", "--no-check", "--include", "kernels", "--include", "web", "--include", "models/kvc-nano", ...bunOnly.flatMap((p) => ["--exclude", p]), "-o", OUT, "cli/main.ts"]);
   if (r.code === 0) {
     console.log(`build:deno: ${shown(OUT)} (deno compile)`);
     process.exit(0);

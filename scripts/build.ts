@@ -1,5 +1,5 @@
 // `bun run build [OUT]`: dist/kvc (or OUT), one executable (bun build --compile)
-// that carries the Bun runtime, the code, the WGSL kernels, Dawn (dawn.node, the
+// that carries the Bun runtime, the code, the WGSL kernels, the playground's page (web/), Dawn (dawn.node, the
 // default backend, and bun-webgpu's library) and the default model kvc-nano. It writes a generated module
 // (dist/.embed-<pid>/embedded.ts, removed after) that imports each of those files
 // into the bundle (kernels as text, the rest as embedded files) and registers them
@@ -18,6 +18,7 @@ const OUT = process.argv[2] ?? join(ROOT, "dist/kvc");
 const MODEL = "models/kvc-nano";
 
 const kernels = readdirSync(join(ROOT, "kernels")).filter((f) => f.endsWith(".wgsl")).sort();
+const web = readdirSync(join(ROOT, "web")).sort();
 const modelFiles = readdirSync(join(ROOT, MODEL)).sort();
 // the platform package bun-webgpu loads its native library from (bun-webgpu-linux-x64, ...)
 const platformPkg = `bun-webgpu-${process.platform}-${process.arch}`;
@@ -28,7 +29,7 @@ const dawnNode = join(ROOT, "node_modules/webgpu/dist", `${process.platform}-${p
 // One id per build's embedded content: its written-out copies never mix with another build's.
 const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
 const hash = createHash("sha256").update(pkg.version);
-for (const f of [...kernels.map((k) => `kernels/${k}`), ...modelFiles.map((m) => `${MODEL}/${m}`)]) hash.update(f).update(readFileSync(join(ROOT, f)));
+for (const f of [...kernels.map((k) => `kernels/${k}`), ...web.map((w) => `web/${w}`), ...modelFiles.map((m) => `${MODEL}/${m}`)]) hash.update(f).update(readFileSync(join(ROOT, f)));
 hash.update(readFileSync(dawn)).update(readFileSync(dawnNode));
 const buildId = `${pkg.version}-${hash.digest("hex").slice(0, 12)}`;
 
@@ -41,12 +42,15 @@ const lines = [
   `import { useDawnNode } from ${from(join(ROOT, "src/gpu/dawn-node.ts"))};`,
   `import { useEmbeddedModel } from ${from(join(ROOT, "cli/model-dir.ts"))};`,
   `import { writeOut } from ${from(join(ROOT, "cli/embedded.ts"))};`,
+  `import { registerWebAsset } from ${from(join(ROOT, "routes/playground.ts"))};`,
+  ...web.map((w, i) => `import web${i} from ${from(join(ROOT, "web", w))} with { type: "text" };`),
   ...kernels.map((k, i) => `import kernel${i} from ${from(join(ROOT, "kernels", k))} with { type: "text" };`),
   ...modelFiles.map((m, i) => `import model${i} from ${from(join(ROOT, MODEL, m))} with { type: "file" };`),
   `import dawn from ${from(dawn)} with { type: "file" };`,
   `import dawnNode from ${from(dawnNode)} with { type: "file" };`,
   "",
   ...kernels.map((k, i) => `registerKernelSource(${JSON.stringify(basename(k, ".wgsl"))}, kernel${i});`),
+  ...web.map((w, i) => `registerWebAsset(${JSON.stringify(w)}, web${i});`),
   `useEmbeddedModel(() => writeOut(${JSON.stringify(`${buildId}/${basename(MODEL)}`)}, { ${modelFiles.map((m, i) => `${JSON.stringify(m)}: model${i}`).join(", ")} }));`,
   `useDawnLibrary(() => join(writeOut(${JSON.stringify(`${buildId}/dawn`)}, { "libwebgpu_wrapper.so": dawn }), "libwebgpu_wrapper.so"));`,
   `useDawnNode(() => join(writeOut(${JSON.stringify(`${buildId}/dawn-node`)}, { "dawn.node": dawnNode }), "dawn.node"));`,
@@ -64,4 +68,4 @@ if (proc.exitCode !== 0) {
   console.error(`build: bun build --compile failed (exit ${proc.exitCode})`);
   process.exit(1);
 }
-console.log(`build: ${shown(OUT)} (${kernels.length} kernels, ${basename(MODEL)}, ${platformPkg}; embedded files ${buildId})`);
+console.log(`build: ${shown(OUT)} (${kernels.length} kernels, the playground, ${basename(MODEL)}, ${platformPkg}; embedded files ${buildId})`);

@@ -24,7 +24,7 @@ export interface RequestLogOptions {
   write: (entry: Record<string, unknown>) => void;
   /** put the prompt into the entry */
   logPrompts: boolean;
-  /** paths whose successful GETs are not written (health checks, scrapes) */
+  /** paths whose successful GETs are not written (health checks, scrapes); "/a/*" covers every path under /a/ */
   quiet: string[];
 }
 
@@ -46,7 +46,7 @@ export function requestLog(o: RequestLogOptions): MiddlewareHandler<RequestLogEn
     await next();
     const { method, path } = c.req;
     const status = c.res.status;
-    if (method === "GET" && status < 400 && o.quiet.includes(path)) return;
+    if (method === "GET" && status < 400 && o.quiet.some((q) => (q.endsWith("/*") ? path.startsWith(q.slice(0, -1)) : q === path))) return;
     const entry: Record<string, unknown> = { time: arrived.toISOString(), level: level(status), msg: "request", id: c.get("requestId"), method, path, status };
     if (c.error) entry.error = errorName(c.error);
     const note = c.get("requestNote");

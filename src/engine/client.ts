@@ -5,9 +5,12 @@
 // Aborts go to the engine, which applies them at the step's end. A failed step
 // fails only the sequences it concerns and serving goes on.
 import { BACKEND_NAMES } from "../gpu/device.ts";
+import type { HeadsMap } from "../cache/cache-map.ts";
+import type { KvStats } from "../cache/compression.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { Engine } from "./engine.ts";
 import type { FinishReason, Sequence } from "./sequence.ts";
+import { matmulKind, warmUpPhases } from "./warm-up.ts";
 
 type OnFail = (err: Error) => void;
 
@@ -70,6 +73,46 @@ export class EngineClient {
   stats(): EngineLoad {
     const pool = this.engine.cache.pool;
     return { waiting: this.engine.waiting.length, running: this.engine.running.length, blocksUsed: pool.numUsedBlocks, blocksTotal: pool.numBlocks };
+  }
+
+  /** A read-only map of a sequence's cache while it holds one (Engine.cacheMap). */
+  cacheMap(seq: Sequence, bins: number): HeadsMap | null {
+    return this.engine.cacheMap(seq, bins);
+  }
+
+  /** A sequence's cache figures now (frozen once it ends). */
+  kvStats(seq: Sequence): KvStats {
+    return this.engine.kvStats(seq);
+  }
+
+  /**
+   * Runs the warm-up's synthetic requests (warm-up.ts) through the stepping loop, phase
+   * by phase, so that every pipeline a request can need is compiled; requests submitted
+   * meanwhile run beside them. `onPhase` hears each phase as it starts. Returns the
+   * pipelines built. Stops early (between phases) once the client stops.
+   */
+  async warmUp(onPhase: (i: number, n: number, name: string) => void = () => {}): Promise<number> {
+    const e = this.engine;
+    const maxWorkgroupBytes = e.gpu.limits.maxComputeWorkgroupStorageSize;
+    const phases = warmUpPhases({
+      maxContext: e.cfg.maxContext,
+      vocab: e.cfg.vocab,
+      maxSeqs: e.opts.maxSeqs,
+      lookahead: e.opts.lookahead,
+      prefillChunk: e.opts.prefillChunk,
+      maxWorkgroupBytes,
+      matmulKind: (M) => matmulKind(e.model, M, maxWorkgroupBytes, e.gpu.features.subgroups),
+    });
+    const before = e.kc.pipelineCount;
+    for (const [i, p] of phases.entries()) {
+      if (this.stopped) break;
+      onPhase(i, phases.length, p.name);
+      const failed: Error[] = [];
+      for (const s of p.seqs) this.submit(s, (err) => failed.push(err));
+      await Promise.all(p.seqs.map((s) => s.wait()));
+      if (failed.length) throw new Error(`warm-up ${p.name}: ${failed[0].message}`);
+    }
+    return e.kc.pipelineCount - before;
   }
 
   start() {

@@ -14,6 +14,7 @@ import { createGpu, describeGpu, type Gpu } from "../gpu/device.ts";
 import { KernelContext } from "../gpu/kernels.ts";
 import { BlockPool } from "../cache/block-pool.ts";
 import { KvCache } from "../cache/kv-cache.ts";
+import { CacheMapper, type HeadsMap } from "../cache/cache-map.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { openModel } from "../model/model-files.ts";
 import { quantizeWeights, type OnLoadQuant } from "../model/quantize-weights.ts";
@@ -56,6 +57,7 @@ export class Engine {
   readonly scheduler: Scheduler;
   private compressor: Compressor;
   private runner: ModelRunner;
+  private mapper: CacheMapper;
   private stepping: Promise<void> | null = null;
   /** a decode round submitted ahead, whose tokens the next decode round reads */
   private inflight: Round | null = null;
@@ -76,6 +78,7 @@ export class Engine {
     const limits = gpu.limits;
     this.compressor = new Compressor(kc, cache, cfg, { gpuPlanner: opts.gpuPlanner, maxWorkgroupBytes: limits.maxComputeWorkgroupStorageSize, maxBindingBytes: limits.maxStorageBufferBindingSize }, this.stats);
     this.runner = new ModelRunner(model, this.stats);
+    this.mapper = new CacheMapper(kc, cache);
   }
 
   /** An engine over an HF folder or a GGUF file (src/model/model-files.ts). */
@@ -388,9 +391,16 @@ export class Engine {
       // lookahead steps past the end wrote K/V nobody will read: drop them first
       this.cache.rollback(seq.cache, Math.max(0, seq.numWrittenTokens - seq.numContextTokens));
       seq.kv = this.kvStats(seq);
+      if (seq.opts.mapAtRelease) seq.finalMap = this.cacheMap(seq, seq.opts.mapAtRelease);
       this.cache.release(seq.cache);
       seq.cache = null;
     }
+  }
+
+  /** A read-only map of a sequence's cache now (src/cache/cache-map.ts; also during a step); null while it holds none. */
+  cacheMap(seq: Sequence, bins: number): HeadsMap | null {
+    if (!seq.cache) return null;
+    return this.mapper.map(seq.cache, Math.min(seq.numWrittenTokens, seq.numContextTokens), bins, seq.evictedTokens > 0);
   }
 
   /** Current cache figures of a sequence (what it holds against what it would hold uncompressed). */
@@ -399,6 +409,7 @@ export class Engine {
   }
 
   destroy() {
+    this.mapper.destroy();
     this.compressor.destroy();
     this.model.destroy();
     this.cache.destroy();

@@ -1,6 +1,7 @@
 // Sequence: one request's tokens and progress through prefill and decode.
 import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { Sampling } from "../model/llama.ts";
+import type { HeadsMap } from "../cache/cache-map.ts";
 import { DEFAULT_COMPRESSION, type CompressionOptions, type KvStats } from "../cache/compression.ts";
 import type { TokenLogprobs } from "../model/token-logprobs.ts";
 
@@ -57,6 +58,8 @@ export interface SequenceOptions {
    * runs them; they are not added themselves.
    */
   forks?: Sequence[];
+  /** keep a map of the cache in this many bins as the sequence ends (finalMap; src/cache/cache-map.ts) */
+  mapAtRelease?: number;
 }
 
 let nextId = 1;
@@ -86,6 +89,8 @@ export class Sequence {
   mask: Uint32Array | null = null;
   /** cache figures, kept current while running and frozen at release */
   kv: KvStats = { blocksUsed: 0, blocksUncompressed: 0, tokensKept: 0, contextTokens: 0, compressionRate: 1, evictedTokens: 0 };
+  /** the cache's map as it was released, when opts.mapAtRelease asked for one */
+  finalMap: HeadsMap | null = null;
   private done: Promise<void>;
   private resolveDone!: () => void;
 

@@ -180,6 +180,11 @@ export class KernelContext {
     return { F16: f.f16Weights, SUBGROUPS: f.subgroups, QUANT: false };
   }
 
+  /** Pipelines built so far (the warm-up reports how many it compiled). */
+  get pipelineCount(): number {
+    return this.pipelines.size;
+  }
+
   kernel(name: string, defines: Defines = {}, entry = "main"): Kernel {
     // called for every dispatch of every step: look up by the defines as given first,
     // before building the sorted key (a different order only costs one more lookup)

@@ -13,6 +13,7 @@ import { Grammars, type GrammarConstraint, type GrammarSpec } from "./grammar.ts
 import { maxPromptChars } from "./prompt-limit.ts";
 import { createServerMetrics, type ServerMetrics } from "./server-metrics.ts";
 import { QueueWait } from "./queue-wait.ts";
+import { CacheMaps, type CacheMapView } from "./cache-maps.ts";
 
 export type { ChatMessage } from "../model/tokenizer.ts";
 export type { CompressionOptions } from "../cache/compression.ts";
@@ -48,6 +49,14 @@ export interface ServerContext {
   readonly limits: EngineLimits;
   readonly device: EngineDevice;
   readonly hasChatTemplate: boolean;
+  /** true while warmUp runs (/health answers 503 warming_up) */
+  readonly warming: boolean;
+  /**
+   * Compiles every pipeline a request can need by running the engine's warm-up
+   * (src/engine/warm-up.ts); requests that come meanwhile run beside it. Resolves to
+   * the pipelines it built.
+   */
+  warmUp(onPhase?: (i: number, n: number, name: string) => void): Promise<number>;
   /** Prompt text to token ids (BOS as the model expects); a ServingError when the text cannot fit. */
   encode(text: string): number[];
   /** Messages (and tools, for the template) through the chat template to token ids; a ServingError when their text cannot fit. */
@@ -56,8 +65,13 @@ export interface ServerContext {
   constrain(spec: GrammarSpec): Promise<GrammarConstraint>;
   /** Throws the engine's PromptError for a prompt it would refuse. */
   checkPrompt(prompt: number[]): void;
-  /** Queues a request; throws a ServingError (busy, shutting down) or the engine's PromptError. */
-  generate(params: GenerationParams, signal?: AbortSignal): Generation;
+  /**
+   * Queues a request; throws a ServingError (busy, shutting down) or the engine's PromptError.
+   * `responseId`: the id the client sees, under which cacheMap finds it (one call per choice).
+   */
+  generate(params: GenerationParams, signal?: AbortSignal, responseId?: string): Generation;
+  /** Choice `index` of a response's cache, head by head; null for an id not known (or no longer kept). */
+  cacheMap(responseId: string, index?: number): CacheMapView | null;
   shutdown(graceMs: number): Promise<void>;
 }
 
@@ -82,7 +96,9 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
   const metrics = createServerMetrics(client, opts.modelId);
   const live = new Set<Generation>();
   const queueWait = new QueueWait();
+  const maps = new CacheMaps(client);
   let closing = false;
+  let warming = false;
   client.start();
   const tk = client.tokenizer;
   const grammars = new Grammars(tk, client.limits.vocab, client.eosIds);
@@ -91,7 +107,7 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
     if (chars > opts.maxPromptChars) throw new ServingError({ kind: "text_too_long", chars, maxChars: opts.maxPromptChars, maxContext: client.limits.maxContext });
   }
 
-  function generate(params: GenerationParams, signal?: AbortSignal): Generation {
+  function generate(params: GenerationParams, signal?: AbortSignal, responseId?: string): Generation {
     if (closing) throw new ServingError({ kind: "shutting_down" });
     const { waiting, running } = client.stats();
     const queued = waiting + running;
@@ -101,6 +117,7 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
     }
     const gen = new Generation({ client, metrics }, params, signal);
     live.add(gen);
+    if (responseId) maps.track(responseId, gen);
     gen.ended.then(() => {
       params.constraint?.dispose?.();
       live.delete(gen);
@@ -127,6 +144,17 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
     limits: client.limits,
     device: client.device,
     hasChatTemplate: tk.hasChatTemplate,
+    get warming() {
+      return warming;
+    },
+    async warmUp(onPhase) {
+      warming = true;
+      try {
+        return await client.warmUp(onPhase);
+      } finally {
+        warming = false;
+      }
+    },
     encode(text) {
       checkText(text.length);
       return tk.encode(text);
@@ -138,6 +166,7 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
     constrain: (spec) => grammars.constraint(spec),
     checkPrompt: (prompt) => client.checkPrompt(prompt),
     generate,
+    cacheMap: (id, index) => maps.view(id, index),
     shutdown,
   };
 }

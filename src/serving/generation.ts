@@ -13,6 +13,7 @@ import type { CompressionOptions, KvStats } from "../cache/compression.ts";
 import type { ServerMetrics } from "./server-metrics.ts";
 import { StopMatcher } from "./stop-matcher.ts";
 import { ServingError } from "./errors.ts";
+import { CACHE_MAP_BINS } from "./cache-maps.ts";
 
 /** What a route asks for, in engine terms. */
 export interface GenerationParams {
@@ -94,6 +95,8 @@ export class Generation implements AsyncIterable<GenerationDelta> {
       batchInvariant: params.batchInvariant,
       logprobs: params.logprobs,
       constraint: params.constraint,
+      // the playground's last look at the cache (GET /v1/kv_cache/{id}); costs a GPU read only where keys were evicted
+      mapAtRelease: CACHE_MAP_BINS,
       onToken: (id, lp) => this.onToken(id, lp),
     });
     deps.client.submit(this.seq, (e) => this.fail(new ServingError({ kind: "engine_failed", message: e.message })));
@@ -159,6 +162,8 @@ export class Generation implements AsyncIterable<GenerationDelta> {
     } else m.itl.observe((now - this.tLast) / 1000);
     this.tLast = now;
     this.tokens++;
+    // counted as they come, so a scrape during a long answer sees its tokens (the playground's tokens/s)
+    m.generationTokens.inc();
     const r = this.matcher.push(this.decoder.push(id));
     this.emit(r.text);
     if (r.stopped) {
@@ -182,7 +187,6 @@ export class Generation implements AsyncIterable<GenerationDelta> {
     }
     const m = this.deps.metrics;
     m.promptTokens.inc(this.seq.numComputedTokens);
-    m.generationTokens.inc(this.tokens);
     m.preemptions.inc(this.seq.preemptions);
     m.e2e.observe((this.endedAt - this.t0) / 1000);
     if (this.seq.numComputedTokens > 0) {

@@ -155,7 +155,7 @@ function rawCases(): Case[] {
   cases.push({ name: "prompt + max_completion_tokens over the context", path: "/v1/chat/completions", body: { ...CHAT, max_completion_tokens: 4000 }, status: 400, param: "max_completion_tokens" });
   cases.push({ name: "token id past the vocabulary", path: "/v1/completions", body: { prompt: [1, 2, 8192] }, status: 400, param: "prompt[2]", message: /8192/ });
   // routes and methods: a route asked with another method is a 405 naming the ones it takes
-  for (const [method, path] of [["POST", "/v1/embeddings"], ["GET", "/"], ["GET", "/v1"], ["GET", "/v1/models/gpt-4"], ["GET", "/v2/models"]] as const) {
+  for (const [method, path] of [["POST", "/v1/embeddings"], ["GET", "/index.html"], ["GET", "/v1"], ["GET", "/v1/models/gpt-4"], ["GET", "/v2/models"]] as const) {
     cases.push({ name: `${method} ${path}`, method, path, body: method === "GET" ? undefined : COMPLETION, status: 404 });
   }
   for (const [method, path, allow] of [["GET", "/v1/completions", "POST"], ["PUT", "/v1/chat/completions", "POST"], ["DELETE", "/v1/models", "GET, HEAD"], ["POST", "/health", "GET, HEAD"], ["PATCH", "/v1/models/kvc-nano", "GET, HEAD"]] as const) {

@@ -2,7 +2,7 @@
 // build --compile) and `bun run build:deno` (dist/kvc-deno), each copied alone into
 // an empty temp folder (no source tree, no node_modules) and run there: the help
 // of every command, `generate` giving the transformers golden ids of kvc-nano, and
-// `serve` answering over HTTP until SIGTERM.
+// `serve` warming up, serving the playground and answering over HTTP until SIGTERM.
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -10,8 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TextTokenizer } from "../../src/model/tokenizer.ts";
 import { SERVE_SETTINGS } from "../../cli/serve-config.ts";
-import { hasShared, modelDir, readJsonFile, ROOT, withoutDawnNotices } from "../fixtures/helpers.ts";
-import { postJson, spawnServer } from "../fixtures/server-helpers.ts";
+import { hasShared, MESA_SHADER_CACHE_DIR, modelDir, readJsonFile, ROOT, withoutDawnNotices } from "../fixtures/helpers.ts";
+import { postJson, spawnServer, untilHealthy } from "../fixtures/server-helpers.ts";
 
 const WORK = mkdtempSync(join(tmpdir(), "kvc-ship-"));
 afterAll(() => rmSync(WORK, { recursive: true, force: true }));
@@ -20,7 +20,7 @@ afterAll(() => rmSync(WORK, { recursive: true, force: true }));
 function userEnv(home: string): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("KVC_")) env[k] = v;
-  return { ...env, HOME: home, KVC_CACHE_DIR: join(home, "cache") };
+  return { ...env, HOME: home, KVC_CACHE_DIR: join(home, "cache"), MESA_SHADER_CACHE_DIR };
 }
 
 const ARTIFACTS = [
@@ -86,7 +86,13 @@ describe.each(ARTIFACTS)("$name", ({ name, script, runtime }) => {
     const sotu = golden.prompts.find((p: any) => p.name === "sotu");
     const s = await spawnServer([bin], ["--port", "0", "--kv-memory", "64MiB"], { cwd: dir, env });
     try {
-      expect((await fetch(`${s.url}/health`)).status).toBe(200);
+      // the warm-up first: 503 warming_up until every pipeline is compiled
+      expect((await untilHealthy(s.url)).every((status) => status === 503)).toBe(true);
+      // the playground's page and script, from the copies the binary carries
+      expect(await (await fetch(`${s.url}/`)).text()).toContain("<title>kvc playground</title>");
+      const script = await fetch(`${s.url}/playground/playground.js`);
+      expect(script.headers.get("content-type")).toStartWith("text/javascript");
+      expect(await script.text()).toContain("/v1/kv_cache/");
       const version = (await (await fetch(`${s.url}/version`)).json()) as any;
       expect(version).toMatchObject({ name: "kvc", version: JSON.parse(readFileSync(`${ROOT}/package.json`, "utf8")).version, runtime, model: "kvc-nano" });
       const res = await postJson(`${s.url}/v1/completions`, { prompt: sotu.prompt_ids, max_tokens: 8, temperature: 0, ignore_eos: true });

@@ -24,6 +24,7 @@ test("defaults, then the environment, then flags", () => {
     logPrompts: false,
     connections: { headerTimeoutS: DEFAULTS.headerTimeoutS, bodyTimeoutS: DEFAULTS.bodyTimeoutS, idleTimeoutS: DEFAULTS.idleTimeoutS, maxConnections: DEFAULTS.maxConnections },
     corsOrigins: [],
+    warmUp: true,
     compression: {},
   });
   const env = envOf({
@@ -46,6 +47,7 @@ test("defaults, then the environment, then flags", () => {
     KVC_IDLE_TIMEOUT: "7",
     KVC_MAX_CONNECTIONS: "300",
     KVC_CORS_ORIGIN: "https://a.example, http://b.example:3000",
+    KVC_NO_WARMUP: "1",
   });
   expect(resolveServeConfig({}, env, noDefaultModel)).toEqual({
     modelDir: NANO,
@@ -59,6 +61,7 @@ test("defaults, then the environment, then flags", () => {
     logPrompts: true,
     connections: { headerTimeoutS: 5, bodyTimeoutS: 20, idleTimeoutS: 7, maxConnections: 300 },
     corsOrigins: ["https://a.example", "http://b.example:3000"],
+    warmUp: false,
     compression: { method: "kvcrush", rate: 4, protectedWindow: 16, compressOnce: true, crushAnchor: "alternate" },
   });
   const flags = { port: "9100", "kv-rate": "2", "api-key": "sk-flag", "max-queue": "3" };

@@ -9,8 +9,8 @@ import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, relative } from "node:path";
-import { ROOT } from "../fixtures/helpers.ts";
-import { spawnServer } from "../fixtures/server-helpers.ts";
+import { MESA_SHADER_CACHE_DIR, ROOT } from "../fixtures/helpers.ts";
+import { spawnServer, untilHealthy } from "../fixtures/server-helpers.ts";
 
 interface Instruction {
   cmd: string;
@@ -190,9 +190,11 @@ describe("the build stage run here", () => {
     const check = JSON.parse(/CMD\s+(\[.*\])$/.exec(steps(stage("runtime"), "HEALTHCHECK")[0].args)![1]) as string[];
     const health = (port: string) => spawnSync(check[0], check.slice(1), { env: { ...process.env, KVC_PORT: port }, encoding: "utf8", timeout: 10_000 }).status;
     // the container's settings come from KVC_* variables; here on loopback and a free port
-    const env = { ...process.env, HOME: app, KVC_HOST: "127.0.0.1", KVC_PORT: "0", KVC_KV_MEMORY: "64MiB" };
+    const env = { ...process.env, HOME: app, MESA_SHADER_CACHE_DIR, KVC_HOST: "127.0.0.1", KVC_PORT: "0", KVC_KV_MEMORY: "64MiB" };
     server = await spawnServer([join(app, "dist/kvc")], [], { cwd: app, env });
     const port = new URL(server.url).port;
+    // the binary warms up first: the check fails until /health says ok
+    await untilHealthy(server.url);
     expect(health(port)).toBe(0);
     expect(await server.stop()).toBe(0);
     server = null;
