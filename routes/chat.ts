@@ -19,28 +19,32 @@ export function chatRoute(ctx: ServerContext) {
     const model = resolveModel(ctx, body.model);
     const { stream, includeUsage } = streamOptionsOf(body);
     if (!ctx.hasChatTemplate) throw new ApiError(400, `${model} has no chat template; use /v1/completions`, "messages");
-    const gen = asApiErrors("messages", () => {
-      const prompt = ctx.encodeChat(body.messages.map(toTemplateMessage));
+    const gens = asApiErrors("messages", () => {
+      const messages = body.messages.map(toTemplateMessage);
+      const prompt = ctx.encodeChat(messages);
       // chat answers may run to the end of the context, as in vLLM
-      return ctx.generate(toGenerationParams(ctx, body, prompt, Infinity), c.req.raw.signal);
+      const params = toGenerationParams(ctx, body, prompt, Infinity);
+      // kv_compression.cache_prefix: what comes before the final user turn is the reusable prefix
+      if (params.compression.cachePrefix) params.prefixEnd = ctx.chatPrefixEnd(messages, prompt);
+      return ctx.generateChoices(params, body.n ?? 1, c.req.raw.signal);
     });
     const id = newId("chatcmpl");
-    noteRequest(c, { generation: gen, responseId: id, model, stream, prompt: body.messages });
+    noteRequest(c, { generation: gens[0], responseId: id, model, stream, prompt: body.messages });
     const created = Math.floor(Date.now() / 1000);
     if (stream) {
-      const choice = (text: string, finishReason: string | null) => ({ index: 0, delta: text ? { content: text } : {}, logprobs: null, finish_reason: finishReason });
+      const choice = (text: string, finishReason: string | null, index: number) => ({ index, delta: text ? { content: text } : {}, logprobs: null, finish_reason: finishReason });
       const opening = { index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null };
-      return streamChunks(c, gen, { id, object: "chat.completion.chunk", created, model, choice, opening }, includeUsage);
+      return streamChunks(c, gens, { id, object: "chat.completion.chunk", created, model, choice, opening }, includeUsage);
     }
-    const text = await gen.text();
-    const r = await gen.finish();
+    const texts = await Promise.all(gens.map((g) => g.text()));
+    const rs = await Promise.all(gens.map((g) => g.finish()));
     return c.json({
       id,
       object: "chat.completion",
       created,
       model,
-      choices: [{ index: 0, message: { role: "assistant", content: text }, logprobs: null, finish_reason: r.finishReason }],
-      usage: usageOf(r),
+      choices: rs.map((r, i) => ({ index: i, message: { role: "assistant", content: texts[i] }, logprobs: null, finish_reason: r.finishReason })),
+      usage: usageOf(rs),
     });
   });
 }

@@ -6,6 +6,7 @@ import { parseBody } from "./validate.ts";
 import { CompletionRequestSchema, type CompletionRequest } from "./schemas/requests.ts";
 import { resolveModel, toGenerationParams } from "./generation-params.ts";
 import { asApiErrors } from "./errors.ts";
+import { ApiError } from "./api-error.ts";
 import { newId, streamChunks, usageOf } from "./respond.ts";
 import { streamOptionsOf } from "./schemas/stream-options.ts";
 import { noteRequest } from "./middleware/request-log.ts";
@@ -18,15 +19,17 @@ export function completionsRoute(ctx: ServerContext) {
     const body = parseBody(CompletionRequestSchema, c.get("body"));
     const model = resolveModel(ctx, body.model);
     const { stream, includeUsage } = streamOptionsOf(body);
-    const gen = asApiErrors("prompt", () => ctx.generate(toGenerationParams(ctx, body, promptIds(ctx, body), DEFAULT_MAX_TOKENS), c.req.raw.signal));
+    if (body.kv_compression?.cache_prefix) throw new ApiError(400, "kv_compression.cache_prefix needs chat messages (/v1/chat/completions): the reusable prefix ends where the final user turn starts", "kv_compression.cache_prefix");
+    // a completion prompt does not say where its question starts: no reusable compressed prefix
+    const gens = asApiErrors("prompt", () => ctx.generateChoices({ ...toGenerationParams(ctx, body, promptIds(ctx, body), DEFAULT_MAX_TOKENS), prefixEnd: 0 }, body.n ?? 1, c.req.raw.signal));
     const id = newId("cmpl");
-    noteRequest(c, { generation: gen, responseId: id, model, stream, prompt: body.prompt });
+    noteRequest(c, { generation: gens[0], responseId: id, model, stream, prompt: body.prompt });
     const created = Math.floor(Date.now() / 1000);
-    const choice = (text: string, finishReason: string | null) => ({ index: 0, text, logprobs: null, finish_reason: finishReason });
-    if (stream) return streamChunks(c, gen, { id, object: "text_completion", created, model, choice }, includeUsage);
-    const text = await gen.text();
-    const r = await gen.finish();
-    return c.json({ id, object: "text_completion", created, model, choices: [choice(text, r.finishReason)], usage: usageOf(r) });
+    const choice = (text: string, finishReason: string | null, index: number) => ({ index, text, logprobs: null, finish_reason: finishReason });
+    if (stream) return streamChunks(c, gens, { id, object: "text_completion", created, model, choice }, includeUsage);
+    const texts = await Promise.all(gens.map((g) => g.text()));
+    const rs = await Promise.all(gens.map((g) => g.finish()));
+    return c.json({ id, object: "text_completion", created, model, choices: rs.map((r, i) => choice(texts[i], r.finishReason, i)), usage: usageOf(rs) });
   });
 }
 

@@ -147,7 +147,7 @@ export class Engine {
   /** What a request must stay within (the prompt is checked by `add`). */
   get limits(): EngineLimits {
     const { cfg, cache } = this;
-    return { maxContext: cfg.maxContext, vocab: cfg.vocab, layers: cfg.layers, kvHeads: cfg.kvHeads, heads: cache.heads, blockSize: cache.blockSize, numBlocks: cache.pool.numBlocks };
+    return { maxContext: cfg.maxContext, vocab: cfg.vocab, layers: cfg.layers, kvHeads: cfg.kvHeads, heads: cache.heads, blockSize: cache.blockSize, numBlocks: cache.pool.numBlocks, maxSeqs: this.opts.maxSeqs };
   }
 
   /** Throws the PromptError of a prompt `add` would refuse (serving asks before it sizes a request). */

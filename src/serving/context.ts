@@ -51,10 +51,16 @@ export interface ServerContext {
   encode(text: string): number[];
   /** Messages through the chat template to token ids; a ServingError when their text cannot fit. */
   encodeChat(messages: ChatMessage[]): number[];
+  /** Where the final user turn starts in `prompt`, the tokens of `messages` (0: nothing before it). */
+  chatPrefixEnd(messages: ChatMessage[], prompt: number[]): number;
   /** Throws the engine's PromptError for a prompt it would refuse. */
   checkPrompt(prompt: number[]): void;
-  /** Queues a request; throws a ServingError (busy, shutting down) or the engine's PromptError. */
+  /**
+   * Queues a request (`n` choices of it sharing its prompt's K/V); throws a ServingError
+   * (busy, shutting down) or the engine's PromptError.
+   */
   generate(params: GenerationParams, signal?: AbortSignal): Generation;
+  generateChoices(params: GenerationParams, n: number, signal?: AbortSignal): Generation[];
   shutdown(graceMs: number): Promise<void>;
 }
 
@@ -88,6 +94,10 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
   }
 
   function generate(params: GenerationParams, signal?: AbortSignal): Generation {
+    return generateChoices(params, 1, signal)[0];
+  }
+
+  function generateChoices(params: GenerationParams, n: number, signal?: AbortSignal): Generation[] {
     if (closing) throw new ServingError({ kind: "shutting_down" });
     const { waiting, running } = client.stats();
     const queued = waiting + running;
@@ -95,13 +105,16 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
       metrics.queueFull.inc();
       throw new ServingError({ kind: "busy", queued, maxQueue: opts.maxQueue, retryAfterS: queueWait.retryAfterS(queued - opts.maxQueue + 1) });
     }
-    const gen = new Generation({ client, metrics }, params, signal);
-    live.add(gen);
-    gen.ended.then(() => {
-      live.delete(gen);
-      queueWait.finished();
-    });
-    return gen;
+    const deps = { client, metrics };
+    const gens = n === 1 ? [new Generation(deps, params, signal)] : Generation.choices(deps, params, n, signal);
+    for (const gen of gens) {
+      live.add(gen);
+      gen.ended.then(() => {
+        live.delete(gen);
+        if (gen.index === 0) queueWait.finished();
+      });
+    }
+    return gens;
   }
 
   async function shutdown(graceMs: number) {
@@ -130,8 +143,18 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
       checkText(messages.reduce((n, m) => n + m.content.length, 0));
       return tk.encodeChat(messages);
     },
+    chatPrefixEnd(messages, prompt) {
+      let last = messages.length - 1;
+      while (last >= 0 && messages[last].role !== "user") last--;
+      if (last <= 0) return 0;
+      const head = tk.encode(tk.renderChat(messages.slice(0, last), false), false);
+      let i = 0;
+      while (i < head.length && i < prompt.length && head[i] === prompt[i]) i++;
+      return i;
+    },
     checkPrompt: (prompt) => client.checkPrompt(prompt),
     generate,
+    generateChoices,
     shutdown,
   };
 }

@@ -21,6 +21,8 @@ export interface GenerationParams {
   compression: Partial<CompressionOptions>;
   /** logits independent of the requests beside it (Sequence's batchInvariant): a seeded answer's */
   batchInvariant: boolean;
+  /** where the prompt's reusable prefix ends (chat: the final user turn; kv_compression.cache_prefix) */
+  prefixEnd?: number;
 }
 
 export interface GenerationResult {
@@ -29,6 +31,8 @@ export interface GenerationResult {
   promptTokens: number;
   /** tokens generated up to the end (the EOS or stop-matching token included) */
   completionTokens: number;
+  /** prompt tokens whose K/V came from the prefix cache (usage.prompt_tokens_details.cached_tokens) */
+  cachedTokens: number;
   kv: KvStats;
 }
 
@@ -57,8 +61,21 @@ export class Generation implements AsyncIterable<string> {
   /** resolves once the sequence has ended and its blocks are back in the pool */
   readonly ended: Promise<void>;
 
-  /** Queues the request on the engine; throws the engine's PromptError when it refuses the prompt. */
-  constructor(private deps: GenerationDeps, params: GenerationParams, signal?: AbortSignal) {
+  /**
+   * The n choices of one request (n > 1), sharing its prompt's prefill; choice i samples
+   * with seed + i. Throws the engine's PromptError when it refuses the prompt.
+   */
+  static choices(deps: GenerationDeps, params: GenerationParams, n: number, signal?: AbortSignal): Generation[] {
+    const gens = Array.from({ length: n }, (_, i) => new Generation(deps, { ...params, sampling: { ...params.sampling, seed: (params.sampling.seed + i) >>> 0 } }, signal, i, false));
+    deps.client.submitChoices(gens.map((g) => g.seq), gens.map((g) => g.onEngineFail));
+    return gens;
+  }
+
+  /**
+   * Queues the request on the engine (unless it is choice `index` of several, which
+   * `choices` queues together); throws the engine's PromptError when it refuses the prompt.
+   */
+  constructor(private deps: GenerationDeps, params: GenerationParams, signal?: AbortSignal, readonly index = 0, queue = true) {
     this.decoder = new IncrementalDecoder(deps.client.tokenizer);
     this.matcher = new StopMatcher(params.stop);
     this.seq = new Sequence(params.prompt, {
@@ -67,15 +84,18 @@ export class Generation implements AsyncIterable<string> {
       ignoreEos: params.ignoreEos,
       compression: params.compression,
       batchInvariant: params.batchInvariant,
+      prefixEnd: params.prefixEnd,
       onToken: (id) => this.onToken(id),
     });
-    deps.client.submit(this.seq, (e) => this.fail(new ServingError({ kind: "engine_failed", message: e.message })));
+    if (queue) deps.client.submit(this.seq, this.onEngineFail);
     this.ended = this.seq.wait().then(() => this.onFinished());
     if (signal) {
       if (signal.aborted) this.abort();
       else signal.addEventListener("abort", () => this.abort(), { once: true });
     }
   }
+
+  private onEngineFail = (e: Error) => this.fail(new ServingError({ kind: "engine_failed", message: e.message }));
 
   /** The client went away: cancel the sequence (its blocks are freed within one step). */
   abort() {
@@ -114,7 +134,7 @@ export class Generation implements AsyncIterable<string> {
     await this.ended;
     if (this.error) throw this.error;
     const finishReason = this.aborted ? "abort" : this.stopHit ? "stop" : this.seq.finishReason === "length" ? "length" : "stop";
-    return { finishReason, promptTokens: this.seq.prompt.length, completionTokens: this.tokens, kv: this.seq.kv };
+    return { finishReason, promptTokens: this.seq.prompt.length, completionTokens: this.tokens, cachedTokens: this.seq.cachedTokens, kv: this.seq.kv };
   }
 
   private onToken(id: number) {
@@ -147,7 +167,14 @@ export class Generation implements AsyncIterable<string> {
       this.close();
     }
     const m = this.deps.metrics;
-    m.promptTokens.inc(this.seq.numComputedTokens);
+    // a request's prompt counts once, however many choices share it
+    if (this.index === 0) {
+      m.promptTokens.inc(this.seq.numComputedTokens);
+      if (this.seq.prefixQueried) {
+        m.prefixQueries.inc(this.seq.prompt.length);
+        m.prefixHits.inc(this.seq.cachedTokens);
+      }
+    }
     m.generationTokens.inc(this.tokens);
     m.preemptions.inc(this.seq.preemptions);
     m.e2e.observe((this.endedAt - this.t0) / 1000);

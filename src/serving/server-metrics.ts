@@ -28,6 +28,8 @@ export function createServerMetrics(client: EngineClient, modelName: string) {
     e2e: r.histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", E2E_BUCKETS),
     blocksUsed: r.gauge("kvc_kv_blocks_used", "KV cache blocks in use, each one (layer, KV head) of block_size tokens.", () => load().blocksUsed),
     blocksTotal: r.gauge("kvc_kv_blocks_total", "KV cache blocks in the pool.", () => load().blocksTotal),
+    prefixQueries: r.counter("vllm:prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens."),
+    prefixHits: r.counter("vllm:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens."),
     evictedTokens: r.counter("kvc_kv_evicted_tokens_total", "K/V entries evicted by compression, summed over every (layer, KV head)."),
     queueFull: r.counter("kvc_requests_queue_full_total", "Requests refused with 429 because --max-queue requests were waiting or running."),
     compressionRate: r.histogram("kvc_kv_compression_rate", "Per-request KV compression rate at finish (uncompressed blocks / blocks used).", RATE_BUCKETS),
