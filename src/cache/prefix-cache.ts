@@ -104,6 +104,11 @@ export class PrefixCache {
     }
   }
 
+  /** Forgets every entry (their idle blocks are free at once): a cold start for evaluation. */
+  clear() {
+    for (const id of [...this.owner.keys()]) this.forget(id);
+  }
+
   /** A block of `id`'s entry was reclaimed: the entry goes, its other blocks are uncached. */
   private forget(id: number) {
     const e = this.owner.get(id);
