@@ -10,7 +10,8 @@
 // Requests run one at a time, so TTFT is one request's. Rows go to OUT.jsonl, a table to stdout.
 //
 //   bun bench/eval-prefix.ts --model DIR --data chat-multikey.jsonl --out rows.jsonl
-//     [--rates 2,8] [--method kvcompress] [--limit N] [--questions 3] [--lengths 1024,2048]
+//     [--rates 1,2,8] [--method kvcompress] [--limit N] [--questions 3] [--lengths 1024,2048]
+// Rate 1 runs uncompressed: the accuracy ceiling, and cold against warm is automatic prefix caching.
 import { parseArgs } from "node:util";
 import { appendFileSync } from "node:fs";
 import { Engine } from "../src/engine/engine.ts";
@@ -66,7 +67,8 @@ async function ask(x: RetrievalInstance, compression: Partial<CompressionOptions
 
 const rows: any[] = [];
 for (const rate of a.rates!.split(",").map(Number)) {
-  const compression = { method: a.method as CompressionMethod, rate, observationWindow: 8, protectedWindow: 8, compressOnce: true };
+  // rate 1: uncompressed, where cold against warm is automatic prefix caching
+  const compression = { method: (rate === 1 ? "none" : a.method) as CompressionMethod, rate, observationWindow: 8, protectedWindow: 8, compressOnce: true };
   for (const doc of docs) {
     const text = typeof doc.prompt === "string" ? doc.prompt : doc.prompt.map((m) => m.content).join("\n");
     const keys = [...text.matchAll(/The special magic number for (\w+) is (\d+)/g)].map((m) => [m[1], m[2]]);

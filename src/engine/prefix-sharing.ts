@@ -34,7 +34,8 @@ export class PrefixSharing {
     // an n > 1 parent fills a namespace of its own when caching is off
     seq.prefixSalt ??= enabled && !seq.opts.batchInvariant ? "" : seq.opts.choices ? `group:${seq.id}` : null;
     const bs = this.cache.blockSize;
-    const at = Math.floor((seq.opts.prefixEnd ?? seq.prompt.length - 1) / bs) * bs;
+    // at least the last token is left to compute after the prefix (its logits give the first sample)
+    const at = Math.floor(Math.min(seq.opts.prefixEnd ?? Infinity, seq.prompt.length - 1) / bs) * bs;
     if (seq.compression.cachePrefix && seq.compressing && at > seq.compression.observationWindow && seq.opts.compressAt === undefined) {
       seq.cachePrefixAt = seq.compressAt = at;
     }

@@ -112,7 +112,8 @@ export class Scheduler {
 
   /**
    * A prefilled n > 1 parent: its choices take its place in the queue, in the prefix
-   * cache's namespace it filled, each holding its blocks at once where a table slot is free.
+   * cache's namespace it filled, each holding its blocks at once where a table slot is
+   * free. Choices that compress copy what they reuse: they wait for admission instead.
    */
   branch(parent: Sequence) {
     const choices = parent.opts.choices!.filter((c) => !c.finished);
@@ -121,7 +122,7 @@ export class Scheduler {
       c.prefixSalt = parent.prefixSalt;
       c.prefixQueried = true;
       c.cachedTokens = parent.cachedTokens;
-      if (this.cache.freeSeqSlots > 0) this.openCache(c);
+      if (this.cache.freeSeqSlots > 0 && !c.compressing) this.openCache(c);
     }
   }
 

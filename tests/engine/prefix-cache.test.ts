@@ -136,3 +136,22 @@ test("a compressed prefix (cache_prefix) is compressed once and reused as it was
   expect(other.cachedTokens).toBeLessThan(at);
   expect(e.cache.pool.numUsedBlocks).toBe(0);
 }, 300_000);
+
+test("compressed choices each compress their own copy; the shared blocks stay as they were", async () => {
+  const e = await engineFor(NANO, { kvMemory: 4 * 2 ** 20 });
+  const p = e.tokenizer.encode(`${AUSTEN} ${ELLIOT}`).slice(0, 150);
+  const plain = await run(e, p, 16);
+  const compression = { method: "kvcompress", rate: 2 } as const;
+  const alone = await run(e, p, 16, compression);
+  const choices = [0, 1, 2].map(() => new Sequence(p, { maxTokens: 16, sampling: GREEDY, ignoreEos: true, compression }));
+  e.addChoices(choices);
+  await e.runUntilIdle();
+  for (const c of choices) {
+    expect(c.output).toEqual(alone.output);
+    expect(c.kv.evictedTokens).toBeGreaterThan(0);
+  }
+  const again = await run(e, p, 16);
+  expect(again.cachedTokens).toBe(Math.floor((p.length - 1) / 16) * 16);
+  expect(again.output).toEqual(plain.output);
+  expect(e.cache.pool.numUsedBlocks).toBe(0);
+}, 300_000);
