@@ -54,9 +54,10 @@ export function streamChunks(c: Context, gens: Generation[], shape: ChunkShape, 
     stream.onAbort(() => gens.forEach((g) => g.abort()));
     const head = { id: shape.id, object: shape.object, created: shape.created, model: shape.model };
     const tail = includeUsage ? { usage: null } : {};
-    // one writer at a time: the choices' chunks queue behind each other
+    // one writer at a time: the choices' chunks queue behind each other, [DONE] last
     let written = Promise.resolve();
-    const send = (data: object) => (written = written.then(() => stream.writeSSE({ data: JSON.stringify(data) })));
+    const write = (data: string) => (written = written.then(() => stream.writeSSE({ data })));
+    const send = (data: object) => write(JSON.stringify(data));
     const choiceStream = async (gen: Generation, index: number) => {
       if (shape.opening) await send({ ...head, choices: [{ ...shape.opening, index }], ...tail });
       for await (const text of gen) await send({ ...head, choices: [shape.choice(text, null, index)], ...tail });
@@ -72,6 +73,6 @@ export function streamChunks(c: Context, gens: Generation[], shape: ChunkShape, 
       gens.forEach((g) => g.abort());
       await send(toApiError(e).toJSON());
     }
-    await stream.writeSSE({ data: "[DONE]" });
+    await write("[DONE]");
   });
 }
