@@ -39,6 +39,8 @@ export interface EngineLoad {
   running: number;
   blocksUsed: number;
   blocksTotal: number;
+  /** blocks nobody holds that keep cached prompt K/V (free to take, reclaimed when needed) */
+  blocksCached: number;
 }
 
 export class EngineClient {
@@ -67,7 +69,7 @@ export class EngineClient {
 
   stats(): EngineLoad {
     const pool = this.engine.cache.pool;
-    return { waiting: this.engine.waiting.length, running: this.engine.running.length, blocksUsed: pool.numUsedBlocks, blocksTotal: pool.numBlocks };
+    return { waiting: this.engine.waiting.length, running: this.engine.running.length, blocksUsed: pool.numUsedBlocks, blocksTotal: pool.numBlocks, blocksCached: pool.numIdleCachedBlocks };
   }
 
   start() {

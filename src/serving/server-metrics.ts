@@ -28,6 +28,7 @@ export function createServerMetrics(client: EngineClient, modelName: string) {
     e2e: r.histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", E2E_BUCKETS),
     blocksUsed: r.gauge("kvc_kv_blocks_used", "KV cache blocks in use, each one (layer, KV head) of block_size tokens.", () => load().blocksUsed),
     blocksTotal: r.gauge("kvc_kv_blocks_total", "KV cache blocks in the pool.", () => load().blocksTotal),
+    blocksCached: r.gauge("kvc_kv_blocks_cached", "KV cache blocks no request holds that keep cached prompt K/V (counted free; reclaimed least recently used first).", () => load().blocksCached),
     prefixQueries: r.counter("vllm:prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens."),
     prefixHits: r.counter("vllm:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens."),
     evictedTokens: r.counter("kvc_kv_evicted_tokens_total", "K/V entries evicted by compression, summed over every (layer, KV head)."),

@@ -69,6 +69,8 @@ describe.each(RUNTIMES)("%s", (runtime) => {
     expect(warm.choices[0].text).toBe(cold.choices[0].text);
     expect(await metric(server.url, "vllm:prefix_cache_queries_total")).toBe(queries0 + 2 * promptTokens);
     expect(await metric(server.url, "vllm:prefix_cache_hits_total")).toBe(hits0 + cached);
+    expect(await metric(server.url, "kvc_kv_blocks_cached")).toBeGreaterThan(0);
+    expect(await metric(server.url, "kvc_kv_blocks_used")).toBe(0);
   }, 120_000);
 
   test("kv_compression.cache_prefix: a compressed system prompt is reused by the next question", async () => {
