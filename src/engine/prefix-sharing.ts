@@ -68,6 +68,17 @@ export class PrefixSharing {
     if (first) seq.cachedTokens = got;
   }
 
+  /**
+   * Blocks of the cached prompt blocks `attach` would give a new sequence that some
+   * sequence holds now (admission needs no free block for them); 0 for a sequence that
+   * compresses (it copies what it reuses).
+   */
+  heldBlocksFor(seq: Sequence): number {
+    if (seq.prefixSalt == null || seq.compressing || seq.numComputedTokens > 0) return 0;
+    const hit = this.prefix.match(this.hashes(seq), Math.floor((seq.input.length - 1) / this.cache.blockSize));
+    return hit.reduce((n, b) => n + b.blocks.reduce((m, id) => m + (this.cache.pool.refCount(id) > 0 ? 1 : 0), 0), 0);
+  }
+
   /** Caches the full blocks of an uncompressed sequence's input computed so far. */
   register(seq: Sequence) {
     if (seq.prefixSalt == null || seq.compressing || !seq.cache) return;

@@ -33,10 +33,12 @@ export class Scheduler {
   /**
    * Admission by free blocks: a new sequence starts only when its whole prefill fits
    * beside a block per head for every running sequence (it compresses only once the
-   * prefill ends), unless nothing else runs.
+   * prefill ends), unless nothing else runs. Cached prompt blocks that others hold
+   * already cost it nothing (idle cached ones count among the free).
    */
   private admits(seq: Sequence): boolean {
-    return this.cache.pool.numFreeBlocks >= this.cache.blocksFor(seq.input.length) + this.cache.heads * this.running.length;
+    const need = this.cache.blocksFor(seq.input.length) - this.sharing.heldBlocksFor(seq);
+    return this.cache.pool.numFreeBlocks >= need + this.cache.heads * this.running.length;
   }
 
   /** Whether a prefill step would start or go on with a waiting sequence now. */

@@ -155,3 +155,22 @@ test("compressed choices each compress their own copy; the shared blocks stay as
   expect(again.output).toEqual(plain.output);
   expect(e.cache.pool.numUsedBlocks).toBe(0);
 }, 300_000);
+
+test("admission counts cached blocks another sequence holds as no cost: a request sharing a running prompt starts at once", async () => {
+  // 144 blocks: one 150-token prompt decoding 64 tokens holds up to 112; a second copy would not fit beside it
+  const e = await engineFor(NANO, { kvMemory: 144 * BlockPool.bytesPerBlock(16, 32) });
+  const p = e.tokenizer.encode(`${ELLIOT} ${AUSTEN}`).slice(0, 150);
+  const first = new Sequence(p, { maxTokens: 64, sampling: GREEDY, ignoreEos: true });
+  e.add(first);
+  while (first.output.length < 2) await e.step();
+  expect(e.cache.pool.numFreeBlocks).toBeLessThan(e.cache.blocksFor(p.length) + e.cache.heads);
+  let firstDoneAtStart: boolean | null = null;
+  const second = new Sequence(p, { maxTokens: 8, sampling: GREEDY, ignoreEos: true, onToken: () => (firstDoneAtStart ??= first.finished) });
+  e.add(second);
+  await e.runUntilIdle();
+  expect(second.cachedTokens).toBe(144);
+  expect(firstDoneAtStart).toBe(false);
+  expect(second.output).toEqual(first.output.slice(0, 8));
+  expect(e.stats.preemptions).toBe(0);
+  expect(e.cache.pool.numUsedBlocks).toBe(0);
+}, 300_000);
