@@ -164,7 +164,7 @@ test("admission counts cached blocks another sequence holds as no cost: a reques
   e.add(first);
   while (first.output.length < 2) await e.step();
   expect(e.cache.pool.numFreeBlocks).toBeLessThan(e.cache.blocksFor(p.length) + e.cache.heads);
-  let firstDoneAtStart: boolean | null = null;
+  let firstDoneAtStart = null as boolean | null;
   const second = new Sequence(p, { maxTokens: 8, sampling: GREEDY, ignoreEos: true, onToken: () => (firstDoneAtStart ??= first.finished) });
   e.add(second);
   await e.runUntilIdle();
