@@ -131,6 +131,9 @@ export async function compressSuite(ctx: BenchContext, o: CompressOptions) {
         continue;
       }
       const compression = compressionFor(rate, o);
+      // every rate runs the same prompts: none may start from K/V the rate before cached
+      // (a preempted sequence's recompute still finds its own, as when serving)
+      e.sharing.prefix.clear();
       const seqs = Array.from({ length: o.prompts }, (_, i) => new Sequence(randomIds(o.promptLen, ctx.seed * 7919 + i, e.cfg.vocab), {
         maxTokens: o.outputLen, sampling: GREEDY, ignoreEos: true, compression,
       }));
@@ -194,6 +197,7 @@ export async function overheadSuite(ctx: BenchContext, o: OverheadOptions) {
   const e = await syntheticEngine(ctx, shape, { maxContext: seqLen + 64, kvMemory: kvBytesFor(cfg0, o.batch, seqLen + 32), maxSeqs: o.batch });
   try {
     const run = async (compression: Partial<CompressionOptions>, batch = o.batch, promptLen = o.promptLen, outputLen = o.outputLen, timed = false) => {
+      e.sharing.prefix.clear(); // the runs repeat their prompts: each prefills them
       const seqs = Array.from({ length: batch }, (_, i) => new Sequence(randomIds(promptLen, ctx.seed * 31 + i, e.cfg.vocab), {
         maxTokens: outputLen, sampling: GREEDY, ignoreEos: true, compression,
       }));

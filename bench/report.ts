@@ -36,6 +36,11 @@ export interface Summary {
    * from before it had that figure give the host time inside passes instead.
    */
   compress_overhead_pct: number | null;
+  /**
+   * Prefix caching (the prefix suite, 1B shape): cold TTFT / warm TTFT of a request whose
+   * 2000-token prefix was sent before, uncompressed (goal: >= 5), when a run has it
+   */
+  prefix_ttft_speedup?: number | null;
   /** Deno's single-stream figures beside Bun's headline, when a Deno run is in the records */
   decode_8b_tok_s_deno?: number | null;
   decode_1b_tok_s_deno?: number | null;
@@ -133,6 +138,8 @@ export function summarize(recs: Rec[]): Summary {
     ? { decode_8b_tok_s_deno: singleOf(deno, S8), decode_1b_tok_s_deno: singleOf(deno, S1), deno_commit: last(deno)?.commit ?? null }
     : {};
   const gguf = (engine: string, quant: string) => num(last(recs.filter((r) => r.suite === "gguf" && r.test === "gguf_decode" && r.engine === engine && r.shape === S8 && r.quant === quant && !r.error))?.decode_tok_s);
+  const prefixRec = last(mine.filter((r) => r.suite === "prefix" && r.test === "prefix_ttft" && r.mode === "none" && r.prefix_len === 2000 && r.shape === S1 && !r.skipped));
+  const prefixFigures = prefixRec ? { prefix_ttft_speedup: num(prefixRec.speedup) } : {};
   const ggufFigures = recs.some((r) => r.suite === "gguf")
     ? { decode_8b_q4km_tok_s: gguf("kvc", "q4_k_m"), decode_8b_q8_tok_s: gguf("kvc", "q8_0"), llamacpp_8b_q4km_tok_s: gguf("llamacpp-cuda", "q4_k_m") }
     : {};
@@ -156,6 +163,7 @@ export function summarize(recs: Rec[]): Summary {
       ?? num(last(mine.filter((r) => r.test === "compress_overhead" && (r.planner ?? "gpu") === "gpu"))?.compress_overhead_pct),
     ...denoFigures,
     ...ggufFigures,
+    ...prefixFigures,
   };
 }
 
@@ -284,6 +292,13 @@ export function markdown(recs: Rec[]): string {
       by(e, (r) => r.test === "single_stream").map((r) => [r.shape, r.runtime, r.prompt_len, r.tokens, r.lookahead, r.decode_tok_s, r.itl_ms, r.gpu_busy_ms_per_step ?? "", r.gpu_gap_ms_per_step ?? "", r.host_encode_ms_per_step ?? "", r.ttft_ms])));
     out.push(table(["shape", "runtime", "prompt", "TTFT ms", "prefill tok/s"], by(e, (r) => r.test === "prefill").map((r) => [r.shape, r.runtime, r.prompt_len, r.ttft_ms, r.prefill_tok_s])));
     out.push(table(["shape", "runtime", "batch", "decode tok/s", "per sequence", "step ms", "truncated"], by(e, (r) => r.test === "batch_decode").map((r) => r.skipped ? [r.shape, r.runtime, r.batch, r.skipped, "", "", ""] : [r.shape, r.runtime, r.batch, r.decode_tok_s, r.per_seq_tok_s, r.step_ms, r.truncated])));
+  }
+
+  const pre = by(recs, (r) => r.suite === "prefix" && r.test === "prefix_ttft");
+  if (pre.length) {
+    out.push("## Prefix caching (time to first token with the prefix sent before)\n");
+    out.push(table(["shape", "runtime", "mode", "prefix", "suffix", "cold TTFT ms", "warm TTFT ms", "speedup", "cached tokens", "pairs"],
+      pre.map((r) => r.skipped ? [r.shape, r.runtime, r.mode, "", "", r.skipped, "", "", "", ""] : [r.shape, r.runtime, r.mode, r.prefix_len, r.suffix_len, r.cold_ttft_ms, r.warm_ttft_ms, r.speedup, r.cached_tokens, r.repeats])));
   }
 
   const hf = by(recs, (r) => r.suite === "hf" && r.test === "generate");

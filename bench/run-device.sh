@@ -8,7 +8,7 @@
 # figure the moment it exists, so a step cut short still leaves its data.
 #
 #   bash bench/run-device.sh [SUITE...] [-- extra kvc bench flags]
-#   SUITE: kernels | decode | single | hf | overhead | compress | deno | quick | all (default: all)
+#   SUITE: kernels | decode | single | hf | overhead | compress | prefix | deno | quick | all (default: all)
 #     kernels   GEMV / attention / copy GB/s, GEMM TFLOP/s (Bun; Deno too in "deno")
 #     decode    single stream, prefill + TTFT, batched decode sweep (Bun; then Deno if present)
 #     single    single-stream decode only (Bun)
@@ -19,10 +19,12 @@
 #               bench/ort/pack.sh node; not part of "all")
 #     overhead  compression pass cost at interval 16
 #     compress  the KV-Compress throughput experiment (COMPRESS_ARGS scales it)
+#     prefix    prefix caching: TTFT with a 2000-token prefix sent before, cold vs warm, 1B
+#               (PREFIX_ARGS, e.g. "--prefix-shape 8b"; not part of "all")
 #     deno      decode and kernels under Deno only
 #     quick     a one-minute check that the machine, both runtimes and the harness work
 #   Knobs (environment): BENCH_BUDGET_S, BENCH_SHAPES (1b,8b), KERNEL_ARGS, DECODE_ARGS,
-#     HF_ARGS, ORT_ARGS, OVERHEAD_ARGS, COMPRESS_ARGS (e.g. "--prompts 32 --rates 1,4,16,64"),
+#     HF_ARGS, ORT_ARGS, OVERHEAD_ARGS, COMPRESS_ARGS, PREFIX_ARGS (e.g. "--prompts 32 --rates 1,4,16,64"),
 #     KVC_COMMIT (else .dev/commit, written by bench/pack-device.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +46,7 @@ while [ $# -gt 0 ]; do
 done
 [ ${#suites[@]} -gt 0 ] || suites=(all)
 for s in "${suites[@]}"; do
-  case "$s" in kernels|decode|single|hf|ort|ort-node|overhead|compress|deno|quick|all) ;; *) echo "unknown suite $s" >&2; exit 2 ;; esac
+  case "$s" in kernels|decode|single|hf|ort|ort-node|overhead|compress|prefix|deno|quick|all) ;; *) echo "unknown suite $s" >&2; exit 2 ;; esac
 done
 has() { local x; for x in "${suites[@]}"; do [ "$x" = "$1" ] || [ "$x" = all ] && return 0; done; return 1; }
 only() { local x; for x in "${suites[@]}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
@@ -134,6 +136,7 @@ DENO=(deno run -A cli/main.ts bench)
     # the experiment at full size (128 x 6000 tokens, 7 rates) takes far longer than one
     # device command: by default a slice that fits, scaled with COMPRESS_ARGS
     has compress && step compress 540 "${BUN[@]}" compress ${COMPRESS_ARGS:---prompts 24 --rates 1,4,16,64}
+    only prefix && step prefix 240 "${BUN[@]}" prefix ${PREFIX_ARGS:-}
   fi
   if [ $HAVE_DENO = 1 ] && only deno; then
     step kernels-deno 150 "${DENO[@]}" kernels --shape "$SHAPES" ${KERNEL_ARGS:-}

@@ -9,9 +9,10 @@ import { samplingSuite } from "../bench/sampling.ts";
 import { anyGemmVariant, GEMM_DEFAULT, GEMM_SMALL, GEMM_SMALL_ROWS } from "../src/model/gemm.ts";
 import { ON_LOAD_QUANTS, type OnLoadQuant } from "../src/model/quantize-weights.ts";
 import { COMPRESS_DEFAULTS, compressSuite, OVERHEAD_DEFAULTS, overheadSuite } from "../bench/compress.ts";
-import { ALLOCATIONS, type Allocation } from "../src/cache/compression.ts";
+import { ALLOCATIONS, METHOD_NAMES, type Allocation, type CompressionMethod } from "../src/cache/compression.ts";
+import { PREFIX_DEFAULTS, prefixSuite } from "../bench/prefix.ts";
 
-const K = KERNEL_DEFAULTS, E = E2E_DEFAULTS, C = COMPRESS_DEFAULTS, O = OVERHEAD_DEFAULTS;
+const K = KERNEL_DEFAULTS, E = E2E_DEFAULTS, C = COMPRESS_DEFAULTS, O = OVERHEAD_DEFAULTS, P = PREFIX_DEFAULTS;
 const list = (xs: number[]) => xs.join(",");
 
 export const BENCH_HELP = `kvc bench SUITE... [options]   (synthetic models: random f16 weights built on the GPU)
@@ -22,6 +23,7 @@ suites:
   single | prefill | batch   one part of e2e
   compress   KV-Compress throughput experiment: tokens/s per compression rate
   overhead   compression pass cost against decode step time
+  prefix     time to first token with a long prefix sent before (prefix caching; cache_prefix) against without
   all        kernels e2e overhead compress
 
 common:
@@ -70,12 +72,18 @@ overhead:
                          (default ${O.batch}, ${O.promptLen}, ${O.outputLen}, ${O.rate}; interval from --interval)
   --overhead-allocation A  kvcompress budget split: ${ALLOCATIONS.join(" | ")} (default ${O.allocation})
 
+prefix:
+  --prefix-shape S       (default ${P.shape})
+  --prefix-len N --prefix-suffix N   shared prefix tokens, then tokens of each request's own (default ${P.prefixLen}, ${P.suffixLen})
+  --prefix-repeats N     cold/warm pairs, each on a fresh prefix; medians reported (default ${P.repeats})
+  --prefix-method M --prefix-rate R  the cache_prefix mode's compression (default ${P.method} ${P.rate}; rate 0: skip it)
+
 sampling:
   the batch decode four ways (plain, logprobs with 20 alternatives, a constraint allowing every
   token, both) at --batches (default 1,32), --batch-prompt-len, --batch-tokens: tokens/s each
 `;
 
-const SUITES = ["kernels", "e2e", "single", "prefill", "batch", "compress", "overhead", "sampling", "all"];
+const SUITES = ["kernels", "e2e", "single", "prefill", "batch", "compress", "overhead", "sampling", "prefix", "all"];
 
 function quantFlag(v: string): OnLoadQuant {
   if (!(ON_LOAD_QUANTS as readonly string[]).includes(v)) throw new Error(`--quant must be one of ${ON_LOAD_QUANTS.join(", ")} (got "${v}")`);
@@ -103,6 +111,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
       "batch-prompt-len": { type: "string" }, "batch-tokens": { type: "string" },
       "compress-shape": { type: "string" }, prompts: { type: "string" }, "compress-prompt-len": { type: "string" }, "output-len": { type: "string" },
       rates: { type: "string" }, "kv-seqs": { type: "string" }, interval: { type: "string" }, rate1: { type: "string" },
+      "prefix-shape": { type: "string" }, "prefix-len": { type: "string" }, "prefix-suffix": { type: "string" }, "prefix-repeats": { type: "string" }, "prefix-method": { type: "string" }, "prefix-rate": { type: "string" },
       "overhead-batch": { type: "string" }, "overhead-prompt-len": { type: "string" }, "overhead-output-len": { type: "string" }, "overhead-rate": { type: "string" }, "overhead-allocation": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -171,6 +180,16 @@ export async function benchCommand(argv: string[]): Promise<number> {
   };
   if (!(ALLOCATIONS as readonly string[]).includes(overhead.allocation)) throw new Error(`--overhead-allocation must be one of ${ALLOCATIONS.join(", ")}`);
   if (compress.rates.some((r) => r < 1) || !(overhead.rate >= 1)) throw new Error("compression rates must be >= 1");
+  const prefix = {
+    shape: a["prefix-shape"] ?? P.shape,
+    prefixLen: int(a["prefix-len"], "prefix-len", P.prefixLen, 16),
+    suffixLen: int(a["prefix-suffix"], "prefix-suffix", P.suffixLen),
+    repeats: int(a["prefix-repeats"], "prefix-repeats", P.repeats),
+    method: (a["prefix-method"] ?? P.method) as CompressionMethod,
+    rate: Number(a["prefix-rate"] ?? P.rate),
+  };
+  if (!(METHOD_NAMES as readonly string[]).includes(prefix.method) || prefix.method === "none") throw new Error(`--prefix-method must be one of ${METHOD_NAMES.filter((m) => m !== "none").join(", ")}`);
+  if (!(prefix.rate === 0 || prefix.rate >= 1)) throw new Error("--prefix-rate must be 0 (skip) or >= 1");
 
   // the run's identity first: adapter, features, limits, code
   const gpu = await createGpu();
@@ -200,6 +219,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     // the batch sweep's flags, batches 1 and 32 unless --batches says
     if (suite === "sampling") for (const s of shapes) await guard(suite, s, () => samplingSuite(ctx, s, { batches: a.batches ? e2e.batches : [1, 32], promptLen: e2e.batchPromptLen, tokens: e2e.batchTokens }));
     if (suite === "compress") await guard(suite, compress.shape, () => compressSuite(ctx, compress));
+    if (suite === "prefix") await guard(suite, prefix.shape, () => prefixSuite(ctx, prefix));
   }
   return failed ? 1 : 0;
 }

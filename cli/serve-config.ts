@@ -31,6 +31,7 @@ const SERVER_SETTINGS = {
   maxQueue: { flag: "max-queue", env: "KVC_MAX_QUEUE", arg: "N", help: `most requests waiting + running; more get 429 (default ${DEFAULTS.maxQueue})` },
   maxBody: { flag: "max-body", env: "KVC_MAX_BODY", arg: "SIZE", help: "largest request body; larger get 413 (default 4MiB)" },
   logPrompts: { flag: "log-prompts", env: "KVC_LOG_PROMPTS", help: "put the prompt in each request log line (default: never)" },
+  noPrefixCaching: { flag: "no-prefix-caching", env: "KVC_NO_PREFIX_CACHING", help: "turn automatic prefix caching off (default: on; n > 1 choices still share their prompt's blocks)" },
   headerTimeout: { flag: "header-timeout", env: "KVC_HEADER_TIMEOUT", arg: "S", help: `seconds to receive a request's headers (default ${DEFAULTS.headerTimeoutS}; Bun: fixed at 10)` },
   bodyTimeout: { flag: "body-timeout", env: "KVC_BODY_TIMEOUT", arg: "S", help: `seconds to receive a request's body; slower ones get 408 (default ${DEFAULTS.bodyTimeoutS})` },
   idleTimeout: { flag: "idle-timeout", env: "KVC_IDLE_TIMEOUT", arg: "S", help: `seconds a keep-alive connection may wait for its next request (default ${DEFAULTS.idleTimeoutS})` },
@@ -61,6 +62,8 @@ export interface ServeConfig {
   maxQueue: number;
   maxBodyBytes: number;
   logPrompts: boolean;
+  /** automatic prefix caching (the engine's prefixCaching) */
+  prefixCaching: boolean;
   /** connection limits (routes/adapter/types.ts) */
   connections: ConnectionLimits;
   /** origins allowed by CORS; empty: CORS off */
@@ -131,6 +134,7 @@ const ServerSettingsSchema = v.object({
   maxBody: v.optional(size(1024, "1KiB")),
   logPrompts: v.optional(boolean),
   noWarmup: v.optional(boolean),
+  noPrefixCaching: v.optional(boolean),
   headerTimeout: v.optional(integer(1, 3600)),
   bodyTimeout: v.optional(integer(1, 3600)),
   // Bun takes at most 255 s
@@ -188,6 +192,7 @@ export function resolveServeConfig(flags: Record<string, string | boolean | unde
     maxQueue: o.maxQueue ?? DEFAULTS.maxQueue,
     maxBodyBytes: o.maxBody ?? DEFAULTS.maxBodyBytes,
     logPrompts: o.logPrompts ?? false,
+    prefixCaching: !(o.noPrefixCaching ?? false),
     connections: {
       headerTimeoutS: o.headerTimeout ?? DEFAULTS.headerTimeoutS,
       bodyTimeoutS: o.bodyTimeout ?? DEFAULTS.bodyTimeoutS,

@@ -36,7 +36,7 @@ export async function serveCommand(argv: string[]) {
     apiKey: c.apiKey,
     maxBodyBytes: c.maxBodyBytes,
     compression: c.compression,
-    engine: { kvMemory: c.kvMemory, quantize: c.quantize },
+    engine: { kvMemory: c.kvMemory, quantize: c.quantize, prefixCaching: c.prefixCaching },
     logPrompts: c.logPrompts,
     connections: c.connections,
     corsOrigins: c.corsOrigins,

@@ -31,23 +31,33 @@ export function chatRoute(ctx: ServerContext) {
     const top = body.logprobs ? (body.top_logprobs ?? 0) : null;
     const tools = callableTools(body);
     const grammar = await answerGrammar(body, tools);
-    const prompt = asApiErrors("messages", () => ctx.encodeChat(body.messages.map(toTemplateMessage), body.tools ?? undefined));
-    const constraint = grammar ? await constrained(ctx, grammar.spec, grammar.param) : undefined;
+    const n = body.n ?? 1;
+    const messages = body.messages.map(toTemplateMessage);
+    const prompt = asApiErrors("messages", () => ctx.encodeChat(messages, body.tools ?? undefined));
+    // each choice decodes under a matcher of its own
+    const constraints = grammar ? await Promise.all(Array.from({ length: n }, () => constrained(ctx, grammar.spec, grammar.param))) : undefined;
     const id = newId("chatcmpl");
-    let gen;
+    let gens;
     try {
-      // chat answers may run to the end of the context, as in vLLM
-      gen = asApiErrors("messages", () => ctx.generate({ ...toGenerationParams(ctx, body, prompt, Infinity), logprobs: top ?? undefined, constraint }, c.req.raw.signal, id));
+      gens = asApiErrors("messages", () => {
+        // chat answers may run to the end of the context, as in vLLM
+        const params = { ...toGenerationParams(ctx, body, prompt, Infinity), logprobs: top ?? undefined };
+        // kv_compression.cache_prefix: what comes before the final user turn is the reusable prefix
+        if (params.compression.cachePrefix) params.prefixEnd = ctx.chatPrefixEnd(messages, prompt, body.tools ?? undefined);
+        return ctx.generateChoices(params, n, c.req.raw.signal, constraints, id);
+      });
     } catch (e) {
-      constraint?.dispose();
+      for (const k of constraints ?? []) k.dispose();
       throw e;
     }
-    noteRequest(c, { generation: gen, responseId: id, model, stream, prompt: body.messages });
+    noteRequest(c, { generation: gens[0], responseId: id, model, stream, prompt: body.messages });
     const created = Math.floor(Date.now() / 1000);
     const logprobsOf = (d: GenerationDelta) => (top == null ? null : chatLogprobs(d.logprobs, top));
     if (stream) {
-      const splitter = tools ? new ToolCallSplitter() : null;
-      const choice = (d: GenerationDelta, finishReason: string | null) => {
+      // each choice splits its own tool calls
+      const splitters = gens.map(() => (tools ? new ToolCallSplitter() : null));
+      const choice = (d: GenerationDelta, finishReason: string | null, index: number) => {
+        const splitter = splitters[index];
         let content = d.text;
         let calls: object[] = [];
         if (splitter) {
@@ -58,23 +68,26 @@ export function chatRoute(ctx: ServerContext) {
         if (!content && !calls.length && !d.logprobs.length && !finishReason) return null;
         const delta = { ...(content ? { content } : {}), ...(calls.length ? { tool_calls: calls } : {}) };
         const finish = finishReason === "stop" && splitter?.calls.length ? "tool_calls" : finishReason;
-        return { index: 0, delta, logprobs: logprobsOf(d), finish_reason: finish };
+        return { index, delta, logprobs: logprobsOf(d), finish_reason: finish };
       };
       const opening = { index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null };
-      return streamChunks(c, gen, { id, object: "chat.completion.chunk", created, model, choice, opening }, includeUsage);
+      return streamChunks(c, gens, { id, object: "chat.completion.chunk", created, model, choice, opening }, includeUsage);
     }
-    const text = await gen.text();
-    const r = await gen.finish();
-    const { content, calls } = tools ? splitToolCalls(text) : { content: text, calls: [] };
-    const message = { role: "assistant", content, ...(calls.length ? { tool_calls: calls } : {}) };
-    const finish = r.finishReason === "stop" && calls.length ? "tool_calls" : r.finishReason;
+    const texts = await Promise.all(gens.map((g) => g.text()));
+    const rs = await Promise.all(gens.map((g) => g.finish()));
+    const choices = rs.map((r, i) => {
+      const { content, calls } = tools ? splitToolCalls(texts[i]) : { content: texts[i], calls: [] };
+      const message = { role: "assistant", content, ...(calls.length ? { tool_calls: calls } : {}) };
+      const finish = r.finishReason === "stop" && calls.length ? "tool_calls" : r.finishReason;
+      return { index: i, message, logprobs: logprobsOf({ text: texts[i], logprobs: gens[i].logprobs }), finish_reason: finish };
+    });
     return c.json({
       id,
       object: "chat.completion",
       created,
       model,
-      choices: [{ index: 0, message, logprobs: logprobsOf({ text, logprobs: gen.logprobs }), finish_reason: finish }],
-      usage: usageOf(r),
+      choices,
+      usage: usageOf(rs),
     });
   });
 }

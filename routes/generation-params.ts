@@ -19,7 +19,8 @@ export function resolveModel(ctx: ServerContext, model: string | null | undefine
 /** `defaultMaxTokens`: max_tokens when the request gives none, clamped to what fits. */
 export function toGenerationParams(ctx: ServerContext, body: CommonRequest, prompt: number[], defaultMaxTokens: number): GenerationParams {
   ctx.checkPrompt(prompt);
-  const { maxContext } = ctx.limits;
+  const { maxContext, maxSeqs } = ctx.limits;
+  if ((body.n ?? 1) > maxSeqs) throw new ApiError(400, `n may be at most ${maxSeqs} on this server: each choice is a sequence, and it runs at most ${maxSeqs} at once`, "n");
   const n = prompt.length;
   const compression = requestCompression(ctx.opts.compression, body);
   const completionMax = "max_completion_tokens" in body ? body.max_completion_tokens : null;

@@ -26,7 +26,8 @@ const CommonFields = {
   /** vLLM's extension; -1 and 0 both mean off */
   top_k: v.nullish(v.pipe(v.number(), v.safeInteger(), v.minValue(-1))),
   seed: v.nullish(v.pipe(v.number(), v.safeInteger())),
-  n: onlyDefault(v.number(), (x) => x === 1, "n other than 1"),
+  /** choices: at most OpenAI's 128, and the sequences the engine runs at once (generation-params.ts) */
+  n: v.nullish(v.pipe(v.number(), v.safeInteger(), v.minValue(1), v.maxValue(128, "n may be at most 128"))),
   stop: v.nullish(v.union([StopString, v.pipe(v.array(StopString), v.maxLength(16))])),
   stream: v.nullish(v.boolean()),
   stream_options: v.nullish(StreamOptionsSchema),

@@ -92,6 +92,32 @@ export class Compactor {
     this.move(Uint32Array.from(moves));
   }
 
+  /**
+   * Copy on write: gives `seq` a private copy of every block it shares (a cached prefix
+   * it will score or compact), then lets go of the shared ones. All or nothing: false
+   * (and no change) when the pool is short.
+   */
+  unshare(seq: SeqCache): boolean {
+    const c = this.cache, bs = c.blockSize, pool = c.pool;
+    const shared: [number, number][] = [];
+    for (let h = 0; h < c.heads; h++) seq.blocks[h].forEach((id, i) => pool.isShared(id) && shared.push([h, i]));
+    if (!shared.length) return true;
+    const ids = pool.allocate(shared.length);
+    if (!ids) return false;
+    const moves: number[] = [];
+    const old: number[] = [];
+    shared.forEach(([h, i], k) => {
+      const src = seq.blocks[h][i];
+      const n = Math.min(bs, seq.lengths[h] - i * bs);
+      for (let j = 0; j < n; j++) moves.push(src * bs + j, ids[k] * bs + j);
+      old.push(src);
+      c.replace(seq, h, i, ids[k]);
+    });
+    this.move(Uint32Array.from(moves));
+    pool.freeBlocks(old);
+    return true;
+  }
+
   /** kv_compact over (src, dst) physical slot pairs whose sources and destinations never overlap. */
   private move(moves: Uint32Array<ArrayBuffer>) {
     const c = this.cache;

@@ -54,6 +54,12 @@ export interface CompressionOptions {
   allocation: Allocation;
   /** keys per eviction chunk (KV-Compress evicts block-sized chunks) */
   chunkSize: number;
+  /**
+   * Reusable compressed prefix: compress the prompt's prefix (up to the last full block
+   * before the final user turn) once, query-agnostically, cache that compressed state
+   * and start later requests with the same prefix and settings from it.
+   */
+  cachePrefix: boolean;
 }
 
 /** A setting's values: integers from `min`, numbers in [min, below), a switch, or one of a list. */
@@ -97,6 +103,7 @@ export const COMPRESSION_SETTINGS = [
   exposed("crushAnchor", "crush-anchor", "A", { kind: "enum", values: CRUSH_ANCHORS }, "mean", `KVCrush anchor: ${CRUSH_ANCHORS.join(" | ")}`, "crush_anchor"),
   exposed("crushBase", "crush-base", "B", { kind: "enum", values: CRUSH_BASES }, "kvcompress", `KVCrush importance method: ${CRUSH_BASES.join(" | ")}`, "crush_base"),
   exposed("allocation", "allocation", "A", { kind: "enum", values: ALLOCATIONS }, "ada", `kvcompress: how the budget is split over layers and heads, ${ALLOCATIONS.join(" | ")}`, "allocation"),
+  exposed("cachePrefix", "cache-prefix", undefined, { kind: "bool" }, false, "compress the prompt's prefix (before the final user turn) once, query-agnostically, and reuse it for requests with the same prefix and settings", "cache_prefix"),
   // fixed by the methods as the papers run them: not settable
   setting({ key: "poolKernel", type: { kind: "int", min: 1 }, default: 7, help: "max-pool width of the scores along the sequence", flag: null, env: null, field: null }),
   setting({ key: "chunkSize", type: { kind: "int", min: 1 }, default: 16, help: "keys per eviction chunk", flag: null, env: null, field: null }),

@@ -78,6 +78,36 @@ export class KvCache {
     return null;
   }
 
+  /**
+   * Gives an empty sequence blocks other holders share (a cached prefix): `blocks[h]`
+   * and `lengths[h]` tokens per head. A sequence that will write into them (scores,
+   * compaction) takes private copies first (Compactor.unshare).
+   */
+  share(seq: SeqCache, blocks: ArrayLike<number>[], lengths: ArrayLike<number>) {
+    for (let h = 0; h < this.heads; h++) {
+      if (seq.blocks[h].length) throw new Error("share() needs an empty sequence");
+      const list = Array.from(blocks[h]);
+      for (const id of list) this.pool.retain(id);
+      seq.blocks[h] = list;
+      seq.lengths[h] = lengths[h];
+      this.setRow(seq, h, 0);
+    }
+  }
+
+  /** Puts block `id` at index i of head h's list (a private copy replacing a shared block). */
+  replace(seq: SeqCache, h: number, i: number, id: number) {
+    seq.blocks[h][i] = id;
+    this.setRow(seq, h, i);
+  }
+
+  /** Writes head h's block list from index `from` on into the table mirror. */
+  private setRow(seq: SeqCache, h: number, from: number) {
+    const row = seq.slot * this.heads + h;
+    const list = seq.blocks[h];
+    for (let i = from; i < list.length; i++) this.mirror[row * this.stride + i] = list[i];
+    if (list.length > from) this.markDirty(row, from, list.length);
+  }
+
   /** Blocks needed so every head can take `n` more tokens. */
   blocksNeeded(seq: SeqCache, n: number): number {
     let need = 0;
@@ -137,7 +167,9 @@ export class KvCache {
   /** Returns every block of the sequence and its table slot. */
   release(seq: SeqCache) {
     for (let h = 0; h < this.heads; h++) {
-      this.pool.freeBlocks(seq.blocks[h]);
+      // newest first: cached blocks go idle tail first, and the pool reclaims the oldest
+      // idle ones, so a cached prompt loses its end before its start
+      this.pool.freeBlocks(seq.blocks[h].reverse());
       seq.blocks[h] = [];
       seq.lengths[h] = 0;
     }

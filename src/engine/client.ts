@@ -24,6 +24,8 @@ export interface EngineLimits {
   heads: number;
   blockSize: number;
   numBlocks: number;
+  /** sequences (table slots) the engine runs at once: the most choices (n) one request may ask */
+  maxSeqs: number;
 }
 
 /** What the engine runs on. */
@@ -40,6 +42,8 @@ export interface EngineLoad {
   running: number;
   blocksUsed: number;
   blocksTotal: number;
+  /** blocks nobody holds that keep cached prompt K/V (free to take, reclaimed when needed) */
+  blocksCached: number;
 }
 
 export class EngineClient {
@@ -72,7 +76,7 @@ export class EngineClient {
 
   stats(): EngineLoad {
     const pool = this.engine.cache.pool;
-    return { waiting: this.engine.waiting.length, running: this.engine.running.length, blocksUsed: pool.numUsedBlocks, blocksTotal: pool.numBlocks };
+    return { waiting: this.engine.waiting.length, running: this.engine.running.length, blocksUsed: pool.numUsedBlocks, blocksTotal: pool.numBlocks, blocksCached: pool.numIdleCachedBlocks };
   }
 
   /** A read-only map of a sequence's cache while it holds one (Engine.cacheMap). */
@@ -129,6 +133,19 @@ export class EngineClient {
     if (this.stopped) throw new Error("the server is shutting down");
     this.engine.add(seq);
     this.live.set(seq, onFail);
+    this.wake?.();
+  }
+
+  /**
+   * Queues the n choices of one prompt, which share its prefill (Engine.addChoices);
+   * `onFail[i]` hears of choice i's failure. Throws the engine's PromptError.
+   */
+  submitChoices(choices: Sequence[], onFail: OnFail[]) {
+    if (this.stopped) throw new Error("the server is shutting down");
+    const queued = this.engine.addChoices(choices);
+    choices.forEach((c, i) => this.live.set(c, onFail[i]));
+    // a parent failing (its prefill step) fails every choice
+    if (!choices.includes(queued)) this.live.set(queued, (e) => onFail.forEach((f) => f(e)));
     this.wake?.();
   }
 

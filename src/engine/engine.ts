@@ -9,7 +9,8 @@
 // A decode round is `lookahead` steps submitted back to back; while one runs the next
 // is already queued behind it, so the GPU does not wait for the readback or for the
 // host to record the next round. Serving drives it through EngineClient (client.ts).
-// Long file: the step loop, round chaining and token intake read as one.
+// Long file: the loop's parts (prefill steps with their forks and n > 1 choices, decode
+// rounds that chain behind each other, token intake, aborts applied between steps) share its state.
 import { createGpu, describeGpu, type Gpu } from "../gpu/device.ts";
 import { KernelContext } from "../gpu/kernels.ts";
 import { BlockPool } from "../cache/block-pool.ts";
@@ -25,6 +26,7 @@ import type { CompressionOptions, KvStats } from "../cache/compression.ts";
 import { Compressor } from "./compressor.ts";
 import { ModelRunner, type Round } from "./model-runner.ts";
 import { perplexity } from "./perplexity.ts";
+import { PrefixSharing } from "./prefix-sharing.ts";
 import { checkPrompt } from "./prompt-check.ts";
 import { Scheduler } from "./scheduler.ts";
 import { kvStatsOf, Sequence, type FinishReason } from "./sequence.ts";
@@ -48,6 +50,8 @@ export interface EngineOptions {
   quantize?: OnLoadQuant;
   /** plan kvcompress / snapkv evictions on the GPU (default); false plans every policy on the host */
   gpuPlanner?: boolean;
+  /** automatic prefix caching (default on): requests reuse the K/V of cached prompt blocks */
+  prefixCaching?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -55,6 +59,7 @@ export class Engine {
   /** counters for benchmarks and tests (stats.ts) */
   readonly stats = newEngineStats();
   readonly scheduler: Scheduler;
+  readonly sharing: PrefixSharing;
   private compressor: Compressor;
   private runner: ModelRunner;
   private mapper: CacheMapper;
@@ -74,7 +79,8 @@ export class Engine {
     readonly tokenizer: TextTokenizer,
     readonly opts: Required<Omit<EngineOptions, "log" | "kvMemory" | "maxBindingBytes" | "quantize">>,
   ) {
-    this.scheduler = new Scheduler(cache, cfg, opts, this.stats);
+    this.sharing = new PrefixSharing(kc, cache);
+    this.scheduler = new Scheduler(cache, cfg, opts, this.stats, this.sharing);
     const limits = gpu.limits;
     this.compressor = new Compressor(kc, cache, cfg, { gpuPlanner: opts.gpuPlanner, maxWorkgroupBytes: limits.maxComputeWorkgroupStorageSize, maxBindingBytes: limits.maxStorageBufferBindingSize }, this.stats);
     this.runner = new ModelRunner(model, this.stats);
@@ -124,6 +130,7 @@ export class Engine {
         prefillChunk: o.prefillChunk ?? 512,
         maxSeqs,
         gpuPlanner: o.gpuPlanner ?? true,
+        prefixCaching: o.prefixCaching ?? true,
       });
     } catch (e) {
       gpu.device.destroy(); // frees whatever was uploaded before the failure
@@ -145,7 +152,7 @@ export class Engine {
   /** What a request must stay within (the prompt is checked by `add`). */
   get limits(): EngineLimits {
     const { cfg, cache } = this;
-    return { maxContext: cfg.maxContext, vocab: cfg.vocab, layers: cfg.layers, kvHeads: cfg.kvHeads, heads: cache.heads, blockSize: cache.blockSize, numBlocks: cache.pool.numBlocks };
+    return { maxContext: cfg.maxContext, vocab: cfg.vocab, layers: cfg.layers, kvHeads: cfg.kvHeads, heads: cache.heads, blockSize: cache.blockSize, numBlocks: cache.pool.numBlocks, maxSeqs: this.opts.maxSeqs };
   }
 
   /** Throws the PromptError of a prompt `add` would refuse (serving asks before it sizes a request). */
@@ -156,6 +163,7 @@ export class Engine {
   /** Queues a sequence; it runs on the next steps. Throws a PromptError (prompt-check.ts) for a prompt it cannot run. */
   add(seq: Sequence) {
     this.checkPrompt(seq.prompt, seq.compressAt);
+    this.sharing.prepare(seq, this.opts.prefixCaching);
     for (const f of seq.opts.forks ?? []) {
       // the forks' scores are the parent's: the same queries must have scored the same keys
       const same = f.prompt.length === seq.prompt.length && f.prompt.every((t, i) => t === seq.prompt[i]) && f.compressAt === seq.compressAt;
@@ -164,6 +172,19 @@ export class Engine {
       }
     }
     this.scheduler.waiting.push(seq);
+  }
+
+  /**
+   * Queues the n choices of one prompt (n > 1): a parent prefills the prompt's full
+   * blocks but the last token's and caches them, then each choice holds those blocks
+   * and prefills the rest itself (at most a block, in a block of its own: copy on write
+   * of the partial block). Returns the sequence queued (the parent, or the one choice).
+   */
+  addChoices(choices: Sequence[]): Sequence {
+    for (const c of choices) this.checkPrompt(c.prompt, c.compressAt);
+    const parent = this.sharing.choicesParent(choices);
+    for (const s of parent ? [parent] : choices) this.add(s);
+    return parent ?? choices[0];
   }
 
   /**
@@ -183,8 +204,12 @@ export class Engine {
     if (i >= 0) this.scheduler.waiting.splice(i, 1);
     seq.finish(reason);
     this.releaseIfDone(seq);
-    // forks not taken yet never will be
+    // forks and choices not taken yet never will be
     for (const f of seq.opts.forks ?? []) if (!f.cache && f.numComputedTokens === 0) f.finish(reason);
+    const queued = (c: Sequence) => this.scheduler.waiting.includes(c) || this.scheduler.running.includes(c);
+    for (const c of seq.opts.choices ?? []) if (!queued(c)) c.finish(reason);
+    // a parent whose choices have all ended has nobody to prefill for
+    if (seq.parent && seq.parent.opts.choices!.every((c) => c.finished)) this.end(seq.parent, reason);
   }
 
   /** Runs steps until every queued sequence has finished. */
@@ -234,6 +259,7 @@ export class Engine {
     for (const { seq, n } of plan) {
       seq.numComputedTokens += n;
       seq.numWrittenTokens += n;
+      this.sharing.register(seq);
     }
     const due = plan.map((c) => c.seq).filter((s) => s.compressing && s.numComputedTokens === s.compressAt);
     const forked = new Map<Sequence, Sequence[]>();
@@ -244,12 +270,20 @@ export class Engine {
       forked.set(p, forks);
     }
     await this.compressor.compress(due);
+    for (const s of due) this.sharing.storeCompressed(s);
     for (let b = 0; b < plan.length; b++) {
       const seq = plan[b].seq;
       // forks go on alone, also when their parent was cancelled meanwhile
       const forks = forked.get(seq) ?? [];
       if (!seq.prefilled) {
         this.scheduler.waiting.splice(this.scheduler.waiting.indexOf(seq) + 1, 0, ...forks);
+        continue;
+      }
+      if (seq.opts.choices) {
+        // its choices take its place, holding its blocks, and it ends
+        this.scheduler.branch(seq);
+        seq.finish("stop");
+        this.releaseIfDone(seq);
         continue;
       }
       if (!seq.finished) {
@@ -410,6 +444,7 @@ export class Engine {
 
   destroy() {
     this.mapper.destroy();
+    this.sharing.destroy();
     this.compressor.destroy();
     this.model.destroy();
     this.cache.destroy();

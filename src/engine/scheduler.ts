@@ -1,8 +1,9 @@
 // Scheduler: which sequences run in the next step, and how far. It keeps the
 // waiting and running queues, admits by free blocks, cuts prefill chunks, sizes
 // decode rounds and picks whom to preempt; the engine executes what it returns.
-import type { KvCache } from "../cache/kv-cache.ts";
+import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "../model/config.ts";
+import type { PrefixSharing } from "./prefix-sharing.ts";
 import type { Sequence } from "./sequence.ts";
 import type { EngineStats } from "./stats.ts";
 
@@ -22,6 +23,7 @@ export class Scheduler {
     private cfg: ModelConfig,
     private opts: { prefillChunk: number; lookahead: number },
     private stats: EngineStats,
+    private sharing: PrefixSharing,
   ) {}
 
   get idle(): boolean {
@@ -31,10 +33,12 @@ export class Scheduler {
   /**
    * Admission by free blocks: a new sequence starts only when its whole prefill fits
    * beside a block per head for every running sequence (it compresses only once the
-   * prefill ends), unless nothing else runs.
+   * prefill ends), unless nothing else runs. Cached prompt blocks that others hold
+   * already cost it nothing (idle cached ones count among the free).
    */
   private admits(seq: Sequence): boolean {
-    return this.cache.pool.numFreeBlocks >= this.cache.blocksFor(seq.input.length) + this.cache.heads * this.running.length;
+    const need = this.cache.blocksFor(seq.input.length) - this.sharing.heldBlocksFor(seq);
+    return this.cache.pool.numFreeBlocks >= need + this.cache.heads * this.running.length;
   }
 
   /** Whether a prefill step would start or go on with a waiting sequence now. */
@@ -63,14 +67,12 @@ export class Scheduler {
       if (plan.length && (seq.opts.batchInvariant || plan[0].seq.opts.batchInvariant)) break;
       const alone = this.running.length === 0 && plan.length === 0;
       if (!seq.cache && !alone && !this.admits(seq)) break;
-      if (!seq.cache) {
-        seq.cache = this.cache.open();
-        if (!seq.cache) break; // every table slot is taken
-      }
+      const cache = seq.cache ?? this.openCache(seq);
+      if (!cache) break; // every table slot is taken
       const { n, scoreRows } = this.prefillChunk(seq, budget);
-      if (!this.cache.reserve(seq.cache, n)) {
+      if (!this.cache.reserve(cache, n)) {
         if (seq.numComputedTokens === 0 && alone) {
-          this.cache.release(seq.cache);
+          this.cache.release(cache);
           seq.cache = null;
           this.waiting.splice(this.waiting.indexOf(seq), 1);
           seq.finish("length");
@@ -82,6 +84,13 @@ export class Scheduler {
       budget -= n;
     }
     return plan;
+  }
+
+  /** Opens a sequence's cache with what the prefix cache holds of its input; null when every table slot is taken. */
+  openCache(seq: Sequence): SeqCache | null {
+    seq.cache = this.cache.open();
+    if (seq.cache) this.sharing.attach(seq);
+    return seq.cache;
   }
 
   /**
@@ -101,6 +110,22 @@ export class Scheduler {
     const rem = seq.compressAt - seq.numComputedTokens;
     if (rem <= budget) return { n: rem, scoreRows: Math.min(w, rem) };
     return { n: Math.max(1, Math.min(budget, rem - w)), scoreRows: 0 };
+  }
+
+  /**
+   * A prefilled n > 1 parent: its choices take its place in the queue, in the prefix
+   * cache's namespace it filled, each holding its blocks at once where a table slot is
+   * free. Choices that compress copy what they reuse: they wait for admission instead.
+   */
+  branch(parent: Sequence) {
+    const choices = parent.opts.choices!.filter((c) => !c.finished);
+    this.waiting.splice(this.waiting.indexOf(parent), 1, ...choices);
+    for (const c of choices) {
+      c.prefixSalt = parent.prefixSalt;
+      c.prefixQueried = true;
+      c.cachedTokens = parent.cachedTokens;
+      if (this.cache.freeSeqSlots > 0 && !c.compressing) this.openCache(c);
+    }
   }
 
   /** A sequence whose prefill ended starts decoding. */

@@ -60,6 +60,18 @@ export interface SequenceOptions {
   forks?: Sequence[];
   /** keep a map of the cache in this many bins as the sequence ends (finalMap; src/cache/cache-map.ts) */
   mapAtRelease?: number;
+  /**
+   * Where the prompt's reusable prefix ends (chat: where the final user turn starts;
+   * default: before the last token). With compression.cachePrefix the engine
+   * compresses the whole blocks before it once, query-agnostically (cachePrefixAt).
+   */
+  prefixEnd?: number;
+  /**
+   * n > 1: sequences with this prompt that go on from this one's prefill. This one
+   * only prefills (the prompt's full blocks but the last token's) and caches them;
+   * each of them then holds those blocks and prefills the rest itself.
+   */
+  choices?: Sequence[];
 }
 
 let nextId = 1;
@@ -87,6 +99,27 @@ export class Sequence {
   preemptions = 0;
   /** the constraint's mask for the next token, fetched before a step samples it */
   mask: Uint32Array | null = null;
+  /**
+   * Namespace of the prefix cache this sequence reads and fills (null: none). Set by
+   * the engine: "" for the shared one; an n > 1 group's own when caching is off.
+   */
+  prefixSalt: string | null | undefined = undefined;
+  /** chained hashes of the full blocks of `input` computed so far (prefix-cache.ts) */
+  blockHashes: string[] = [];
+  /** full blocks of `input` handed to the prefix cache */
+  cachedBlocks = 0;
+  /** prompt tokens the first prefill found cached (usage.prompt_tokens_details.cached_tokens) */
+  cachedTokens = 0;
+  /**
+   * kv_compression.cache_prefix: prompt tokens (whole blocks) compressed once,
+   * query-agnostically (compressAt is there), whose compressed state is cached for
+   * later sequences with the same prefix and settings; 0: none. Set by the engine.
+   */
+  cachePrefixAt = 0;
+  /** the n > 1 parent whose prefill this sequence goes on from (SequenceOptions.choices) */
+  parent: Sequence | null = null;
+  /** whether the prefix cache was asked for this sequence (vllm:prefix_cache_queries_total) */
+  prefixQueried = false;
   /** cache figures, kept current while running and frozen at release */
   kv: KvStats = { blocksUsed: 0, blocksUncompressed: 0, tokensKept: 0, contextTokens: 0, compressionRate: 1, evictedTokens: 0 };
   /** the cache's map as it was released, when opts.mapAtRelease asked for one */
@@ -122,6 +155,7 @@ export class Sequence {
     this.input = this.prompt.concat(this.output);
     this.numComputedTokens = 0;
     this.numWrittenTokens = 0;
+    this.cachedBlocks = 0;
     this.stepsSinceCompress = 0;
     // a sequence that had started decoding compresses once its recompute ends; one
     // still in its prompt keeps its own point (query-agnostic evaluation sets it)

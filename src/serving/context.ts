@@ -61,15 +61,20 @@ export interface ServerContext {
   encode(text: string): number[];
   /** Messages (and tools, for the template) through the chat template to token ids; a ServingError when their text cannot fit. */
   encodeChat(messages: ChatMessage[], tools?: unknown[]): number[];
+  /** Where the final user turn starts in `prompt`, the tokens of `messages` and `tools` (0: nothing before it). */
+  chatPrefixEnd(messages: ChatMessage[], prompt: number[], tools?: unknown[]): number;
   /** A matcher for a grammar (constrained decoding); throws a GrammarError for one xgrammar refuses. */
   constrain(spec: GrammarSpec): Promise<GrammarConstraint>;
   /** Throws the engine's PromptError for a prompt it would refuse. */
   checkPrompt(prompt: number[]): void;
   /**
-   * Queues a request; throws a ServingError (busy, shutting down) or the engine's PromptError.
-   * `responseId`: the id the client sees, under which cacheMap finds it (one call per choice).
+   * Queues a request (`n` choices of it sharing its prompt's K/V); throws a ServingError
+   * (busy, shutting down) or the engine's PromptError.
    */
   generate(params: GenerationParams, signal?: AbortSignal, responseId?: string): Generation;
+  /** `constraints`: one matcher per choice, when the answers are constrained */
+  /** `responseId`: the id the client sees, under which cacheMap finds each choice (by index) */
+  generateChoices(params: GenerationParams, n: number, signal?: AbortSignal, constraints?: GenerationParams["constraint"][], responseId?: string): Generation[];
   /** Choice `index` of a response's cache, head by head; null for an id not known (or no longer kept). */
   cacheMap(responseId: string, index?: number): CacheMapView | null;
   shutdown(graceMs: number): Promise<void>;
@@ -108,6 +113,10 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
   }
 
   function generate(params: GenerationParams, signal?: AbortSignal, responseId?: string): Generation {
+    return generateChoices(params, 1, signal, undefined, responseId)[0];
+  }
+
+  function generateChoices(params: GenerationParams, n: number, signal?: AbortSignal, constraints?: GenerationParams["constraint"][], responseId?: string): Generation[] {
     if (closing) throw new ServingError({ kind: "shutting_down" });
     const { waiting, running } = client.stats();
     const queued = waiting + running;
@@ -115,15 +124,20 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
       metrics.queueFull.inc();
       throw new ServingError({ kind: "busy", queued, maxQueue: opts.maxQueue, retryAfterS: queueWait.retryAfterS(queued - opts.maxQueue + 1) });
     }
-    const gen = new Generation({ client, metrics }, params, signal);
-    live.add(gen);
-    if (responseId) maps.track(responseId, gen);
-    gen.ended.then(() => {
-      params.constraint?.dispose?.();
-      live.delete(gen);
-      queueWait.finished();
+    const deps = { client, metrics };
+    // choice i samples with seed + i and decodes under its own matcher (one holds one answer's state)
+    const each = Array.from({ length: n }, (_, i) => ({ ...params, sampling: { ...params.sampling, seed: (params.sampling.seed + i) >>> 0 }, constraint: constraints?.[i] ?? params.constraint }));
+    const gens = n === 1 ? [new Generation(deps, each[0], signal)] : Generation.choices(deps, each, signal);
+    gens.forEach((gen, i) => {
+      live.add(gen);
+      if (responseId) maps.track(responseId, gen);
+      gen.ended.then(() => {
+        each[i].constraint?.dispose?.();
+        live.delete(gen);
+        if (gen.index === 0) queueWait.finished();
+      });
     });
-    return gen;
+    return gens;
   }
 
   async function shutdown(graceMs: number) {
@@ -163,9 +177,19 @@ export function createServerContext(client: EngineClient, opts: ServerOptions): 
       checkText(messages.reduce((n, m) => n + m.content.length, 0) + (tools ? JSON.stringify(tools).length : 0));
       return tk.encodeChat(messages, tools);
     },
+    chatPrefixEnd(messages, prompt, tools) {
+      let last = messages.length - 1;
+      while (last >= 0 && messages[last].role !== "user") last--;
+      if (last <= 0) return 0;
+      const head = tk.encode(tk.renderChat(messages.slice(0, last), false, tools), false);
+      let i = 0;
+      while (i < head.length && i < prompt.length && head[i] === prompt[i]) i++;
+      return i;
+    },
     constrain: (spec) => grammars.constraint(spec),
     checkPrompt: (prompt) => client.checkPrompt(prompt),
     generate,
+    generateChoices,
     cacheMap: (id, index) => maps.view(id, index),
     shutdown,
   };

@@ -25,6 +25,8 @@ export interface GenerationParams {
   compression: Partial<CompressionOptions>;
   /** logits independent of the requests beside it (Sequence's batchInvariant): a seeded answer's */
   batchInvariant: boolean;
+  /** where the prompt's reusable prefix ends (chat: the final user turn; kv_compression.cache_prefix) */
+  prefixEnd?: number;
   /** each token's logprob and this many alternatives (0-20); absent: none */
   logprobs?: number;
   /** constrained decoding (src/serving/grammar.ts); disposed when the request ends */
@@ -51,6 +53,8 @@ export interface GenerationResult {
   promptTokens: number;
   /** tokens generated up to the end (the EOS or stop-matching token included) */
   completionTokens: number;
+  /** prompt tokens whose K/V came from the prefix cache (usage.prompt_tokens_details.cached_tokens) */
+  cachedTokens: number;
   kv: KvStats;
 }
 
@@ -83,8 +87,22 @@ export class Generation implements AsyncIterable<GenerationDelta> {
   /** resolves once the sequence has ended and its blocks are back in the pool */
   readonly ended: Promise<void>;
 
-  /** Queues the request on the engine; throws the engine's PromptError when it refuses the prompt. */
-  constructor(private deps: GenerationDeps, params: GenerationParams, signal?: AbortSignal) {
+  /**
+   * The choices of one request (n > 1), one per params (same prompt; their own seeds and
+   * matchers), sharing the prompt's prefill. Throws the engine's PromptError when it
+   * refuses the prompt.
+   */
+  static choices(deps: GenerationDeps, each: GenerationParams[], signal?: AbortSignal): Generation[] {
+    const gens = each.map((params, i) => new Generation(deps, params, signal, i, false));
+    deps.client.submitChoices(gens.map((g) => g.seq), gens.map((g) => g.onEngineFail));
+    return gens;
+  }
+
+  /**
+   * Queues the request on the engine (unless it is choice `index` of several, which
+   * `choices` queues together); throws the engine's PromptError when it refuses the prompt.
+   */
+  constructor(private deps: GenerationDeps, params: GenerationParams, signal?: AbortSignal, readonly index = 0, queue = true) {
     this.decoder = new IncrementalDecoder(deps.client.tokenizer);
     this.matcher = new StopMatcher(params.stop);
     this.seq = new Sequence(params.prompt, {
@@ -93,19 +111,22 @@ export class Generation implements AsyncIterable<GenerationDelta> {
       ignoreEos: params.ignoreEos,
       compression: params.compression,
       batchInvariant: params.batchInvariant,
+      prefixEnd: params.prefixEnd,
       logprobs: params.logprobs,
       constraint: params.constraint,
       // the playground's last look at the cache (GET /v1/kv_cache/{id}); costs a GPU read only where keys were evicted
       mapAtRelease: CACHE_MAP_BINS,
       onToken: (id, lp) => this.onToken(id, lp),
     });
-    deps.client.submit(this.seq, (e) => this.fail(new ServingError({ kind: "engine_failed", message: e.message })));
+    if (queue) deps.client.submit(this.seq, this.onEngineFail);
     this.ended = this.seq.wait().then(() => this.onFinished());
     if (signal) {
       if (signal.aborted) this.abort();
       else signal.addEventListener("abort", () => this.abort(), { once: true });
     }
   }
+
+  private onEngineFail = (e: Error) => this.fail(new ServingError({ kind: "engine_failed", message: e.message }));
 
   /** The client went away: cancel the sequence (its blocks are freed within one step). */
   abort() {
@@ -144,7 +165,7 @@ export class Generation implements AsyncIterable<GenerationDelta> {
     await this.ended;
     if (this.error) throw this.error;
     const finishReason = this.aborted ? "abort" : this.stopHit ? "stop" : this.seq.finishReason === "length" ? "length" : "stop";
-    return { finishReason, promptTokens: this.seq.prompt.length, completionTokens: this.tokens, kv: this.seq.kv };
+    return { finishReason, promptTokens: this.seq.prompt.length, completionTokens: this.tokens, cachedTokens: this.seq.cachedTokens, kv: this.seq.kv };
   }
 
   private onToken(id: number, lp?: TokenLogprobs) {
@@ -186,7 +207,14 @@ export class Generation implements AsyncIterable<GenerationDelta> {
       this.close();
     }
     const m = this.deps.metrics;
-    m.promptTokens.inc(this.seq.numComputedTokens);
+    // a request's prompt counts once, however many choices share it
+    if (this.index === 0) {
+      m.promptTokens.inc(this.seq.numComputedTokens);
+      if (this.seq.prefixQueried) {
+        m.prefixQueries.inc(this.seq.prompt.length);
+        m.prefixHits.inc(this.seq.cachedTokens);
+      }
+    }
     m.preemptions.inc(this.seq.preemptions);
     m.e2e.observe((this.endedAt - this.t0) / 1000);
     if (this.seq.numComputedTokens > 0) {

@@ -50,7 +50,7 @@ function fieldCases(): Case[] {
   add("top_p", ["1", true, [], 0, -0.5, 1.5], both);
   add("top_k", ["40", false, -2, 1.5, 2 ** 60], both);
   add("seed", ["7", {}, 1.5, 2 ** 64, -(2 ** 64)], both);
-  add("n", ["1", 2, 0, -1, 16], both);
+  add("n", ["1", 0, -1, 1.5, 129, 1e9, 2 ** 60], both);
   add("stop", [5, true, {}, [1], [""], "", ["a", 3], Array(17).fill("x"), "x".repeat(2000)], both);
   add("stream", ["true", 1, 0, "yes", {}], both);
   add("ignore_eos", ["false", 1, []], both);
