@@ -53,8 +53,12 @@ export class Compressor {
    * and positions of all of them come back in one readback (Deno pays ~10 ms per
    * map). `queueBehind`: called once the GPU ranking is submitted, when one GPU pass
    * is all there is, to put the next decode round in behind it; returns whether it did.
+   * `beforeEvict` (idempotent): awaited before anything is evicted, so the engine can take
+   * the tokens of the round the ranking ran behind first: a sequence that ended inside
+   * that round (EOS) holds lookahead keys past its end, which the ranking counted as the
+   * newest, so it must be released (and skipped) rather than compressed.
    */
-  async compress(seqs: Sequence[], queueBehind: (() => boolean) | null = null) {
+  async compress(seqs: Sequence[], queueBehind: (() => boolean) | null = null, beforeEvict: (() => Promise<void>) | null = null) {
     const t0 = performance.now();
     const due: { seq: Sequence; cache: SeqCache; policy: CompressionPolicy; ctx: PlanContext; keep: number }[] = [];
     for (const seq of seqs) {
@@ -100,7 +104,8 @@ export class Compressor {
       const t2 = performance.now();
       this.stats.gatherMs += t1 - tr - roundMs;
       this.stats.planMs += t2 - t1;
-      const evicted = this.planner.evict(reqs, counts, group.map((d) => d.seq.cache === d.cache)); // cancelled while ranking: skipped
+      await beforeEvict?.();
+      const evicted = this.planner.evict(reqs, counts, group.map((d) => d.seq.cache === d.cache)); // cancelled or ended while ranking: skipped
       group.forEach((d, i) => {
         d.seq.evictedTokens += evicted[i];
         this.stats.evictedTokens += evicted[i];
@@ -111,6 +116,7 @@ export class Compressor {
       const tg = performance.now();
       const keys = await this.compactor.gatherMany(onHost.map((d) => d.cache));
       this.stats.gatherMs += performance.now() - tg;
+      await beforeEvict?.();
       onHost.forEach((d, i) => {
         if (d.seq.cache !== d.cache) return; // cancelled while the scores were read
         const t1 = performance.now();

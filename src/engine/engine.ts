@@ -319,17 +319,24 @@ export class Engine {
     // the GPU, and the next round goes in behind the ranking, so the GPU never waits
     // for this round's tokens, the host's setup of the pass, or the encoding of the next
     const due = !k && this.followable(round) ? sched.dueToCompress(round.batch) : [];
+    // this round's tokens, taken once: before a pass ranked behind the round evicts
+    // anything (a sequence that ended inside the round is released, not compressed), or here
+    const r = round;
+    let taken: Promise<void> | null = null;
+    const take = () => (taken ??= (async () => {
+      const tw = performance.now();
+      const hist = await r.hist;
+      this.stats.waitMs += performance.now() - tw;
+      r.batch.forEach((s, b) => {
+        for (const row of r.rows[b]) if (!s.finished) this.accept(s, hist, row);
+      });
+      for (const s of r.batch) this.releaseIfDone(s);
+    })());
     if (due.length) {
       this.stats.compressAhead++;
-      await this.compressor.compress(due, this.queueBehind(round.batch, round.k));
+      await this.compressor.compress(due, this.queueBehind(round.batch, round.k), take);
     }
-    const tw = performance.now();
-    const hist = await round.hist;
-    this.stats.waitMs += performance.now() - tw;
-    round.batch.forEach((s, b) => {
-      for (const row of round.rows[b]) if (!s.finished) this.accept(s, hist, row);
-    });
-    for (const s of round.batch) this.releaseIfDone(s);
+    await take();
     // a round in flight holds no sequence due to compress (chainable sees to it); the
     // compression may queue the next round itself, behind its ranking
     if (!this.inflight && !due.length) await this.compressor.compress(sched.dueToCompress(round.batch), this.queueBehind(sched.running.filter((s) => !s.finished && s.cache), 0));

@@ -143,3 +143,27 @@ test("bad prompts are refused with a clear message", async () => {
   expect(() => e.add(new Sequence([], { maxTokens: 1, sampling: GREEDY, ignoreEos: false }))).toThrow(/at least one token/);
   expect(() => e.add(new Sequence([0, 99999], { maxTokens: 1, sampling: GREEDY, ignoreEos: false }))).toThrow(PromptError);
 });
+
+// a sequence that ends by EOS inside a round a compression pass was ranked behind: the
+// pass must not treat the round's lookahead keys past the end as the newest (protecting
+// them, evicting into the real window); its cache at release holds positions inside
+// its context only, and the figures equal a run with short rounds
+test("EOS inside a round a pass ranked behind: kept keys stay inside the context, as with short rounds", async () => {
+  const prompt = "There is a pass key hidden inside a lot of irrelevant text. Find it and memorize it. " + "The grass is green. ".repeat(40) + "The pass key is 12345. What is the pass key?";
+  const run = async (lookahead: number) => {
+    const e = await engineFor(NANO, { lookahead });
+    const s = new Sequence(e.tokenizer.encode(prompt), { maxTokens: 300, sampling: GREEDY, ignoreEos: false, compression: { method: "kvcompress", rate: 8, interval: 16 }, mapAtRelease: 256 });
+    e.add(s);
+    await e.runUntilIdle();
+    expect(e.cache.pool.numUsedBlocks).toBe(0);
+    const m = s.finalMap!;
+    const kept = Array.from(m.tokensKept).reduce((a, b) => a + b, 0);
+    const inside = (await m.survival!).reduce((a, b) => a + b, 0);
+    return { finish: s.finishReason, out: s.output, kept, inside, kv: s.kv };
+  };
+  const long = await run(16);
+  expect(long.finish).toBe("stop");
+  expect(long.out.length).toBeLessThan(16); // it ends inside the first round
+  expect(long.inside).toBe(long.kept);
+  expect(long).toEqual(await run(4));
+});
