@@ -8,7 +8,7 @@
 // compression on the GPU planner (short and long heads) and on the host, and the
 // batch-invariant (seeded) attention splits.
 import { GEMV_MAX_ROWS, gemvTileFor, gemvTileName } from "../model/gemv.ts";
-import { GEMM_SMALL_ROWS, SKINNY_MAX_ROWS } from "../model/gemm.ts";
+import { GEMM_SMALL_ROWS, SKINNY_MAX_ROWS, skinnyTM } from "../model/gemm.ts";
 import type { LlamaModel } from "../model/llama.ts";
 import { rankSizes } from "../cache/gpu-planner.ts";
 import type { CompressionOptions } from "../cache/compression.ts";
@@ -39,7 +39,7 @@ export interface WarmUpShape {
  */
 export function matmulKind(model: Pick<LlamaModel, "mmaAt" | "skinny">, M: number, maxStorage: number, subgroups: boolean): string {
   const tc = model.mmaAt(M);
-  if (tc) return model.skinny && M <= SKINNY_MAX_ROWS ? `skinny TM${M <= 16 ? 1 : 2}` : tc.name;
+  if (tc) return model.skinny && M <= SKINNY_MAX_ROWS ? `skinny TM${skinnyTM(M)}` : tc.name;
   if (M > GEMV_MAX_ROWS) return "gemm";
   return [gemvTileFor(M, false, maxStorage, subgroups), gemvTileFor(M, true, maxStorage, subgroups), gemvTileFor(M, true, maxStorage, subgroups, true)].map(gemvTileName).join(" ");
 }

@@ -174,8 +174,10 @@ export const mmaTiles = (v: MmaVariant, M: number, N: number) => cdiv(M, mmaRows
 export const SKINNY_MAX_ROWS = 32;
 export const SKINNY_COLS = 64;
 export const skinnyFits = (M: number, N: number, K: number) => M <= SKINNY_MAX_ROWS && N >= 16 && N % 16 === 0 && K % 16 === 0;
+/** gemm_mma_skinny's 16-row result matrices a subgroup holds for M rows (its row tile). */
+export const skinnyTM = (M: number) => (M <= 16 ? 1 : M <= 32 ? 2 : 4);
 export function skinnyKernel(kc: KernelContext, M: number, subgroupSize: number, bias: boolean, residual: boolean, SPLITK: boolean): Kernel {
-  const TM = M <= 16 ? 1 : M <= 32 ? 2 : 4;
+  const TM = skinnyTM(M);
   return kc.kernel("gemm_mma_skinny", { TM, WG: 4 * subgroupSize, BIAS: bias && !SPLITK, RESIDUAL: residual && !SPLITK, SPLITK });
 }
 

@@ -25,7 +25,7 @@ import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
 import { pad8, type Matrix, type MatrixShard, type ModelWeights } from "./weights.ts";
 import { LP_STRIDE } from "./token-logprobs.ts";
-import { gemmGrid, gemmKernel, mmaGrid, mmaKernel, mmaMinRows, mmaTiles, modelGemm, modelMma, SKINNY_COLS, skinnyFits, skinnyKernel, skinnyOn, splitK, splitKTarget, SPLITK_MAX, type MmaVariant } from "./gemm.ts";
+import { gemmGrid, gemmKernel, mmaGrid, mmaKernel, mmaMinRows, mmaTiles, modelGemm, modelMma, SKINNY_COLS, skinnyFits, skinnyKernel, skinnyOn, splitK, splitKTarget, type MmaVariant } from "./gemm.ts";
 
 export interface Sampling {
   temperature: number; // 0 = greedy
@@ -108,9 +108,9 @@ export class LlamaModel {
   /** the tensor-core GEMM variant for a step of M rows, or null (GEMV / f32 GEMM) */
   readonly mmaAt: (M: number) => MmaVariant | null;
   /** workgroups a tensor-core matmul with few output tiles splits its K range to reach (0: never) */
-  splitKWorkgroups = splitKTarget();
+  readonly splitKWorkgroups = splitKTarget();
   /** decode batches on kernels/gemm_mma_skinny.wgsl (KVC_MMA_SKINNY) */
-  skinny = skinnyOn();
+  readonly skinny = skinnyOn();
   /** this step's split-K partials (sized for every matmul of the step before any is recorded) */
   private splitPart: GPUBuffer | null = null;
   /** a uniform (see kernels/rope_append.wgsl), padded to whole vec4s */
@@ -203,10 +203,10 @@ export class LlamaModel {
     }
     cache.flush();
 
-    // split-K partials of the widest matrix but the LM head (never split: it has tiles enough);
-    // got before any dispatch is recorded, since a buffer that grows is replaced
-    this.splitPart = this.mmaAt(M) && this.splitKWorkgroups > 0
-      ? ws.get("splitk", SPLITK_MAX * M * Math.max(this.qkvWidth, 2 * cfg.ffn, Dm) * 4) : null;
+    // split-K partials of this step's matmuls, got before any dispatch is recorded (a
+    // buffer that grows is replaced); steps whose matmuls have tiles enough need none
+    const partBytes = this.splitBytes(M);
+    this.splitPart = partBytes > 0 ? ws.get("splitk", partBytes) : null;
     const x = ws.get("x", M * Dm * 4);
     const hbuf = ws.get("h", M * Dm * 4);
     const qkv = ws.get("qkv", M * this.qkvWidth * 4);
@@ -347,11 +347,11 @@ export class LlamaModel {
       const QUANT = s.quant ?? false;
       const tc = QUANT ? null : mma;
       const sgSize = this.gpu.features.subgroupMaxSize;
-      const skinny = !!tc && this.skinny && skinnyFits(M, s.rows, m.K);
-      const tiles = skinny ? cdiv(s.rows, SKINNY_COLS) : tc ? mmaTiles(tc, M, s.rows) : 0;
-      const sk = tc && this.splitPart ? splitK(tiles, m.K, this.splitKWorkgroups) : null;
-      if (tc && sk && sk.splits * M * s.rows * 4 <= this.splitPart!.size) {
-        const part = this.splitPart!;
+      const { skinny, tiles, sk } = this.tensorCorePlan(tc, M, s.rows, m.K);
+      // the step's partials are sized for its M rows; the LM head of a decode step runs fewer
+      // (one a sequence), whose plan may split further: then it runs unsplit
+      const part = this.splitPart;
+      if (tc && sk && part && sk.splits * M * s.rows * 4 <= part.size) {
         const k = skinny ? skinnyKernel(this.kc, M, sgSize, false, false, true) : mmaKernel(this.kc, tc, sgSize, false, false, true);
         const grid: [number, number] = skinny ? [1, tiles] : mmaGrid(tc, M, s.rows);
         st.dispatch(k, [s.buffer, X, part], { K: m.K, N: s.rows, M, ldy, colOff: s.rowStart, kSplit: sk.kSplit }, [...grid, sk.splits]);
@@ -367,7 +367,7 @@ export class LlamaModel {
         continue;
       }
       const gemv = !tc && M <= GEMV_MAX_ROWS ? this.gemv(M, { BIAS: bias, RESIDUAL: !!o.residual, QUANT }) : null;
-      const k = tc ? mmaKernel(this.kc, tc, this.gpu.features.subgroupMaxSize, bias, !!o.residual)
+      const k = tc ? mmaKernel(this.kc, tc, sgSize, bias, !!o.residual)
         : gemv ? gemv.k : gemmKernel(this.kc, gemm, bias, !!o.residual, QUANT);
       const bindings: Binding[] = [s.buffer, X, Y];
       if (o.bias) bindings.push(o.bias);
@@ -375,6 +375,36 @@ export class LlamaModel {
       const out = { K: m.K, N: s.rows, M, ldy, colOff: s.rowStart };
       st.dispatch(k, bindings, gemv ? { ...out, ...GEMV_UNFUSED } : out, wg);
     }
+  }
+
+  /**
+   * How a tensor-core matmul of M rows runs over an N x K shard (tc: the step's variant,
+   * null for none or a quantized shard): on gemm_mma_skinny or gemm_mma, its output tiles
+   * (workgroups before any split) and its split-K plan, if it splits.
+   */
+  private tensorCorePlan(tc: MmaVariant | null, M: number, N: number, K: number) {
+    const skinny = !!tc && this.skinny && skinnyFits(M, N, K);
+    const tiles = skinny ? cdiv(N, SKINNY_COLS) : tc ? mmaTiles(tc, M, N) : 0;
+    const sk = tc ? splitK(tiles, K, this.splitKWorkgroups) : null;
+    return { skinny, tiles, sk };
+  }
+
+  private splitBytesByRows = new Map<number, number>();
+  /** Bytes of split-K partials the largest split matmul of an M-row step writes (0: none splits). */
+  private splitBytes(M: number): number {
+    let bytes = this.splitBytesByRows.get(M);
+    if (bytes !== undefined) return bytes;
+    bytes = 0;
+    const mma = this.mmaAt(M);
+    const matrices = [...this.w.layers.flatMap((l) => [l.qkv, l.o, l.gateUp, l.down]), this.w.lmHead];
+    for (const m of matrices) {
+      for (const s of m.shards) {
+        const sk = this.tensorCorePlan(s.quant ? null : mma, M, s.rows, m.K).sk;
+        if (sk) bytes = Math.max(bytes, sk.splits * M * s.rows * 4);
+      }
+    }
+    this.splitBytesByRows.set(M, bytes);
+    return bytes;
   }
 
   private gemv(M: number, defs: Defines): { k: Kernel; tile: GemvTile } {
