@@ -1,9 +1,9 @@
 // logprobs, response_format and tools through the openai npm SDK against `kvc serve`
 // (kvc-nano) as a process under Bun and under Deno (xgrammar's wasm runs in both):
 // streamed and whole, every response read through the SDK's own types.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { RUNTIMES, serveNano, metric, type ServerProcess } from "../fixtures/server-helpers.ts";
+import { RUNTIMES, sdkServer, metric } from "../fixtures/server-helpers.ts";
 
 const MODEL = "kvc-nano";
 const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: "user", content: "Tell me about the Union." }];
@@ -21,17 +21,10 @@ function checkAnswer(text: string) {
 }
 
 describe.each(RUNTIMES)("%s", (runtime) => {
-  let server: ServerProcess;
-  let client: OpenAI;
-
-  beforeAll(async () => {
-    server = await serveNano(runtime);
-    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
-  });
-  afterAll(async () => expect(await server.stop()).toBe(0));
+  const sdk = sdkServer(runtime);
 
   test("chat logprobs with top_logprobs, whole and streamed alike", async () => {
-    const whole = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 4 });
+    const whole = await sdk.client.chat.completions.create({ model: MODEL, messages, max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 4 });
     const content = whole.choices[0].logprobs!.content!;
     expect(content.length).toBe(whole.usage!.completion_tokens);
     for (const t of content) {
@@ -39,7 +32,7 @@ describe.each(RUNTIMES)("%s", (runtime) => {
       expect(t.top_logprobs[0].logprob).toBeGreaterThanOrEqual(t.top_logprobs[3].logprob);
       expect(t.bytes!.length).toBeGreaterThan(0);
     }
-    const stream = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 4, stream: true });
+    const stream = await sdk.client.chat.completions.create({ model: MODEL, messages, max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 4, stream: true });
     const streamed: OpenAI.ChatCompletionTokenLogprob[] = [];
     for await (const chunk of stream) streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
     expect(streamed.map((t) => t.token)).toEqual(content.map((t) => t.token));
@@ -47,13 +40,13 @@ describe.each(RUNTIMES)("%s", (runtime) => {
   });
 
   test("completions logprobs, whole and streamed", async () => {
-    const whole = await client.completions.create({ model: MODEL, prompt: "The President", max_tokens: 5, temperature: 0, logprobs: 3 });
+    const whole = await sdk.client.completions.create({ model: MODEL, prompt: "The President", max_tokens: 5, temperature: 0, logprobs: 3 });
     const lp = whole.choices[0].logprobs!;
     expect(lp.tokens!.join("")).toBe(whole.choices[0].text);
     expect(lp.token_logprobs!.every((x) => x <= 0)).toBe(true);
     expect(lp.top_logprobs!.every((d) => Object.keys(d).length >= 3)).toBe(true);
     expect(lp.text_offset![0]).toBe(0);
-    const stream = await client.completions.create({ model: MODEL, prompt: "The President", max_tokens: 5, temperature: 0, logprobs: 3, stream: true });
+    const stream = await sdk.client.completions.create({ model: MODEL, prompt: "The President", max_tokens: 5, temperature: 0, logprobs: 3, stream: true });
     const tokens: string[] = [];
     const offsets: number[] = [];
     for await (const c of stream) {
@@ -65,17 +58,17 @@ describe.each(RUNTIMES)("%s", (runtime) => {
   });
 
   test("response_format json_schema: the answer parses and fits, whole and streamed", async () => {
-    const whole = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 60, temperature: 1, response_format: FORMAT });
+    const whole = await sdk.client.chat.completions.create({ model: MODEL, messages, max_tokens: 60, temperature: 1, response_format: FORMAT });
     expect(whole.choices[0].finish_reason).toBe("stop");
     checkAnswer(whole.choices[0].message.content!);
-    const stream = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 60, temperature: 1, response_format: FORMAT, stream: true });
+    const stream = await sdk.client.chat.completions.create({ model: MODEL, messages, max_tokens: 60, temperature: 1, response_format: FORMAT, stream: true });
     let text = "";
     for await (const c of stream) text += c.choices[0]?.delta.content ?? "";
     checkAnswer(text);
   });
 
   test("tools: a required call comes back as tool_calls, whole and streamed; auto answers either way", async () => {
-    const whole = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 100, temperature: 1, tools: TOOLS, tool_choice: "required" });
+    const whole = await sdk.client.chat.completions.create({ model: MODEL, messages, max_tokens: 100, temperature: 1, tools: TOOLS, tool_choice: "required" });
     const choice = whole.choices[0];
     expect(choice.finish_reason).toBe("tool_calls");
     const call = choice.message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
@@ -83,14 +76,14 @@ describe.each(RUNTIMES)("%s", (runtime) => {
     expect(["paris", "rome"]).toContain(JSON.parse(call.function.arguments).city);
 
     // the SDK's stream helper puts the call deltas together
-    const runner = client.chat.completions.stream({ model: MODEL, messages, max_tokens: 100, temperature: 1, tools: TOOLS, tool_choice: { type: "function", function: { name: "get_weather" } }, parallel_tool_calls: false });
+    const runner = sdk.client.chat.completions.stream({ model: MODEL, messages, max_tokens: 100, temperature: 1, tools: TOOLS, tool_choice: { type: "function", function: { name: "get_weather" } }, parallel_tool_calls: false });
     const final = await runner.finalChatCompletion();
     expect(final.choices[0].finish_reason).toBe("tool_calls");
     const streamed = final.choices[0].message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
     expect(["paris", "rome"]).toContain(JSON.parse(streamed.function.arguments).city);
 
     // a turn that answers the call, then auto: text or a valid call
-    const next = await client.chat.completions.create({
+    const next = await sdk.client.chat.completions.create({
       model: MODEL,
       messages: [...messages, choice.message, { role: "tool", tool_call_id: call.id, content: "sunny" }],
       max_tokens: 40,
@@ -100,6 +93,6 @@ describe.each(RUNTIMES)("%s", (runtime) => {
     const n = next.choices[0];
     if (n.message.tool_calls?.length) expect(n.finish_reason).toBe("tool_calls");
     else expect(["stop", "length"]).toContain(n.finish_reason);
-    expect(await metric(server.url, "kvc_kv_blocks_used")).toBe(0);
+    expect(await metric(sdk.server.url, "kvc_kv_blocks_used")).toBe(0);
   });
 });
