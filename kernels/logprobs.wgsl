@@ -26,16 +26,7 @@ var<workgroup> redi: array<u32, WG>;
 var<workgroup> wsamp: Sampling;
 var<workgroup> wf: f32;
 
-fn reduce(t: u32, v: f32, isMax: bool) -> f32 {
-  redv[t] = v;
-  workgroupBarrier();
-  for (var k = WG / 2u; k > 0u; k >>= 1u) {
-    if (t < k) { redv[t] = select(redv[t] + redv[t + k], max(redv[t], redv[t + k]), isMax); }
-    workgroupBarrier();
-  }
-  if (t == 0u) { wf = redv[0]; }
-  return workgroupUniformLoad(&wf);
-}
+#include workgroup_reduce
 
 // the logit as the sampler weighs it: scaled by 1/temperature, masked ones pinned at MASKED
 fn scaled(x: f32, invT: f32) -> f32 {
@@ -84,17 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // n rounds: the best head of all lists (lowest id on ties) is written and popped
   var h = 0u;
   for (var r = 0u; r < n; r++) {
-    redv[t] = select(EMPTY, tv[min(h, TOPN - 1u)], h < cnt);
-    redi[t] = select(0xffffffffu, ti[min(h, TOPN - 1u)], h < cnt);
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k >>= 1u) {
-      if (t < k) {
-        let ov = redv[t + k];
-        let oi = redi[t + k];
-        if (ov > redv[t] || (ov == redv[t] && oi < redi[t])) { redv[t] = ov; redi[t] = oi; }
-      }
-      workgroupBarrier();
-    }
+    argmaxReduce(t, select(EMPTY, tv[min(h, TOPN - 1u)], h < cnt), select(0xffffffffu, ti[min(h, TOPN - 1u)], h < cnt));
     let id = redi[0];
     let v = redv[0];
     workgroupBarrier();

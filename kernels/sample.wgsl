@@ -28,16 +28,7 @@ fn pcg(v: u32) -> u32 {
   return (w >> 22u) ^ w;
 }
 
-fn sumReduce(t: u32, v: f32) -> f32 {
-  redv[t] = v;
-  workgroupBarrier();
-  for (var k = WG / 2u; k > 0u; k >>= 1u) {
-    if (t < k) { redv[t] += redv[t + k]; }
-    workgroupBarrier();
-  }
-  if (t == 0u) { wf = redv[0]; }
-  return workgroupUniformLoad(&wf);
-}
+#include workgroup_reduce
 
 // count (as f32) or mass of logits >= thr
 fn massAbove(t: u32, base: u32, thr: f32, mx: f32, invT: f32, count: bool) -> f32 {
@@ -46,7 +37,7 @@ fn massAbove(t: u32, base: u32, thr: f32, mx: f32, invT: f32, count: bool) -> f3
     let x = logits[base + i];
     if (x >= thr) { s += select(exp((x - mx) * invT), 1.0, count); }
   }
-  return sumReduce(t, s);
+  return reduce(t, s, false);
 }
 
 @compute @workgroup_size(256)
@@ -63,17 +54,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let x = logits[base + i];
     if (x > bv) { bv = x; bi = i; }
   }
-  redv[t] = bv;
-  redi[t] = bi;
-  workgroupBarrier();
-  for (var k = WG / 2u; k > 0u; k >>= 1u) {
-    if (t < k) {
-      let ov = redv[t + k];
-      let oi = redi[t + k];
-      if (ov > redv[t] || (ov == redv[t] && oi < redi[t])) { redv[t] = ov; redi[t] = oi; }
-    }
-    workgroupBarrier();
-  }
+  argmaxReduce(t, bv, bi);
   let mx = redv[0];
   var pick = redi[0];
 
