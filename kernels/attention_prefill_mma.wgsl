@@ -47,7 +47,9 @@ var<workgroup> qs: array<f16, NSG * 16u * DS>;     // the scaled queries for the
 #endif
 var<workgroup> ss: array<f32, NSG * 16u * BK>;     // per subgroup: scores [BK / 16 blocks][16 q][16], then output blocks
 var<workgroup> ps: array<f16, NSG * 16u * PS>;     // per subgroup: probabilities [16 q][BK]
-var<workgroup> wend: u32;
+// No scalar workgroup variable: the driver may place one ahead of the f16 arrays, and a
+// matrix load or store off a 16-byte boundary reads the wrong elements (the primitive
+// test of that layout).
 
 // keys [k0, k0 + BK) of head hd's K (or V) into kv as f16, zeros from `end` on
 fn stage(t: u32, hd: vec2<u32>, k0: u32, end: u32, values: bool) {
@@ -78,9 +80,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let nr = tile.y;
   let first = rows[r0];
   let hd = heads[(first.x * P.L + P.layer) * P.KVH + h];
-  // keys seen by the tile's last row; the key loops hold barriers, so their bound must be uniform
-  if (t == 0u) { wend = hd.y + first.y + nr; }
-  let end = workgroupUniformLoad(&wend);
+  // keys seen by the tile's last row; the key loops hold barriers, so their bound must be
+  // uniform: read-only storage at workgroup-uniform indices is
+  let end = hd.y + first.y + nr;
 
   // scaled queries as f16 rows of kv (query vector q = row * G + g), then into registers
   for (var idx = t; idx < NSG * 16u * (D / 4u); idx += WG) {

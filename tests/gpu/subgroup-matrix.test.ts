@@ -27,6 +27,9 @@ const CN = 16u * CS + 64u;
 var<workgroup> a: array<f16, 16u * AS>;
 var<workgroup> b: array<f16, 16u * BS>;
 var<workgroup> c: array<f32, CN>;
+#if SCALAR
+var<workgroup> flag: u32;   // a 4-byte variable beside the f16 arrays, as attention's key count was
+#endif
 
 @compute @workgroup_size({{WG}})
 fn main(@builtin(local_invocation_index) t: u32) {
@@ -43,6 +46,10 @@ fn main(@builtin(local_invocation_index) t: u32) {
   for (var i = t; i < CN; i += {{WG}}u) { c[i] = -7.0; }
   if (t == 0u && P.n == 12345u) { C[0] = 0.0; }   // keeps the params binding (the host binds one)
   workgroupBarrier();
+#if SCALAR
+  if (t == 0u) { flag = P.n + 1u; }
+  if (workgroupUniformLoad(&flag) == 0u) { return; }
+#endif
   let l = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&a, 0u, false, AS);
 #if HOLD
   workgroupBarrier();
@@ -68,7 +75,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
 
 test.skipIf(usable)(`subgroup-matrix primitives SKIPPED: ${gpu.adapterName} has no f16 16x16x16 subgroup matrices`, () => {});
 
-const cases: { name: string; AS: number; BS: number; CS: number; COFF: number; BCOL: boolean; HOLD: boolean; STORAGE: boolean; ZCTOR?: boolean }[] = [
+const cases: { name: string; AS: number; BS: number; CS: number; COFF: number; BCOL: boolean; HOLD: boolean; STORAGE: boolean; ZCTOR?: boolean; SCALAR?: boolean }[] = [
   { name: "strides 16, store to workgroup (the GEMM's epilogue)", AS: 16, BS: 16, CS: 16, COFF: 0, BCOL: false, HOLD: false, STORAGE: false },
   { name: "load strides 40, right column-major (the GEMM's tiles)", AS: 40, BS: 40, CS: 16, COFF: 0, BCOL: true, HOLD: false, STORAGE: false },
   { name: "left stride 72, right row-major stride 136 (P V)", AS: 72, BS: 136, CS: 16, COFF: 0, BCOL: false, HOLD: false, STORAGE: false },
@@ -77,12 +84,13 @@ const cases: { name: string; AS: number; BS: number; CS: number; COFF: number; B
   { name: "store to storage at stride 40 and offset 8", AS: 16, BS: 16, CS: 40, COFF: 8, BCOL: false, HOLD: false, STORAGE: true },
   { name: "left matrix held across a barrier that overwrites its source (attention queries)", AS: 40, BS: 40, CS: 16, COFF: 0, BCOL: true, HOLD: true, STORAGE: false },
   { name: "accumulator from the zero-value constructor subgroup_matrix_result<f32, 16, 16>()", AS: 16, BS: 16, CS: 16, COFF: 0, BCOL: false, HOLD: false, STORAGE: false, ZCTOR: true },
+  { name: "a u32 workgroup variable declared beside the f16 arrays (alignment of the matrices' memory)", AS: 72, BS: 72, CS: 16, COFF: 0, BCOL: true, HOLD: false, STORAGE: false, SCALAR: true },
 ];
 
 for (const c of usable ? cases : []) {
   test(`subgroup matrix: ${c.name}`, async () => {
     const kc = new KernelContext(gpu);
-    const src = kc.kernel("test_subgroup_matrix", { ...c, ZCTOR: !!c.ZCTOR, BCOL_FLAG: c.BCOL ? "true" : "false", WG: gpu.features.subgroupMaxSize });
+    const src = kc.kernel("test_subgroup_matrix", { ...c, ZCTOR: !!c.ZCTOR, SCALAR: !!c.SCALAR, BCOL_FLAG: c.BCOL ? "true" : "false", WG: gpu.features.subgroupMaxSize });
     const A = rand(256, 21).map(ref.roundF16), B = rand(256, 22).map(ref.roundF16);
     const n = 16 * c.CS + 64;
     const out = await up(new Float32Array(n).fill(-7));
