@@ -4,10 +4,11 @@
 //
 // A few rows make this a stream over the weights, which gemm_mma's shared tiles slow
 // down (every weight byte goes global -> registers -> workgroup memory -> matrix, a
-// barrier a K step). Here each of the 4 subgroups owns 16 columns and loads its
-// right matrices straight from W (16 columns x 16 K, column-major at stride K, 32
-// bytes a column), four K steps in flight; only X, small and shared by all four, goes
-// through workgroup memory, as f16, KC of K at a time. With SPLITK workgroup z sums
+// barrier a K step). Here each of the 4 subgroups owns NB blocks of 16 columns and
+// loads its right matrices straight from W (16 columns x 16 K, column-major at stride K,
+// 32 bytes a column), KU K steps in flight; only X, small and shared by all four, goes
+// through workgroup memory, as f16, KC of K at a time (NB = 2 halves X's reads per
+// weight byte). With SPLITK workgroup z sums
 // K range [z * kSplit, (z + 1) * kSplit) into partial tiles Y[z][M][N] that
 // gemm_splitk_sum adds up (with bias and residual).
 #if SPLITK
@@ -31,7 +32,9 @@ struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, }
 const TM = {{TM}}u;
 const BM = TM * 16u;
 const NSG = 4u;
-const BN = NSG * 16u;
+const NB = {{NB}}u;       // 16-column blocks a subgroup owns: each X matrix loaded serves NB products
+const KU = {{KU}}u;       // 16-wide K steps of W loaded ahead of their products
+const BN = NSG * NB * 16u;
 const NT = {{WG}}u;
 const KC = 256u;          // K staged per round
 const LDX = KC + 8u;      // f16 row stride of the staged X (padded against bank conflicts)
@@ -42,11 +45,12 @@ var<workgroup> cs: array<f32, NSG * 256u>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32,
         @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sgs: u32) {
-  let n0 = wid.y * BN + sg * 16u;
-  // a subgroup past N loads the last block instead (matrix loads stay in uniform
+  // a block past N loads the last block instead (matrix loads stay in uniform
   // control flow) and writes nothing
-  let live = n0 + 16u <= P.N;
-  let nb = select(P.N - 16u, n0, live);
+  #unroll b NB
+  let n{{b}} = wid.y * BN + (sg * NB + {{b}}u) * 16u;
+  let w{{b}} = select(P.N - 16u, n{{b}}, n{{b}} + 16u <= P.N) * P.K;
+  #endunroll
 #if SPLITK
   let kBeg = wid.z * P.kSplit;
   let kEnd = min(P.K, kBeg + P.kSplit);
@@ -54,8 +58,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let kBeg = 0u;
   let kEnd = P.K;
 #endif
-  var acc: array<subgroup_matrix_result<f32, 16, 16>, TM>;
-  let wBase = nb * P.K;
+  var acc: array<subgroup_matrix_result<f32, 16, 16>, TM * NB>;   // [row tile i][column block b]
 
   for (var c0 = kBeg; c0 < kEnd; c0 += KC) {
     let c1 = min(kEnd, c0 + KC);
@@ -71,20 +74,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     workgroupBarrier();
     var k = c0;
-    for (; k + 64u <= c1; k += 64u) {
-      #unroll u 4
-      let r{{u}} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&W, wBase + k + {{u}}u * 16u, true, P.K);
+    for (; k + KU * 16u <= c1; k += KU * 16u) {
+      #unroll u KU
+      #unroll b NB
+      let r{{b}}_{{u}} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&W, w{{b}} + k + {{u}}u * 16u, true, P.K);
       #endunroll
-      #unroll u 4
+      #endunroll
+      #unroll u KU
       #unroll i TM
-      acc[{{i}}] = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&xs, {{i}}u * 16u * LDX + k - c0 + {{u}}u * 16u, false, LDX), r{{u}}, acc[{{i}}]);
+      let x{{u}}_{{i}} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&xs, {{i}}u * 16u * LDX + k - c0 + {{u}}u * 16u, false, LDX);
+      #unroll b NB
+      acc[{{i}}u * NB + {{b}}u] = subgroupMatrixMultiplyAccumulate(x{{u}}_{{i}}, r{{b}}_{{u}}, acc[{{i}}u * NB + {{b}}u]);
+      #endunroll
       #endunroll
       #endunroll
     }
     for (; k < c1; k += 16u) {
-      let r = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&W, wBase + k, true, P.K);
       #unroll i TM
-      acc[{{i}}] = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&xs, {{i}}u * 16u * LDX + k - c0, false, LDX), r, acc[{{i}}]);
+      let x{{i}} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&xs, {{i}}u * 16u * LDX + k - c0, false, LDX);
+      #unroll b NB
+      acc[{{i}}u * NB + {{b}}u] = subgroupMatrixMultiplyAccumulate(x{{i}}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&W, w{{b}} + k, true, P.K), acc[{{i}}u * NB + {{b}}u]);
+      #endunroll
       #endunroll
     }
     workgroupBarrier();
@@ -93,17 +103,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // epilogue: each 16 x 16 result through this subgroup's slot of cs
   let s0 = sg * 256u;
   #unroll i TM
-  subgroupMatrixStore(&cs, s0, acc[{{i}}], false, 16u);
+  #unroll b NB
+  subgroupMatrixStore(&cs, s0, acc[{{i}}u * NB + {{b}}u], false, 16u);
   workgroupBarrier();
   for (var e = lane; e < 256u; e += sgs) {
     let m = {{i}}u * 16u + e / 16u;
-    let n = n0 + e % 16u;
+    let n = n{{b}} + e % 16u;
 #if SPLITK
-    if (live && m < P.M) { Y[(wid.z * P.M + m) * P.N + n] = cs[s0 + e]; }
+    if (n{{b}} + 16u <= P.N && m < P.M) { Y[(wid.z * P.M + m) * P.N + n] = cs[s0 + e]; }
 #else
-    if (live && m < P.M) { storeOut(m * P.ldy + P.colOff + n, n, cs[s0 + e]); }
+    if (n{{b}} + 16u <= P.N && m < P.M) { storeOut(m * P.ldy + P.colOff + n, n, cs[s0 + e]); }
 #endif
   }
   workgroupBarrier();
+  #endunroll
   #endunroll
 }

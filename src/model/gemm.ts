@@ -172,19 +172,32 @@ export const mmaTiles = (v: MmaVariant, M: number, N: number) => cdiv(M, mmaRows
  * GEMV, at 64 rows mma64d with split-K was ahead (bench/results/2026-12-07-NVIDIA-H100-31bc009-tensor-cores-2.md).
  */
 export const SKINNY_MAX_ROWS = 32;
-export const SKINNY_COLS = 64;
 export const skinnyFits = (M: number, N: number, K: number) => M <= SKINNY_MAX_ROWS && N >= 16 && N % 16 === 0 && K % 16 === 0;
 /** gemm_mma_skinny's 16-row result matrices a subgroup holds for M rows (its row tile). */
 export const skinnyTM = (M: number) => (M <= 16 ? 1 : M <= 32 ? 2 : 4);
-export function skinnyKernel(kc: KernelContext, M: number, subgroupSize: number, bias: boolean, residual: boolean, SPLITK: boolean): Kernel {
+
+/** gemm_mma_skinny's shape: 16-column blocks a subgroup owns (NB) and 16-wide K steps loaded ahead (KU). */
+export interface SkinnyShape { NB: 1 | 2; KU: 4 | 8 }
+export const SKINNY_SHAPE: SkinnyShape = { NB: 1, KU: 4 };
+/** Output columns of one gemm_mma_skinny workgroup (4 subgroups). */
+export const skinnyCols = (s: SkinnyShape) => 4 * 16 * s.NB;
+export function skinnyKernel(kc: KernelContext, M: number, subgroupSize: number, bias: boolean, residual: boolean, SPLITK: boolean, shape: SkinnyShape = SKINNY_SHAPE): Kernel {
   const TM = skinnyTM(M);
-  return kc.kernel("gemm_mma_skinny", { TM, WG: 4 * subgroupSize, BIAS: bias && !SPLITK, RESIDUAL: residual && !SPLITK, SPLITK });
+  return kc.kernel("gemm_mma_skinny", { TM, NB: shape.NB, KU: shape.KU, WG: 4 * subgroupSize, BIAS: bias && !SPLITK, RESIDUAL: residual && !SPLITK, SPLITK });
 }
 
-/** Decode batches run on gemm_mma_skinny unless KVC_MMA_SKINNY=0. */
-export function skinnyOn(): boolean {
-  const env = (globalThis as any).process?.env?.KVC_MMA_SKINNY ?? (globalThis as any).Deno?.env?.get("KVC_MMA_SKINNY");
-  return env !== "0";
+/**
+ * The model's decode-batch kernel shape, or null with KVC_MMA_SKINNY=0 (gemm_mma serves
+ * those rows then); KVC_SKINNY="NB,KU" (e.g. "2,8") picks another shape for a sweep.
+ */
+export function modelSkinny(): SkinnyShape | null {
+  const env = (k: string) => (globalThis as any).process?.env?.[k] ?? (globalThis as any).Deno?.env?.get(k);
+  if (env("KVC_MMA_SKINNY") === "0") return null;
+  const v = env("KVC_SKINNY");
+  if (v === undefined || v === "") return SKINNY_SHAPE;
+  const [NB, KU] = String(v).split(",").map(Number);
+  if ((NB !== 1 && NB !== 2) || (KU !== 4 && KU !== 8)) throw new Error(`KVC_SKINNY="${v}": expected "NB,KU" with NB 1 or 2 and KU 4 or 8`);
+  return { NB, KU };
 }
 
 /** The model's split-K target: KVC_SPLITK_WGS workgroups if set (0: never split), else SPLITK_WORKGROUPS. */

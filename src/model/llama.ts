@@ -25,7 +25,7 @@ import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
 import { pad8, type Matrix, type MatrixShard, type ModelWeights } from "./weights.ts";
 import { LP_STRIDE } from "./token-logprobs.ts";
-import { gemmGrid, gemmKernel, mmaGrid, mmaKernel, mmaMinRows, mmaTiles, modelGemm, modelMma, SKINNY_COLS, skinnyFits, skinnyKernel, skinnyOn, splitK, splitKTarget, type MmaVariant } from "./gemm.ts";
+import { gemmGrid, gemmKernel, mmaGrid, mmaKernel, mmaMinRows, mmaTiles, modelGemm, modelMma, modelSkinny, skinnyCols, skinnyFits, skinnyKernel, splitK, splitKTarget, type MmaVariant } from "./gemm.ts";
 
 export interface Sampling {
   temperature: number; // 0 = greedy
@@ -109,8 +109,8 @@ export class LlamaModel {
   readonly mmaAt: (M: number) => MmaVariant | null;
   /** workgroups a tensor-core matmul with few output tiles splits its K range to reach (0: never) */
   readonly splitKWorkgroups = splitKTarget();
-  /** decode batches on kernels/gemm_mma_skinny.wgsl (KVC_MMA_SKINNY) */
-  readonly skinny = skinnyOn();
+  /** decode batches on kernels/gemm_mma_skinny.wgsl, its shape (KVC_MMA_SKINNY, KVC_SKINNY) */
+  readonly skinny = modelSkinny();
   /** this step's split-K partials (sized for every matmul of the step before any is recorded) */
   private splitPart: GPUBuffer | null = null;
   /** a uniform (see kernels/rope_append.wgsl), padded to whole vec4s */
@@ -352,7 +352,7 @@ export class LlamaModel {
       // (one a sequence), whose plan may split further: then it runs unsplit
       const part = this.splitPart;
       if (tc && sk && part && sk.splits * M * s.rows * 4 <= part.size) {
-        const k = skinny ? skinnyKernel(this.kc, M, sgSize, false, false, true) : mmaKernel(this.kc, tc, sgSize, false, false, true);
+        const k = skinny ? skinnyKernel(this.kc, M, sgSize, false, false, true, skinny) : mmaKernel(this.kc, tc, sgSize, false, false, true);
         const grid: [number, number] = skinny ? [1, tiles] : mmaGrid(tc, M, s.rows);
         st.dispatch(k, [s.buffer, X, part], { K: m.K, N: s.rows, M, ldy, colOff: s.rowStart, kSplit: sk.kSplit }, [...grid, sk.splits]);
         const sum: Binding[] = [part, Y];
@@ -363,7 +363,7 @@ export class LlamaModel {
       if (skinny) {
         const bindings: Binding[] = [s.buffer, X, Y];
         if (o.bias) bindings.push(o.bias);
-        st.dispatch(skinnyKernel(this.kc, M, sgSize, bias, !!o.residual, false), bindings, { K: m.K, N: s.rows, M, ldy, colOff: s.rowStart }, [1, tiles]);
+        st.dispatch(skinnyKernel(this.kc, M, sgSize, bias, !!o.residual, false, skinny), bindings, { K: m.K, N: s.rows, M, ldy, colOff: s.rowStart }, [1, tiles]);
         continue;
       }
       const gemv = !tc && M <= GEMV_MAX_ROWS ? this.gemv(M, { BIAS: bias, RESIDUAL: !!o.residual, QUANT }) : null;
@@ -383,8 +383,8 @@ export class LlamaModel {
    * (workgroups before any split) and its split-K plan, if it splits.
    */
   private tensorCorePlan(tc: MmaVariant | null, M: number, N: number, K: number) {
-    const skinny = !!tc && this.skinny && skinnyFits(M, N, K);
-    const tiles = skinny ? cdiv(N, SKINNY_COLS) : tc ? mmaTiles(tc, M, N) : 0;
+    const skinny = tc && this.skinny && skinnyFits(M, N, K) ? this.skinny : null;
+    const tiles = skinny ? cdiv(N, skinnyCols(skinny)) : tc ? mmaTiles(tc, M, N) : 0;
     const sk = tc ? splitK(tiles, K, this.splitKWorkgroups) : null;
     return { skinny, tiles, sk };
   }

@@ -2,7 +2,7 @@
 // It needs f16 subgroup matrices (Dawn on NVIDIA with dawn.node's toggles): where the
 // adapter has none, the tests are skipped under a name that says so.
 import { expect, test } from "bun:test";
-import { MMA_VARIANTS, mmaBytes, mmaGrid, mmaKernel, mmaTiles, skinnyKernel, splitK } from "../../src/model/gemm.ts";
+import { MMA_VARIANTS, mmaBytes, mmaGrid, mmaKernel, mmaTiles, skinnyCols, skinnyKernel, splitK, type SkinnyShape } from "../../src/model/gemm.ts";
 import { KernelContext } from "../../src/gpu/kernels.ts";
 import { toF16Bytes } from "../../src/model/f16.ts";
 import { getGpu, maxAbsDiff, rand, readF32, up } from "../fixtures/gpu-helpers.ts";
@@ -90,9 +90,12 @@ test("splitK plans: few tiles split up to SPLITK_MAX on 64-wide K runs, many til
 });
 
 // the decode-batch kernel (gemm_mma_skinny.wgsl): 1..64 rows, whole and split-K, N past
-// its 64-column tiles (a subgroup with no columns of its own), K off the 256-wide rounds
-for (const [M, N, K, splits] of sm ? ([[1, 80, 272, 1], [16, 64, 96, 1], [20, 144, 1040, 3], [64, 48, 512, 2], [33, 2048, 2048, 8]] as const) : []) {
-  test(`gemm_mma_skinny M=${M} N=${N} K=${K}${splits > 1 ? ` split-K into ${splits}` : ""} +bias +residual`, async () => {
+// its 64- or 128-column tiles (a subgroup or one of its column blocks with no columns of
+// its own), K off the 256-wide rounds and off the KU-step runs; every shape (NB, KU)
+const SHAPES: SkinnyShape[] = [{ NB: 1, KU: 4 }, { NB: 2, KU: 4 }, { NB: 2, KU: 8 }, { NB: 1, KU: 8 }];
+const skinnyCases = sm ? ([[1, 80, 272, 1], [16, 64, 96, 1], [20, 144, 1040, 3], [64, 48, 512, 2], [33, 2048, 2048, 8], [32, 208, 656, 1]] as const) : [];
+for (const [M, N, K, splits] of skinnyCases) for (const shape of SHAPES) {
+  test(`gemm_mma_skinny NB${shape.NB} KU${shape.KU} M=${M} N=${N} K=${K}${splits > 1 ? ` split-K into ${splits}` : ""} +bias +residual`, async () => {
     const w = f16round(rand(N * K, 51, 0.5));
     const x = f16round(rand(M * K, 52));
     const bias = rand(N, 53);
@@ -105,10 +108,10 @@ for (const [M, N, K, splits] of sm ? ([[1, 80, 272, 1], [16, 64, 96, 1], [20, 14
       const kSplit = Math.ceil(K / splits / 64) * 64;
       const n = Math.ceil(K / kSplit);
       const part = await up(new Float32Array(n * M * N).fill(NaN));
-      st.dispatch(skinnyKernel(kc, M, sg, true, true, true), [bW, bX, part], [K, N, M, N, 0, kSplit], [1, Math.ceil(N / 64), n]);
+      st.dispatch(skinnyKernel(kc, M, sg, true, true, true, shape), [bW, bX, part], [K, N, M, N, 0, kSplit], [1, Math.ceil(N / skinnyCols(shape)), n]);
       st.dispatch(kc.kernel("gemm_splitk_sum", { BIAS: true, RESIDUAL: true }), [part, Y, bB], [N, M, N, 0, n], [Math.ceil(N / 256), M]);
     } else {
-      st.dispatch(skinnyKernel(kc, M, sg, true, true, false), [bW, bX, Y, bB], [K, N, M, N, 0], [1, Math.ceil(N / 64)]);
+      st.dispatch(skinnyKernel(kc, M, sg, true, true, false, shape), [bW, bX, Y, bB], [K, N, M, N, 0], [1, Math.ceil(N / skinnyCols(shape))]);
     }
     st.submit();
     expect(maxAbsDiff(await readF32(Y, M * N), ref.matmul(x, w, M, N, K, bias, res))).toBeLessThan(2e-3);
