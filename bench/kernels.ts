@@ -523,10 +523,11 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
         const ids = randomIds(rows, ctx.seed + before, e.cfg.vocab);
         // the step commits its rows: roll them back so the second capture sees the same cache
         // (same table slot and lengths; both lists then read the same blocks)
-        const attnOf = (minRows: number, tiling = e.model.prefillTiling) => {
-          const keep = e.model.prefillAttentionMinRows, keepTiling = e.model.prefillTiling;
+        const attnOf = (minRows: number, tiling = e.model.prefillTiling, mma = e.model.prefillMma) => {
+          const keep = e.model.prefillAttentionMinRows, keepTiling = e.model.prefillTiling, keepMma = e.model.prefillMma;
           e.model.prefillAttentionMinRows = minRows;
           e.model.prefillTiling = tiling;
+          e.model.prefillMma = mma;
           try {
             const list = capture(e.kc, () => {
               e.model.step({ seqs: [{ seq: s, tokens: ids, n: rows, pos0: before, sampling: GREEDY, counter: 0 }], tokensFromGpu: false, histOffset: 0 });
@@ -537,11 +538,14 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
           } finally {
             e.model.prefillAttentionMinRows = keep;
             e.model.prefillTiling = keepTiling;
+            e.model.prefillMma = keepMma;
           }
         };
-        // tiled first: its rows table (rows, then tiles) is the larger, so the second capture reuses the buffer
-        const tiled = attnOf(e.model.prefillAttentionMinRows);
-        const paged = attnOf(Infinity);
+        // tiled first: its rows table (rows, then tiles) is the larger, so the later captures reuse the buffer
+        const tiled = attnOf(e.model.prefillAttentionMinRows, e.model.prefillTiling, null);
+        // the tensor-core kernel where the model has one (KVC_MMA_ATTN=1)
+        const mma = e.model.prefillMma ? attnOf(e.model.prefillAttentionMinRows) : null;
+        const paged = attnOf(Infinity, e.model.prefillTiling, null);
         const sumKeys = rows * before + (rows * (rows + 1)) / 2;
         const flops = 4 * e.cfg.heads * e.cfg.headDim * e.cfg.layers * sumKeys;
         const popt = { ...topt, passes: Math.min(3, o.passes) };
@@ -553,6 +557,14 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
           ...(kernel === "attention_prefill" ? { speedup: round(tp.ms / t.ms, 2) } : {}),
         });
         rec("attention", tp, paged);
+        if (mma) {
+          const tm = await timer.time(mma, popt);
+          rep.emit({
+            ...common, test: "prefill_attention", kernel: "attention_prefill_mma", rows, context_before: before, keys_seen: sumKeys, dispatches: mma.length,
+            ms: round(tm.ms, 4), tflops: round(flops / (tm.ms * 1e9), 2), reps: tm.reps, speedup: round(tp.ms / tm.ms, 2),
+            ...(tt ? { speedup_tiled: round(tt.ms / tm.ms, 2) } : {}),
+          });
+        }
         if (tt) rec("attention_prefill", tt, tiled);
         else rep.emit({ ...common, test: "prefill_attention", kernel: "attention_prefill", rows, context_before: before, skipped: "no tile shape for this head dim and group" });
         // every tiling of 64+ threads that fits the adapter, on the same step, each captured and timed in turn
