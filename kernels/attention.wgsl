@@ -43,6 +43,7 @@ struct Params { layer: u32, H: u32, KVH: u32, L: u32, BS: u32, ldq: u32, scale: 
 #endif
 #endif
 @group(0) @binding(#) var<uniform> P: Params;
+#include kv_slot
 
 const WG = {{WG}}u;
 const G = {{G}}u;         // query heads per workgroup
@@ -133,7 +134,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var k = 0u; k < NK; k++) {
       let j = t0 + k * KPP + ks;
       if (j < end && live) {
-        let at = (blockIds[hd.x + j / P.BS] * P.BS + j % P.BS) * DL + lane;
+        let at = kvSlot(hd.x, j) * DL + lane;
         kk[k] = Kp[at];
         vv[k] = Vp[at];
       }

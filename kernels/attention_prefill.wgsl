@@ -34,6 +34,7 @@ struct Params { layer: u32, H: u32, KVH: u32, L: u32, BS: u32, ldq: u32, scale: 
 @group(0) @binding(7) var<uniform> P: Params;
 #endif
 #endif
+#include kv_slot
 
 const WG = {{WG}}u;
 const G = {{G}}u;
@@ -73,7 +74,7 @@ fn stage(t: u32, hd: vec2<u32>, k0: u32, end: u32, values: bool) {
     let j = k0 + kk;
     var v = vec4<u32>(0u);
     if (j < end) {
-      let at = (blockIds[hd.x + j / P.BS] * P.BS + j % P.BS) * D8 + idx % D8;
+      let at = kvSlot(hd.x, j) * D8 + idx % D8;
       if (values) { v = Vp[at]; } else { v = Kp[at]; }
     }
     kv[kk * KSTR + idx % D8] = v;

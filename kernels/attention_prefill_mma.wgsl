@@ -27,6 +27,7 @@ struct Params { layer: u32, H: u32, KVH: u32, L: u32, BS: u32, ldq: u32, scale: 
 @group(0) @binding(#) var<storage, read_write> sraw: array<f32>;   // [slot][qh][sStride], then lse [slot][qh]
 #endif
 @group(0) @binding(#) var<uniform> P: Params;
+#include kv_slot
 
 const NSG = {{NSG}}u;
 const WG = {{WG}}u;
@@ -58,7 +59,7 @@ fn stage(t: u32, hd: vec2<u32>, k0: u32, end: u32, values: bool) {
     let j = k0 + kk;
     var v = vec4<u32>(0u);
     if (j < end) {
-      let at = (blockIds[hd.x + j / P.BS] * P.BS + j % P.BS) * D8 + idx % D8;
+      let at = kvSlot(hd.x, j) * D8 + idx % D8;
       if (values) { v = Vp[at]; } else { v = Kp[at]; }
     }
     let o = kk * DS + (idx % D8) * 8u;

@@ -72,8 +72,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var w = t; w < words; w += WG) {
     let k = w / P.half;
     let p = w % P.half;
-    let dst = phys(hd, scratch[A + 2u * k]);
-    let src = phys(hd, scratch[A + 2u * k + 1u]);
+    let dst = kvSlot(hd.tableOffset, scratch[A + 2u * k]);
+    let src = kvSlot(hd.tableOffset, scratch[A + 2u * k + 1u]);
     Kp[dst * P.half + p] = Kp[src * P.half + p];
     Vp[dst * P.half + p] = Vp[src * P.half + p];
     if (p == 0u) {

@@ -10,6 +10,7 @@ struct Params { stride: u32, BS: u32, nHeads: u32, }
 @group(0) @binding(3) var<storage, read> posPool: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<u32>;
 @group(0) @binding(5) var<uniform> P: Params;
+#include kv_slot
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -18,7 +19,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (hi >= P.nHeads) { return; }
   let hd = heads[hi];
   if (j >= hd.y) { return; }
-  let phys = blockIds[hd.x + j / P.BS] * P.BS + j % P.BS;
+  let phys = kvSlot(hd.x, j);
   out[hi * P.stride + j] = bitcast<u32>(scores[phys]);
   out[(P.nHeads + hi) * P.stride + j] = posPool[phys];
 }

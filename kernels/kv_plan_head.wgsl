@@ -11,10 +11,7 @@ fn nextPow2(n: u32) -> u32 {
   return 1u << (32u - countLeadingZeros(n - 1u));
 }
 
-// pool index of slot i of the head, through its block list
-fn phys(hd: Head, i: u32) -> u32 {
-  return blockIds[hd.tableOffset + i / P.BS] * P.BS + i % P.BS;
-}
+#include kv_slot
 
 var<workgroup> scan: array<u32, WG>;
 

@@ -201,7 +201,7 @@ fn rankBySort(hd: Head, n: u32, N2: u32, A: u32, order: u32, raw: u32, t: u32) {
   for (var i = t; i < N2; i += WG) {
     var v = vec2<u32>(LAST, LAST);
     if (i < n) {
-      v = vec2<u32>(posPool[phys(hd, i)], i);
+      v = vec2<u32>(posPool[kvSlot(hd.tableOffset, i)], i);
     }
     setPair(A, i, v);
   }
@@ -210,7 +210,7 @@ fn rankBySort(hd: Head, n: u32, N2: u32, A: u32, order: u32, raw: u32, t: u32) {
   for (var r = t; r < n; r += WG) {
     let slot = scratch[A + 2u * r + 1u];
     scratch[order + r] = slot;
-    scratch[raw + r] = bitcast<u32>(scores[phys(hd, slot)]);
+    scratch[raw + r] = bitcast<u32>(scores[kvSlot(hd.tableOffset, slot)]);
   }
   storageBarrier();
 }
@@ -264,7 +264,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     {
       let i = t + {{u}}u * WG;
       if (i < n) {
-        let q = phys(hd, i);
+        let q = kvSlot(hd.tableOffset, i);
         kp[{{u}}] = vec2<u32>(bitcast<u32>(scores[q]), posPool[q]);
         mark(kp[{{u}}].y);
       }
@@ -304,10 +304,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var j = t; j < n; j += WG) { scratch[A + 2u * j + 1u] = sp[pad(j)].y; }
   } else {
     // 1. into scratch
-    for (var i = t; i < n; i += WG) { mark(posPool[phys(hd, i)]); }
+    for (var i = t; i < n; i += WG) { mark(posPool[kvSlot(hd.tableOffset, i)]); }
     if (countBits(t)) {
       for (var i = t; i < n; i += WG) {
-        let q = phys(hd, i);
+        let q = kvSlot(hd.tableOffset, i);
         let p = posPool[q];
         let r = rankOf(p);
         scratch[order + r] = i;

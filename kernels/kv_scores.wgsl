@@ -12,6 +12,7 @@ struct Params { layer: u32, H: u32, KVH: u32, L: u32, BS: u32, sStride: u32, }
 @group(0) @binding(4) var<storage, read> blockIds: array<u32>;
 @group(0) @binding(5) var<storage, read_write> scores: array<f32>;
 @group(0) @binding(6) var<uniform> P: Params;
+#include kv_slot
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
@@ -31,6 +32,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       acc += e * e;
     }
   }
-  let phys = blockIds[hd.x + j / P.BS] * P.BS + j % P.BS;
+  let phys = kvSlot(hd.x, j);
   scores[phys] += acc;
 }

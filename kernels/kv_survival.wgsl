@@ -8,6 +8,7 @@ struct Params { BS: u32, nHeads: u32, bins: u32, context: u32, }
 @group(0) @binding(2) var<storage, read> posPool: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<atomic<u32>>; // [nHeads][bins]
 @group(0) @binding(4) var<uniform> P: Params;
+#include kv_slot
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -16,7 +17,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (hi >= P.nHeads) { return; }
   let hd = heads[hi];
   if (j >= hd.y) { return; }
-  let pos = posPool[blockIds[hd.x + j / P.BS] * P.BS + j % P.BS];
+  let pos = posPool[kvSlot(hd.x, j)];
   // a lookahead step past the end may have written a key the context no longer counts
   if (pos >= P.context) { return; }
   // pos < 2^21 and bins <= 1024: the product stays below 2^31

@@ -21,6 +21,7 @@ struct Params { M: u32, D: u32, H: u32, KVH: u32, L: u32, layer: u32, BS: u32, l
 @group(0) @binding(7) var<storage, read_write> scorePool: array<f32>;
 @group(0) @binding(8) var<uniform> invFreq: array<vec4<f32>, {{FREQ4}}>;
 @group(0) @binding(9) var<uniform> P: Params;
+#include kv_slot
 
 // Cody-Waite reduction to [-pi, pi]: GPU sin/cos are only accurate there.
 fn reduce(x: f32) -> f32 {
@@ -60,7 +61,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let kh = h - P.H;
   let hd = heads[(row.x * P.L + P.layer) * P.KVH + kh];
   let slot = hd.y + row.y;
-  let phys = blockIds[hd.x + slot / P.BS] * P.BS + slot % P.BS;
+  let phys = kvSlot(hd.x, slot);
   let vbase = base + P.KVH * P.D;
   Kp[phys * half + p] = pack2x16float(y1);
   Kp[phys * half + p + quarter] = pack2x16float(y2);
