@@ -103,8 +103,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   workgroupBarrier();
   let q0 = sg * 16u;
 #if !QSMEM
+  var ql: array<subgroup_matrix_left<f16, 16, 16>, D / 16u>;
   #unroll c D/16
-  var ql{{c}} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&kv, q0 * DS + {{c}}u * 16u, false, DS);
+  ql[{{c}}] = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&kv, q0 * DS + {{c}}u * 16u, false, DS);
   #endunroll
 #endif
   workgroupBarrier();
@@ -132,14 +133,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     #unroll n 4
     {
-      var s: subgroup_matrix_result<f32, 16, 16>;
-      #unroll c D/16
+      // the first product starts the sum: a result var declared in a loop is not reliably
+      // zeroed on every iteration (see the primitive test), so none is declared
 #if QSMEM
-      s = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&qs, q0 * DS + {{c}}u * 16u, false, DS), subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + {{c}}u * 16u, true, DS), s);
-#else
-      s = subgroupMatrixMultiplyAccumulate(ql{{c}}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + {{c}}u * 16u, true, DS), s);
-#endif
+      var s = subgroupMatrixMultiply<f32>(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&qs, q0 * DS, false, DS), subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS, true, DS));
+      #unroll c D/16-1
+      s = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&qs, q0 * DS + ({{c}}u + 1u) * 16u, false, DS), subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + ({{c}}u + 1u) * 16u, true, DS), s);
       #endunroll
+#else
+      var s = subgroupMatrixMultiply<f32>(ql[0], subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS, true, DS));
+      #unroll c D/16-1
+      s = subgroupMatrixMultiplyAccumulate(ql[{{c}}u + 1u], subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + ({{c}}u + 1u) * 16u, true, DS), s);
+      #endunroll
+#endif
       subgroupMatrixStore(&ss, sg * 16u * BK + {{n}}u * 256u, s, false, 16u);
     }
     #endunroll
@@ -163,14 +169,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     #unroll n 4
     {
-      var s: subgroup_matrix_result<f32, 16, 16>;
-      #unroll c D/16
+      // the first product starts the sum: a result var declared in a loop is not reliably
+      // zeroed on every iteration (see the primitive test), so none is declared
 #if QSMEM
-      s = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&qs, q0 * DS + {{c}}u * 16u, false, DS), subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + {{c}}u * 16u, true, DS), s);
-#else
-      s = subgroupMatrixMultiplyAccumulate(ql{{c}}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + {{c}}u * 16u, true, DS), s);
-#endif
+      var s = subgroupMatrixMultiply<f32>(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&qs, q0 * DS, false, DS), subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS, true, DS));
+      #unroll c D/16-1
+      s = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&qs, q0 * DS + ({{c}}u + 1u) * 16u, false, DS), subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + ({{c}}u + 1u) * 16u, true, DS), s);
       #endunroll
+#else
+      var s = subgroupMatrixMultiply<f32>(ql[0], subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS, true, DS));
+      #unroll c D/16-1
+      s = subgroupMatrixMultiplyAccumulate(ql[{{c}}u + 1u], subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kv, {{n}}u * 16u * DS + ({{c}}u + 1u) * 16u, true, DS), s);
+      #endunroll
+#endif
       subgroupMatrixStore(&ss, sg * 16u * BK + {{n}}u * 256u, s, false, 16u);
     }
     #endunroll

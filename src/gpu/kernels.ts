@@ -26,7 +26,7 @@ export function registerKernelSource(name: string, code: string) {
  * `#include NAME` pastes kernel source NAME (shared structs and helpers, no entry
  * point); `#if NAME` / `#if !NAME` / `#else` / `#endif` on boolean defines; then `#unroll VAR
  * COUNT` ... `#endunroll` repeats its lines COUNT times with `{{VAR}}` = 0, 1, ...
- * (COUNT: numbers and defines joined by * and /, e.g. ROWS/2; unrolls nest), so
+ * (COUNT: numbers and defines joined by * / + -, left to right, e.g. ROWS/2 or D/16-1; unrolls nest), so
  * private arrays index only by constants and stay in registers; then `{{NAME}}`
  * replaced by the define's value. Unknown names are an error, not a silent blank.
  * `@binding(#)` numbers the bindings that survive the `#if`s in order (a Step binds
@@ -108,14 +108,19 @@ function unroll(lines: string[], defines: Defines): string[] {
 }
 
 function unrollCount(expr: string, defines: Defines): number {
-  const parts = expr.split(/([*/])/);
+  const parts = expr.split(/([*/+-])/);
   const value = (p: string) => {
     const v = /^\d+$/.test(p) ? Number(p) : Number(defines[p]);
     if (!Number.isInteger(v) || v < 0) throw new Error(`WGSL #unroll count ${expr}: ${p} is not a whole number`);
     return v;
   };
   let n = value(parts[0]);
-  for (let i = 1; i < parts.length; i += 2) n = parts[i] === "*" ? n * value(parts[i + 1]) : Math.floor(n / value(parts[i + 1]));
+  // left to right, no precedence: D/16-1 is (D / 16) - 1
+  for (let i = 1; i < parts.length; i += 2) {
+    const v = value(parts[i + 1]);
+    n = parts[i] === "*" ? n * v : parts[i] === "/" ? Math.floor(n / v) : parts[i] === "+" ? n + v : n - v;
+  }
+  if (n < 0) throw new Error(`WGSL #unroll count ${expr} is negative`);
   return n;
 }
 

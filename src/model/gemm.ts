@@ -178,7 +178,8 @@ export const skinnyTM = (M: number) => (M <= 16 ? 1 : M <= 32 ? 2 : 4);
 
 /** gemm_mma_skinny's shape: 16-column blocks a subgroup owns (NB) and 16-wide K steps loaded ahead (KU). */
 export interface SkinnyShape { NB: 1 | 2; KU: 4 | 8 }
-export const SKINNY_SHAPE: SkinnyShape = { NB: 1, KU: 4 };
+/** 1B decode, H100 (8255ee1): KU 8 ran batch 32 at 8398 tok/s against 7593 with KU 4; NB 2 gained nothing (bench/results/2026-12-08-NVIDIA-H100-8255ee1-skinny-prefix.md). */
+export const SKINNY_SHAPE: SkinnyShape = { NB: 1, KU: 8 };
 /** Output columns of one gemm_mma_skinny workgroup (4 subgroups). */
 export const skinnyCols = (s: SkinnyShape) => 4 * 16 * s.NB;
 export function skinnyKernel(kc: KernelContext, M: number, subgroupSize: number, bias: boolean, residual: boolean, SPLITK: boolean, shape: SkinnyShape = SKINNY_SHAPE): Kernel {

@@ -59,10 +59,25 @@ fn main(@builtin(local_invocation_index) t: u32) {
   let r = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&b, 0u, {{BCOL_FLAG}}, BS);
 #if ZCTOR
   var acc = subgroup_matrix_result<f32, 16, 16>();
-#else
-  var acc: subgroup_matrix_result<f32, 16, 16>;
-#endif
   acc = subgroupMatrixMultiplyAccumulate(l, r, acc);
+#endif
+#if LOOPZ
+  // a result declared inside a loop starts at zero on every iteration (WGSL): the last
+  // iteration's product, not the sum of three
+  var acc = subgroupMatrixMultiply<f32>(l, r);
+  for (var it = 0u; it < 3u + P.n; it++) {
+    var z: subgroup_matrix_result<f32, 16, 16>;
+    z = subgroupMatrixMultiplyAccumulate(l, r, z);
+    acc = z;
+  }
+#endif
+#if MUL
+  let acc = subgroupMatrixMultiply<f32>(l, r);
+#endif
+#if PLAIN
+  var acc: subgroup_matrix_result<f32, 16, 16>;
+  acc = subgroupMatrixMultiplyAccumulate(l, r, acc);
+#endif
 #if STORAGE
   subgroupMatrixStore(&C, COFF, acc, false, CS);
 #else
@@ -75,7 +90,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
 
 test.skipIf(usable)(`subgroup-matrix primitives SKIPPED: ${gpu.adapterName} has no f16 16x16x16 subgroup matrices`, () => {});
 
-const cases: { name: string; AS: number; BS: number; CS: number; COFF: number; BCOL: boolean; HOLD: boolean; STORAGE: boolean; ZCTOR?: boolean; SCALAR?: boolean }[] = [
+const cases: { name: string; AS: number; BS: number; CS: number; COFF: number; BCOL: boolean; HOLD: boolean; STORAGE: boolean; ZCTOR?: boolean; SCALAR?: boolean; LOOPZ?: boolean; MUL?: boolean }[] = [
   { name: "strides 16, store to workgroup (the GEMM's epilogue)", AS: 16, BS: 16, CS: 16, COFF: 0, BCOL: false, HOLD: false, STORAGE: false },
   { name: "load strides 40, right column-major (the GEMM's tiles)", AS: 40, BS: 40, CS: 16, COFF: 0, BCOL: true, HOLD: false, STORAGE: false },
   { name: "left stride 72, right row-major stride 136 (P V)", AS: 72, BS: 136, CS: 16, COFF: 0, BCOL: false, HOLD: false, STORAGE: false },
@@ -84,13 +99,15 @@ const cases: { name: string; AS: number; BS: number; CS: number; COFF: number; B
   { name: "store to storage at stride 40 and offset 8", AS: 16, BS: 16, CS: 40, COFF: 8, BCOL: false, HOLD: false, STORAGE: true },
   { name: "left matrix held across a barrier that overwrites its source (attention queries)", AS: 40, BS: 40, CS: 16, COFF: 0, BCOL: true, HOLD: true, STORAGE: false },
   { name: "accumulator from the zero-value constructor subgroup_matrix_result<f32, 16, 16>()", AS: 16, BS: 16, CS: 16, COFF: 0, BCOL: false, HOLD: false, STORAGE: false, ZCTOR: true },
+  { name: "subgroupMatrixMultiply (no accumulator)", AS: 16, BS: 16, CS: 16, COFF: 0, BCOL: false, HOLD: false, STORAGE: false, MUL: true },
+  { name: "accumulator declared inside a loop, zero on every iteration", AS: 16, BS: 16, CS: 16, COFF: 0, BCOL: false, HOLD: false, STORAGE: false, LOOPZ: true },
   { name: "a u32 workgroup variable declared beside the f16 arrays (alignment of the matrices' memory)", AS: 72, BS: 72, CS: 16, COFF: 0, BCOL: true, HOLD: false, STORAGE: false, SCALAR: true },
 ];
 
 for (const c of usable ? cases : []) {
   test(`subgroup matrix: ${c.name}`, async () => {
     const kc = new KernelContext(gpu);
-    const src = kc.kernel("test_subgroup_matrix", { ...c, ZCTOR: !!c.ZCTOR, SCALAR: !!c.SCALAR, BCOL_FLAG: c.BCOL ? "true" : "false", WG: gpu.features.subgroupMaxSize });
+    const src = kc.kernel("test_subgroup_matrix", { ...c, ZCTOR: !!c.ZCTOR, SCALAR: !!c.SCALAR, LOOPZ: !!c.LOOPZ, MUL: !!c.MUL, PLAIN: !c.ZCTOR && !c.LOOPZ && !c.MUL, BCOL_FLAG: c.BCOL ? "true" : "false", WG: gpu.features.subgroupMaxSize });
     const A = rand(256, 21).map(ref.roundF16), B = rand(256, 22).map(ref.roundF16);
     const n = 16 * c.CS + 64;
     const out = await up(new Float32Array(n).fill(-7));

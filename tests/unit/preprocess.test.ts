@@ -17,6 +17,10 @@ test("#unroll repeats its lines with the index, nests, and takes counts like ROW
   // an #if inside an #unroll is decided once, before the unrolling
   expect(preprocess(["#unroll i 2", "#if A", "a{{i}}", "#else", "z{{i}}", "#endif", "#endunroll"].join("\n"), { A: false })).toBe("z0\nz1");
   expect(preprocess("#unroll i 0\nnever\n#endunroll\nafter", {})).toBe("after");
+  // + and -, left to right: D/16-1 is (D / 16) - 1
+  expect(preprocess("#unroll c D/16-1\nc{{c}}\n#endunroll", { D: 64 })).toBe("c0\nc1\nc2");
+  expect(preprocess("#unroll c D+2/2\nc{{c}}\n#endunroll", { D: 2 })).toBe("c0\nc1");
+  expect(() => preprocess("#unroll c D-2\nc\n#endunroll", { D: 1 })).toThrow(/negative/);
 });
 
 test("#include pastes a shared source, whose #ifs and templates then apply", () => {
