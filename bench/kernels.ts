@@ -105,8 +105,8 @@ function classifier(e: Engine): (d: CapturedDispatch) => string {
   for (const s of e.weights.lmHead.shards) byBuf.set(s.buffer, "lm_head");
   return (d) => {
     const k = kernelName(d);
-    if (k === "gemv" || k === "gemm" || k === "gemm_mma") return (byBuf.get(bufferOf(d.bindings[0])) ?? k) + fusedSuffix(d);
-    if (k === "attn_merge" || k === "attention_prefill") return "attention";
+    if (k === "gemv" || k === "gemm" || k === "gemm_mma" || k === "gemm_mma_skinny") return (byBuf.get(bufferOf(d.bindings[0])) ?? k) + fusedSuffix(d);
+    if (k === "attn_merge" || k === "attention_prefill" || k === "attention_prefill_mma") return "attention";
     if (k === "rope_append") return "rope+append";
     return k;
   };

@@ -128,7 +128,7 @@ export interface PrefillMmaTiling {
 }
 
 export function prefillMmaBytes(t: PrefillMmaTiling): number {
-  return 64 * (t.D + 8) * 2 + t.NSG * 16 * 64 * 4 + t.NSG * 16 * (64 + 8) * 2 + (t.QSMEM ? t.NSG * 16 * (t.D + 8) * 2 : 0) + 4;
+  return 64 * (t.D + 8) * 2 + t.NSG * 16 * 64 * 4 + t.NSG * 16 * (64 + 8) * 2 + (t.QSMEM ? t.NSG * 16 * (t.D + 8) * 2 : 0);
 }
 
 /**
@@ -139,12 +139,13 @@ export function prefillMmaBytes(t: PrefillMmaTiling): number {
 export function prefillMmaTiling(gpu: Gpu, G: number, D: number): PrefillMmaTiling | null {
   const sm = gpu.features.subgroupMatrix;
   const env = (globalThis as any).process?.env?.KVC_MMA_ATTN ?? (globalThis as any).Deno?.env?.get("KVC_MMA_ATTN");
-  // off unless asked for (KVC_MMA_ATTN=1) until it matches the reference on the GPU
+  // off unless asked for (KVC_MMA_ATTN=1): slower than the f32 tiled kernel at D 128 when last measured
   if (env !== "1" || !sm || sm.M !== 16 || sm.N !== 16 || sm.K !== 16 || gpu.features.subgroupMaxSize !== 32) return null;
   if (D % 16 !== 0 || G > 64) return null;
-  // KVC_MMA_ATTN_Q=reg holds the queries in registers (the first design, wrong on the H100)
+  // the queries stay in registers (their workgroup copy would halve the subgroups at D 128);
+  // KVC_MMA_ATTN_Q=smem reloads them from workgroup memory for every product instead
   const qenv = (globalThis as any).process?.env?.KVC_MMA_ATTN_Q ?? (globalThis as any).Deno?.env?.get("KVC_MMA_ATTN_Q");
-  const QSMEM = qenv !== "reg";
+  const QSMEM = qenv === "smem";
   for (const NSG of [4, 2]) {
     const t = { NSG, QSMEM, WG: NSG * 32, G, D, BQ: Math.floor((NSG * 16) / G) };
     if (t.BQ >= 1 && prefillMmaBytes(t) <= gpu.limits.maxComputeWorkgroupStorageSize) return t;
