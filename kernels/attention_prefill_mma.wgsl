@@ -52,34 +52,24 @@ var<workgroup> ps: array<f16, NSG * 16u * PS>;     // per subgroup: probabilitie
 // matrix load or store off a 16-byte boundary reads the wrong elements (the primitive
 // test of that layout).
 
-// keys [k0, k0 + BK) of head hd's K (or V) into kv as f16, zeros from `end` on (end > k0).
-// Every load of the tile is issued before the first store, so the loads overlap: a loop
-// of load-then-store waits out one global round trip (block table, then key) per vec4.
+// keys [k0, k0 + BK) of head hd's K (or V) into kv as f16, zeros from `end` on
 fn stage(t: u32, hd: vec2<u32>, k0: u32, end: u32, values: bool) {
-  var v: array<vec4<u32>, BK * D8 / WG>;
-  if (values) {
-    #unroll i 64*D/8/WG
-    v[{{i}}] = Vp[kvSlot(hd.x, min(k0 + (t + {{i}}u * WG) / D8, end - 1u)) * D8 + (t + {{i}}u * WG) % D8];
-    #endunroll
-  } else {
-    #unroll i 64*D/8/WG
-    v[{{i}}] = Kp[kvSlot(hd.x, min(k0 + (t + {{i}}u * WG) / D8, end - 1u)) * D8 + (t + {{i}}u * WG) % D8];
-    #endunroll
-  }
-  #unroll i 64*D/8/WG
-  {
-    let idx = t + {{i}}u * WG;
+  for (var idx = t; idx < BK * D8; idx += WG) {
     let kk = idx / D8;
-    let w = select(vec4<u32>(0u), v[{{i}}], k0 + kk < end);
+    let j = k0 + kk;
+    var v = vec4<u32>(0u);
+    if (j < end) {
+      let at = kvSlot(hd.x, j) * D8 + idx % D8;
+      if (values) { v = Vp[at]; } else { v = Kp[at]; }
+    }
     let o = kk * DS + (idx % D8) * 8u;
-    let a = bitcast<vec2<f16>>(w.x);
-    let b = bitcast<vec2<f16>>(w.y);
-    let c = bitcast<vec2<f16>>(w.z);
-    let d = bitcast<vec2<f16>>(w.w);
+    let a = bitcast<vec2<f16>>(v.x);
+    let b = bitcast<vec2<f16>>(v.y);
+    let c = bitcast<vec2<f16>>(v.z);
+    let d = bitcast<vec2<f16>>(v.w);
     kv[o] = a.x; kv[o + 1u] = a.y; kv[o + 2u] = b.x; kv[o + 3u] = b.y;
     kv[o + 4u] = c.x; kv[o + 5u] = c.y; kv[o + 6u] = d.x; kv[o + 7u] = d.y;
   }
-  #endunroll
 }
 
 @compute @workgroup_size({{WG}})
