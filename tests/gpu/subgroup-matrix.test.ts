@@ -90,7 +90,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
 
 test.skipIf(usable)(`subgroup-matrix primitives SKIPPED: ${gpu.adapterName} has no f16 16x16x16 subgroup matrices`, () => {});
 
-const cases: { name: string; AS: number; BS: number; CS: number; COFF: number; BCOL: boolean; HOLD: boolean; STORAGE: boolean; ZCTOR?: boolean; SCALAR?: boolean; LOOPZ?: boolean; MUL?: boolean }[] = [
+const cases: { name: string; AS: number; BS: number; CS: number; COFF: number; BCOL: boolean; HOLD: boolean; STORAGE: boolean; ZCTOR?: boolean; SCALAR?: boolean; LOOPZ?: boolean; MUL?: boolean; defect?: string }[] = [
   { name: "strides 16, store to workgroup (the GEMM's epilogue)", AS: 16, BS: 16, CS: 16, COFF: 0, BCOL: false, HOLD: false, STORAGE: false },
   { name: "load strides 40, right column-major (the GEMM's tiles)", AS: 40, BS: 40, CS: 16, COFF: 0, BCOL: true, HOLD: false, STORAGE: false },
   { name: "left stride 72, right row-major stride 136 (P V)", AS: 72, BS: 136, CS: 16, COFF: 0, BCOL: false, HOLD: false, STORAGE: false },
@@ -100,12 +100,18 @@ const cases: { name: string; AS: number; BS: number; CS: number; COFF: number; B
   { name: "left matrix held across a barrier that overwrites its source (attention queries)", AS: 40, BS: 40, CS: 16, COFF: 0, BCOL: true, HOLD: true, STORAGE: false },
   { name: "accumulator from the zero-value constructor subgroup_matrix_result<f32, 16, 16>()", AS: 16, BS: 16, CS: 16, COFF: 0, BCOL: false, HOLD: false, STORAGE: false, ZCTOR: true },
   { name: "subgroupMatrixMultiply (no accumulator)", AS: 16, BS: 16, CS: 16, COFF: 0, BCOL: false, HOLD: false, STORAGE: false, MUL: true },
-  { name: "accumulator declared inside a loop, zero on every iteration", AS: 16, BS: 16, CS: 16, COFF: 0, BCOL: false, HOLD: false, STORAGE: false, LOOPZ: true },
-  { name: "a u32 workgroup variable declared beside the f16 arrays (alignment of the matrices' memory)", AS: 72, BS: 72, CS: 16, COFF: 0, BCOL: true, HOLD: false, STORAGE: false, SCALAR: true },
+  // Two forms wrong on the H100 (dawn.node 0.6.2, driver 580; bench/results/2026-12-08-NVIDIA-H100-dbe6385-tensor-core-attention.md):
+  // the kernels avoid both, and these cases are expected to fail where the defect is (test.failing), so a
+  // runtime that fixes one shows up as a failure here
+  { name: "accumulator declared inside a loop, zero on every iteration", AS: 16, BS: 16, CS: 16, COFF: 0, BCOL: false, HOLD: false, STORAGE: false, LOOPZ: true, defect: "not zeroed again" },
+  { name: "a u32 workgroup variable declared beside the f16 arrays (alignment of the matrices' memory)", AS: 72, BS: 72, CS: 16, COFF: 0, BCOL: true, HOLD: false, STORAGE: false, SCALAR: true, defect: "misaligned matrix memory" },
 ];
 
+// both were seen on NVIDIA (Dawn's Vulkan backend, driver 580: whether Dawn or the driver, unknown); elsewhere those cases must pass
+const nvidia = /nvidia/i.test(gpu.adapterName);
 for (const c of usable ? cases : []) {
-  test(`subgroup matrix: ${c.name}`, async () => {
+  const run = c.defect && nvidia ? test.failing : test;
+  run(`subgroup matrix: ${c.name}${c.defect && nvidia ? ` (known defect on this GPU: ${c.defect})` : ""}`, async () => {
     const kc = new KernelContext(gpu);
     const src = kc.kernel("test_subgroup_matrix", { ...c, ZCTOR: !!c.ZCTOR, SCALAR: !!c.SCALAR, LOOPZ: !!c.LOOPZ, MUL: !!c.MUL, PLAIN: !c.ZCTOR && !c.LOOPZ && !c.MUL, BCOL_FLAG: c.BCOL ? "true" : "false", WG: gpu.features.subgroupMaxSize });
     const A = rand(256, 21).map(ref.roundF16), B = rand(256, 22).map(ref.roundF16);
