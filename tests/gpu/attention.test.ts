@@ -2,6 +2,9 @@
 // attention (and the split-K merge) against the CPU reference,
 // with scattered blocks and different lengths per KV head; with scoring rows, the
 // KV-Compress metric (squared attention summed over queries and the GQA group) too.
+// Long file: the decode, tiled prefill and tensor-core prefill kernels are checked on the
+// cases one builder makes (scattered blocks, per-head lengths, scoring rows) against one
+// CPU reference and against each other.
 import { expect, test } from "bun:test";
 import { cdiv, KernelContext, type Step } from "../../src/gpu/kernels.ts";
 import { f32Bits as F } from "../../src/gpu/params.ts";
@@ -146,7 +149,6 @@ function buildCase(H: number, KVH: number, D: number, seqs: CaseSeq[], BS = 16) 
       }
     }
   };
-
   return { L, layer, BS, W, M, maxLen, slots, scoreSeqs, scale, want, wantSraw, wantLse, upload, checkScores };
 }
 
@@ -300,10 +302,8 @@ async function runTiled(H: number, KVH: number, D: number, seqs: CaseSeq[], nspl
     }
     st.submit();
     const got = await readF32(out, M * H * D);
-    // the tensor-core kernel's message carries every figure, so one GPU run shows which part is wrong
-    const why = mma && scoring
-      ? `${name}: out ${maxAbsDiff(got, c.want)}, raw scores ${maxAbsDiff(await readF32(sraw, slots * H * maxLen), await readF32(oldSraw, slots * H * maxLen))}, lse ${maxAbsDiff(await readF32(sraw, slots * H, lseOffset / 4), await readF32(oldLse, slots * H))}`
-      : name;
+    // with scoring rows the message carries every figure, so one GPU run shows which part is wrong
+    const why = scoring ? `${name}: out ${maxAbsDiff(got, c.want)}, raw scores ${maxAbsDiff(await readF32(sraw, slots * H * maxLen), await readF32(oldSraw, slots * H * maxLen))}, lse ${maxAbsDiff(await readF32(sraw, slots * H, lseOffset / 4), await readF32(oldLse, slots * H))}` : name;
     expect(maxAbsDiff(got, c.want), why).toBeLessThan(tol.out);
     expect(maxAbsDiff(got, await readF32(oldOut, M * H * D)), name).toBeLessThan(tol.out);
     if (!scoring) continue;
