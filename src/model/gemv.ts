@@ -1,7 +1,8 @@
 // kernels/gemv.wgsl from the host: its tiles (rows x batch rows per workgroup, lanes
 // per row group, K chunks per trip), the choice of a tile per step, the workgroup
 // grid, and how the fused gate_up GEMV with SwiGLU is cut into runs over the shards.
-import { cdiv, nextPow2 } from "../gpu/kernels.ts";
+import { cdiv, nextPow2, type Defines } from "../gpu/kernels.ts";
+import { QUANT, rowWords, type QuantType } from "./quant.ts";
 import type { Matrix, MatrixShard } from "./weights.ts";
 
 /**
@@ -99,3 +100,119 @@ export function gemvGrid(t: GemvTile, M: number, cols: number, swiglu: boolean):
 
 /** The gemv Params fields a plain (or NORM-only) GEMV leaves unused: the SWIGLU run's and the norm's epsilon. */
 export const GEMV_UNFUSED = { eps: 0, nW: 0, gRow: 0, uRow: 0 } as const;
+
+/**
+ * kernels/quant_piece.wgsl's piece of each block format: QPW weights, QRUNS runs of 16
+ * weights QRUN apart in x, one to four 16-byte loads.
+ */
+export const QUANT_PIECES: Record<QuantType, { QPW: number; QRUNS: number; QRUN: number }> = {
+  q4_k: { QPW: 32, QRUNS: 2, QRUN: 32 },
+  q6_k: { QPW: 64, QRUNS: 4, QRUN: 32 },
+  q8_0: { QPW: 32, QRUNS: 2, QRUN: 16 },
+  q4_0: { QPW: 32, QRUNS: 2, QRUN: 16 },
+};
+
+/** The piece GEMV reads rows as whole 16-byte words: every format's rows are when K % 256 == 0. */
+export const pieceFits = (quant: QuantType, K: number) => K % QUANT[quant].block === 0 && K % QUANT_PIECES[quant].QPW === 0 && rowWords(quant, K) % 4 === 0;
+
+/**
+ * A quantized GEMV: a GemvTile over pieces (kernels/quant_piece.wgsl), with x staged in
+ * workgroup memory (XWG) or read from L1, and q converted by an integer conversion or
+ * (MAGIC) the 2^23 exponent trick. Every choice but LANES leaves each output's value
+ * unchanged (the same sums in the same order), as for GemvTile.
+ */
+export interface PieceTile extends GemvTile {
+  XWG: boolean;
+  MAGIC: boolean;
+}
+
+/** A quantized GEMV's kernel: the piece GEMV, or (piece null) the 8-weight one of kernels/quant.wgsl. */
+export interface QuantGemv {
+  tile: GemvTile;
+  piece: PieceTile | null;
+}
+
+/**
+ * Lanes per row group of the piece GEMV at every M (batch invariance). A lane's trip
+ * covers 32 weights (4x the f16 GEMV's 8), so fewer lanes split a row: the 1B's K = 2048
+ * is 64 Q4_K pieces, 2 a lane.
+ */
+const PIECE_LANES = 32;
+
+/** Bytes of workgroup memory XWG stages: BATCH activation rows of K. */
+export const xwgBytes = (t: GemvTile, K: number) => t.BATCH * K * 4;
+
+/** Partial choices read from KVC_QGEMV: "old", or "rows=2,lanes=32,ku=2,xwg=1,magic=1" (any subset). */
+export type PieceForce = "old" | Partial<Pick<PieceTile, "ROWS" | "LANES" | "KU" | "XWG" | "MAGIC">>;
+
+export function parsePieceForce(env: string | undefined): PieceForce | null {
+  if (env === undefined || env.trim() === "") return null;
+  if (env.trim() === "old") return "old";
+  const out: Exclude<PieceForce, "old"> = {};
+  for (const kv of env.split(",")) {
+    const [k, v] = kv.split("=").map((x) => x.trim());
+    const n = Number(v);
+    const key = { rows: "ROWS", lanes: "LANES", ku: "KU", xwg: "XWG", magic: "MAGIC" }[k] as keyof typeof out | undefined;
+    if (!key || !Number.isInteger(n) || n < 0) throw new Error(`KVC_QGEMV="${env}": expected "old" or rows=R,lanes=L,ku=U,xwg=0|1,magic=0|1 (any of them)`);
+    if (key === "XWG" || key === "MAGIC") out[key] = n !== 0;
+    else out[key] = n;
+  }
+  if (out.LANES !== undefined && (out.LANES < 4 || (out.LANES & (out.LANES - 1)) !== 0)) throw new Error(`KVC_QGEMV: lanes=${out.LANES} is not a power of two >= 4`);
+  return out;
+}
+
+const envForce = () => parsePieceForce((globalThis as any).process?.env?.KVC_QGEMV ?? (globalThis as any).Deno?.env?.get("KVC_QGEMV"));
+
+/**
+ * The quantized GEMV for M decode rows of a `quant` matrix of K columns (norm, swiglu
+ * as gemvTileFor). Rows that are not whole 16-byte words, and KVC_QGEMV=old, take the
+ * 8-weight kernel with the f16 GEMV's tile. Untuned first choices (bench/kernels.ts
+ * sweeps them all: `--quant q4_k --gemv-tile-rows 1`): 2 rows per group (4 for gate/up,
+ * half gate, half up) and 2 pieces per trip where there is no norm; batches as the
+ * f16 tiles.
+ */
+export function quantGemvFor(M: number, quant: QuantType, K: number, norm: boolean, maxStorage = 16384, subgroups = true, swiglu = false, force: PieceForce | null = envForce()): QuantGemv {
+  if (force === "old" || !pieceFits(quant, K)) return { tile: gemvTileFor(M, norm, maxStorage, subgroups, swiglu), piece: null };
+  const t: PieceTile = M === 1
+    ? { ROWS: swiglu ? 4 : 2, BATCH: 1, LANES: PIECE_LANES, KU: norm ? 1 : 2, XWG: false, MAGIC: false }
+    : M <= 4 ? { ROWS: 2, BATCH: nextPow2(M), LANES: PIECE_LANES, KU: 1, XWG: false, MAGIC: false }
+    : { ROWS: 2, BATCH: norm ? 4 : 8, LANES: PIECE_LANES, KU: 1, XWG: false, MAGIC: false };
+  if (force) Object.assign(t, force);
+  if (swiglu && t.ROWS % 2) t.ROWS *= 2;
+  while (t.BATCH > 1 && gemvScratchBytes(t, norm, subgroups) > maxStorage) t.BATCH /= 2;
+  if (t.XWG && gemvScratchBytes(t, norm, subgroups) + xwgBytes(t, K) > maxStorage) t.XWG = false;
+  return { tile: t, piece: t };
+}
+
+/** The kernels/gemv.wgsl defines of a quantized GEMV (beside BIAS, NORM...). */
+export function quantGemvDefines(q: QuantGemv, quant: QuantType, K: number): Defines {
+  const p = q.piece;
+  if (!p) return { ...q.tile, QUANT: quant, PIECE: false, XWG: false, QMAGIC: false };
+  return {
+    ROWS: p.ROWS, BATCH: p.BATCH, LANES: p.LANES, KU: p.KU, QUANT: quant, PIECE: true, XWG: p.XWG, QMAGIC: p.MAGIC,
+    ...(p.XWG ? { XS: (p.BATCH * K) / 4 } : {}), ...QUANT_PIECES[quant],
+  };
+}
+
+/** gemvTileName, "+x" with x in workgroup memory, "+m" with the exponent trick; "old ..." for the 8-weight kernel. */
+export const quantGemvName = (q: QuantGemv) => (q.piece ? gemvTileName(q.piece) + (q.piece.XWG ? "+x" : "") + (q.piece.MAGIC ? "+m" : "") : "old " + gemvTileName(q.tile));
+
+/**
+ * Piece tiles worth timing side by side at M rows: rows 1, 2, 4 (2, 4 for SwiGLU) x lanes
+ * 16, 32, 64 x 1 or 2 pieces per trip, each plain, with the exponent trick, and with x
+ * in workgroup memory where it fits.
+ */
+export function quantGemvSweep(M: number, quant: QuantType, K: number, norm: boolean, maxStorage: number, subgroups: boolean, swiglu: boolean): QuantGemv[] {
+  const out = new Map<string, QuantGemv>();
+  for (const ROWS of swiglu ? [2, 4] : [1, 2, 4]) {
+    for (const LANES of [16, 32, 64]) {
+      for (const KU of [1, 2]) {
+        for (const [XWG, MAGIC] of [[false, false], [false, true], [true, false]]) {
+          const q = quantGemvFor(M, quant, K, norm, maxStorage, subgroups, swiglu, { ROWS, LANES, KU, XWG, MAGIC });
+          if (q.piece && q.piece.XWG === XWG) out.set(quantGemvName(q), q);
+        }
+      }
+    }
+  }
+  return [...out.values()];
+}
