@@ -161,7 +161,13 @@ export function parsePieceForce(env: string | undefined): PieceForce | null {
   return out;
 }
 
-const envForce = () => parsePieceForce((globalThis as any).process?.env?.KVC_QGEMV ?? (globalThis as any).Deno?.env?.get("KVC_QGEMV"));
+// read at every dispatch: parsed once per value
+let forced: { env: string | undefined; force: PieceForce | null } | null = null;
+function envForce(): PieceForce | null {
+  const env = (globalThis as any).process?.env?.KVC_QGEMV ?? (globalThis as any).Deno?.env?.get("KVC_QGEMV");
+  if (!forced || forced.env !== env) forced = { env, force: parsePieceForce(env) };
+  return forced.force;
+}
 
 /**
  * The quantized GEMV for M decode rows of a `quant` matrix of K columns (norm, swiglu
