@@ -197,7 +197,7 @@ function gemvTiles(e: Engine, M: number, norm: boolean, swiglu = false): GemvTil
 /** A captured quantized gemv dispatch run as another quantized GEMV (piece tile or the 8-weight kernel): same bindings and params. */
 function asQuantGemv(e: Engine, d: CapturedDispatch, q: QuantGemv): CapturedDispatch {
   const defs = definesOf(d);
-  for (const k of ["XS", "QPW", "QRUNS", "QRUN"]) delete defs[k];
+  for (const k of ["XS", "QPW", "QRUNS", "QRUN", "XPAD"]) delete defs[k];
   const [K, cols, M] = d.params;
   return { ...d, k: e.kc.kernel("gemv", { ...defs, ...quantGemvDefines(q, quantOf(d) as QuantType, K) }), wg: [...gemvGrid(q.tile, M, cols, defs.SWIGLU === true), 1] };
 }

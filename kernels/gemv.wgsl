@@ -20,7 +20,9 @@
 // one to four 16-byte loads of packed weights each, runs of 16 weights sharing a scale
 // and an offset) instead of 8 weights at a time; each x value meets its run's integer
 // weights, and each run's scale once. XWG: the workgroup's BATCH activation rows are
-// staged in workgroup memory first (XS vec4s), and lanes read x there.
+// staged in workgroup memory first (XS vec4s), and lanes read x there; one vec4 of
+// padding after every XPAD spreads the pieces a quarter-warp reads at once over all
+// banks (each format's XPAD: src/model/gemv.ts QUANT_PIECES).
 struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, eps: f32, nW: u32, gRow: u32, uRow: u32, }
 
 #if QUANT
@@ -92,7 +94,12 @@ const SLOTS = WG / 2u;
 #endif
 var<workgroup> red: array<f32, NR * SLOTS>;
 #if XWG
-var<workgroup> xs: array<vec4<f32>, {{XS}}>; // BATCH rows of K / 4
+var<workgroup> xs: array<vec4<f32>, {{XS}}>; // BATCH rows of K / 4, padded
+const XPAD = {{XPAD}}u;
+// where vec4 i of the BATCH rows sits in xs (K / 4 is a multiple of XPAD: no piece's run straddles a pad)
+fn xsAt(i: u32) -> u32 {
+  return i + i / XPAD;
+}
 #endif
 
 // weights 8 k8 .. 8 k8 + 7 of weight row `row` (load8up: of W2)
@@ -170,7 +177,7 @@ fn xRowIndex(b: u32, m0: u32) -> u32 {
 fn xRow(b: u32, m0: u32, k8: u32) -> array<vec4<f32>, 2> {
 #if XWG
   let xi = b * (P.K / 4u) + 2u * k8;
-  return array<vec4<f32>, 2>(xs[xi], xs[xi + 1u]);
+  return array<vec4<f32>, 2>(xs[xsAt(xi)], xs[xsAt(xi + 1u)]);
 #else
   let xi = xRowIndex(b, m0) * (P.K / 4u) + 2u * k8;
   return array<vec4<f32>, 2>(X[xi], X[xi + 1u]);
@@ -182,7 +189,7 @@ fn xRow(b: u32, m0: u32, k8: u32) -> array<vec4<f32>, 2> {
 fn xPiece(b: u32, m0: u32, xb: u32) -> array<vec4<f32>, QX> {
   var x: array<vec4<f32>, QX>;
 #if XWG
-  let xi = (b * P.K + xb) / 4u;
+  let xi = xsAt((b * P.K + xb) / 4u);
 #unroll j QRUNS
 #unroll i 4
   x[{{j}}u * 4u + {{i}}u] = xs[xi + {{j}}u * (QRUN / 4u) + {{i}}u];
@@ -278,7 +285,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #if XWG
   // every thread stages a share of the BATCH activation rows
   for (var i = t; i < BATCH * (P.K / 4u); i += WG) {
-    xs[i] = X[xRowIndex(i / (P.K / 4u), m0) * (P.K / 4u) + i % (P.K / 4u)];
+    xs[xsAt(i)] = X[xRowIndex(i / (P.K / 4u), m0) * (P.K / 4u) + i % (P.K / 4u)];
   }
   workgroupBarrier();
 #endif

@@ -14,10 +14,12 @@
 // run sums sx.
 
 // small unsigned integers (< 2^23) as f32: a conversion, or (QMAGIC) their bits under
-// the exponent of 2^23 minus 2^23 (two full-rate ALU operations; both exact)
+// the exponent of 2^23 minus 2^23 (two full-rate ALU operations, where a conversion
+// issues at a fraction of the FMA rate; both exact)
+const MAGIC = 0x4B000000u;
 fn qf(v: vec4<u32>) -> vec4<f32> {
 #if QMAGIC
-  return bitcast<vec4<f32>>(v | vec4<u32>(0x4B000000u)) - vec4<f32>(8388608.0);
+  return bitcast<vec4<f32>>(v | vec4<u32>(MAGIC)) - vec4<f32>(8388608.0);
 #else
   return vec4<f32>(v);
 #endif
@@ -28,9 +30,39 @@ fn qbytes(w: u32, sh: u32, mask: u32) -> vec4<u32> {
   return (vec4<u32>(w) >> vec4<u32>(sh, sh + 8u, sh + 16u, sh + 24u)) & vec4<u32>(mask);
 }
 
-// sum_i q_i x_i over one run of 16
-fn qrun(q0: vec4<u32>, q1: vec4<u32>, q2: vec4<u32>, q3: vec4<u32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) -> f32 {
-  return dot(qf(q0), x0) + dot(qf(q1), x1) + dot(qf(q2), x2) + dot(qf(q3), x3);
+// The low (nibA) and high (nibB) nibbles of the four bytes of w. With QMAGIC each
+// nibble is masked where it sits (bytes 0-2 of w, or of w >> 12 for the top ones, so
+// that it stays inside the 23-bit mantissa), one AND-OR per weight with no shift: it
+// reads as n 2^b for its bit position b, and qrun undoes the 2^b per vector lane after
+// summing (scaling by a power of two is exact: the sums are the conversion's, bit for bit).
+fn nibA(w: u32) -> vec4<f32> {
+#if QMAGIC
+  return bitcast<vec4<f32>>((vec4<u32>(w, w, w, w >> 12u) & vec4<u32>(0xFu, 0xF00u, 0xF0000u, 0xF000u)) | vec4<u32>(MAGIC)) - vec4<f32>(8388608.0);
+#else
+  return qf(qbytes(w, 0u, 15u));
+#endif
+}
+fn nibB(w: u32) -> vec4<f32> {
+#if QMAGIC
+  return bitcast<vec4<f32>>((vec4<u32>(w, w, w >> 12u, w >> 12u) & vec4<u32>(0xF0u, 0xF000u, 0xF00u, 0xF0000u)) | vec4<u32>(MAGIC)) - vec4<f32>(8388608.0);
+#else
+  return qf(qbytes(w, 4u, 15u));
+#endif
+}
+// what nibA / nibB's lanes are multiplied by
+#if QMAGIC
+const NIB_A = vec4<f32>(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 4096.0);
+const NIB_B = vec4<f32>(1.0 / 16.0, 1.0 / 4096.0, 1.0 / 256.0, 1.0 / 65536.0);
+#else
+const NIB_A = vec4<f32>(1.0);
+const NIB_B = vec4<f32>(1.0);
+#endif
+const ONES = vec4<f32>(1.0);
+
+// sum_i q_i x_i over one run of 16, q as f32 (times lane scales `sc`): each vector lane
+// sums its own 4 products first, so one dot with sc at the end undoes their scales
+fn qrun(q0: vec4<f32>, q1: vec4<f32>, q2: vec4<f32>, q3: vec4<f32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, sc: vec4<f32>) -> f32 {
+  return dot(q0 * x0 + q1 * x1 + q2 * x2 + q3 * x3, sc);
 }
 
 // f16 number i of the f16 pairs starting at u32 word w
@@ -69,8 +101,8 @@ fn q4_k_load(b: u32, row: u32, p: u32) -> q4_k_p {
 }
 
 fn q4_k_dot(w: q4_k_p, x: array<vec4<f32>, 8>, sx: vec4<f32>) -> f32 {
-  let d0 = qrun(qbytes(w.q.x, 0u, 15u), qbytes(w.q.y, 0u, 15u), qbytes(w.q.z, 0u, 15u), qbytes(w.q.w, 0u, 15u), x[0], x[1], x[2], x[3]);
-  let d1 = qrun(qbytes(w.q.x, 4u, 15u), qbytes(w.q.y, 4u, 15u), qbytes(w.q.z, 4u, 15u), qbytes(w.q.w, 4u, 15u), x[4], x[5], x[6], x[7]);
+  let d0 = qrun(nibA(w.q.x), nibA(w.q.y), nibA(w.q.z), nibA(w.q.w), x[0], x[1], x[2], x[3], NIB_A);
+  let d1 = qrun(nibB(w.q.x), nibB(w.q.y), nibB(w.q.z), nibB(w.q.w), x[4], x[5], x[6], x[7], NIB_B);
   return w.s.x * d0 - w.m.x * sx.x + w.s.y * d1 - w.m.y * sx.y;
 }
 
@@ -110,7 +142,7 @@ fn q6_k_q(w: q6_k_p, k: u32, i: u32) -> vec4<u32> {
 fn q6_k_dot(w: q6_k_p, x: array<vec4<f32>, 16>, sx: vec4<f32>) -> f32 {
   var d = vec4<f32>(0.0);
 #unroll k 4
-  d[{{k}}] = qrun(q6_k_q(w, {{k}}u, 0u), q6_k_q(w, {{k}}u, 1u), q6_k_q(w, {{k}}u, 2u), q6_k_q(w, {{k}}u, 3u), x[4 * {{k}}], x[4 * {{k}} + 1], x[4 * {{k}} + 2], x[4 * {{k}} + 3]);
+  d[{{k}}] = qrun(qf(q6_k_q(w, {{k}}u, 0u)), qf(q6_k_q(w, {{k}}u, 1u)), qf(q6_k_q(w, {{k}}u, 2u)), qf(q6_k_q(w, {{k}}u, 3u)), x[4 * {{k}}], x[4 * {{k}} + 1], x[4 * {{k}} + 2], x[4 * {{k}} + 3], ONES);
 #endunroll
   return dot(w.s, d - 32.0 * sx);
 }
@@ -141,8 +173,8 @@ fn q8_0_f(w: u32) -> vec4<f32> {
 }
 
 fn q8_0_dot(w: q8_0_p, x: array<vec4<f32>, 8>, sx: vec4<f32>) -> f32 {
-  let d0 = dot(q8_0_f(w.q0.x), x[0]) + dot(q8_0_f(w.q0.y), x[1]) + dot(q8_0_f(w.q0.z), x[2]) + dot(q8_0_f(w.q0.w), x[3]);
-  let d1 = dot(q8_0_f(w.q1.x), x[4]) + dot(q8_0_f(w.q1.y), x[5]) + dot(q8_0_f(w.q1.z), x[6]) + dot(q8_0_f(w.q1.w), x[7]);
+  let d0 = qrun(q8_0_f(w.q0.x), q8_0_f(w.q0.y), q8_0_f(w.q0.z), q8_0_f(w.q0.w), x[0], x[1], x[2], x[3], ONES);
+  let d1 = qrun(q8_0_f(w.q1.x), q8_0_f(w.q1.y), q8_0_f(w.q1.z), q8_0_f(w.q1.w), x[4], x[5], x[6], x[7], ONES);
   return w.d * (d0 + d1);
 }
 
@@ -161,7 +193,7 @@ fn q4_0_load(b: u32, row: u32, p: u32) -> q4_0_p {
 }
 
 fn q4_0_dot(w: q4_0_p, x: array<vec4<f32>, 8>, sx: vec4<f32>) -> f32 {
-  let d0 = qrun(qbytes(w.q.x, 0u, 15u), qbytes(w.q.y, 0u, 15u), qbytes(w.q.z, 0u, 15u), qbytes(w.q.w, 0u, 15u), x[0], x[1], x[2], x[3]);
-  let d1 = qrun(qbytes(w.q.x, 4u, 15u), qbytes(w.q.y, 4u, 15u), qbytes(w.q.z, 4u, 15u), qbytes(w.q.w, 4u, 15u), x[4], x[5], x[6], x[7]);
+  let d0 = qrun(nibA(w.q.x), nibA(w.q.y), nibA(w.q.z), nibA(w.q.w), x[0], x[1], x[2], x[3], NIB_A);
+  let d1 = qrun(nibB(w.q.x), nibB(w.q.y), nibB(w.q.z), nibB(w.q.w), x[4], x[5], x[6], x[7], NIB_B);
   return w.d * (d0 + d1 - 8.0 * (sx.x + sx.y));
 }

@@ -103,13 +103,17 @@ export const GEMV_UNFUSED = { eps: 0, nW: 0, gRow: 0, uRow: 0 } as const;
 
 /**
  * kernels/quant_piece.wgsl's piece of each block format: QPW weights, QRUNS runs of 16
- * weights QRUN apart in x, one to four 16-byte loads.
+ * weights QRUN apart in x, one to four 16-byte loads. XPAD: x vec4s between padding
+ * vec4s in workgroup memory (XWG), so that the 8 lanes of a quarter-warp, reading vec4
+ * j of 8 consecutive pieces, meet 8 different 16-byte bank groups (Q4_K piece p reads
+ * vec4 64 sb + 16 c + 4 h: padded, (c + 4 h) % 8 differs; Q6_K 64 sb + 32 n + 4 h, Q8_0
+ * and Q4_0 8 p likewise). Unpadded, 4 or 8 of them share one.
  */
-export const QUANT_PIECES: Record<QuantType, { QPW: number; QRUNS: number; QRUN: number }> = {
-  q4_k: { QPW: 32, QRUNS: 2, QRUN: 32 },
-  q6_k: { QPW: 64, QRUNS: 4, QRUN: 32 },
-  q8_0: { QPW: 32, QRUNS: 2, QRUN: 16 },
-  q4_0: { QPW: 32, QRUNS: 2, QRUN: 16 },
+export const QUANT_PIECES: Record<QuantType, { QPW: number; QRUNS: number; QRUN: number; XPAD: number }> = {
+  q4_k: { QPW: 32, QRUNS: 2, QRUN: 32, XPAD: 16 },
+  q6_k: { QPW: 64, QRUNS: 4, QRUN: 32, XPAD: 32 },
+  q8_0: { QPW: 32, QRUNS: 2, QRUN: 16, XPAD: 8 },
+  q4_0: { QPW: 32, QRUNS: 2, QRUN: 16, XPAD: 8 },
 };
 
 /** The piece GEMV reads rows as whole 16-byte words: every format's rows are when K % 256 == 0. */
@@ -139,8 +143,9 @@ export interface QuantGemv {
  */
 const PIECE_LANES = 32;
 
-/** Bytes of workgroup memory XWG stages: BATCH activation rows of K. */
-export const xwgBytes = (t: GemvTile, K: number) => t.BATCH * K * 4;
+/** vec4s of workgroup memory XWG stages: BATCH activation rows of K, one padding vec4 per XPAD. */
+const xwgVec4s = (t: GemvTile, quant: QuantType, K: number) => (t.BATCH * K) / 4 + Math.ceil((t.BATCH * K) / 4 / QUANT_PIECES[quant].XPAD);
+export const xwgBytes = (t: GemvTile, quant: QuantType, K: number) => 16 * xwgVec4s(t, quant, K);
 
 /** Partial choices read from KVC_QGEMV: "old", or "rows=2,lanes=32,ku=2,xwg=1,magic=1" (any subset). */
 export type PieceForce = "old" | Partial<Pick<PieceTile, "ROWS" | "LANES" | "KU" | "XWG" | "MAGIC">>;
@@ -172,21 +177,25 @@ function envForce(): PieceForce | null {
 /**
  * The quantized GEMV for M decode rows of a `quant` matrix of K columns (norm, swiglu
  * as gemvTileFor). Rows that are not whole 16-byte words, and KVC_QGEMV=old, take the
- * 8-weight kernel with the f16 GEMV's tile. Untuned first choices (bench/kernels.ts
- * sweeps them all: `--quant q4_k --gemv-tile-rows 1`): 2 rows per group (4 for gate/up,
- * half gate, half up) and 2 pieces per trip where there is no norm; batches as the
- * f16 tiles.
+ * 8-weight kernel with the f16 GEMV's tile. First choices, not yet timed on a GPU
+ * (bench/kernels.ts times them all: `--quant q4_k --gemv-tile-rows 1`): at M = 1 the
+ * f16 tiles' rows (1 row and 2 pieces per trip for o and down, 2 for the normed GEMVs,
+ * 4 for gate/up); batches as the f16 tiles; x in workgroup memory wherever it fits (a
+ * group reads all of x: from workgroup memory its lanes meet no bank conflict, from L1
+ * they touch 16 lines per 512 bytes), q made f32 by the exponent trick (no conversion
+ * instruction: NVIDIA SMs issue those at a fraction of their FMA rate).
  */
 export function quantGemvFor(M: number, quant: QuantType, K: number, norm: boolean, maxStorage = 16384, subgroups = true, swiglu = false, force: PieceForce | null = envForce()): QuantGemv {
   if (force === "old" || !pieceFits(quant, K)) return { tile: gemvTileFor(M, norm, maxStorage, subgroups, swiglu), piece: null };
+  const [XWG, MAGIC, LANES] = [true, true, PIECE_LANES];
   const t: PieceTile = M === 1
-    ? { ROWS: swiglu ? 4 : 2, BATCH: 1, LANES: PIECE_LANES, KU: norm ? 1 : 2, XWG: false, MAGIC: false }
-    : M <= 4 ? { ROWS: 2, BATCH: nextPow2(M), LANES: PIECE_LANES, KU: 1, XWG: false, MAGIC: false }
-    : { ROWS: 2, BATCH: norm ? 4 : 8, LANES: PIECE_LANES, KU: 1, XWG: false, MAGIC: false };
+    ? (norm ? { ROWS: swiglu ? 4 : 2, BATCH: 1, LANES, KU: 1, XWG, MAGIC } : { ROWS: 1, BATCH: 1, LANES, KU: 2, XWG, MAGIC })
+    : M <= 4 ? { ROWS: norm ? 4 : 2, BATCH: nextPow2(M), LANES, KU: 1, XWG, MAGIC }
+    : { ROWS: norm ? 4 : 2, BATCH: norm ? 4 : 8, LANES, KU: 1, XWG, MAGIC };
   if (force) Object.assign(t, force);
   if (swiglu && t.ROWS % 2) t.ROWS *= 2;
   while (t.BATCH > 1 && gemvScratchBytes(t, norm, subgroups) > maxStorage) t.BATCH /= 2;
-  if (t.XWG && gemvScratchBytes(t, norm, subgroups) + xwgBytes(t, K) > maxStorage) t.XWG = false;
+  if (t.XWG && gemvScratchBytes(t, norm, subgroups) + xwgBytes(t, quant, K) > maxStorage) t.XWG = false;
   return { tile: t, piece: t };
 }
 
@@ -196,7 +205,7 @@ export function quantGemvDefines(q: QuantGemv, quant: QuantType, K: number): Def
   if (!p) return { ...q.tile, QUANT: quant, PIECE: false, XWG: false, QMAGIC: false };
   return {
     ROWS: p.ROWS, BATCH: p.BATCH, LANES: p.LANES, KU: p.KU, QUANT: quant, PIECE: true, XWG: p.XWG, QMAGIC: p.MAGIC,
-    ...(p.XWG ? { XS: (p.BATCH * K) / 4 } : {}), ...QUANT_PIECES[quant],
+    ...(p.XWG ? { XS: xwgVec4s(p, quant, K) } : {}), ...QUANT_PIECES[quant],
   };
 }
 
