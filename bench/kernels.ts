@@ -197,7 +197,7 @@ function gemvTiles(e: Engine, M: number, norm: boolean, swiglu = false): GemvTil
 /** A captured quantized gemv dispatch run as another quantized GEMV (piece tile or the 8-weight kernel): same bindings and params. */
 function asQuantGemv(e: Engine, d: CapturedDispatch, q: QuantGemv): CapturedDispatch {
   const defs = definesOf(d);
-  for (const k of ["XS", "QPW", "QRUNS", "QRUN", "XPAD"]) delete defs[k];
+  for (const k of ["XS", "XQS", "XQR", "QPW", "QRUNS", "QRUN", "XPAD", "XQPAD"]) delete defs[k];
   const [K, cols, M] = d.params;
   return { ...d, k: e.kc.kernel("gemv", { ...defs, ...quantGemvDefines(q, quantOf(d) as QuantType, K) }), wg: [...gemvGrid(q.tile, M, cols, defs.SWIGLU === true), 1] };
 }
@@ -230,7 +230,7 @@ function f16Twin(e: Engine, ds: CapturedDispatch[]): { list: CapturedDispatch[];
     const bindings = d.bindings.map((b, i) => (i === 0 || (swiglu && i === 4) ? twin(b, quant, K) : b));
     const c = matmulCost(d);
     bytes += c.bytes - (swiglu ? 2 * d.params[6] : cols) * rowWords(quant, K) * 4 + (swiglu ? 2 * d.params[6] : cols) * K * 2;
-    return { ...d, bindings, k: e.kc.kernel("gemv", { ...defs, ...t, QUANT: false, PIECE: false, XWG: false, QMAGIC: false }), wg: [...gemvGrid(t, M, cols, swiglu), 1] as [number, number, number] };
+    return { ...d, bindings, k: e.kc.kernel("gemv", { ...defs, ...t, QUANT: false, PIECE: false, XWG: false, QMAGIC: false, XQ8: false }), wg: [...gemvGrid(t, M, cols, swiglu), 1] as [number, number, number] };
   });
   return { list, bytes, destroy: () => twins.forEach((t) => t.destroy()) };
 }

@@ -23,6 +23,10 @@
 // staged in workgroup memory first (XS vec4s), and lanes read x there; one vec4 of
 // padding after every XPAD spreads the pieces a quarter-warp reads at once over all
 // banks (each format's XPAD: src/model/gemv.ts QUANT_PIECES).
+// XQ8 (with XWG): x staged as 8-bit integers instead, each run of 16 with its scale d
+// and d * (the sum of its integers), so that a run meets its packed weights in 4-way
+// integer dot products (dot4I8Packed), llama.cpp's design; with NORM the staging
+// threads also take the sums of squares (summed over all groups at the end).
 struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, eps: f32, nW: u32, gRow: u32, uRow: u32, }
 
 #if QUANT
@@ -94,12 +98,22 @@ const SLOTS = WG / 2u;
 #endif
 var<workgroup> red: array<f32, NR * SLOTS>;
 #if XWG
+#if XQ8
+var<workgroup> xq: array<vec4<u32>, {{XQS}}>; // run r of the BATCH rows (K / 16 a row): 16 i8, at xqAt(r)
+var<workgroup> xqd: array<vec2<f32>, {{XQR}}>; // run r: d, d * sum of its integers
+const XQPAD = {{XQPAD}}u;
+// XQPAD padding vec4s after every 8 runs: the runs of a quarter-warp's pieces meet 8 bank groups
+fn xqAt(r: u32) -> u32 {
+  return r + XQPAD * (r / 8u);
+}
+#else
 var<workgroup> xs: array<vec4<f32>, {{XS}}>; // BATCH rows of K / 4, padded
 const XPAD = {{XPAD}}u;
 // where vec4 i of the BATCH rows sits in xs (K / 4 is a multiple of XPAD: no piece's run straddles a pad)
 fn xsAt(i: u32) -> u32 {
   return i + i / XPAD;
 }
+#endif
 #endif
 
 // weights 8 k8 .. 8 k8 + 7 of weight row `row` (load8up: of W2)
@@ -173,6 +187,7 @@ fn xRowIndex(b: u32, m0: u32) -> u32 {
 #endif
 }
 
+#if !PIECE
 // activation row b of the workgroup's BATCH rows: 8 consecutive X values from 8*k8
 fn xRow(b: u32, m0: u32, k8: u32) -> array<vec4<f32>, 2> {
 #if XWG
@@ -183,8 +198,10 @@ fn xRow(b: u32, m0: u32, k8: u32) -> array<vec4<f32>, 2> {
   return array<vec4<f32>, 2>(X[xi], X[xi + 1u]);
 #endif
 }
+#endif
 
 #if PIECE
+#if !XQ8
 // a piece's x (QRUNS runs of 16 from xb) in activation row b, and (xPieceG) the norm's gains there
 fn xPiece(b: u32, m0: u32, xb: u32) -> array<vec4<f32>, QX> {
   var x: array<vec4<f32>, QX>;
@@ -224,6 +241,20 @@ fn runSums(x: array<vec4<f32>, QX>) -> vec4<f32> {
 #endunroll
   return s;
 }
+#endif
+#if XQ8
+struct XQPiece { q: array<vec4<u32>, QRUNS>, d: array<vec2<f32>, QRUNS>, }
+// a piece's 8-bit x in activation row b: its runs' integers and scales
+fn xPieceQ(b: u32, xb: u32) -> XQPiece {
+  var x: XQPiece;
+  let r0 = (b * P.K + xb) / 16u;
+#unroll j QRUNS
+  x.q[{{j}}] = xq[xqAt(r0 + {{j}}u * (QRUN / 16u))];
+  x.d[{{j}}] = xqd[r0 + {{j}}u * (QRUN / 16u)];
+#endunroll
+  return x;
+}
+#endif
 #endif
 
 // one thread's partial v of value j into the reduction slots: a sum over its block of
@@ -283,10 +314,36 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let m0 = (id % nb) * BATCH;
   var acc: array<f32, NR>;
 #if XWG
+#if XQ8
+  // every thread quantizes a share of each activation row's runs of 16 (x g with NORM,
+  // whose squares it sums first): d = max |x| / 127, q = round(x / d)
+  let R16 = P.K / 16u;
+#unroll b BATCH
+  for (var r = t; r < R16; r += WG) {
+    let xi = xRowIndex({{b}}u, m0) * (P.K / 4u) + 4u * r;
+    var v = array<vec4<f32>, 4>(X[xi], X[xi + 1u], X[xi + 2u], X[xi + 3u]);
+#if NORM
+#unroll i 4
+    acc[RB + {{b}}u] += dot(v[{{i}}], v[{{i}}]);
+    v[{{i}}] *= G[4u * r + {{i}}u];
+#endunroll
+#endif
+    let a = max(max(abs(v[0]), abs(v[1])), max(abs(v[2]), abs(v[3])));
+    let d = max(max(a.x, a.y), max(a.z, a.w)) / 127.0;
+    let id = select(0.0, 1.0 / d, d > 0.0);
+    let q = vec4<u32>(pack4xI8(vec4<i32>(round(v[0] * id))), pack4xI8(vec4<i32>(round(v[1] * id))), pack4xI8(vec4<i32>(round(v[2] * id))), pack4xI8(vec4<i32>(round(v[3] * id))));
+    let ones = 0x01010101u;
+    let sq = dot4I8Packed(q.x, ones) + dot4I8Packed(q.y, ones) + dot4I8Packed(q.z, ones) + dot4I8Packed(q.w, ones);
+    xq[xqAt({{b}}u * R16 + r)] = q;
+    xqd[{{b}}u * R16 + r] = vec2<f32>(d, d * f32(sq));
+  }
+#endunroll
+#else
   // every thread stages a share of the BATCH activation rows
   for (var i = t; i < BATCH * (P.K / 4u); i += WG) {
     xs[xsAt(i)] = X[xRowIndex(i / (P.K / 4u), m0) * (P.K / 4u) + i % (P.K / 4u)];
   }
+#endif
   workgroupBarrier();
 #endif
 #if PIECE
@@ -310,6 +367,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #unroll u KU
     {
       let xb = {{QUANT}}_xbase(p{{u}});
+#if XQ8
+#unroll b BATCH
+      {
+        var x = xPieceQ({{b}}u, xb);
+        if (!in{{u}}) { x.d = array<vec2<f32>, QRUNS>(); }
+#if SWIGLU
+#unroll r ROWS/2
+        acc[{{r}}u * BATCH + {{b}}u] += {{QUANT}}_dot8(w{{u}}_{{r}}, x.q, x.d);
+        acc[(OUTG + {{r}}u) * BATCH + {{b}}u] += {{QUANT}}_dot8(u{{u}}_{{r}}, x.q, x.d);
+#endunroll
+#else
+#unroll r ROWS
+        acc[{{r}}u * BATCH + {{b}}u] += {{QUANT}}_dot8(w{{u}}_{{r}}, x.q, x.d);
+#endunroll
+#endif
+      }
+#endunroll
+#else
 #if NORM
       let g = xPieceG(xb);
 #endif
@@ -336,6 +411,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #endif
       }
 #endunroll
+#endif
     }
 #endunroll
   }
@@ -423,7 +499,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let j = o % (OUTG * BATCH);
     var inv = 1.0;
 #if NORM
+#if XQ8
+    // the staging threads of every group took a share of the squares
+    var ss = 0.0;
+    for (var g2 = 0u; g2 < NG; g2++) { ss += total(RB + j % BATCH, g2, bl); }
+    inv = inverseSqrt(ss / f32(P.K) + P.eps);
+#else
     inv = inverseSqrt(total(RB + j % BATCH, og, bl) / f32(P.K) + P.eps);
+#endif
 #endif
 #if SWIGLU
     let gv = total(j, og, bl) * inv;

@@ -11,7 +11,8 @@
 //
 // Per format: `FMT_xbase(p)`, the piece's first x; `FMT_load(b, row, p)`, its loads and
 // scales; `FMT_dot(w, x, sx)`, sum over its runs of s dot(q, x) - m sum(x) given the
-// run sums sx.
+// run sums sx; `FMT_dot8(w, xq, xd)`, the same with x as 8-bit integers, 16 a run (xq),
+// and each run's (d, d sum(xq)) in xd: s d dot4(q, xq) - m d sum(xq).
 
 // small unsigned integers (< 2^23) as f32: a conversion, or (QMAGIC) their bits under
 // the exponent of 2^23 minus 2^23 (two full-rate ALU operations, where a conversion
@@ -197,3 +198,41 @@ fn q4_0_dot(w: q4_0_p, x: array<vec4<f32>, 8>, sx: vec4<f32>) -> f32 {
   let d1 = qrun(nibB(w.q.x), nibB(w.q.y), nibB(w.q.z), nibB(w.q.w), x[4], x[5], x[6], x[7], NIB_B);
   return w.d * (d0 + d1 - 8.0 * (sx.x + sx.y));
 }
+
+// --- XQ8: each format's dot with 8-bit x (dot4I8Packed; gemv.wgsl XQ8 only)
+#if XQ8
+// sum of the 16 products of two runs of packed i8 (dot4I8Packed: one instruction a word where the GPU has it)
+fn dot4(a: vec4<u32>, b: vec4<u32>) -> i32 {
+  return dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y) + dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w);
+}
+
+fn q4_k_dot8(w: q4_k_p, x: array<vec4<u32>, 2>, xd: array<vec2<f32>, 2>) -> f32 {
+  let lo = w.q & vec4<u32>(0x0F0F0F0Fu);
+  let hi = (w.q >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
+  return w.s.x * xd[0].x * f32(dot4(lo, x[0])) - w.m.x * xd[0].y + w.s.y * xd[1].x * f32(dot4(hi, x[1])) - w.m.y * xd[1].y;
+}
+
+// run k's q as 4 packed bytes a word (0..63: positive as i8)
+fn q6_k_q8(w: q6_k_p, k: u32) -> vec4<u32> {
+  let l = select(w.l0, w.l1, k % 2u == 1u);
+  return ((l >> vec4<u32>(4u * (k / 2u))) & vec4<u32>(0x0F0F0F0Fu)) | (((w.h >> vec4<u32>(2u * k)) & vec4<u32>(0x03030303u)) << vec4<u32>(4u));
+}
+
+fn q6_k_dot8(w: q6_k_p, x: array<vec4<u32>, 4>, xd: array<vec2<f32>, 4>) -> f32 {
+  var s = 0.0;
+#unroll k 4
+  s += w.s[{{k}}] * (xd[{{k}}].x * f32(dot4(q6_k_q8(w, {{k}}u), x[{{k}}])) - 32.0 * xd[{{k}}].y);
+#endunroll
+  return s;
+}
+
+fn q8_0_dot8(w: q8_0_p, x: array<vec4<u32>, 2>, xd: array<vec2<f32>, 2>) -> f32 {
+  return w.d * (xd[0].x * f32(dot4(w.q0, x[0])) + xd[1].x * f32(dot4(w.q1, x[1])));
+}
+
+fn q4_0_dot8(w: q4_0_p, x: array<vec4<u32>, 2>, xd: array<vec2<f32>, 2>) -> f32 {
+  let lo = w.q & vec4<u32>(0x0F0F0F0Fu);
+  let hi = (w.q >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
+  return w.d * (xd[0].x * f32(dot4(lo, x[0])) - 8.0 * xd[0].y + xd[1].x * f32(dot4(hi, x[1])) - 8.0 * xd[1].y);
+}
+#endif

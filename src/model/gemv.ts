@@ -107,13 +107,15 @@ export const GEMV_UNFUSED = { eps: 0, nW: 0, gRow: 0, uRow: 0 } as const;
  * vec4s in workgroup memory (XWG), so that the 8 lanes of a quarter-warp, reading vec4
  * j of 8 consecutive pieces, meet 8 different 16-byte bank groups (Q4_K piece p reads
  * vec4 64 sb + 16 c + 4 h: padded, (c + 4 h) % 8 differs; Q6_K 64 sb + 32 n + 4 h, Q8_0
- * and Q4_0 8 p likewise). Unpadded, 4 or 8 of them share one.
+ * and Q4_0 8 p likewise). Unpadded, 4 or 8 of them share one. XQPAD: the same for
+ * XQ8's runs of 16 integers (one vec4 each), XQPAD padding vec4s after every 8 (Q4_K
+ * piece p reads run 16 sb + 4 c + h, Q6_K 16 sb + 8 n + h, Q8_0 and Q4_0 2 p).
  */
-export const QUANT_PIECES: Record<QuantType, { QPW: number; QRUNS: number; QRUN: number; XPAD: number }> = {
-  q4_k: { QPW: 32, QRUNS: 2, QRUN: 32, XPAD: 16 },
-  q6_k: { QPW: 64, QRUNS: 4, QRUN: 32, XPAD: 32 },
-  q8_0: { QPW: 32, QRUNS: 2, QRUN: 16, XPAD: 8 },
-  q4_0: { QPW: 32, QRUNS: 2, QRUN: 16, XPAD: 8 },
+export const QUANT_PIECES: Record<QuantType, { QPW: number; QRUNS: number; QRUN: number; XPAD: number; XQPAD: number }> = {
+  q4_k: { QPW: 32, QRUNS: 2, QRUN: 32, XPAD: 16, XQPAD: 2 },
+  q6_k: { QPW: 64, QRUNS: 4, QRUN: 32, XPAD: 32, XQPAD: 2 },
+  q8_0: { QPW: 32, QRUNS: 2, QRUN: 16, XPAD: 8, XQPAD: 1 },
+  q4_0: { QPW: 32, QRUNS: 2, QRUN: 16, XPAD: 8, XQPAD: 1 },
 };
 
 /** The piece GEMV reads rows as whole 16-byte words: every format's rows are when K % 256 == 0. */
@@ -122,12 +124,15 @@ export const pieceFits = (quant: QuantType, K: number) => K % QUANT[quant].block
 /**
  * A quantized GEMV: a GemvTile over pieces (kernels/quant_piece.wgsl), with x staged in
  * workgroup memory (XWG) or read from L1, and q converted by an integer conversion or
- * (MAGIC) the 2^23 exponent trick. Every choice but LANES leaves each output's value
- * unchanged (the same sums in the same order), as for GemvTile.
+ * (MAGIC) the 2^23 exponent trick. Every choice but LANES and XQ8 leaves each output's
+ * value unchanged (the same sums in the same order), as for GemvTile. XQ8 (with XWG):
+ * x staged as 8-bit integers per run of 16 and met by 4-way integer dot products
+ * (llama.cpp's CUDA design; activations rounded to 8 bits, as llama.cpp's do).
  */
 export interface PieceTile extends GemvTile {
   XWG: boolean;
   MAGIC: boolean;
+  XQ8: boolean;
 }
 
 /** A quantized GEMV's kernel: the piece GEMV, or (piece null) the 8-weight one of kernels/quant.wgsl. */
@@ -145,10 +150,15 @@ const PIECE_LANES = 32;
 
 /** vec4s of workgroup memory XWG stages: BATCH activation rows of K, one padding vec4 per XPAD. */
 const xwgVec4s = (t: GemvTile, quant: QuantType, K: number) => (t.BATCH * K) / 4 + Math.ceil((t.BATCH * K) / 4 / QUANT_PIECES[quant].XPAD);
-export const xwgBytes = (t: GemvTile, quant: QuantType, K: number) => 16 * xwgVec4s(t, quant, K);
+/** XQ8's runs of 16 (vec4s, XQPAD padding after every 8) and their (d, sum) pairs */
+const xq8Runs = (t: GemvTile, K: number) => (t.BATCH * K) / 16;
+const xq8Vec4s = (t: GemvTile, quant: QuantType, K: number) => xq8Runs(t, K) + QUANT_PIECES[quant].XQPAD * Math.ceil(xq8Runs(t, K) / 8);
+/** Bytes of workgroup memory a tile stages x in (0 without XWG). */
+export const xwgBytes = (t: PieceTile, quant: QuantType, K: number) =>
+  !t.XWG ? 0 : t.XQ8 ? 16 * xq8Vec4s(t, quant, K) + 8 * xq8Runs(t, K) : 16 * xwgVec4s(t, quant, K);
 
-/** Partial choices read from KVC_QGEMV: "old", or "rows=2,lanes=32,ku=2,xwg=1,magic=1" (any subset). */
-export type PieceForce = "old" | Partial<Pick<PieceTile, "ROWS" | "LANES" | "KU" | "XWG" | "MAGIC">>;
+/** Partial choices read from KVC_QGEMV: "old", or "rows=2,lanes=32,ku=2,xwg=1,magic=1,xq8=1" (any subset). */
+export type PieceForce = "old" | Partial<Pick<PieceTile, "ROWS" | "LANES" | "KU" | "XWG" | "MAGIC" | "XQ8">>;
 
 export function parsePieceForce(env: string | undefined): PieceForce | null {
   if (env === undefined || env.trim() === "") return null;
@@ -157,9 +167,9 @@ export function parsePieceForce(env: string | undefined): PieceForce | null {
   for (const kv of env.split(",")) {
     const [k, v] = kv.split("=").map((x) => x.trim());
     const n = Number(v);
-    const key = { rows: "ROWS", lanes: "LANES", ku: "KU", xwg: "XWG", magic: "MAGIC" }[k] as keyof typeof out | undefined;
-    if (!key || !Number.isInteger(n) || n < 0) throw new Error(`KVC_QGEMV="${env}": expected "old" or rows=R,lanes=L,ku=U,xwg=0|1,magic=0|1 (any of them)`);
-    if (key === "XWG" || key === "MAGIC") out[key] = n !== 0;
+    const key = { rows: "ROWS", lanes: "LANES", ku: "KU", xwg: "XWG", magic: "MAGIC", xq8: "XQ8" }[k] as keyof typeof out | undefined;
+    if (!key || !Number.isInteger(n) || n < 0) throw new Error(`KVC_QGEMV="${env}": expected "old" or rows=R,lanes=L,ku=U,xwg=0|1,magic=0|1,xq8=0|1 (any of them)`);
+    if (key === "XWG" || key === "MAGIC" || key === "XQ8") out[key] = n !== 0;
     else out[key] = n;
   }
   if (out.LANES !== undefined && (out.LANES < 4 || (out.LANES & (out.LANES - 1)) !== 0)) throw new Error(`KVC_QGEMV: lanes=${out.LANES} is not a power of two >= 4`);
@@ -187,43 +197,46 @@ function envForce(): PieceForce | null {
  */
 export function quantGemvFor(M: number, quant: QuantType, K: number, norm: boolean, maxStorage = 16384, subgroups = true, swiglu = false, force: PieceForce | null = envForce()): QuantGemv {
   if (force === "old" || !pieceFits(quant, K)) return { tile: gemvTileFor(M, norm, maxStorage, subgroups, swiglu), piece: null };
-  const [XWG, MAGIC, LANES] = [true, true, PIECE_LANES];
+  const [XWG, MAGIC, XQ8, LANES] = [true, true, false, PIECE_LANES];
   const t: PieceTile = M === 1
-    ? (norm ? { ROWS: swiglu ? 4 : 2, BATCH: 1, LANES, KU: 1, XWG, MAGIC } : { ROWS: 1, BATCH: 1, LANES, KU: 2, XWG, MAGIC })
-    : M <= 4 ? { ROWS: norm ? 4 : 2, BATCH: nextPow2(M), LANES, KU: 1, XWG, MAGIC }
-    : { ROWS: norm ? 4 : 2, BATCH: norm ? 4 : 8, LANES, KU: 1, XWG, MAGIC };
+    ? (norm ? { ROWS: swiglu ? 4 : 2, BATCH: 1, LANES, KU: 1, XWG, MAGIC, XQ8 } : { ROWS: 1, BATCH: 1, LANES, KU: 2, XWG, MAGIC, XQ8 })
+    : M <= 4 ? { ROWS: norm ? 4 : 2, BATCH: nextPow2(M), LANES, KU: 1, XWG, MAGIC, XQ8 }
+    : { ROWS: norm ? 4 : 2, BATCH: norm ? 4 : 8, LANES, KU: 1, XWG, MAGIC, XQ8 };
   if (force) Object.assign(t, force);
+  if (t.XQ8) t.XWG = true;
   if (swiglu && t.ROWS % 2) t.ROWS *= 2;
   while (t.BATCH > 1 && gemvScratchBytes(t, norm, subgroups) > maxStorage) t.BATCH /= 2;
-  if (t.XWG && gemvScratchBytes(t, norm, subgroups) + xwgBytes(t, quant, K) > maxStorage) t.XWG = false;
+  // x that does not fit stays in L1 (XQ8 needs it staged: then no XQ8 either)
+  if (t.XWG && gemvScratchBytes(t, norm, subgroups) + xwgBytes(t, quant, K) > maxStorage) [t.XWG, t.XQ8] = [false, false];
   return { tile: t, piece: t };
 }
 
 /** The kernels/gemv.wgsl defines of a quantized GEMV (beside BIAS, NORM...). */
 export function quantGemvDefines(q: QuantGemv, quant: QuantType, K: number): Defines {
   const p = q.piece;
-  if (!p) return { ...q.tile, QUANT: quant, PIECE: false, XWG: false, QMAGIC: false };
+  if (!p) return { ...q.tile, QUANT: quant, PIECE: false, XWG: false, QMAGIC: false, XQ8: false };
   return {
-    ROWS: p.ROWS, BATCH: p.BATCH, LANES: p.LANES, KU: p.KU, QUANT: quant, PIECE: true, XWG: p.XWG, QMAGIC: p.MAGIC,
-    ...(p.XWG ? { XS: xwgVec4s(p, quant, K) } : {}), ...QUANT_PIECES[quant],
+    ROWS: p.ROWS, BATCH: p.BATCH, LANES: p.LANES, KU: p.KU, QUANT: quant, PIECE: true, XWG: p.XWG, QMAGIC: p.MAGIC, XQ8: p.XQ8,
+    ...(p.XWG ? (p.XQ8 ? { XQS: xq8Vec4s(p, quant, K), XQR: xq8Runs(p, K) } : { XS: xwgVec4s(p, quant, K) }) : {}), ...QUANT_PIECES[quant],
   };
 }
 
-/** gemvTileName, "+x" with x in workgroup memory, "+m" with the exponent trick; "old ..." for the 8-weight kernel. */
-export const quantGemvName = (q: QuantGemv) => (q.piece ? gemvTileName(q.piece) + (q.piece.XWG ? "+x" : "") + (q.piece.MAGIC ? "+m" : "") : "old " + gemvTileName(q.tile));
+/** gemvTileName, "+x" with x in workgroup memory (+q8 as 8-bit integers), "+m" with the exponent trick; "old ..." for the 8-weight kernel. */
+export const quantGemvName = (q: QuantGemv) =>
+  q.piece ? gemvTileName(q.piece) + (q.piece.XQ8 ? "+x+q8" : q.piece.XWG ? "+x" : "") + (q.piece.MAGIC && !q.piece.XQ8 ? "+m" : "") : "old " + gemvTileName(q.tile);
 
 /**
  * Piece tiles worth timing side by side at M rows: rows 1, 2, 4 (2, 4 for SwiGLU) x lanes
- * 16, 32, 64 x 1 or 2 pieces per trip, each plain, with the exponent trick, and with x
- * in workgroup memory where it fits.
+ * 16, 32, 64 x 1 or 2 pieces per trip, each plain, with the exponent trick, with x in
+ * workgroup memory (with the trick) where it fits, and with 8-bit x.
  */
 export function quantGemvSweep(M: number, quant: QuantType, K: number, norm: boolean, maxStorage: number, subgroups: boolean, swiglu: boolean): QuantGemv[] {
   const out = new Map<string, QuantGemv>();
   for (const ROWS of swiglu ? [2, 4] : [1, 2, 4]) {
     for (const LANES of [16, 32, 64]) {
       for (const KU of [1, 2]) {
-        for (const [XWG, MAGIC] of [[false, false], [false, true], [true, false]]) {
-          const q = quantGemvFor(M, quant, K, norm, maxStorage, subgroups, swiglu, { ROWS, LANES, KU, XWG, MAGIC });
+        for (const [XWG, MAGIC, XQ8] of [[false, false, false], [false, true, false], [true, true, false], [true, false, true]]) {
+          const q = quantGemvFor(M, quant, K, norm, maxStorage, subgroups, swiglu, { ROWS, LANES, KU, XWG, MAGIC, XQ8 });
           if (q.piece && q.piece.XWG === XWG) out.set(quantGemvName(q), q);
         }
       }
