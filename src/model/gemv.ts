@@ -227,18 +227,18 @@ export const quantGemvName = (q: QuantGemv) =>
 
 /**
  * Piece tiles worth timing side by side at M rows: rows 1, 2, 4 (2, 4 for SwiGLU) x lanes
- * 16, 32, 64 x 1 or 2 pieces per trip, each plain, with the exponent trick, with x in
- * workgroup memory (with the trick) where it fits, and with 8-bit x.
+ * 16, 32, 64, each with the planner's options (x in workgroup memory, the exponent
+ * trick) at 1 and 2 pieces per trip, and at 1 piece per trip with x read from L1 (with
+ * and without the trick) and with 8-bit x.
  */
 export function quantGemvSweep(M: number, quant: QuantType, K: number, norm: boolean, maxStorage: number, subgroups: boolean, swiglu: boolean): QuantGemv[] {
   const out = new Map<string, QuantGemv>();
+  const options: [number, boolean, boolean, boolean][] = [[1, true, true, false], [2, true, true, false], [1, false, false, false], [1, false, true, false], [1, true, false, true]];
   for (const ROWS of swiglu ? [2, 4] : [1, 2, 4]) {
     for (const LANES of [16, 32, 64]) {
-      for (const KU of [1, 2]) {
-        for (const [XWG, MAGIC, XQ8] of [[false, false, false], [false, true, false], [true, true, false], [true, false, true]]) {
-          const q = quantGemvFor(M, quant, K, norm, maxStorage, subgroups, swiglu, { ROWS, LANES, KU, XWG, MAGIC, XQ8 });
-          if (q.piece && q.piece.XWG === XWG) out.set(quantGemvName(q), q);
-        }
+      for (const [KU, XWG, MAGIC, XQ8] of options) {
+        const q = quantGemvFor(M, quant, K, norm, maxStorage, subgroups, swiglu, { ROWS, LANES, KU, XWG, MAGIC, XQ8 });
+        if (q.piece && q.piece.XWG === XWG) out.set(quantGemvName(q), q);
       }
     }
   }
