@@ -278,7 +278,7 @@ describe("piece GEMV of quantized rows", async () => {
     const h = x8(gx).map((v, i) => v * inv[Math.floor(i / K)]);
     const want = ref.swiglu(ref.matmul(h, new Float32Array([...gate.w, ...upw.w]), M, 2 * Fn, K), M, Fn, Fn);
     const [Wg, Wu, G, X] = [await up(gate.gpu), await up(upw.gpu), await up(g), await up(x)];
-    const run = async (rows: number, xs: GPUBuffer, force: PieceForce) => {
+    const run = async (rows: number, xs: GPUBuffer, force: Exclude<PieceForce, "old">) => {
       const q = plan(sg, rows, t, K, true, true, { XQ8: true, ...force });
       const act = await zeros(rows * Fn * 4);
       const st = sg.step();
