@@ -230,7 +230,7 @@ function f16Twin(e: Engine, ds: CapturedDispatch[]): { list: CapturedDispatch[];
     const bindings = d.bindings.map((b, i) => (i === 0 || (swiglu && i === 4) ? twin(b, quant, K) : b));
     const c = matmulCost(d);
     bytes += c.bytes - (swiglu ? 2 * d.params[6] : cols) * rowWords(quant, K) * 4 + (swiglu ? 2 * d.params[6] : cols) * K * 2;
-    return { ...d, bindings, k: e.kc.kernel("gemv", { ...defs, ...t, QUANT: false, PIECE: false, XWG: false, QMAGIC: false, XQ8: false }), wg: [...gemvGrid(t, M, cols, swiglu), 1] as [number, number, number] };
+    return { ...d, bindings, k: e.kc.kernel("gemv", { ...defs, ...t, QUANT: false, PIECE: false, XWG: false, QMAGIC: false, XQ8: false, QPF: false }), wg: [...gemvGrid(t, M, cols, swiglu), 1] as [number, number, number] };
   });
   return { list, bytes, destroy: () => twins.forEach((t) => t.destroy()) };
 }

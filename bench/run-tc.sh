@@ -109,7 +109,7 @@ const g = await createGpu(); console.log(describeGpu(g)); console.log(JSON.strin
     timeout 420 bun cli/main.ts bench kernels --shape 1b,8b --quant $q --contexts 256 --gemv-rows 1 --gemv-tile-rows ${TC_QROWS:-1} --prefill-rows 64 --gemm-variants base --prefill-attn-lens 64 --rank-lens 256 --rank-batch 1 --passes 3 --copy-mib 256 --deadline-s 400 --out "$J" 2>&1 |
       grep -E '"test":"(gemv_tile|decode_step|read_kernel)"|rror' | sed -E 's/.*"shape":"([^"]*)".*"name":"([^"]*)".*"M":([0-9]+).*"tile":"([^"]*)".*"model_tile":(true|false).*"ms":([0-9.]+),"gbps":([0-9.]+).*/\1 \2 M=\3 \4 \5 \6 ms \7 GB\/s/' | cut -c1-300
     # TC_QGEMV: KVC_QGEMV values separated by ";" ("-": the planner's choice)
-    IFS=';' read -ra qcfgs <<<"${TC_QGEMV:--;old;magic=1;xwg=1}"
+    IFS=';' read -ra qcfgs <<<"${TC_QGEMV:--;old;xwg=0,magic=0;pf=1;xq8=1}"
     for c in "${qcfgs[@]}"; do
       [ "$c" = "-" ] && c=""
       log "single-stream decode $q KVC_QGEMV=$c"

@@ -23,6 +23,7 @@
 // staged in workgroup memory first (XS vec4s), and lanes read x there; one vec4 of
 // padding after every XPAD spreads the pieces a quarter-warp reads at once over all
 // banks (each format's XPAD: src/model/gemv.ts QUANT_PIECES).
+// QPF: each trip's pieces are loaded a trip ahead (the first before x is staged).
 // XQ8 (with XWG): x staged as 8-bit integers instead, each run of 16 with its scale d
 // and d * (the sum of its integers), so that a run meets its packed weights in 4-way
 // integer dot products (dot4I8Packed), llama.cpp's design; with NORM the staging
@@ -313,6 +314,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let n0 = c0 + g * OUTG; // the group's
   let m0 = (id % nb) * BATCH;
   var acc: array<f32, NR>;
+#if PIECE
+  let NP = P.K / QPW;
+#if QPF
+  // the first trip's pieces go out before x is staged (their latencies overlap), and each
+  // trip loads the next trip's pieces before its math (a past-the-end one reads the last
+  // piece again)
+#unroll u KU
+#if SWIGLU
+#unroll r ROWS/2
+  var f{{u}}_{{r}} = {{QUANT}}_load(0u, P.gRow + min(n0 + {{r}}u, lastRow()), min(t % LANES + {{u}}u * LANES, NP - 1u));
+  var fu{{u}}_{{r}} = {{QUANT}}_load(1u, P.uRow + min(n0 + {{r}}u, lastRow()), min(t % LANES + {{u}}u * LANES, NP - 1u));
+#endunroll
+#else
+#unroll r ROWS
+  var f{{u}}_{{r}} = {{QUANT}}_load(0u, min(n0 + {{r}}u, lastRow()), min(t % LANES + {{u}}u * LANES, NP - 1u));
+#endunroll
+#endif
+#endunroll
+#endif
+#endif
 #if XWG
 #if XQ8
   // every thread quantizes a share of each activation row's runs of 16 (x g with NORM,
@@ -348,11 +369,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #endif
 #if PIECE
   // KU pieces per trip, each LANES pieces apart, as the 8-weight chunks below
-  let NP = P.K / QPW;
   for (var p = t % LANES; p < NP; p += KU * LANES) {
 #unroll u KU
     let in{{u}} = p + {{u}}u * LANES < NP;
     let p{{u}} = min(p + {{u}}u * LANES, NP - 1u);
+#if QPF
+    let pn{{u}} = min(p + (KU + {{u}}u) * LANES, NP - 1u);
+#if SWIGLU
+#unroll r ROWS/2
+    let w{{u}}_{{r}} = f{{u}}_{{r}};
+    let u{{u}}_{{r}} = fu{{u}}_{{r}};
+    f{{u}}_{{r}} = {{QUANT}}_load(0u, P.gRow + min(n0 + {{r}}u, lastRow()), pn{{u}});
+    fu{{u}}_{{r}} = {{QUANT}}_load(1u, P.uRow + min(n0 + {{r}}u, lastRow()), pn{{u}});
+#endunroll
+#else
+#unroll r ROWS
+    let w{{u}}_{{r}} = f{{u}}_{{r}};
+    f{{u}}_{{r}} = {{QUANT}}_load(0u, min(n0 + {{r}}u, lastRow()), pn{{u}});
+#endunroll
+#endif
+#else
 #if SWIGLU
 #unroll r ROWS/2
     let w{{u}}_{{r}} = {{QUANT}}_load(0u, P.gRow + min(n0 + {{r}}u, lastRow()), p{{u}});
@@ -362,6 +398,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #unroll r ROWS
     let w{{u}}_{{r}} = {{QUANT}}_load(0u, min(n0 + {{r}}u, lastRow()), p{{u}});
 #endunroll
+#endif
 #endif
 #endunroll
 #unroll u KU

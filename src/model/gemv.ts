@@ -127,12 +127,15 @@ export const pieceFits = (quant: QuantType, K: number) => K % QUANT[quant].block
  * (MAGIC) the 2^23 exponent trick. Every choice but LANES and XQ8 leaves each output's
  * value unchanged (the same sums in the same order), as for GemvTile. XQ8 (with XWG):
  * x staged as 8-bit integers per run of 16 and met by 4-way integer dot products
- * (llama.cpp's CUDA design; activations rounded to 8 bits, as llama.cpp's do).
+ * (llama.cpp's CUDA design; activations rounded to 8 bits, as llama.cpp's do). PF:
+ * each trip's pieces loaded a trip ahead, the first before x is staged (twice the
+ * weight registers, twice the loads in flight).
  */
 export interface PieceTile extends GemvTile {
   XWG: boolean;
   MAGIC: boolean;
   XQ8: boolean;
+  PF: boolean;
 }
 
 /** A quantized GEMV's kernel: the piece GEMV, or (piece null) the 8-weight one of kernels/quant.wgsl. */
@@ -157,8 +160,8 @@ const xq8Vec4s = (t: GemvTile, quant: QuantType, K: number) => xq8Runs(t, K) + Q
 export const xwgBytes = (t: PieceTile, quant: QuantType, K: number) =>
   !t.XWG ? 0 : t.XQ8 ? 16 * xq8Vec4s(t, quant, K) + 8 * xq8Runs(t, K) : 16 * xwgVec4s(t, quant, K);
 
-/** Partial choices read from KVC_QGEMV: "old", or "rows=2,lanes=32,ku=2,xwg=1,magic=1,xq8=1" (any subset). */
-export type PieceForce = "old" | Partial<Pick<PieceTile, "ROWS" | "LANES" | "KU" | "XWG" | "MAGIC" | "XQ8">>;
+/** Partial choices read from KVC_QGEMV: "old", or "rows=2,lanes=32,ku=2,xwg=1,magic=1,xq8=1,pf=1" (any subset). */
+export type PieceForce = "old" | Partial<Pick<PieceTile, "ROWS" | "LANES" | "KU" | "XWG" | "MAGIC" | "XQ8" | "PF">>;
 
 export function parsePieceForce(env: string | undefined): PieceForce | null {
   if (env === undefined || env.trim() === "") return null;
@@ -167,9 +170,9 @@ export function parsePieceForce(env: string | undefined): PieceForce | null {
   for (const kv of env.split(",")) {
     const [k, v] = kv.split("=").map((x) => x.trim());
     const n = Number(v);
-    const key = { rows: "ROWS", lanes: "LANES", ku: "KU", xwg: "XWG", magic: "MAGIC", xq8: "XQ8" }[k] as keyof typeof out | undefined;
-    if (!key || !Number.isInteger(n) || n < 0) throw new Error(`KVC_QGEMV="${env}": expected "old" or rows=R,lanes=L,ku=U,xwg=0|1,magic=0|1,xq8=0|1 (any of them)`);
-    if (key === "XWG" || key === "MAGIC" || key === "XQ8") out[key] = n !== 0;
+    const key = { rows: "ROWS", lanes: "LANES", ku: "KU", xwg: "XWG", magic: "MAGIC", xq8: "XQ8", pf: "PF" }[k] as keyof typeof out | undefined;
+    if (!key || !Number.isInteger(n) || n < 0) throw new Error(`KVC_QGEMV="${env}": expected "old" or rows=R,lanes=L,ku=U,xwg=0|1,magic=0|1,xq8=0|1,pf=0|1 (any of them)`);
+    if (key === "XWG" || key === "MAGIC" || key === "XQ8" || key === "PF") out[key] = n !== 0;
     else out[key] = n;
   }
   if (out.LANES !== undefined && (out.LANES < 4 || (out.LANES & (out.LANES - 1)) !== 0)) throw new Error(`KVC_QGEMV: lanes=${out.LANES} is not a power of two >= 4`);
@@ -197,11 +200,11 @@ function envForce(): PieceForce | null {
  */
 export function quantGemvFor(M: number, quant: QuantType, K: number, norm: boolean, maxStorage = 16384, subgroups = true, swiglu = false, force: PieceForce | null = envForce()): QuantGemv {
   if (force === "old" || !pieceFits(quant, K)) return { tile: gemvTileFor(M, norm, maxStorage, subgroups, swiglu), piece: null };
-  const [XWG, MAGIC, XQ8, LANES] = [true, true, false, PIECE_LANES];
+  const o = { LANES: PIECE_LANES, XWG: true, MAGIC: true, XQ8: false, PF: false };
   const t: PieceTile = M === 1
-    ? (norm ? { ROWS: swiglu ? 4 : 2, BATCH: 1, LANES, KU: 1, XWG, MAGIC, XQ8 } : { ROWS: 1, BATCH: 1, LANES, KU: 2, XWG, MAGIC, XQ8 })
-    : M <= 4 ? { ROWS: norm ? 4 : 2, BATCH: nextPow2(M), LANES, KU: 1, XWG, MAGIC, XQ8 }
-    : { ROWS: norm ? 4 : 2, BATCH: norm ? 4 : 8, LANES, KU: 1, XWG, MAGIC, XQ8 };
+    ? (norm ? { ROWS: swiglu ? 4 : 2, BATCH: 1, KU: 1, ...o } : { ROWS: 1, BATCH: 1, KU: 2, ...o })
+    : M <= 4 ? { ROWS: norm ? 4 : 2, BATCH: nextPow2(M), KU: 1, ...o }
+    : { ROWS: norm ? 4 : 2, BATCH: norm ? 4 : 8, KU: 1, ...o };
   if (force) Object.assign(t, force);
   if (t.XQ8) t.XWG = true;
   if (swiglu && t.ROWS % 2) t.ROWS *= 2;
@@ -214,31 +217,43 @@ export function quantGemvFor(M: number, quant: QuantType, K: number, norm: boole
 /** The kernels/gemv.wgsl defines of a quantized GEMV (beside BIAS, NORM...). */
 export function quantGemvDefines(q: QuantGemv, quant: QuantType, K: number): Defines {
   const p = q.piece;
-  if (!p) return { ...q.tile, QUANT: quant, PIECE: false, XWG: false, QMAGIC: false, XQ8: false };
+  if (!p) return { ...q.tile, QUANT: quant, PIECE: false, XWG: false, QMAGIC: false, XQ8: false, QPF: false };
   return {
-    ROWS: p.ROWS, BATCH: p.BATCH, LANES: p.LANES, KU: p.KU, QUANT: quant, PIECE: true, XWG: p.XWG, QMAGIC: p.MAGIC, XQ8: p.XQ8,
+    ROWS: p.ROWS, BATCH: p.BATCH, LANES: p.LANES, KU: p.KU, QUANT: quant, PIECE: true, XWG: p.XWG, QMAGIC: p.MAGIC, XQ8: p.XQ8, QPF: p.PF,
     ...(p.XWG ? (p.XQ8 ? { XQS: xq8Vec4s(p, quant, K), XQR: xq8Runs(p, K) } : { XS: xwgVec4s(p, quant, K) }) : {}), ...QUANT_PIECES[quant],
   };
 }
 
-/** gemvTileName, "+x" with x in workgroup memory (+q8 as 8-bit integers), "+m" with the exponent trick; "old ..." for the 8-weight kernel. */
+/**
+ * gemvTileName, "+x" with x in workgroup memory (+q8 as 8-bit integers), "+m" with the
+ * exponent trick, "+pf" loading a trip ahead; "old ..." for the 8-weight kernel.
+ */
 export const quantGemvName = (q: QuantGemv) =>
-  q.piece ? gemvTileName(q.piece) + (q.piece.XQ8 ? "+x+q8" : q.piece.XWG ? "+x" : "") + (q.piece.MAGIC && !q.piece.XQ8 ? "+m" : "") : "old " + gemvTileName(q.tile);
+  q.piece
+    ? gemvTileName(q.piece) + (q.piece.XQ8 ? "+x+q8" : q.piece.XWG ? "+x" : "") + (q.piece.MAGIC && !q.piece.XQ8 ? "+m" : "") + (q.piece.PF ? "+pf" : "")
+    : "old " + gemvTileName(q.tile);
 
 /**
  * Piece tiles worth timing side by side at M rows: rows 1, 2, 4 (2, 4 for SwiGLU) x lanes
  * 16, 32, 64, each with the planner's options (x in workgroup memory, the exponent
- * trick) at 1 and 2 pieces per trip, and at 1 piece per trip with x read from L1 (with
- * and without the trick) and with 8-bit x.
+ * trick) at 1 and 2 pieces per trip; with 32 or 64 lanes also those loading a trip
+ * ahead, x read from L1 (with and without the trick), and 8-bit x (plain, and 2 pieces
+ * loaded ahead).
  */
 export function quantGemvSweep(M: number, quant: QuantType, K: number, norm: boolean, maxStorage: number, subgroups: boolean, swiglu: boolean): QuantGemv[] {
   const out = new Map<string, QuantGemv>();
-  const options: [number, boolean, boolean, boolean][] = [[1, true, true, false], [2, true, true, false], [1, false, false, false], [1, false, true, false], [1, true, false, true]];
+  const planned = { XWG: true, MAGIC: true, XQ8: false, PF: false };
+  const base: Exclude<PieceForce, "old">[] = [{ KU: 1, ...planned }, { KU: 2, ...planned }];
+  const more: Exclude<PieceForce, "old">[] = [
+    { KU: 1, ...planned, PF: true }, { KU: 2, ...planned, PF: true },
+    { KU: 1, XWG: false, MAGIC: false, XQ8: false, PF: false }, { KU: 1, XWG: false, MAGIC: true, XQ8: false, PF: false },
+    { KU: 1, XWG: true, MAGIC: false, XQ8: true, PF: false }, { KU: 2, XWG: true, MAGIC: false, XQ8: true, PF: true },
+  ];
   for (const ROWS of swiglu ? [2, 4] : [1, 2, 4]) {
     for (const LANES of [16, 32, 64]) {
-      for (const [KU, XWG, MAGIC, XQ8] of options) {
-        const q = quantGemvFor(M, quant, K, norm, maxStorage, subgroups, swiglu, { ROWS, LANES, KU, XWG, MAGIC, XQ8 });
-        if (q.piece && q.piece.XWG === XWG) out.set(quantGemvName(q), q);
+      for (const f of LANES === 16 ? base : [...base, ...more]) {
+        const q = quantGemvFor(M, quant, K, norm, maxStorage, subgroups, swiglu, { ROWS, LANES, ...f });
+        if (q.piece && q.piece.XWG === f.XWG) out.set(quantGemvName(q), q);
       }
     }
   }

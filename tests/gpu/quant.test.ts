@@ -135,13 +135,15 @@ describe("quantized kernels", async () => {
 // The piece GEMV (kernels/quant_piece.wgsl): every format at a K of an odd block count
 // whose rows are still whole 16-byte words (Q8_0, Q4_0, Q6_K: 7 blocks, so the row's d
 // words end in a padding half; Q4_K: 3 super-blocks), and each option of the tile
-// (rows, lanes, pieces per trip, x in workgroup memory, the exponent trick) in some case.
+// (rows, lanes, pieces per trip, x in workgroup memory, the exponent trick, loads a
+// trip ahead, 8-bit x) in some case.
 const PIECE_K: Record<QuantType, number> = { q8_0: 224, q4_0: 224, q4_k: 768, q6_k: 1792 };
 /** K of rows that are not whole 16-byte words (Q4_K's always are) */
 const UNFIT_K: Partial<Record<QuantType, number>> = { q8_0: 160, q4_0: 160, q6_k: 512 };
 const PIECE_CASES: { M: number; force: PieceForce | null }[] = [
   { M: 1, force: null },
-  { M: 1, force: { ROWS: 1, LANES: 16, KU: 2, XWG: false, MAGIC: false } },
+  // 4 lanes a row: every format's lanes make several trips (Q8_0, Q4_0: 7 pieces)
+  { M: 1, force: { ROWS: 1, LANES: 4, KU: 1, XWG: false, MAGIC: false, PF: true } },
   { M: 2, force: { ROWS: 4, LANES: 64, XWG: false, MAGIC: true } },
 ];
 
@@ -204,7 +206,7 @@ describe("piece GEMV of quantized rows", async () => {
       const gate = weights(t, Fn, K, 25), upw = weights(t, Fn, K, 26);
       const x = rand(M * K, 27, 2), g = rand(K, 28, 2);
       const want = ref.swiglu(ref.matmul(ref.rmsnorm(x, g, M, K, eps), new Float32Array([...gate.w, ...upw.w]), M, 2 * Fn, K), M, Fn, Fn);
-      const q = plan(sg, M, t, K, true, true, { XWG: true, MAGIC: false });
+      const q = plan(sg, M, t, K, true, true, { XWG: true, MAGIC: false, PF: true });
       const act = await zeros(M * Fn * 4);
       const k = sg.kernel("gemv", { ...GEMV, ...quantGemvDefines(q, t, K), NORM: true, SWIGLU: true });
       const st = sg.step();
@@ -231,7 +233,7 @@ describe("piece GEMV of quantized rows", async () => {
   // a row's value depends on LANES alone: alone in a one-row tile with the exponent
   // trick and x in workgroup memory, or in a batch tile without either, the same bits
   test("q4_k: a row's output is the same alone or in a batch, with or without the exponent trick", async () => {
-    const t = "q4_k", K = PIECE_K[t], N = 21, M = 3;
+    const t = "q4_k", K = 2048, N = 21, M = 3; // 64 pieces: two trips of 32 lanes
     const { gpu } = weights(t, N, K, 34);
     const x = rand(M * K, 35, 2);
     const [W, X] = [await up(gpu), await up(x)];
@@ -243,9 +245,9 @@ describe("piece GEMV of quantized rows", async () => {
       st.submit();
       return readF32(Y, rows * N);
     };
-    const batch = await run(sg, M, X, { ROWS: 2, LANES: 32, KU: 1, XWG: false, MAGIC: false });
+    const batch = await run(sg, M, X, { ROWS: 2, LANES: 32, KU: 2, XWG: false, MAGIC: false, PF: false });
     for (let m = 0; m < M; m++) {
-      const alone = await run(sg, 1, await up(x.slice(m * K, (m + 1) * K)), { ROWS: 4, LANES: 32, KU: 2, XWG: true, MAGIC: true });
+      const alone = await run(sg, 1, await up(x.slice(m * K, (m + 1) * K)), { ROWS: 4, LANES: 32, KU: 1, XWG: true, MAGIC: true, PF: true });
       expect([...alone], `row ${m}`).toEqual([...batch.subarray(m * N, (m + 1) * N)]);
     }
   });
@@ -270,7 +272,7 @@ describe("piece GEMV of quantized rows", async () => {
     });
   }
   test("q4_k 8-bit x +norm +swiglu: a row alone and in a batch agree bit for bit", async () => {
-    const t = "q4_k", K = PIECE_K[t], Fn = 24, eps = 1e-5, M = 3;
+    const t = "q4_k", K = 2048, Fn = 24, eps = 1e-5, M = 3;
     const gate = weights(t, Fn, K, 44), upw = weights(t, Fn, K, 45);
     const x = rand(M * K, 46, 2), g = rand(K, 47, 2);
     const gx = new Float32Array(x.map((v, i) => v * g[i % K]));
@@ -286,17 +288,17 @@ describe("piece GEMV of quantized rows", async () => {
       st.submit();
       return readF32(act, rows * Fn);
     };
-    const batch = await run(M, X, { ROWS: 2, KU: 1 });
+    const batch = await run(M, X, { ROWS: 2, KU: 2, PF: false });
     expect(maxAbsDiff(batch, want)).toBeLessThan(XQ8_TOL);
     for (let m = 0; m < M; m++) {
-      const alone = await run(1, await up(x.slice(m * K, (m + 1) * K)), { ROWS: 4, KU: 2 });
+      const alone = await run(1, await up(x.slice(m * K, (m + 1) * K)), { ROWS: 4, KU: 1, PF: true });
       expect([...alone], `row ${m}`).toEqual([...batch.subarray(m * Fn, (m + 1) * Fn)]);
     }
   });
   test("KVC_QGEMV: old, or any of rows, lanes, ku, xwg, magic", () => {
     expect(parsePieceForce("old")).toBe("old");
     expect(parsePieceForce(" ")).toBeNull();
-    expect(parsePieceForce("rows=4,lanes=64,xwg=1,magic=0,xq8=1")).toEqual({ ROWS: 4, LANES: 64, XWG: true, MAGIC: false, XQ8: true });
+    expect(parsePieceForce("rows=4,lanes=64,xwg=1,magic=0,xq8=1,pf=1")).toEqual({ ROWS: 4, LANES: 64, XWG: true, MAGIC: false, XQ8: true, PF: true });
     expect(() => parsePieceForce("lanes=48")).toThrow(/power of two/);
     expect(() => parsePieceForce("rowz=2")).toThrow(/KVC_QGEMV/);
     expect(quantGemvFor(1, "q4_k", 4096, false, 49152, true, false, "old").piece).toBeNull();
