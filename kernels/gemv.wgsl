@@ -22,7 +22,7 @@
 // weights, and each run's scale once. XWG: the workgroup's BATCH activation rows are
 // staged in workgroup memory first (XS vec4s), and lanes read x there; one vec4 of
 // padding after every XPAD spreads the pieces a quarter-warp reads at once over all
-// banks (each format's XPAD: src/model/gemv.ts QUANT_PIECES).
+// banks (each format's XPAD: src/model/quant-gemv.ts QUANT_PIECES).
 // QPF: each trip's pieces are loaded a trip ahead (the first before x is staged).
 // XQ8 (with XWG): x staged as 8-bit integers instead, each run of 16 with its scale d
 // and d * (the sum of its integers), so that a run meets its packed weights in 4-way

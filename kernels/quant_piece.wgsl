@@ -5,7 +5,7 @@
 // integers and one (s, m) per run; run j meets x[xbase(p) + j RUN + 0..15]. So a lane
 // decodes its scales once per 16 weights, converts each q once, and its loads are
 // wide and contiguous with its neighbours' (consecutive lanes take consecutive pieces).
-// Rows must be whole 16-byte words (src/model/gemv.ts pieceFits: K % 256 == 0).
+// Rows must be whole 16-byte words (src/model/quant-gemv.ts pieceFits: K % 256 == 0 will do).
 // The including kernel defines `fn qv(b: u32, i: u32) -> vec4<u32>`, 16-byte word i of
 // weight buffer b (b is a constant at every call, so the choice folds away), and P.K.
 //

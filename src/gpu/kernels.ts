@@ -180,7 +180,7 @@ export class KernelContext {
    * Base defines every kernel may use: the weight-load variant and reduction variant;
    * QUANT: the block format of quantized weights (src/model/quant.ts), false for f16;
    * PIECE, XWG, QMAGIC, XQ8, QPF: the quantized GEMV's piece path and its options
-   * (src/model/gemv.ts quantGemvDefines), off unless a call sets them.
+   * (src/model/quant-gemv.ts quantGemvDefines), off unless a call sets them.
    */
   baseDefines(): Defines {
     const f = this.gpu.features;

@@ -16,7 +16,8 @@
 import { checkGpuErrors, type Gpu } from "../gpu/device.ts";
 import { GrowableBuffers, readBuffer } from "../gpu/buffers.ts";
 import { Usage } from "../gpu/flags.ts";
-import { GEMV_MAX_ROWS, GEMV_UNFUSED, GEMV_WG, gemvGrid, gemvTileFor, quantGemvDefines, quantGemvFor, swigluRuns, type GemvTile, type SwigluRun } from "./gemv.ts";
+import { GEMV_MAX_ROWS, GEMV_UNFUSED, GEMV_WG, gemvGrid, gemvTileFor, swigluRuns, type GemvTile, type SwigluRun } from "./gemv.ts";
+import { quantGemvDefines, quantGemvFor } from "./quant-gemv.ts";
 import { ATTN_WORKGROUPS, decodeAttentionFixedPlan, decodeAttentionPlan, decodeAttentionShape, prefillMmaTiling, prefillSplit, prefillTiles, prefillTiling, type DecodeAttentionShape, type PrefillMmaTiling, type PrefillTiling } from "./attention.ts";
 // the tile choice lives beside its kernels (gemv.ts, attention.ts); importers that still name this module get it here
 import { cdiv, nextPow2, type Binding, type Defines, type Kernel, type KernelContext, type Step } from "../gpu/kernels.ts";
