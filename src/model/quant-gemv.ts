@@ -2,7 +2,7 @@
 // from the host: each format's piece, which rows it reads, its tile and options per
 // step (quantGemvFor, KVC_QGEMV), their defines and names, and the tiles a sweep times.
 import { nextPow2, type Defines } from "../gpu/kernels.ts";
-import { gemvScratchBytes, gemvTileFor, gemvTileName, type GemvTile } from "./gemv.ts";
+import { GEMV_WG, gemvScratchBytes, gemvTileFor, gemvTileName, type GemvTile } from "./gemv.ts";
 import { QUANT, rowWords, type QuantType } from "./quant.ts";
 
 /**
@@ -97,10 +97,12 @@ function envForce(): PieceForce | null {
  * 8-weight kernel with the f16 GEMV's tile. First choices, not yet timed on a GPU
  * (bench/kernels.ts times them all: `--quant q4_k --gemv-tile-rows 1`): at M = 1 the
  * f16 tiles' rows (1 row and 2 pieces per trip for o and down, 2 for the normed GEMVs,
- * 4 for gate/up); batches as the f16 tiles; x in workgroup memory wherever it fits (a
- * group reads all of x: from workgroup memory its lanes meet no bank conflict, from L1
- * they touch 16 lines per 512 bytes), q made f32 by the exponent trick (no conversion
- * instruction: NVIDIA SMs issue those at a fraction of their FMA rate).
+ * 4 for gate/up); batches as the f16 tiles; x in workgroup memory where it fits and a
+ * workgroup has 16 weight rows or more (a group reads all of x: from workgroup memory
+ * its lanes meet no bank conflict, from L1 they touch 16 lines per 512 bytes; but
+ * staging reads BATCH K x 4 bytes a workgroup from L2, 0.44 of the Q4_K weights' bytes
+ * at 16 rows, 0.89 at 8); q made f32 by the exponent trick (no conversion instruction:
+ * NVIDIA SMs issue those at a fraction of their FMA rate).
  */
 export function quantGemvFor(M: number, quant: QuantType, K: number, norm: boolean, maxStorage = 16384, subgroups = true, swiglu = false, force: PieceForce | null = envForce()): QuantGemv {
   if (force === "old" || !pieceFits(quant, K)) return { tile: gemvTileFor(M, norm, maxStorage, subgroups, swiglu), piece: null };
@@ -109,6 +111,7 @@ export function quantGemvFor(M: number, quant: QuantType, K: number, norm: boole
     ? (norm ? { ROWS: swiglu ? 4 : 2, BATCH: 1, KU: 1, ...o } : { ROWS: 1, BATCH: 1, KU: 2, ...o })
     : M <= 4 ? { ROWS: norm ? 4 : 2, BATCH: nextPow2(M), KU: 1, ...o }
     : { ROWS: norm ? 4 : 2, BATCH: norm ? 4 : 8, KU: 1, ...o };
+  t.XWG = t.ROWS * (GEMV_WG / t.LANES) >= 16;
   if (force) Object.assign(t, force);
   if (t.XQ8) t.XWG = true;
   if (swiglu && t.ROWS % 2) t.ROWS *= 2;
