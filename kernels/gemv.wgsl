@@ -19,10 +19,10 @@
 // PIECE (with QUANT): lanes stride K in pieces of QPW weights (kernels/quant_piece.wgsl:
 // one to four 16-byte loads of packed weights each, runs of 16 weights sharing a scale
 // and an offset) instead of 8 weights at a time; each x value meets its run's integer
-// weights, and each run's scale once. XWG: the workgroup's BATCH activation rows are
-// staged in workgroup memory first (XS vec4s), and lanes read x there; one vec4 of
-// padding after every XPAD spreads the pieces a quarter-warp reads at once over all
-// banks (each format's XPAD: src/model/quant-gemv.ts QUANT_PIECES).
+// weights, and each run's scale once. XWG (with PIECE): the workgroup's BATCH activation
+// rows are staged in workgroup memory first (XS vec4s), and lanes read x there; one
+// vec4 of padding after every XPAD spreads the pieces a quarter-warp reads at once over
+// all banks (each format's XPAD: src/model/quant-gemv.ts QUANT_PIECES).
 // QPF: each trip's pieces are loaded a trip ahead (the first before x is staged).
 // XQ8 (with XWG): x staged as 8-bit integers instead, each run of 16 with its scale d
 // and d * (the sum of its integers), so that a run meets its packed weights in 4-way
@@ -191,13 +191,8 @@ fn xRowIndex(b: u32, m0: u32) -> u32 {
 #if !PIECE
 // activation row b of the workgroup's BATCH rows: 8 consecutive X values from 8*k8
 fn xRow(b: u32, m0: u32, k8: u32) -> array<vec4<f32>, 2> {
-#if XWG
-  let xi = b * (P.K / 4u) + 2u * k8;
-  return array<vec4<f32>, 2>(xs[xsAt(xi)], xs[xsAt(xi + 1u)]);
-#else
   let xi = xRowIndex(b, m0) * (P.K / 4u) + 2u * k8;
   return array<vec4<f32>, 2>(X[xi], X[xi + 1u]);
-#endif
 }
 #endif
 
