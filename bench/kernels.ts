@@ -17,6 +17,7 @@ import { fillRandom } from "./random-weights.ts";
 import { datasheetGbps, GREEDY, kvBytesFor, randomIds, round, syntheticEngine, type BenchContext } from "./common.ts";
 import { configFromShape, shapeByName } from "./shapes.ts";
 import { gemvGrid, gemvScratchBytes, gemvTileFor, gemvTileName, type GemvTile } from "../src/model/gemv.ts";
+import { quantGemvDefines, quantGemvFor, quantGemvName, quantGemvSweep, type QuantGemv } from "../src/model/quant-gemv.ts";
 import { ATTN_WORKGROUPS, decodeAttentionShape, prefillTileName, prefillTilingBytes, prefillTilings, type DecodeAttentionShape } from "../src/model/attention.ts";
 import { rowWords, type QuantType } from "../src/model/quant.ts";
 import { rankFigures } from "./rank.ts";
@@ -26,7 +27,11 @@ export interface KernelSuiteOptions {
   contexts: number[];
   /** decode batch sizes for the GEMV figures */
   gemvRows: number[];
-  /** decode batch sizes at which every GEMV tile (src/model/llama.ts GemvTile) is timed side by side */
+  /**
+   * decode batch sizes at which every GEMV tile (src/model/gemv.ts GemvTile) is timed side
+   * by side; with quantized weights every piece tile (quantGemvSweep), the 8-weight
+   * kernel, and the f16 GEMV on f16 weights of the same shapes
+   */
   gemvTileRows: number[];
   /** decode attention contexts at which every layout (G, WG, NK) and split target is timed side by side */
   attnSweepContexts: number[];
@@ -188,6 +193,47 @@ function gemvTiles(e: Engine, M: number, norm: boolean, swiglu = false): GemvTil
   }
   return cands.filter((t) => t.BATCH <= Math.max(M, 1) && (!swiglu || t.ROWS % 2 === 0) &&
     gemvScratchBytes(t, norm, e.gpu.features.subgroups) <= e.gpu.limits.maxComputeWorkgroupStorageSize);
+}
+
+/** A captured quantized gemv dispatch run as another quantized GEMV (piece tile or the 8-weight kernel): same bindings and params. */
+function asQuantGemv(e: Engine, d: CapturedDispatch, q: QuantGemv): CapturedDispatch {
+  const defs = definesOf(d);
+  for (const k of ["XS", "XQS", "XQR", "QPW", "QRUNS", "QRUN", "XPAD", "XQPAD"]) delete defs[k];
+  const [K, cols, M] = d.params;
+  return { ...d, k: e.kc.kernel("gemv", { ...defs, ...quantGemvDefines(q, quantOf(d) as QuantType, K) }), wg: [...gemvGrid(q.tile, M, cols, defs.SWIGLU === true), 1] };
+}
+
+/**
+ * The f16 twin of a list of quantized gemv dispatches: random f16 weights of each weight
+ * buffer's shape (rows x K), read by the f16 GEMV with the model's f16 tile; the f16
+ * bytes it must move; destroy() frees the twins.
+ */
+function f16Twin(e: Engine, ds: CapturedDispatch[]): { list: CapturedDispatch[]; bytes: number; destroy(): void } {
+  const twins = new Map<GPUBuffer, GPUBuffer>();
+  const twin = (b: CapturedDispatch["bindings"][number], quant: QuantType, K: number): GPUBuffer => {
+    const q = bufferOf(b);
+    let t = twins.get(q);
+    if (!t) {
+      const bytes = Math.ceil((q.size / (rowWords(quant, K) * 4)) * K * 2 / 16) * 16;
+      t = createStorage(e.gpu.device, bytes, "f16-twin");
+      fillRandom(e.kc, t, { words: bytes / 4, seed: twins.size + 1, f16: true });
+      twins.set(q, t);
+    }
+    return t;
+  };
+  let bytes = 0;
+  const list = ds.map((d) => {
+    const defs = definesOf(d);
+    const quant = quantOf(d) as QuantType;
+    const [K, cols, M] = d.params;
+    const swiglu = defs.SWIGLU === true;
+    const t = gemvTileFor(M, defs.NORM === true, e.gpu.limits.maxComputeWorkgroupStorageSize, e.gpu.features.subgroups, swiglu);
+    const bindings = d.bindings.map((b, i) => (i === 0 || (swiglu && i === 4) ? twin(b, quant, K) : b));
+    const c = matmulCost(d);
+    bytes += c.bytes - (swiglu ? 2 * d.params[6] : cols) * rowWords(quant, K) * 4 + (swiglu ? 2 * d.params[6] : cols) * K * 2;
+    return { ...d, bindings, k: e.kc.kernel("gemv", { ...defs, ...t, QUANT: false, PIECE: false, XWG: false, QMAGIC: false, XQ8: false, QPF: false }), wg: [...gemvGrid(t, M, cols, swiglu), 1] as [number, number, number] };
+  });
+  return { list, bytes, destroy: () => twins.forEach((t) => t.destroy()) };
 }
 
 /** Decode attention layouts and split targets to time side by side (the model's first). */
@@ -373,6 +419,35 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
       for (const [name, ds] of groupBy(list.filter((d) => kernelName(d) === "gemv"), cls)) {
         const matrix = matrixOf(name)!;
         const cost = ds.map(matmulCost).reduce((a, c) => a + c.bytes, 0);
+        const quant = quantOf(ds[0]);
+        if (quant) {
+          // quantized: the piece tiles, the 8-weight kernel (GB/s of packed bytes), then f16 weights
+          const [K] = ds[0].params;
+          const norm = defined(ds[0], "NORM"), swiglu = defined(ds[0], "SWIGLU");
+          const [maxStorage, subgroups] = [e.gpu.limits.maxComputeWorkgroupStorageSize, e.gpu.features.subgroups];
+          const mine = quantGemvName(quantGemvFor(M, quant, K, norm, maxStorage, subgroups, swiglu));
+          const old = quantGemvFor(M, quant, K, norm, maxStorage, subgroups, swiglu, "old");
+          for (const q of [old, ...quantGemvSweep(M, quant, K, norm, maxStorage, subgroups, swiglu)]) {
+            if (!ctx.deadline.fits(3000)) break;
+            const r = await timer.time(ds.map((d) => asQuantGemv(e, d, q)), popt);
+            const gbps = cost / (r.ms * 1e6);
+            const p = q.piece;
+            rep.emit({
+              ...common, test: "gemv_tile", name: matrix, M, tile: quantGemvName(q), ROWS: q.tile.ROWS, BATCH: q.tile.BATCH, LANES: q.tile.LANES, KU: q.tile.KU,
+              piece: !!p, XWG: p?.XWG ?? false, MAGIC: p?.MAGIC ?? false, model_tile: quantGemvName(q) === mine,
+              ms: round(r.ms, 4), gbps: round(gbps, 1), ...pct(gbps), reps: r.reps,
+            });
+          }
+          const tw = f16Twin(e, ds);
+          try {
+            const r = await timer.time(tw.list, popt);
+            const gbps = tw.bytes / (r.ms * 1e6);
+            rep.emit({ ...common, quant: null, test: "gemv_tile", name: matrix, M, tile: "f16 " + gemvTileName(gemvTileFor(M, norm, maxStorage, subgroups, swiglu)), model_tile: false, ms: round(r.ms, 4), gbps: round(gbps, 1), ...pct(gbps), reps: r.reps });
+          } finally {
+            tw.destroy();
+          }
+          continue;
+        }
         const mine = gemvTileFor(M, defined(ds[0], "NORM"), e.gpu.limits.maxComputeWorkgroupStorageSize, e.gpu.features.subgroups, defined(ds[0], "SWIGLU"));
         for (const t of gemvTiles(e, M, defined(ds[0], "NORM"), defined(ds[0], "SWIGLU"))) {
           const r = await timer.time(ds.map((d) => asGemvTile(e, d, t)), popt);

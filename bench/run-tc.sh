@@ -4,9 +4,11 @@
 # tokens/s and batched decode with and without tensor cores (KVC_MMA_MIN_ROWS), all
 # into $OUT (tc.jsonl, log.txt). Carry what bench/run-device.sh carries.
 #   bash bench/run-tc.sh [STEP...]   STEP: adapter tests gemm prefill batch single golden,
-#   and prim splitk breakdown attn (the subgroup-matrix primitives, batched decode by
-#   split-K target and row threshold, a batched decode step's kernels, tensor-core
-#   prefill attention on and off, quantized q4_k kernels and decode)   (default: the first seven)
+#   and prim splitk breakdown attn quant qsweep qsingle (the subgroup-matrix primitives,
+#   batched decode by split-K target and row threshold, a batched decode step's kernels,
+#   tensor-core prefill attention on and off, quantized q4_k kernels and decode, every
+#   quantized GEMV tile beside the 8-weight kernel and f16 (about 5 minutes), single-stream
+#   quantized decode under each KVC_QGEMV of TC_QGEMV)   (default: the first seven)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source bench/device-env.sh >/dev/null 2>&1
@@ -100,6 +102,20 @@ const g = await createGpu(); console.log(describeGpu(g)); console.log(JSON.strin
   if has quant; then
     log "quantized (q4_k) kernels and single-stream decode"
     timeout 150 bun cli/main.ts bench kernels single --shape 1b,8b --quant q4_k --contexts 1024 --gemv-rows 1,16 --prefill-rows 512 --prefill-attn-lens 512 --rank-lens 2048 --rank-batch 1 --passes 3 --deadline-s 140 --out "$J" 2>&1 | grep -E '"test":"(gemv|decode_step|single_decode|decode)"|rror|at ' | cut -c1-500 | head -40
+  fi
+  if has qsweep; then
+    log "quantized (${TC_QUANT:-q4_k}) GEMV tiles side by side at ${TC_QROWS:-1} rows: piece tiles, the 8-weight kernel (old), f16 weights"
+    timeout 400 bun cli/main.ts bench kernels --shape 1b,8b --quant ${TC_QUANT:-q4_k} --contexts 256 --gemv-rows 1 --gemv-tile-rows ${TC_QROWS:-1} --prefill-rows 64 --gemm-variants base --prefill-attn-lens 64 --rank-lens 256 --rank-batch 1 --passes 3 --copy-mib 256 --deadline-s 380 --out "$J" 2>&1 |
+      grep -E '"test":"(gemv_tile|decode_step|read_kernel)"|rror' | sed -E 's/.*"shape":"([^"]*)".*"name":"([^"]*)".*"M":([0-9]+).*"tile":"([^"]*)".*"model_tile":(true|false).*"ms":([0-9.]+),"gbps":([0-9.]+).*/\1 \2 M=\3 \4 \5 \6 ms \7 GB\/s/' | cut -c1-300
+  fi
+  if has qsingle; then
+    # TC_QGEMV: KVC_QGEMV values separated by ";" ("-": the planner's choice)
+    IFS=';' read -ra qcfgs <<<"${TC_QGEMV:--;old;xq8=1}"
+    for c in "${qcfgs[@]}"; do
+      [ "$c" = "-" ] && c=""
+      log "single-stream decode ${TC_QUANT:-q4_k} KVC_QGEMV=$c"
+      KVC_QGEMV=$c timeout 100 bun cli/main.ts bench single --shape 1b,8b --quant ${TC_QUANT:-q4_k} --deadline-s 90 --out "$J" 2>&1 | grep -E 'tok_s|rror' | cut -c1-300
+    done
   fi
 } 2>&1 | tee -a "$O/log.txt" | grep -v "\"test\":\"gemm\"" | cut -c1-260
 # one archive: a device call brings back only a few files

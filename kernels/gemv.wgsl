@@ -15,10 +15,27 @@
 // SWIGLU (with NORM): a workgroup takes ROWS/2 gate rows W[gRow + n] and the matching
 //   up rows W2[uRow + n] and writes silu(gate) * up; columns n >= nW (the padding of
 //   the down projection's K) get 0.
+//
+// PIECE (with QUANT): lanes stride K in pieces of QPW weights (kernels/quant_piece.wgsl:
+// one to four 16-byte loads of packed weights each, runs of 16 weights sharing a scale
+// and an offset) instead of 8 weights at a time; each x value meets its run's integer
+// weights, and each run's scale once. XWG (with PIECE): the workgroup's BATCH activation
+// rows are staged in workgroup memory first (XS vec4s), and lanes read x there; one
+// vec4 of padding after every XPAD spreads the pieces a quarter-warp reads at once over
+// all banks (each format's XPAD: src/model/quant-gemv.ts QUANT_PIECES).
+// QPF: each trip's pieces are loaded a trip ahead (the first before x is staged).
+// XQ8 (with XWG): x staged as 8-bit integers instead, each run of 16 with its scale d
+// and d * (the sum of its integers), so that a run meets its packed weights in 4-way
+// integer dot products (dot4I8Packed), llama.cpp's design; with NORM the staging
+// threads also take the sums of squares (summed over all groups at the end).
 struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, eps: f32, nW: u32, gRow: u32, uRow: u32, }
 
 #if QUANT
+#if PIECE
+@group(0) @binding(#) var<storage, read> W: array<vec4<u32>>;
+#else
 @group(0) @binding(#) var<storage, read> W: array<u32>;
+#endif
 #else
 #if F16
 @group(0) @binding(#) var<storage, read> W: array<vec4<f16>>;
@@ -39,7 +56,11 @@ struct Params { K: u32, N: u32, M: u32, ldy: u32, colOff: u32, eps: f32, nW: u32
 #endif
 #if SWIGLU
 #if QUANT
+#if PIECE
+@group(0) @binding(#) var<storage, read> W2: array<vec4<u32>>;
+#else
 @group(0) @binding(#) var<storage, read> W2: array<u32>;
+#endif
 #else
 #if F16
 @group(0) @binding(#) var<storage, read> W2: array<vec4<f16>>;
@@ -77,9 +98,40 @@ const SLOTS = WG / 4u;
 const SLOTS = WG / 2u;
 #endif
 var<workgroup> red: array<f32, NR * SLOTS>;
+#if XWG
+#if XQ8
+var<workgroup> xq: array<vec4<u32>, {{XQS}}>; // run r of the BATCH rows (K / 16 a row): 16 i8, at xqAt(r)
+var<workgroup> xqd: array<vec2<f32>, {{XQR}}>; // run r: d, d * sum of its integers
+const XQPAD = {{XQPAD}}u;
+// XQPAD padding vec4s after every 8 runs: the runs of a quarter-warp's pieces meet 8 bank groups
+fn xqAt(r: u32) -> u32 {
+  return r + XQPAD * (r / 8u);
+}
+#else
+var<workgroup> xs: array<vec4<f32>, {{XS}}>; // BATCH rows of K / 4, padded
+const XPAD = {{XPAD}}u;
+// where vec4 i of the BATCH rows sits in xs (K / 4 is a multiple of XPAD: no piece's run straddles a pad)
+fn xsAt(i: u32) -> u32 {
+  return i + i / XPAD;
+}
+#endif
+#endif
 
 // weights 8 k8 .. 8 k8 + 7 of weight row `row` (load8up: of W2)
 #if QUANT
+#if PIECE
+fn qv(b: u32, i: u32) -> vec4<u32> {
+#if SWIGLU
+  if (b == 1u) { return W2[i]; }
+#endif
+  return W[i];
+}
+const QPW = {{QPW}}u; // weights a piece
+const QRUNS = {{QRUNS}}u; // runs of 16 weights a piece
+const QRUN = {{QRUN}}u; // x distance between a piece's runs
+const QX = 4u * QRUNS; // x vec4s of a piece
+#include quant_piece
+#else
 fn qw(b: u32, i: u32) -> u32 {
 #if SWIGLU
   if (b == 1u) { return W2[i]; }
@@ -90,6 +142,7 @@ fn qw(b: u32, i: u32) -> u32 {
 fn load8(row: u32, k8: u32) -> array<vec4<f32>, 2> { return qload8(0u, row, k8, P.K); }
 #if SWIGLU
 fn load8up(row: u32, k8: u32) -> array<vec4<f32>, 2> { return qload8(1u, row, k8, P.K); }
+#endif
 #endif
 #else
 #if F16
@@ -125,17 +178,80 @@ fn lastRow() -> u32 {
 #endif
 }
 
-// activation row b of the workgroup's BATCH rows: 8 consecutive X values from 8*k8
-fn xRow(b: u32, m0: u32, k8: u32) -> array<vec4<f32>, 2> {
+// the X row of activation row b of the workgroup's BATCH rows
+fn xRowIndex(b: u32, m0: u32) -> u32 {
   let mb = min(m0 + b, P.M - 1u);
 #if GATHER
-  let m = R[mb];
+  return R[mb];
 #else
-  let m = mb;
+  return mb;
 #endif
-  let xi = m * (P.K / 4u) + 2u * k8;
+}
+
+#if !PIECE
+// activation row b of the workgroup's BATCH rows: 8 consecutive X values from 8*k8
+fn xRow(b: u32, m0: u32, k8: u32) -> array<vec4<f32>, 2> {
+  let xi = xRowIndex(b, m0) * (P.K / 4u) + 2u * k8;
   return array<vec4<f32>, 2>(X[xi], X[xi + 1u]);
 }
+#endif
+
+#if PIECE
+#if !XQ8
+// a piece's x (QRUNS runs of 16 from xb) in activation row b, and (xPieceG) the norm's gains there
+fn xPiece(b: u32, m0: u32, xb: u32) -> array<vec4<f32>, QX> {
+  var x: array<vec4<f32>, QX>;
+#if XWG
+  let xi = xsAt((b * P.K + xb) / 4u);
+#unroll j QRUNS
+#unroll i 4
+  x[{{j}}u * 4u + {{i}}u] = xs[xi + {{j}}u * (QRUN / 4u) + {{i}}u];
+#endunroll
+#endunroll
+#else
+  let xi = (xRowIndex(b, m0) * P.K + xb) / 4u;
+#unroll j QRUNS
+#unroll i 4
+  x[{{j}}u * 4u + {{i}}u] = X[xi + {{j}}u * (QRUN / 4u) + {{i}}u];
+#endunroll
+#endunroll
+#endif
+  return x;
+}
+#if NORM
+fn xPieceG(xb: u32) -> array<vec4<f32>, QX> {
+  var g: array<vec4<f32>, QX>;
+#unroll j QRUNS
+#unroll i 4
+  g[{{j}}u * 4u + {{i}}u] = G[xb / 4u + {{j}}u * (QRUN / 4u) + {{i}}u];
+#endunroll
+#endunroll
+  return g;
+}
+#endif
+// the sums of each run's x
+fn runSums(x: array<vec4<f32>, QX>) -> vec4<f32> {
+  var s = vec4<f32>(0.0);
+#unroll j QRUNS
+  s[{{j}}] = dot(x[{{j}}u * 4u] + x[{{j}}u * 4u + 1u] + x[{{j}}u * 4u + 2u] + x[{{j}}u * 4u + 3u], vec4<f32>(1.0));
+#endunroll
+  return s;
+}
+#endif
+#if XQ8
+struct XQPiece { q: array<vec4<u32>, QRUNS>, d: array<vec2<f32>, QRUNS>, }
+// a piece's 8-bit x in activation row b: its runs' integers and scales
+fn xPieceQ(b: u32, xb: u32) -> XQPiece {
+  var x: XQPiece;
+  let r0 = (b * P.K + xb) / 16u;
+#unroll j QRUNS
+  x.q[{{j}}] = xq[xqAt(r0 + {{j}}u * (QRUN / 16u))];
+  x.d[{{j}}] = xqd[r0 + {{j}}u * (QRUN / 16u)];
+#endunroll
+  return x;
+}
+#endif
+#endif
 
 // one thread's partial v of value j into the reduction slots: a sum over its block of
 // bl lanes, or (without subgroups) phase 0 stores the upper half of the group's
@@ -192,8 +308,147 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let c0 = (id / nb) * OUT; // the workgroup's first output column
   let n0 = c0 + g * OUTG; // the group's
   let m0 = (id % nb) * BATCH;
-  let K8 = P.K / 8u;
   var acc: array<f32, NR>;
+#if PIECE
+  let NP = P.K / QPW;
+#if QPF
+  // the first trip's pieces go out before x is staged (their latencies overlap), and each
+  // trip loads the next trip's pieces before its math (a past-the-end one reads the last
+  // piece again)
+#unroll u KU
+#if SWIGLU
+#unroll r ROWS/2
+  var f{{u}}_{{r}} = {{QUANT}}_load(0u, P.gRow + min(n0 + {{r}}u, lastRow()), min(t % LANES + {{u}}u * LANES, NP - 1u));
+  var fu{{u}}_{{r}} = {{QUANT}}_load(1u, P.uRow + min(n0 + {{r}}u, lastRow()), min(t % LANES + {{u}}u * LANES, NP - 1u));
+#endunroll
+#else
+#unroll r ROWS
+  var f{{u}}_{{r}} = {{QUANT}}_load(0u, min(n0 + {{r}}u, lastRow()), min(t % LANES + {{u}}u * LANES, NP - 1u));
+#endunroll
+#endif
+#endunroll
+#endif
+#endif
+#if XWG
+#if XQ8
+  // every thread quantizes a share of each activation row's runs of 16 (x g with NORM,
+  // whose squares it sums first): d = max |x| / 127, q = round(x / d)
+  let R16 = P.K / 16u;
+#unroll b BATCH
+  for (var r = t; r < R16; r += WG) {
+    let xi = xRowIndex({{b}}u, m0) * (P.K / 4u) + 4u * r;
+    var v = array<vec4<f32>, 4>(X[xi], X[xi + 1u], X[xi + 2u], X[xi + 3u]);
+#if NORM
+#unroll i 4
+    acc[RB + {{b}}u] += dot(v[{{i}}], v[{{i}}]);
+    v[{{i}}] *= G[4u * r + {{i}}u];
+#endunroll
+#endif
+    let a = max(max(abs(v[0]), abs(v[1])), max(abs(v[2]), abs(v[3])));
+    let d = max(max(a.x, a.y), max(a.z, a.w)) / 127.0;
+    let id = select(0.0, 1.0 / d, d > 0.0);
+    let q = vec4<u32>(pack4xI8(vec4<i32>(round(v[0] * id))), pack4xI8(vec4<i32>(round(v[1] * id))), pack4xI8(vec4<i32>(round(v[2] * id))), pack4xI8(vec4<i32>(round(v[3] * id))));
+    let ones = 0x01010101u;
+    let sq = dot4I8Packed(q.x, ones) + dot4I8Packed(q.y, ones) + dot4I8Packed(q.z, ones) + dot4I8Packed(q.w, ones);
+    xq[xqAt({{b}}u * R16 + r)] = q;
+    xqd[{{b}}u * R16 + r] = vec2<f32>(d, d * f32(sq));
+  }
+#endunroll
+#else
+  // every thread stages a share of the BATCH activation rows
+  for (var i = t; i < BATCH * (P.K / 4u); i += WG) {
+    xs[xsAt(i)] = X[xRowIndex(i / (P.K / 4u), m0) * (P.K / 4u) + i % (P.K / 4u)];
+  }
+#endif
+  workgroupBarrier();
+#endif
+#if PIECE
+  // KU pieces per trip, each LANES pieces apart, as the 8-weight chunks below
+  for (var p = t % LANES; p < NP; p += KU * LANES) {
+#unroll u KU
+    let in{{u}} = p + {{u}}u * LANES < NP;
+    let p{{u}} = min(p + {{u}}u * LANES, NP - 1u);
+#if QPF
+    let pn{{u}} = min(p + (KU + {{u}}u) * LANES, NP - 1u);
+#if SWIGLU
+#unroll r ROWS/2
+    let w{{u}}_{{r}} = f{{u}}_{{r}};
+    let u{{u}}_{{r}} = fu{{u}}_{{r}};
+    f{{u}}_{{r}} = {{QUANT}}_load(0u, P.gRow + min(n0 + {{r}}u, lastRow()), pn{{u}});
+    fu{{u}}_{{r}} = {{QUANT}}_load(1u, P.uRow + min(n0 + {{r}}u, lastRow()), pn{{u}});
+#endunroll
+#else
+#unroll r ROWS
+    let w{{u}}_{{r}} = f{{u}}_{{r}};
+    f{{u}}_{{r}} = {{QUANT}}_load(0u, min(n0 + {{r}}u, lastRow()), pn{{u}});
+#endunroll
+#endif
+#else
+#if SWIGLU
+#unroll r ROWS/2
+    let w{{u}}_{{r}} = {{QUANT}}_load(0u, P.gRow + min(n0 + {{r}}u, lastRow()), p{{u}});
+    let u{{u}}_{{r}} = {{QUANT}}_load(1u, P.uRow + min(n0 + {{r}}u, lastRow()), p{{u}});
+#endunroll
+#else
+#unroll r ROWS
+    let w{{u}}_{{r}} = {{QUANT}}_load(0u, min(n0 + {{r}}u, lastRow()), p{{u}});
+#endunroll
+#endif
+#endif
+#endunroll
+#unroll u KU
+    {
+      let xb = {{QUANT}}_xbase(p{{u}});
+#if XQ8
+#unroll b BATCH
+      {
+        var x = xPieceQ({{b}}u, xb);
+        if (!in{{u}}) { x.d = array<vec2<f32>, QRUNS>(); }
+#if SWIGLU
+#unroll r ROWS/2
+        acc[{{r}}u * BATCH + {{b}}u] += {{QUANT}}_dot8(w{{u}}_{{r}}, x.q, x.d);
+        acc[(OUTG + {{r}}u) * BATCH + {{b}}u] += {{QUANT}}_dot8(u{{u}}_{{r}}, x.q, x.d);
+#endunroll
+#else
+#unroll r ROWS
+        acc[{{r}}u * BATCH + {{b}}u] += {{QUANT}}_dot8(w{{u}}_{{r}}, x.q, x.d);
+#endunroll
+#endif
+      }
+#endunroll
+#else
+#if NORM
+      let g = xPieceG(xb);
+#endif
+#unroll b BATCH
+      {
+        var x = xPiece({{b}}u, m0, xb);
+        if (!in{{u}}) { x = array<vec4<f32>, QX>(); }
+#if NORM
+#unroll i QRUNS*4
+        acc[RB + {{b}}u] += dot(x[{{i}}], x[{{i}}]);
+        x[{{i}}] *= g[{{i}}];
+#endunroll
+#endif
+        let sx = runSums(x);
+#if SWIGLU
+#unroll r ROWS/2
+        acc[{{r}}u * BATCH + {{b}}u] += {{QUANT}}_dot(w{{u}}_{{r}}, x, sx);
+        acc[(OUTG + {{r}}u) * BATCH + {{b}}u] += {{QUANT}}_dot(u{{u}}_{{r}}, x, sx);
+#endunroll
+#else
+#unroll r ROWS
+        acc[{{r}}u * BATCH + {{b}}u] += {{QUANT}}_dot(w{{u}}_{{r}}, x, sx);
+#endunroll
+#endif
+      }
+#endunroll
+#endif
+    }
+#endunroll
+  }
+#else
+  let K8 = P.K / 8u;
   // KU chunks of K per trip, each LANES x 8 weights apart: all their weight loads go
   // out first, then one activation row at a time meets them (only the accumulators,
   // the weight chunks and one x chunk are live). A chunk past K reads the last one and
@@ -243,6 +498,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
 #endunroll
   }
+#endif
 #if SUBGROUPS
   let phases = 1u;
 #else
@@ -275,7 +531,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let j = o % (OUTG * BATCH);
     var inv = 1.0;
 #if NORM
+#if XQ8
+    // the staging threads of every group took a share of the squares
+    var ss = 0.0;
+    for (var g2 = 0u; g2 < NG; g2++) { ss += total(RB + j % BATCH, g2, bl); }
+    inv = inverseSqrt(ss / f32(P.K) + P.eps);
+#else
     inv = inverseSqrt(total(RB + j % BATCH, og, bl) / f32(P.K) + P.eps);
+#endif
 #endif
 #if SWIGLU
     let gv = total(j, og, bl) * inv;

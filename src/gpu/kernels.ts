@@ -178,11 +178,13 @@ export class KernelContext {
 
   /**
    * Base defines every kernel may use: the weight-load variant and reduction variant;
-   * QUANT: the block format of quantized weights (src/model/quant.ts), false for f16.
+   * QUANT: the block format of quantized weights (src/model/quant.ts), false for f16;
+   * PIECE, XWG, QMAGIC, XQ8, QPF: the quantized GEMV's piece path and its options
+   * (src/model/quant-gemv.ts quantGemvDefines), off unless a call sets them.
    */
   baseDefines(): Defines {
     const f = this.gpu.features;
-    return { F16: f.f16Weights, SUBGROUPS: f.subgroups, QUANT: false };
+    return { F16: f.f16Weights, SUBGROUPS: f.subgroups, QUANT: false, PIECE: false, XWG: false, QMAGIC: false, XQ8: false, QPF: false };
   }
 
   /** Pipelines built so far (the warm-up reports how many it compiled). */

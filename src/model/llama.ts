@@ -17,6 +17,7 @@ import { checkGpuErrors, type Gpu } from "../gpu/device.ts";
 import { GrowableBuffers, readBuffer } from "../gpu/buffers.ts";
 import { Usage } from "../gpu/flags.ts";
 import { GEMV_MAX_ROWS, GEMV_UNFUSED, GEMV_WG, gemvGrid, gemvTileFor, swigluRuns, type GemvTile, type SwigluRun } from "./gemv.ts";
+import { quantGemvDefines, quantGemvFor } from "./quant-gemv.ts";
 import { ATTN_WORKGROUPS, decodeAttentionFixedPlan, decodeAttentionPlan, decodeAttentionShape, prefillMmaTiling, prefillSplit, prefillTiles, prefillTiling, type DecodeAttentionShape, type PrefillMmaTiling, type PrefillTiling } from "./attention.ts";
 // the tile choice lives beside its kernels (gemv.ts, attention.ts); importers that still name this module get it here
 import { cdiv, nextPow2, type Binding, type Defines, type Kernel, type KernelContext, type Step } from "../gpu/kernels.ts";
@@ -24,6 +25,7 @@ import { f32Bits } from "../gpu/params.ts";
 import type { KvCache, SeqCache } from "../cache/kv-cache.ts";
 import type { ModelConfig } from "./config.ts";
 import { pad8, type Matrix, type MatrixShard, type ModelWeights } from "./weights.ts";
+import type { QuantType } from "./quant.ts";
 import { LP_STRIDE } from "./token-logprobs.ts";
 import { gemmGrid, gemmKernel, mmaGrid, mmaKernel, mmaMinRows, mmaTiles, modelGemm, modelMma, modelSkinny, skinnyCols, skinnyFits, skinnyKernel, splitK, splitKTarget, type MmaVariant } from "./gemm.ts";
 
@@ -366,7 +368,7 @@ export class LlamaModel {
         st.dispatch(skinnyKernel(this.kc, M, sgSize, bias, !!o.residual, false, skinny), bindings, { K: m.K, N: s.rows, M, ldy, colOff: s.rowStart }, [1, tiles]);
         continue;
       }
-      const gemv = !tc && M <= GEMV_MAX_ROWS ? this.gemv(M, { BIAS: bias, RESIDUAL: !!o.residual, QUANT }) : null;
+      const gemv = !tc && M <= GEMV_MAX_ROWS ? this.gemv(M, m.K, { BIAS: bias, RESIDUAL: !!o.residual, QUANT }) : null;
       const k = tc ? mmaKernel(this.kc, tc, sgSize, bias, !!o.residual)
         : gemv ? gemv.k : gemmKernel(this.kc, gemm, bias, !!o.residual, QUANT);
       const bindings: Binding[] = [s.buffer, X, Y];
@@ -407,9 +409,16 @@ export class LlamaModel {
     return bytes;
   }
 
-  private gemv(M: number, defs: Defines): { k: Kernel; tile: GemvTile } {
-    const tile = gemvTileFor(M, !!defs.NORM, this.gpu.limits.maxComputeWorkgroupStorageSize, this.gpu.features.subgroups, !!defs.SWIGLU);
-    return { k: this.kc.kernel("gemv", { BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false, WG: GEMV_WG, ...tile, ...defs }), tile };
+  /** The GEMV kernel and tile for M rows of a K-column matrix: f16, or (QUANT) src/model/gemv.ts quantGemvFor's. */
+  private gemv(M: number, K: number, defs: Defines): { k: Kernel; tile: GemvTile } {
+    const [maxStorage, subgroups, norm, swiglu] = [this.gpu.limits.maxComputeWorkgroupStorageSize, this.gpu.features.subgroups, !!defs.NORM, !!defs.SWIGLU];
+    const base = { BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false, WG: GEMV_WG };
+    if (typeof defs.QUANT === "string") {
+      const q = quantGemvFor(M, defs.QUANT as QuantType, K, norm, maxStorage, subgroups, swiglu);
+      return { k: this.kc.kernel("gemv", { ...base, ...defs, ...quantGemvDefines(q, defs.QUANT as QuantType, K) }), tile: q.tile };
+    }
+    const tile = gemvTileFor(M, norm, maxStorage, subgroups, swiglu);
+    return { k: this.kc.kernel("gemv", { ...base, ...tile, ...defs }), tile };
   }
 
   /**
@@ -423,7 +432,7 @@ export class LlamaModel {
       return;
     }
     for (const s of m.shards) {
-      const { k, tile } = this.gemv(M, { BIAS: !!o.bias, NORM: true, GATHER: !!o.gather, QUANT: s.quant ?? false });
+      const { k, tile } = this.gemv(M, m.K, { BIAS: !!o.bias, NORM: true, GATHER: !!o.gather, QUANT: s.quant ?? false });
       const bindings: Binding[] = [s.buffer, X, Y];
       if (o.bias) bindings.push(o.bias);
       bindings.push(g);
@@ -435,7 +444,7 @@ export class LlamaModel {
   /** act = swiglu(rmsnorm(X, g) Wgate, rmsnorm(X, g) Wup), zero padded to ffnPad, for a few rows. */
   private gateUpSwiglu(st: Step, runs: SwigluRun[], K: number, X: GPUBuffer, g: GPUBuffer, act: GPUBuffer, M: number) {
     for (const r of runs) {
-      const { k, tile } = this.gemv(M, { NORM: true, SWIGLU: true, QUANT: r.gate.quant ?? false });
+      const { k, tile } = this.gemv(M, K, { NORM: true, SWIGLU: true, QUANT: r.gate.quant ?? false });
       st.dispatch(k, [r.gate.buffer, X, act, g, r.up.buffer],
         { K, N: r.n, M, ldy: this.ffnPad, colOff: r.col, eps: this.cfg.normEps, nW: r.nW, gRow: r.col - r.gate.rowStart, uRow: this.cfg.ffn + r.col - r.up.rowStart },
         gemvGrid(tile, M, r.n, true));
