@@ -41,15 +41,15 @@ function addon(): { create(flags: string[]): GPU; globals: Record<string, unknow
   return require("webgpu/dist/linux-x64/dawn.node");
 }
 
-/** A new dawn.node GPU (the `navigator.gpu` object) with kvc's toggles. */
-export function dawnNodeGpu(toggles: DawnToggles): GPU {
+/** A new dawn.node GPU (the `navigator.gpu` object) with kvc's toggles; `flags` adds instance flags (e.g. "backend=null"). */
+export function dawnNodeGpu(toggles: DawnToggles, flags: string[] = []): GPU {
   const { create, globals } = addon();
   // GPUBufferUsage, GPUMapMode, ... for code that uses the spec's globals
   for (const [k, v] of Object.entries(globals)) if (!(k in globalThis)) (globalThis as any)[k] = v;
   const enabled = [...new Set([...DAWN_NODE_TOGGLES, ...toggles.enabled])].filter((t) => !toggles.disabled.includes(t));
-  const flags = [`enable-dawn-features=${enabled.join(",")}`];
-  if (toggles.disabled.length) flags.push(`disable-dawn-features=${toggles.disabled.join(",")}`);
-  const gpu = create(flags);
+  const all = [...flags, `enable-dawn-features=${enabled.join(",")}`];
+  if (toggles.disabled.length) all.push(`disable-dawn-features=${toggles.disabled.join(",")}`);
+  const gpu = create(all);
   instances.push(gpu);
   return gpu;
 }

@@ -204,17 +204,23 @@ export class KernelContext {
     return k;
   }
 
+  /** The WGSL a kernel compiles from: its source with these defines, behind the extensions it uses. */
+  source(name: string, defines: Defines = {}): string {
+    const all = { ...this.baseDefines(), ...defines };
+    const code = preprocess(kernelSource(name), all);
+    const enables: string[] = [];
+    if (all.F16 || (this.gpu.features.f16 && /subgroup_matrix_/.test(code))) enables.push("enable f16;");
+    if (all.SUBGROUPS && /subgroup/.test(code)) enables.push("enable subgroups;");
+    if (/subgroup_matrix_/.test(code)) enables.push("enable chromium_experimental_subgroup_matrix;");
+    return enables.join("\n") + "\n" + code;
+  }
+
   private buildKernel(name: string, defines: Defines, entry: string): Kernel {
     const all = { ...this.baseDefines(), ...defines };
     const key = name + ":" + entry + ":" + Object.keys(all).sort().map((k) => `${k}=${all[k]}`).join(",");
     let k = this.pipelines.get(key);
     if (k) return k;
-    let code = preprocess(kernelSource(name), all);
-    const enables: string[] = [];
-    if (all.F16 || (this.gpu.features.f16 && /subgroup_matrix_/.test(code))) enables.push("enable f16;");
-    if (all.SUBGROUPS && /subgroup/.test(code)) enables.push("enable subgroups;");
-    if (/subgroup_matrix_/.test(code)) enables.push("enable chromium_experimental_subgroup_matrix;");
-    code = enables.join("\n") + "\n" + code;
+    const code = this.source(name, defines);
     const module = this.device.createShaderModule({ label: key, code });
     const pipeline = this.device.createComputePipeline({ label: key, layout: "auto", compute: { module, entryPoint: entry } });
     k = { id: this.pipelines.size + 1, key, pipeline, params: paramLayout(code) };
