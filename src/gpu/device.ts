@@ -130,6 +130,17 @@ function pickSubgroupMatrix(info: GPUAdapterInfo): SubgroupMatrixConfig | null {
   return c ? { componentType: c.componentType, resultType: result(c), M: c.M, N: c.N, K: c.K } : null;
 }
 
+/** The limits kvc sizes its work by, as the adapter offers them (the device asks for these). */
+export function adapterLimits(L: GPUSupportedLimits): Gpu["limits"] {
+  return {
+    maxBufferSize: L.maxBufferSize,
+    maxStorageBufferBindingSize: L.maxStorageBufferBindingSize,
+    maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupsPerDimension: L.maxComputeWorkgroupsPerDimension,
+  };
+}
+
 export async function createGpu(): Promise<Gpu> {
   const backend = backendFromEnv();
   const toggles = backend !== "wgpu" ? togglesFromEnv() : { enabled: [], disabled: [] };
@@ -151,13 +162,7 @@ export async function createGpu(): Promise<Gpu> {
     timestamps: has("timestamp-query"),
   };
   const L = adapter.limits;
-  const limits = {
-    maxBufferSize: L.maxBufferSize,
-    maxStorageBufferBindingSize: L.maxStorageBufferBindingSize,
-    maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize,
-    maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup,
-    maxComputeWorkgroupsPerDimension: L.maxComputeWorkgroupsPerDimension,
-  };
+  const limits = adapterLimits(L);
   const requiredLimits: Record<string, number> = {
     ...limits,
     maxComputeWorkgroupSizeX: L.maxComputeWorkgroupSizeX,

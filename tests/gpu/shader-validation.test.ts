@@ -7,7 +7,7 @@
 // scoring rows).
 import { expect, test } from "bun:test";
 import { dawnNodeGpu } from "../../src/gpu/dawn-node.ts";
-import type { Gpu } from "../../src/gpu/device.ts";
+import { adapterLimits, type Gpu } from "../../src/gpu/device.ts";
 import { KernelContext, type Defines, type Kernel } from "../../src/gpu/kernels.ts";
 import { prefillMmaBytes } from "../../src/model/attention.ts";
 import { MMA_VARIANTS, mmaBytes, mmaKernel, skinnyKernel, type SkinnyShape } from "../../src/model/gemm.ts";
@@ -21,15 +21,8 @@ async function nullGpu(): Promise<Gpu | null> {
   const adapter = await gpu.requestAdapter();
   const want = ["shader-f16", "subgroups", SUBGROUP_MATRIX];
   if (!adapter || !want.every((f) => adapter.features.has(f))) return null;
-  const L = adapter.limits;
-  const limits = {
-    maxBufferSize: L.maxBufferSize,
-    maxStorageBufferBindingSize: L.maxStorageBufferBindingSize,
-    maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize,
-    maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup,
-    maxComputeWorkgroupsPerDimension: L.maxComputeWorkgroupsPerDimension,
-  };
-  const device = await adapter.requestDevice({ requiredFeatures: want as GPUFeatureName[], requiredLimits: { ...limits, maxStorageBuffersPerShaderStage: L.maxStorageBuffersPerShaderStage } });
+  const limits = adapterLimits(adapter.limits);
+  const device = await adapter.requestDevice({ requiredFeatures: want as GPUFeatureName[], requiredLimits: { ...limits, maxStorageBuffersPerShaderStage: adapter.limits.maxStorageBuffersPerShaderStage } });
   return {
     device, runtime: "bun", backend: "dawn.node", adapterName: "Dawn null backend", toggles: [], errors: [], limits,
     features: { f16: true, f16Weights: false, subgroups: true, subgroupMatrix: { componentType: "f16", resultType: "f32", M: 16, N: 16, K: 16 }, subgroupMaxSize: 32, timestamps: false },
