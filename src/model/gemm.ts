@@ -98,6 +98,10 @@ export const MMA_VARIANTS: readonly MmaVariant[] = [
   { name: "mma128k64", SG_ROWS: 4, SG_COLS: 2, TM: 2, TN: 4, DB: false, BK: 64 },
   { name: "mma128s4", SG_ROWS: 2, SG_COLS: 2, TM: 4, TN: 4, DB: false },
   { name: "mma128x64d", SG_ROWS: 4, SG_COLS: 2, TM: 2, TN: 2, DB: true },
+  // for the next sweep (not yet run on a GPU): 4 x 4 results a subgroup with 64-wide K
+  // steps, and a 128 x 256 tile (each X row staged once for twice the columns)
+  { name: "mma128s4k64", SG_ROWS: 2, SG_COLS: 2, TM: 4, TN: 4, DB: false, BK: 64 },
+  { name: "mma256s4", SG_ROWS: 2, SG_COLS: 4, TM: 4, TN: 4, DB: false },
 ];
 
 export const mmaRows = (v: MmaVariant) => v.SG_ROWS * v.TM * 16;
