@@ -425,7 +425,7 @@ export async function kernelSuite(ctx: BenchContext, shapeName: string, o: Kerne
           const [K] = ds[0].params;
           const norm = defined(ds[0], "NORM"), swiglu = defined(ds[0], "SWIGLU");
           const [maxStorage, subgroups] = [e.gpu.limits.maxComputeWorkgroupStorageSize, e.gpu.features.subgroups];
-          const mine = quantGemvName(quantGemvFor(M, quant, K, norm, maxStorage, subgroups, swiglu));
+          const mine = quantGemvName(quantGemvFor(M, quant, K, norm, maxStorage, subgroups, swiglu, e.model.quantForce));
           const old = quantGemvFor(M, quant, K, norm, maxStorage, subgroups, swiglu, "old");
           for (const q of [old, ...quantGemvSweep(M, quant, K, norm, maxStorage, subgroups, swiglu)]) {
             if (!ctx.deadline.fits(3000)) break;

@@ -17,7 +17,7 @@ import { checkGpuErrors, type Gpu } from "../gpu/device.ts";
 import { GrowableBuffers, readBuffer } from "../gpu/buffers.ts";
 import { Usage } from "../gpu/flags.ts";
 import { GEMV_MAX_ROWS, GEMV_UNFUSED, GEMV_WG, gemvGrid, gemvTileFor, swigluRuns, type GemvTile, type SwigluRun } from "./gemv.ts";
-import { quantGemvDefines, quantGemvFor } from "./quant-gemv.ts";
+import { quantGemvDefines, quantGemvFor, quantGemvForce } from "./quant-gemv.ts";
 import { ATTN_WORKGROUPS, decodeAttentionFixedPlan, decodeAttentionPlan, decodeAttentionShape, prefillMmaTiling, prefillSplit, prefillTiles, prefillTiling, type DecodeAttentionShape, type PrefillMmaTiling, type PrefillTiling } from "./attention.ts";
 // the tile choice lives beside its kernels (gemv.ts, attention.ts); importers that still name this module get it here
 import { cdiv, nextPow2, type Binding, type Defines, type Kernel, type KernelContext, type Step } from "../gpu/kernels.ts";
@@ -113,6 +113,8 @@ export class LlamaModel {
   readonly splitKWorkgroups = splitKTarget();
   /** decode batches on kernels/gemm_mma_skinny.wgsl, its shape (KVC_MMA_SKINNY, KVC_SKINNY) */
   readonly skinny = modelSkinny();
+  /** the quantized GEMV's forced choice (KVC_QGEMV), or null for the planner's */
+  readonly quantForce = quantGemvForce();
   /** this step's split-K partials (sized for every matmul of the step before any is recorded) */
   private splitPart: GPUBuffer | null = null;
   /** a uniform (see kernels/rope_append.wgsl), padded to whole vec4s */
@@ -414,7 +416,7 @@ export class LlamaModel {
     const [maxStorage, subgroups, norm, swiglu] = [this.gpu.limits.maxComputeWorkgroupStorageSize, this.gpu.features.subgroups, !!defs.NORM, !!defs.SWIGLU];
     const base = { BIAS: false, RESIDUAL: false, NORM: false, GATHER: false, SWIGLU: false, WG: GEMV_WG };
     if (typeof defs.QUANT === "string") {
-      const q = quantGemvFor(M, defs.QUANT as QuantType, K, norm, maxStorage, subgroups, swiglu);
+      const q = quantGemvFor(M, defs.QUANT as QuantType, K, norm, maxStorage, subgroups, swiglu, this.quantForce);
       return { k: this.kc.kernel("gemv", { ...base, ...defs, ...quantGemvDefines(q, defs.QUANT as QuantType, K) }), tile: q.tile };
     }
     const tile = gemvTileFor(M, norm, maxStorage, subgroups, swiglu);

@@ -83,12 +83,9 @@ export function parsePieceForce(env: string | undefined): PieceForce | null {
   return out;
 }
 
-// read at every dispatch: parsed once per value
-let forced: { env: string | undefined; force: PieceForce | null } | null = null;
-function envForce(): PieceForce | null {
-  const env = (globalThis as any).process?.env?.KVC_QGEMV ?? (globalThis as any).Deno?.env?.get("KVC_QGEMV");
-  if (!forced || forced.env !== env) forced = { env, force: parsePieceForce(env) };
-  return forced.force;
+/** KVC_QGEMV's choice, read once by the model (LlamaModel.quantForce), not on every dispatch. */
+export function quantGemvForce(): PieceForce | null {
+  return parsePieceForce((globalThis as any).process?.env?.KVC_QGEMV ?? (globalThis as any).Deno?.env?.get("KVC_QGEMV"));
 }
 
 /**
@@ -104,7 +101,7 @@ function envForce(): PieceForce | null {
  * at 16 rows, 0.89 at 8); q made f32 by the exponent trick (no conversion instruction:
  * NVIDIA SMs issue those at a fraction of their FMA rate).
  */
-export function quantGemvFor(M: number, quant: QuantType, K: number, norm: boolean, maxStorage = 16384, subgroups = true, swiglu = false, force: PieceForce | null = envForce()): QuantGemv {
+export function quantGemvFor(M: number, quant: QuantType, K: number, norm: boolean, maxStorage = 16384, subgroups = true, swiglu = false, force: PieceForce | null = null): QuantGemv {
   if (force === "old" || !pieceFits(quant, K)) return { tile: gemvTileFor(M, norm, maxStorage, subgroups, swiglu), piece: null };
   const o = { LANES: PIECE_LANES, XWG: true, MAGIC: true, XQ8: false, PF: false };
   const t: PieceTile = M === 1
