@@ -8,7 +8,7 @@
 // Top-n: each thread keeps a sorted list of its strided slice, then n rounds pop the
 // best head across the workgroup.
 struct Params { V: u32, histOffset: u32, }
-struct Sampling { temperature: f32, topP: f32, topK: u32, seed: u32, counter: u32, p0: u32, logprobs: u32, p2: u32, }
+#include sampling
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> samp: array<Sampling>;
 @group(0) @binding(2) var<storage, read> sampled: array<u32>;

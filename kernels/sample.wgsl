@@ -6,7 +6,7 @@
 // cumulative mass in index order. Ties at a threshold may keep a few extra tokens.
 // Logits of -3e38 (token_mask.wgsl) are never kept.
 struct Params { V: u32, M: u32, histOffset: u32, }
-struct Sampling { temperature: f32, topP: f32, topK: u32, seed: u32, counter: u32, p0: u32, p1: u32, p2: u32, }
+#include sampling
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> samp: array<Sampling>;
 @group(0) @binding(2) var<storage, read_write> outTok: array<u32>;
